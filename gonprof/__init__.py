@@ -1,0 +1,44 @@
+"""gonprof: profile what GAN and GON discriminators cost, beside what they buy.
+
+The top-level names are loaded lazily, so that ``import gonprof`` (and
+``gonprof --help``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ArchSpec": "gonprof.arch",
+    "register_arch": "gonprof.arch",
+    "build": "gonprof.arch",
+    "list_archs": "gonprof.arch",
+    "ARCHITECTURES": "gonprof.arch",
+    "Registry": "gonprof.registry",
+    "Profiler": "gonprof.profiler",
+    "ModeSpec": "gonprof.modes",
+    "register_mode": "gonprof.modes",
+    "MODES": "gonprof.modes",
+    "profile": "gonprof.api",
+    "compare": "gonprof.api",
+    "train": "gonprof.api",
+    "RunRecord": "gonprof.records",
+    "ProfileRecord": "gonprof.records",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gonprof' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
