@@ -1,0 +1,193 @@
+"""Image data: an IDX reader of gonprof's own, the embedded MNIST test split,
+and a synthetic dataset for fast tests.
+
+IDX is the format of MNIST, Fashion-MNIST and KMNIST: a 4-byte magic number
+(two zero bytes, a type code, the number of dimensions), one big-endian uint32
+per dimension, then the data.  Files may be gzip-compressed (``.gz``) or raw.
+
+A folder is read by split: ``<split>-images-idx3-ubyte[.gz]`` with
+``<split>-labels-idx1-ubyte[.gz]``, where split is ``train`` or ``t10k``.
+Every problem with a file raises :class:`DataError` with one line naming the
+file and what is wrong.
+
+Images come out as float32 ``(N, 1, H, W)`` scaled to ``[-1, 1]``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EMBEDDED_DIR = Path(__file__).parent / "data"
+SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+class DataError(Exception):
+    """A dataset file is missing, truncated or corrupt; the message is one line."""
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzip or raw) into a numpy array, validating it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt gzip stream ({exc})") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code not in _DTYPES or not 1 <= ndim <= 4:
+        raise DataError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} (not an IDX file)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header")
+    shape = struct.unpack(">" + "I" * ndim, raw[4:header])
+    dtype = np.dtype(_DTYPES[dtype_code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    got = len(raw) - header
+    if got != expected:
+        kind = "truncated" if got < expected else "has trailing bytes"
+        raise DataError(f"{path}: {kind}: header says shape {shape} ({expected} bytes), found {got} bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def available_splits(folder: str | os.PathLike) -> list[str]:
+    folder = Path(folder)
+    return [s for s in ("train", "t10k") if _find(folder, f"{s}-images-idx3-ubyte")]
+
+
+@dataclass
+class ImageData:
+    """Images in [-1, 1], shape (N, C, H, W), with integer labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str = ""
+    num_classes: int = 10
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def split(self, n_first: int) -> tuple["ImageData", "ImageData"]:
+        """The first ``n_first`` images and the rest (a fixed, documented split)."""
+        a = ImageData(self.images[:n_first], self.labels[:n_first], self.name + f"[:{n_first}]", self.num_classes)
+        b = ImageData(self.images[n_first:], self.labels[n_first:], self.name + f"[{n_first}:]", self.num_classes)
+        return a, b
+
+    def batches(self, batch_size: int, seed: int = 0, start_step: int = 0):
+        """Endless shuffled batches ``(images, labels)``; reshuffled every epoch.
+
+        The order depends only on ``seed``; ``start_step`` skips ahead so that a
+        resumed run sees exactly the batches the uninterrupted one would have.
+        """
+        n = len(self)
+        if batch_size > n:
+            raise DataError(f"{self.name}: batch size {batch_size} exceeds the {n} images available")
+        per_epoch = n // batch_size
+        step = start_step
+        while True:
+            epoch, i = divmod(step, per_epoch)
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=gen)
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            yield self.images[idx], self.labels[idx]
+            step += 1
+
+
+def load_idx_folder(folder: str | os.PathLike, split: str | None = None) -> ImageData:
+    """Read a split of an IDX folder; by default the training split when present, else t10k."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found")
+    present = available_splits(folder)
+    if split is None:
+        if not present:
+            raise DataError(f"{folder}: no IDX images found (expected train-images-idx3-ubyte[.gz] "
+                            f"or t10k-images-idx3-ubyte[.gz])")
+        split = present[0]
+    prefix = SPLITS.get(split)
+    if prefix is None:
+        raise DataError(f"unknown split {split!r}; use train or test")
+    img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
+    lab_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
+    if img_path is None:
+        raise DataError(f"{folder}: {prefix}-images-idx3-ubyte[.gz] not found (present splits: {present or 'none'})")
+    if lab_path is None:
+        raise DataError(f"{folder}: {prefix}-labels-idx1-ubyte[.gz] not found")
+    images = read_idx(img_path)
+    labels = read_idx(lab_path)
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected a 3-d image array (N, H, W), got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected a 1-d label array, got shape {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"{lab_path}: {len(labels)} labels for {len(images)} images in {img_path.name}")
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div_(127.5).sub_(1.0)
+    y = torch.from_numpy(labels.astype(np.int64))
+    classes = int(y.max().item()) + 1 if len(y) else 0
+    return ImageData(x, y, f"{folder.name}/{prefix}", max(classes, 1))
+
+
+def load_dataset(data: str | os.PathLike | None = None, split: str | None = None) -> ImageData:
+    """The dataset the tools train and score on.
+
+    ``None`` or ``"mnist-test"`` is the MNIST test split embedded in the
+    package (10,000 images, no download); ``"synthetic"`` is :func:`synthetic`;
+    anything else is an IDX folder.
+    """
+    if data is None or str(data) == "mnist-test":
+        d = load_idx_folder(EMBEDDED_DIR, "t10k")
+        d.name = "mnist-test (embedded)"
+        return d
+    if str(data) == "synthetic":
+        return synthetic()
+    return load_idx_folder(data, split)
+
+
+def synthetic(n: int = 512, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
+              seed: int = 0) -> ImageData:
+    """Class-dependent blobs in [-1, 1]: cheap, deterministic, and learnable.
+
+    Image ``i`` of class ``c`` is a Gaussian bump centred at a class-specific
+    position plus a little noise, so a classifier can tell classes apart.
+    """
+    c, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, (n,), generator=gen)
+    angles = labels.float() * (2 * torch.pi / num_classes)
+    cy = h / 2 + (h / 4) * torch.sin(angles)
+    cx = w / 2 + (w / 4) * torch.cos(angles)
+    yy = torch.arange(h).float().view(1, h, 1)
+    xx = torch.arange(w).float().view(1, 1, w)
+    sigma = max(h, w) / 8
+    bump = torch.exp(-((yy - cy.view(-1, 1, 1)) ** 2 + (xx - cx.view(-1, 1, 1)) ** 2) / (2 * sigma**2))
+    images = bump.unsqueeze(1).expand(n, c, h, w) * 2 - 1
+    images = (images + 0.05 * torch.randn(n, c, h, w, generator=gen)).clamp(-1, 1)
+    return ImageData(images.contiguous(), labels, f"synthetic{shape}", num_classes)
