@@ -136,7 +136,8 @@ def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
     default_mode="dcd",
     notes=(
         "Output: the source ends in a sigmoid (pixels in [0, 1]); the port maps it to [-1, 1] with 2*y - 1.",
-        "Output shape: the source returns (N, 784); the port returns (N, C, H, W).",
+        "Output shape: the source returns (N, 784); the port returns (N, C, H, W), with C output channels "
+        "in the last deconvolution (1 in the source).",
         "Image shapes: the source's crop of the 8x8 block1 output to 7x7 is what makes 28x28. The port "
         "generalises the crop to H/2 - 7, so square even sizes 16..30 work with C output channels; "
         "3x32x32 would need a 9x9 crop of an 8x8 map and raises ShapeError.",

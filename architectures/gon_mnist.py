@@ -49,25 +49,28 @@ def _check_shape(name: str, input_shape) -> tuple[int, int, int]:
     return c, h, w
 
 
+def _source_activation() -> nn.Module:
+    # The source writes nn.LeakyReLU(True): True lands in negative_slope, i.e. 1.0, the identity.
+    return nn.LeakyReLU(negative_slope=1.0)
+
+
 class GONConvDiscriminator(nn.Module):
     """Six 'same'-padded convolutions, then 16*H*W -> 1024 -> 256 -> 128 -> 2."""
 
     def __init__(self, input_shape=(1, 28, 28)):
         super().__init__()
         c, h, w = input_shape
-        # nn.LeakyReLU(True) in the source: negative_slope=True == 1.0, the identity.
-        act = lambda: nn.LeakyReLU(negative_slope=1.0)  # noqa: E731
         widths = [c, 128, 64, 32, 16, 16, 16]
         kernels = [5, 3, 3, 3, 3, 3]
         convs: list[nn.Module] = []
         for cin, cout, k in zip(widths[:-1], widths[1:], kernels):
-            convs += [nn.Conv2d(cin, cout, k, stride=1, padding=k // 2), act()]
+            convs += [nn.Conv2d(cin, cout, k, stride=1, padding=k // 2), _source_activation()]
         self.convs = nn.Sequential(*convs)
         flat = widths[-1] * h * w  # 16 * 28 * 28 = 12544 for MNIST
         self.head = nn.Sequential(
-            nn.Linear(flat, 1024), act(),
-            nn.Linear(1024, 256), act(),
-            nn.Linear(256, 128), act(),
+            nn.Linear(flat, 1024), _source_activation(),
+            nn.Linear(1024, 256), _source_activation(),
+            nn.Linear(256, 128), _source_activation(),
             nn.Linear(128, 2),
         )
 
@@ -109,7 +112,7 @@ class GONMLPDiscriminator(nn.Module):
         "nn.LeakyReLU(negative_slope=1.0), which computes the identity but runs the same elementwise ops "
         "as the source (so memory and time are profiled faithfully).",
         "Other input shapes: conv1 takes C input channels and fc1 takes 16*H*W inputs (12544 at 1x28x28, "
-        "16384 at 3x32x32); the source's CIFAR variant is not ported.",
+        "16384 at 3x32x32); the source itself only defines 1x28x28 models.",
     ),
     params_arithmetic=(
         "conv (1*128*25+128) + (128*64*9+64) + (64*32*9+32) + (32*16*9+16) + 2*(16*16*9+16) "

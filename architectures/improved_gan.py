@@ -200,6 +200,8 @@ def build_improved_gan_mlp(input_shape=(1, 28, 28)) -> nn.Module:
         "Initialisation as in the PyTorch port: Xavier-uniform hidden weights, N(0, 0.1^2) output direction; "
         "openai's data-dependent initialisation is not ported.",
         "Other image shapes: the output layer has C*H*W units (3072 at 3x32x32).",
+        "Batch norm uses batch statistics in train mode, so a train-mode batch needs N >= 2 (as in the source); "
+        "eval mode uses the running statistics and takes any N.",
     ),
     params_arithmetic=(
         "100*500 + 500 (BN shift) + 500*500 + 500 (BN shift) + (500*784 + 784 bias + 784 gain) "

@@ -1,5 +1,7 @@
 """GON_MNIST discriminators: parameter counts, shapes, and the ported source quirks."""
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +13,12 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@functools.lru_cache(maxsize=None)
+def built(name: str, shape=None) -> nn.Module:
+    """One instance per (name, shape) for read-only checks; each test sets the mode it needs."""
+    return get_arch(name).build(shape)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -18,7 +26,7 @@ def _seed():
 
 def test_conv_param_count():
     spec = get_arch("gon-mnist-conv")
-    model = spec.build()
+    model = built(spec.name)
     assert count(model) == spec.expected_params == (
         (1 * 128 * 25 + 128)
         + (128 * 64 * 9 + 64)
@@ -35,7 +43,7 @@ def test_conv_param_count():
 
 def test_mlp_param_count():
     spec = get_arch("gon-mnist-mlp")
-    model = spec.build()
+    model = built(spec.name)
     assert count(model) == spec.expected_params == (
         (784 * 512 + 512) + (512 * 256 + 256) + (256 * 128 + 128) + (128 * 128 + 128) + (128 * 2 + 2)
     ) == 582_914
@@ -54,7 +62,7 @@ def test_spec_fields(name):
 @pytest.mark.parametrize("name", ["gon-mnist-conv", "gon-mnist-mlp"])
 @pytest.mark.parametrize("batch", [1, 64])
 def test_forward_shape(name, batch):
-    model = get_arch(name).build().eval()
+    model = built(name).eval()
     with torch.no_grad():
         out = model(torch.rand(batch, 1, 28, 28) * 2 - 1)
     assert out.shape == (batch, 2)
@@ -64,16 +72,16 @@ def test_forward_shape(name, batch):
 @pytest.mark.parametrize("name", ["gon-mnist-conv", "gon-mnist-mlp"])
 def test_batching_fix_matches_per_sample(name):
     """The source only runs batch size 1; a batch must give the same rows as one-by-one calls."""
-    model = get_arch(name).build().eval()
-    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    model = built(name).eval()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         batched = model(x)
-        single = torch.cat([model(x[i : i + 1]) for i in range(5)])
+        single = torch.cat([model(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-5)
 
 
 def test_conv_three_channel_32():
-    model = get_arch("gon-mnist-conv").build((3, 32, 32)).eval()
+    model = built("gon-mnist-conv", (3, 32, 32)).eval()
     assert count(model) == 13_246_482 + 2 * 128 * 25 + (16384 - 12544) * 1024 == (
         (3 * 128 * 25 + 128)
         + (128 * 64 * 9 + 64)
@@ -90,7 +98,7 @@ def test_conv_three_channel_32():
 
 
 def test_mlp_three_channel_32():
-    model = get_arch("gon-mnist-mlp").build((3, 32, 32)).eval()
+    model = built("gon-mnist-mlp", (3, 32, 32)).eval()
     assert count(model) == 582_914 + (3072 - 784) * 512
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
@@ -98,7 +106,7 @@ def test_mlp_three_channel_32():
 
 def test_conv_leakyrelu_true_is_identity():
     """nn.LeakyReLU(True) in the source has slope 1.0: the conv net is one affine map."""
-    model = get_arch("gon-mnist-conv").build()
+    model = built("gon-mnist-conv")
     slopes = {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)}
     assert slopes == {1.0}
     assert slopes == {nn.LeakyReLU(True).negative_slope}
@@ -112,14 +120,14 @@ def test_conv_leakyrelu_true_is_identity():
 
 
 def test_mlp_uses_tanh():
-    model = get_arch("gon-mnist-mlp").build()
+    model = built("gon-mnist-mlp")
     assert sum(isinstance(m, nn.Tanh) for m in model.modules()) == 4
     assert not any(isinstance(m, (nn.Softmax, nn.Sigmoid)) for m in model.modules())
 
 
 def test_gradient_reaches_input():
     """GON optimises the input through the discriminator."""
-    model = get_arch("gon-mnist-mlp").build()
+    model = built("gon-mnist-mlp")
     x = torch.zeros(3, 1, 28, 28, requires_grad=True)
     model(x)[:, 0].sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape and x.grad.abs().sum() > 0

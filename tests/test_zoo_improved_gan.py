@@ -1,5 +1,7 @@
 """Improved-GAN (Salimans et al. 2016) MLPs: counts, noise, features, weight norm, generator range."""
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +13,12 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@functools.lru_cache(maxsize=None)
+def built(name: str, shape=None) -> nn.Module:
+    """One instance per (name, shape) for read-only checks; each test sets the mode it needs."""
+    return get_arch(name).build(shape)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -18,7 +26,7 @@ def _seed():
 
 def test_discriminator_param_count():
     spec = get_arch("improved-gan-mlp")
-    model = spec.build()
+    model = built(spec.name)
     weights_and_biases = (
         (784 * 1000 + 1000)
         + (1000 * 500 + 500)
@@ -36,7 +44,7 @@ def test_discriminator_param_count():
 
 def test_generator_param_count():
     spec = get_arch("improved-gan-generator")
-    model = spec.build()
+    model = built(spec.name)
     assert count(model) == spec.expected_params == (
         100 * 500 + 500  # linear without bias + BN shift
         + 500 * 500 + 500  # linear without bias + BN shift
@@ -53,7 +61,7 @@ def test_spec_fields():
 
 @pytest.mark.parametrize("batch", [1, 64])
 def test_discriminator_forward_and_features(batch):
-    model = get_arch("improved-gan-mlp").build().eval()
+    model = built("improved-gan-mlp").eval()
     x = torch.rand(batch, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         logits = model(x)
@@ -67,7 +75,7 @@ def test_discriminator_forward_and_features(batch):
 
 
 def test_noise_only_in_train_mode():
-    model = get_arch("improved-gan-mlp").build()
+    model = built("improved-gan-mlp")
     x = torch.rand(16, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         model.eval()
@@ -81,7 +89,7 @@ def test_noise_only_in_train_mode():
 
 def test_weight_norm_is_scale_invariant():
     """Scaling the stored direction V changes nothing: W = g * V / ||V||."""
-    model = get_arch("improved-gan-mlp").build().eval()
+    model = get_arch("improved-gan-mlp").build().eval()  # mutated below: a fresh one
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         before = model(x)
@@ -93,7 +101,7 @@ def test_weight_norm_is_scale_invariant():
 
 
 def test_generator_forward_and_range():
-    model = get_arch("improved-gan-generator").build()
+    model = built("improved-gan-generator")
     z = torch.rand(64, 100)
     with torch.no_grad():
         img = model.train()(z)  # batch norm with batch statistics, as in the source's training
@@ -105,8 +113,8 @@ def test_generator_forward_and_range():
 
 
 def test_three_channel_32():
-    d = get_arch("improved-gan-mlp").build((3, 32, 32)).eval()
-    g = get_arch("improved-gan-generator").build((3, 32, 32)).eval()
+    d = built("improved-gan-mlp", (3, 32, 32)).eval()
+    g = built("improved-gan-generator", (3, 32, 32)).eval()
     assert count(d) == 1_538_770 + (3072 - 784) * 1000
     assert count(g) == 694_568 + (3072 - 784) * (500 + 2)
     with torch.no_grad():
@@ -116,8 +124,8 @@ def test_three_channel_32():
 
 
 def test_feature_matching_gradient_reaches_generator():
-    d = get_arch("improved-gan-mlp").build().train()
-    g = get_arch("improved-gan-generator").build().train()
+    d = built("improved-gan-mlp").train()
+    g = built("improved-gan-generator").train()
     fake = g(torch.rand(8, 100))
     real = torch.rand(8, 1, 28, 28) * 2 - 1
     loss = (d.features(fake).mean(0) - d.features(real).mean(0)).pow(2).mean()

@@ -1,5 +1,7 @@
 """Keras-tutorial MLP GAN: parameter counts, shapes, dropout and output range."""
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +13,12 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@functools.lru_cache(maxsize=None)
+def built(name: str, shape=None) -> nn.Module:
+    """One instance per (name, shape) for read-only checks; each test sets the mode it needs."""
+    return get_arch(name).build(shape)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -18,14 +26,14 @@ def _seed():
 
 def test_discriminator_param_count():
     spec = get_arch("mlp-gan")
-    assert count(spec.build()) == spec.expected_params == (
+    assert count(built(spec.name)) == spec.expected_params == (
         (784 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 256 + 256) + (256 * 1 + 1)
     ) == 1_460_225
 
 
 def test_generator_param_count():
     spec = get_arch("mlp-gan-generator")
-    assert count(spec.build()) == spec.expected_params == (
+    assert count(built(spec.name)) == spec.expected_params == (
         (100 * 256 + 256) + (256 * 512 + 512) + (512 * 1024 + 1024) + (1024 * 784 + 784)
     ) == 1_486_352
 
@@ -39,7 +47,7 @@ def test_spec_fields():
 
 @pytest.mark.parametrize("batch", [1, 64])
 def test_discriminator_forward(batch):
-    model = get_arch("mlp-gan").build().eval()
+    model = built("mlp-gan").eval()
     with torch.no_grad():
         out = model(torch.rand(batch, 1, 28, 28) * 2 - 1)
     assert out.shape == (batch, 1)
@@ -48,7 +56,7 @@ def test_discriminator_forward(batch):
 
 @pytest.mark.parametrize("batch", [1, 64])
 def test_generator_forward_and_range(batch):
-    model = get_arch("mlp-gan-generator").build().eval()
+    model = built("mlp-gan-generator").eval()
     with torch.no_grad():
         img = model(torch.randn(batch, 100) * 10)  # large latents drive tanh to its limits
     assert img.shape == (batch, 1, 28, 28)
@@ -56,8 +64,8 @@ def test_generator_forward_and_range(batch):
 
 
 def test_three_channel_32():
-    d = get_arch("mlp-gan").build((3, 32, 32)).eval()
-    g = get_arch("mlp-gan-generator").build((3, 32, 32)).eval()
+    d = built("mlp-gan", (3, 32, 32)).eval()
+    g = built("mlp-gan-generator", (3, 32, 32)).eval()
     assert count(d) == 1_460_225 + (3072 - 784) * 1024
     assert count(g) == 1_486_352 + (3072 - 784) * (1024 + 1)
     with torch.no_grad():
@@ -67,8 +75,8 @@ def test_three_channel_32():
 
 
 def test_leaky_slope_and_dropout():
-    d = get_arch("mlp-gan").build()
-    g = get_arch("mlp-gan-generator").build()
+    d = built("mlp-gan")
+    g = built("mlp-gan-generator")
     assert {m.negative_slope for m in d.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
     assert {m.negative_slope for m in g.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
     assert [m.p for m in d.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3, 0.3]
@@ -82,7 +90,7 @@ def test_leaky_slope_and_dropout():
 
 
 def test_keras_init():
-    d = get_arch("mlp-gan").build()
+    d = built("mlp-gan")
     for m in d.modules():
         if isinstance(m, nn.Linear):
             assert torch.count_nonzero(m.bias) == 0
