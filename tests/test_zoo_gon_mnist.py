@@ -77,7 +77,7 @@ def test_batching_fix_matches_per_sample(name):
     with torch.no_grad():
         batched = model(x)
         single = torch.cat([model(x[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(batched, single, rtol=1e-4, atol=1e-5)
 
 
 def test_conv_three_channel_32():
@@ -116,7 +116,7 @@ def test_conv_leakyrelu_true_is_identity():
     with torch.no_grad():
         mixed = model(a * x + (1 - a) * y)
         combo = a * model(x) + (1 - a) * model(y)
-    torch.testing.assert_close(mixed, combo, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(mixed, combo, rtol=1e-3, atol=1e-4)
 
 
 def test_mlp_uses_tanh():
