@@ -1,0 +1,828 @@
+"""The training loop behind ``gonprof train``: run directories, checkpoints, exact resume.
+
+:func:`run_training` builds a :class:`~gonprof.modes.base.TrainStep` for a
+:class:`TrainConfig`, feeds it shuffled batches and records everything in a run
+directory.  The library never prints; pass a ``progress`` object (the CLI passes
+:class:`gonprof.progress.RichProgress`) to see the run go.
+
+Run directory
+-------------
+::
+
+    OUT/
+      config.json           the config as given ("config") and as resolved ("resolved": batch
+                            size, total steps, steps per epoch, sample/checkpoint/log periods,
+                            the step's resolved hyper-parameters, device, data and held-out
+                            split, models and parameter counts), plus gonprof / torch /
+                            torchvision / python versions and the creation time
+      log.jsonl             one JSON object per logged step:
+                              {"step": 12, "losses": {"d_loss": 0.69, ...}, "time_s": 3.1}
+                            (time_s = training wall time since the run began, across resumes;
+                            a non-finite loss is written as null), then, when the run stops,
+                            one status line:
+                              {"status": "ok"|"nan"|"interrupted"|"error", "step": N,
+                               "message": "...", "time_s": ...}
+      checkpoint.pt         torch.save of {"format", "step", "state" (TrainStep.state_dict():
+                            models, optimizers, the mode's extra state), "rng" (torch CPU,
+                            CUDA when used, python, numpy), "elapsed_s", "last_losses",
+                            "config", versions}; the data position is "step" (the batches
+                            are a pure function of seed and step).  Written atomically
+                            (checkpoint.pt.tmp then os.replace) at step 0, every
+                            ``checkpoint_every`` steps, at the end and on a clean interrupt.
+      samples/step_000100.png   8x8 grid of ``TrainStep.sample(64)``, [-1, 1] mapped to [0, 1],
+                            every ``sample_every`` steps
+      samples/final.png     the same at the end of a run that finished ("ok")
+      result.json           a :class:`TrainResult`: status, message, steps done, total steps,
+                            checkpoint step, final losses, wall time, test error, path
+
+Reproducibility
+---------------
+The global torch / python / numpy RNGs are seeded with ``seed`` before the
+step is built; the batch order is ``ImageData.batches(batch_size, seed, step)``.
+Sample grids are drawn under ``torch.random.fork_rng`` seeded by ``seed`` and
+the step number, and the models' buffers, gradients and train/eval flags are
+restored afterwards, so writing a grid never changes the training trajectory.
+Same seed, same device: the same losses.  ``resume=True`` loads the
+checkpoint (models, optimizers, mode state, RNG states), drops log lines past
+the checkpoint's step and continues, so a run of 6 steps equals a run of 3
+steps resumed to 6, step for step.  On CUDA, cuDNN is put in deterministic,
+non-benchmark mode for the run.
+
+Stopping
+--------
+* A non-finite loss stops the run with status ``"nan"``: the step's log line
+  and a status line are written, ``result.json`` too; the last good
+  checkpoint and grids stay.  Such a run cannot be resumed (it would repeat).
+* Ctrl-C: the first SIGINT (when the run is in the main thread and SIGINT
+  has Python's default handler) asks the loop to stop after the current step;
+  it then writes a checkpoint at that step and status ``"interrupted"``.  A
+  ``KeyboardInterrupt`` that arrives *inside* a step (a second Ctrl-C, or one
+  raised by code) leaves that step half done, so the previous checkpoint is
+  kept rather than overwritten; a KeyboardInterrupt between steps (logging,
+  sampling) writes a checkpoint at the last completed step.  Either way the
+  run resumes exactly.
+* Any other exception during training gives status ``"error"`` with a
+  one-line message (the traceback goes to ``result.json``).  Errors before the
+  first step (bad config, unknown architecture, incompatible mode, unreadable
+  data, a run directory in use) are raised: :class:`TrainError`,
+  :class:`~gonprof.data.DataError`, :class:`~gonprof.modes.base.IncompatibleError`
+  or a registry error, each with a one-line message.
+
+Resuming
+--------
+``resume=True`` needs ``config.out`` to hold a checkpoint.  The config must
+match the stored one in everything that shapes the trajectory (arch, mode,
+generator, preset, seed, data, device, batch size, hyper-parameters), else
+:class:`TrainError` names the first difference.  ``batch_size`` left as None
+means the stored one; ``steps`` / ``epochs`` left as None mean the stored
+total; a larger total extends the run.  Resuming a
+run that already reached its total, or one that stopped on a NaN, is a
+:class:`TrainError`.  :func:`load_run_config` reads a run directory's config
+back, for ``gonprof train --out DIR --resume`` without the other options.
+
+Held-out data and labels
+------------------------
+If the step has a callable ``test_error(images, labels)`` (improved-gan's
+semi-supervised variant), the data are split before training and the step is
+scored at the end of a finished run: with the embedded MNIST test split (10,000
+images) or any single-split source, the first half trains (images 0-4,999)
+and the second half is held out (images 5,000-9,999); an IDX folder holding both a
+``train`` and a ``t10k`` split trains on ``train`` and holds out ``t10k``.
+If the step has ``set_labelled(images, labels)`` and ``hparams["labels"] > 0``,
+it receives a class-balanced subset of the *training* images chosen by
+:func:`balanced_subset` from ``seed``; those images stay in the unlabelled
+stream too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import DataError, ImageData, available_splits, load_dataset, load_idx_folder
+
+CHECKPOINT_FORMAT = 1
+RESULT_SCHEMA = 1
+DEFAULT_STEPS = 1000
+DEFAULT_BATCH_SIZE = 64
+GRID_NROW = 8
+GRID_N = GRID_NROW * GRID_NROW
+STATUSES = ("ok", "nan", "interrupted", "error")
+
+# Fields of TrainConfig that shape the trajectory: a resume must match them.
+_TRAJECTORY_FIELDS = ("arch", "mode", "generator", "preset", "seed", "data", "device", "hparams")
+
+
+class TrainError(Exception):
+    """A training run cannot start or resume; the message is one line."""
+
+
+# ---------------------------------------------------------------------------
+# config and result
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train.  None means "the default", resolved by :func:`run_training`.
+
+    ``steps`` / ``epochs``: at most one; ``epochs=N`` is ``N * (len(train data) // batch_size)``
+    steps; neither gives :data:`DEFAULT_STEPS` (or, on resume, the stored total).
+    ``batch_size``: None is the mode's seed default ``hparams["batch_size"]``, else 64.
+    ``data``: None (embedded MNIST test split), ``"synthetic"``, or an IDX folder.
+    ``out``: the run directory; None makes ``runs/<arch>-<mode>-<date>-<time>``.
+    ``sample_every``: a grid every K steps; None is about 10 grids a run; 0 only the final one.
+    ``checkpoint_every``: None is about 10 checkpoints a run (at most every 500 steps).
+    ``log_every``: a log line every K steps (the last step and a NaN step are always logged).
+    ``hparams``: overrides of the mode's hyper-parameters.
+    """
+
+    arch: str
+    mode: str
+    generator: str | None = None
+    preset: str | None = None
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    data: str | None = None
+    device: str = "cpu"
+    out: str | None = None
+    sample_every: int | None = None
+    log_every: int = 1
+    checkpoint_every: int | None = None
+    hparams: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hparams"] = _jsonable(dict(self.hparams))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class TrainResult:
+    """How a run ended; written to ``OUT/result.json`` and returned by :func:`run_training`."""
+
+    status: str  # "ok" | "nan" | "interrupted" | "error"
+    message: str
+    steps_done: int
+    steps_total: int
+    checkpoint_step: int | None
+    final_losses: dict[str, float | None]
+    wall_time_s: float  # training wall time across resumes
+    path: str  # the run directory
+    arch: str = ""
+    mode: str = ""
+    seed: int = 0
+    device: str = ""
+    test_error: float | None = None
+    resumed_from: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    traceback: str | None = None
+    schema_version: int = RESULT_SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return _jsonable(dataclasses.asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainResult":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike) -> "TrainResult":
+        """From JSON text, a result.json path, or a run directory."""
+        s = str(text_or_path)
+        if not s.lstrip().startswith("{"):
+            p = Path(s)
+            if p.is_dir():
+                p = p / "result.json"
+            s = p.read_text()
+        return cls.from_dict(json.loads(s))
+
+
+class TrainProgress:
+    """The progress protocol (all methods optional); this base does nothing."""
+
+    def start(self, total: int, initial: int = 0, description: str = "") -> None: ...
+
+    def update(self, step: int, losses: dict[str, float]) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finish(self, result: TrainResult) -> None: ...
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def balanced_subset(data: ImageData, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``n`` images of ``data``, balanced over its classes, chosen by ``seed``.
+
+    Each class gets ``n // K`` images (``K = data.num_classes``); the remainder
+    goes one each to the lowest-numbered classes.  Returned sorted.  A class
+    with too few images raises :class:`TrainError`.
+    """
+    k = max(int(data.num_classes), 1)
+    if n <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    if n > len(data):
+        raise TrainError(f"cannot choose {n} labelled images from {len(data)} in {data.name}")
+    gen = torch.Generator().manual_seed(int(seed) * 7_919 + 17)
+    labels = data.labels
+    chosen = []
+    for c in range(k):
+        want = n // k + (1 if c < n % k else 0)
+        if want == 0:
+            continue
+        idx = (labels == c).nonzero(as_tuple=True)[0]
+        if len(idx) < want:
+            raise TrainError(f"class {c} of {data.name} has {len(idx)} images; {want} labelled ones needed")
+        chosen.append(idx[torch.randperm(len(idx), generator=gen)[:want]])
+    return torch.cat(chosen).sort().values
+
+
+def held_out_split(config: TrainConfig, data: ImageData) -> tuple[ImageData, ImageData]:
+    """(training images, held-out test images) as documented in the module docstring."""
+    src = config.data
+    if src not in (None, "mnist-test", "synthetic"):
+        folder = Path(src)
+        if set(available_splits(folder)) >= {"train", "t10k"}:
+            return load_idx_folder(folder, "train"), load_idx_folder(folder, "t10k")
+    return data.split(len(data) // 2)
+
+
+def load_run_config(out: str | os.PathLike) -> TrainConfig:
+    """The config a run directory was made with (``out`` set to that directory)."""
+    path = Path(out) / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainError(f"{out}: not a run directory (no config.json)") from None
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{path}: unreadable ({exc})") from None
+    return TrainConfig.from_dict({**stored["config"], "out": str(out)})
+
+
+def read_log(out: str | os.PathLike) -> list[dict]:
+    """The step lines of ``OUT/log.jsonl`` (status lines left out)."""
+    path = Path(out) / "log.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            rec = json.loads(line)
+            if "step" in rec and "losses" in rec:
+                rows.append(rec)
+    return rows
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return _jsonable(obj.item())
+    if isinstance(obj, (np.generic,)):
+        return _jsonable(obj.item())
+    if isinstance(obj, (Path, torch.device, torch.dtype)):
+        return str(obj)
+    return repr(obj)
+
+
+def _data_key(data: str | None) -> str:
+    if data is None or str(data) == "mnist-test":
+        return "mnist-test"
+    if str(data) == "synthetic":
+        return "synthetic"
+    return str(Path(data).expanduser().resolve())
+
+
+def _norm_device(device: str) -> str:
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        return "cuda"
+    return str(d)
+
+
+def _trajectory(cfg: dict) -> dict:
+    out = {k: cfg.get(k) for k in _TRAJECTORY_FIELDS}
+    out["data"] = _data_key(out["data"])
+    out["device"] = _norm_device(out["device"] or "cpu")
+    out["hparams"] = json.loads(json.dumps(_jsonable(out["hparams"] or {}), sort_keys=True))
+    return out
+
+
+def _default_out(config: TrainConfig) -> Path:
+    base = Path("runs") / f"{config.arch}-{config.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _rng_state(device: torch.device) -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+    }
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # seeds CUDA too
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@contextlib.contextmanager
+def _preserved(step, device: torch.device, seed: int):
+    """Run code (sampling) without touching the training trajectory."""
+    models = dict(getattr(step, "models", {}) or {})
+    flags = {k: [(m, m.training) for m in mod.modules()] for k, mod in models.items()}
+    buffers = {k: [(b, b.detach().clone()) for b in mod.buffers()] for k, mod in models.items()}
+    grads = {k: [(p, p.grad) for p in mod.parameters()] for k, mod in models.items()}
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        with torch.no_grad():
+            for k in models:
+                for b, saved in buffers[k]:
+                    if b.shape == saved.shape:
+                        b.copy_(saved)
+                for p, g in grads[k]:
+                    p.grad = g
+                for m, was in flags[k]:
+                    m.training = was
+
+
+class _SigintCatcher:
+    """First SIGINT sets ``requested``; the second raises KeyboardInterrupt."""
+
+    def __init__(self, on_first: Callable[[], None] | None = None):
+        self.requested = False
+        self.on_first = on_first
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.on_first:
+            with contextlib.suppress(Exception):
+                self.on_first()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _call(progress, name: str, *args) -> None:
+    fn = getattr(progress, name, None) if progress is not None else None
+    if fn is not None:
+        fn(*args)
+
+
+# ---------------------------------------------------------------------------
+# the loop
+
+
+def train(**kwargs) -> TrainResult:
+    """``run_training(TrainConfig(**kwargs))``; ``resume``, ``make_step``, ``progress`` pass through."""
+    opts = {k: kwargs.pop(k) for k in ("resume", "make_step", "progress", "overwrite") if k in kwargs}
+    return run_training(TrainConfig(**kwargs), **opts)
+
+
+def run_training(config: TrainConfig, *, resume: bool = False,
+                 make_step: Callable[[TrainConfig], Any] | None = None,
+                 progress: Any = None, overwrite: bool = False,
+                 catch_sigint: bool = True) -> TrainResult:
+    """Train ``config.arch`` with ``config.mode``; record the run in ``config.out``.
+
+    ``make_step(config) -> TrainStep`` defaults to
+    :func:`gonprof.modes.build.build_step` with the data's image shape.
+    ``overwrite`` allows a fresh run in a directory that already holds one
+    (its files are replaced).  ``catch_sigint`` turns the first Ctrl-C into a
+    clean stop after the current step.  See the module docstring for the run
+    directory, stopping and resuming.
+    """
+    _validate(config)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {config.device!r} requested but CUDA is not available here")
+
+    # -- the run directory, before anything expensive --------------------------
+    if config.out is None:
+        if resume:
+            raise TrainError("--resume needs the run directory (--out DIR)")
+        out = _default_out(config)
+    else:
+        out = Path(config.out).expanduser()
+    ckpt_path, cfg_path, log_path, res_path = (out / "checkpoint.pt", out / "config.json",
+                                               out / "log.jsonl", out / "result.json")
+    stored_cfg = None
+    if resume:
+        if not cfg_path.exists() or not ckpt_path.exists():
+            raise TrainError(f"{out}: nothing to resume (no {'config.json' if not cfg_path.exists() else 'checkpoint.pt'})")
+        stored_cfg = json.loads(cfg_path.read_text())
+        _check_same(config, stored_cfg["config"], out)
+        prev = _read_result(res_path)
+        if prev is not None and prev.get("status") == "nan":
+            raise TrainError(f"{out}: the run stopped on a non-finite loss at step {prev.get('steps_done')}; "
+                             "resuming would repeat it (start a new run with other settings)")
+    elif cfg_path.exists() and not overwrite:
+        raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+
+    # -- data and the step ---------------------------------------------------
+    data = load_dataset(config.data)
+    _seed_everything(config.seed)
+    if make_step is None:
+        make_step = _default_make_step(data.shape)
+    step = make_step(config)
+    hparams = dict(getattr(step, "hparams", {}) or {})
+    test_error_fn = getattr(step, "test_error", None)
+    test_error_fn = test_error_fn if callable(test_error_fn) else None
+    if test_error_fn is not None:
+        train_data, test_data = held_out_split(config, data)
+    else:
+        train_data, test_data = data, None
+
+    if config.batch_size is None and stored_cfg is not None:
+        batch_size = int(stored_cfg["resolved"]["batch_size"])  # a resume keeps the run's batch size
+    else:
+        batch_size = int(config.batch_size or hparams.get("batch_size") or DEFAULT_BATCH_SIZE)
+    if batch_size > len(train_data):
+        raise DataError(f"{train_data.name}: batch size {batch_size} exceeds the {len(train_data)} training images")
+    per_epoch = len(train_data) // batch_size
+    if config.steps is not None:
+        total = int(config.steps)
+    elif config.epochs is not None:
+        total = int(config.epochs) * per_epoch
+    elif stored_cfg is not None:
+        total = int(stored_cfg["resolved"]["steps"])
+    else:
+        total = DEFAULT_STEPS
+    if stored_cfg is not None and int(stored_cfg["resolved"]["batch_size"]) != batch_size:
+        raise TrainError(f"{out}: was trained with batch size {stored_cfg['resolved']['batch_size']}, "
+                         f"not {batch_size}; use another --out or drop --resume")
+    sample_every = config.sample_every if config.sample_every is not None else max(1, total // 10)
+    ckpt_every = config.checkpoint_every if config.checkpoint_every is not None else max(1, min(500, total // 10))
+    log_every = max(1, int(config.log_every))
+
+    labelled_idx = None
+    n_labels = int(hparams.get("labels") or 0)
+    if n_labels > 0 and callable(getattr(step, "set_labelled", None)):
+        labelled_idx = balanced_subset(train_data, n_labels, config.seed)
+        step.set_labelled(train_data.images[labelled_idx].to(device), train_data.labels[labelled_idx].to(device))
+
+    # -- start or resume -------------------------------------------------------
+    start_step, elapsed0, last_losses = 0, 0.0, {}
+    if resume:
+        ckpt = _load_checkpoint(ckpt_path)
+        start_step = int(ckpt["step"])
+        if start_step >= total:
+            raise TrainError(f"{out}: the run already finished {start_step} of {total} steps; "
+                             "pass a larger --steps to extend it, or use another --out")
+        step.load_state_dict(ckpt["state"])
+        _set_rng_state(ckpt["rng"], device)
+        elapsed0 = float(ckpt.get("elapsed_s", 0.0))
+        last_losses = dict(ckpt.get("last_losses", {}))
+        _truncate_log(log_path, start_step)
+        with contextlib.suppress(FileNotFoundError):
+            res_path.unlink()
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for p in (log_path, res_path, ckpt_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+
+    resolved = {
+        "batch_size": batch_size, "steps": total, "steps_per_epoch": per_epoch,
+        "epochs": total / per_epoch, "sample_every": sample_every, "checkpoint_every": ckpt_every,
+        "log_every": log_every, "device": str(getattr(step, "device", device)),
+        "mode": getattr(step, "mode", config.mode), "phases": list(getattr(step, "phases", ())),
+        "hparams": _jsonable(hparams),
+        "data": {"source": _data_key(config.data), "name": train_data.name, "shape": list(train_data.shape),
+                 "train_images": len(train_data), "held_out_images": len(test_data) if test_data else 0,
+                 "held_out": test_data.name if test_data is not None else None,
+                 "labelled_indices": labelled_idx.tolist() if labelled_idx is not None else None},
+        "models": {k: {"class": type(m).__name__, "params": sum(p.numel() for p in m.parameters())}
+                   for k, m in (getattr(step, "models", {}) or {}).items()},
+    }
+    meta = {
+        "config": config.replace(out=str(out)).to_dict(), "resolved": resolved,
+        "gonprof_version": _version(), "torch_version": torch.__version__,
+        "torchvision_version": _tv_version(), "python": platform.python_version(),
+        "created": (stored_cfg or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _atomic_write_text(cfg_path, json.dumps(meta, indent=2))
+
+    run = _Run(step=step, config=config, out=out, device=device, total=total, elapsed0=elapsed0,
+               ckpt_every=ckpt_every, sample_every=sample_every, log_every=log_every,
+               progress=progress, last_losses=last_losses)
+    run.checkpoint_step = start_step if resume else None
+    if not resume:
+        run.save_checkpoint(0)
+
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    _call(progress, "start", total, start_step, f"{config.arch} {config.mode}")
+    try:
+        result = run.loop(train_data, batch_size, start_step, catch_sigint)
+        if result.status == "ok" and test_error_fn is not None and test_data is not None:
+            try:
+                te = test_error_fn(test_data.images.to(device), test_data.labels.to(device))
+                result.test_error = None if te is None else float(te)
+            except Exception as exc:  # the run itself succeeded
+                result.warnings.append(f"test_error failed: {type(exc).__name__}: {exc}")
+    finally:
+        if device.type == "cuda":
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    result.resumed_from = start_step if resume else None
+    _atomic_write_text(res_path, result.to_json())
+    _call(progress, "finish", result)
+    return result
+
+
+class _Run:
+    def __init__(self, *, step, config, out, device, total, elapsed0, ckpt_every, sample_every,
+                 log_every, progress, last_losses):
+        self.step, self.config, self.out, self.device, self.total = step, config, out, device, total
+        self.elapsed0, self.ckpt_every, self.sample_every = elapsed0, ckpt_every, sample_every
+        self.log_every, self.progress, self.last_losses = log_every, progress, last_losses
+        self.t0 = time.perf_counter()
+        self.checkpoint_step: int | None = None
+        self.warnings: list[str] = []
+        self._log = None
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + (time.perf_counter() - self.t0)
+
+    # -- files -----------------------------------------------------------------
+    def log(self, rec: dict) -> None:
+        if self._log is None:
+            self._log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+        self._log.write(json.dumps(_jsonable(rec)) + "\n")
+        self._log.flush()
+
+    def save_checkpoint(self, k: int) -> None:
+        payload = {
+            "format": CHECKPOINT_FORMAT, "step": k, "state": self.step.state_dict(),
+            "rng": _rng_state(self.device), "elapsed_s": self.elapsed(),
+            "last_losses": self.last_losses, "config": self.config.to_dict(),
+            "gonprof_version": _version(), "torch_version": torch.__version__,
+        }
+        path = self.out / "checkpoint.pt"
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        self.checkpoint_step = k
+
+    def save_grid(self, k: int | None) -> None:
+        name = "final.png" if k is None else f"step_{k:06d}.png"
+        seed = self.config.seed * 1_000_003 + (k if k is not None else self.total) + 1
+        try:
+            import torchvision.utils as vutils
+
+            with _preserved(self.step, self.device, seed):
+                x = self.step.sample(GRID_N)
+            x = x.detach().float().cpu()
+            x = ((x + 1) / 2).clamp_(0, 1)
+            if x.dim() == 3:
+                x = x.unsqueeze(1)
+            vutils.save_image(x, str(self.out / "samples" / name), nrow=GRID_NROW)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:
+            msg = f"sample grid {name} not written: {type(exc).__name__}: {exc}".splitlines()[0]
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+                _call(self.progress, "note", msg)
+
+    # -- the loop --------------------------------------------------------------
+    def loop(self, data: ImageData, batch_size: int, start: int, catch_sigint: bool) -> TrainResult:
+        cfg, k = self.config, start
+        status, message, tb = "ok", "", None
+        in_step = False
+        catcher = _SigintCatcher(lambda: _call(self.progress, "note",
+                                               "stopping after this step (Ctrl-C again to stop now)"))
+        try:
+            with (catcher if catch_sigint else contextlib.nullcontext()):
+                batches = data.batches(batch_size, cfg.seed, start)
+                while k < self.total:
+                    real, labels = next(batches)
+                    real = real.to(self.device, non_blocking=True)
+                    labels = labels.to(self.device, non_blocking=True)
+                    in_step = True
+                    losses_t = self.step.step(real, labels)
+                    in_step = False
+                    k += 1
+                    losses = {name: float(v) for name, v in (losses_t or {}).items()}
+                    bad = [name for name, v in losses.items() if not math.isfinite(v)]
+                    if bad or k % self.log_every == 0 or k == self.total:
+                        self.log({"step": k, "losses": losses, "time_s": round(self.elapsed(), 6)})
+                    self.last_losses = losses
+                    _call(self.progress, "update", k, losses)
+                    if bad:
+                        status = "nan"
+                        message = (f"non-finite loss at step {k}: "
+                                   + ", ".join(f"{n}={losses[n]}" for n in bad))
+                        break
+                    if self.sample_every and k % self.sample_every == 0:
+                        self.save_grid(k)
+                    if k % self.ckpt_every == 0 or k == self.total:
+                        self.save_checkpoint(k)
+                    if catch_sigint and catcher.requested and k < self.total:
+                        if self.checkpoint_step != k:
+                            self.save_checkpoint(k)
+                        status = "interrupted"
+                        message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
+                        break
+            if status == "ok":
+                self.save_grid(None)
+                message = f"trained {self.total} steps"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            if not in_step:
+                self.save_checkpoint(k)
+            message = (f"interrupted after step {k} of {self.total}; --resume continues "
+                       f"from step {self.checkpoint_step}")
+        except Exception as exc:
+            status = "error"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            kind = "out of memory" if "out of memory" in first.lower() else type(exc).__name__
+            message = f"{kind} at step {k + 1 if in_step else k}: {first}"
+            tb = traceback.format_exc()
+        self.log({"status": status, "step": k, "message": message, "time_s": round(self.elapsed(), 6)})
+        if self._log is not None:
+            self._log.close()
+        return TrainResult(
+            status=status, message=message, steps_done=k, steps_total=self.total,
+            checkpoint_step=self.checkpoint_step, final_losses=dict(self.last_losses),
+            wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.arch, mode=cfg.mode,
+            seed=cfg.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb)
+
+
+# ---------------------------------------------------------------------------
+# internals
+
+
+def _validate(config: TrainConfig) -> None:
+    if config.steps is not None and config.epochs is not None:
+        raise TrainError("give --steps or --epochs, not both")
+    for name in ("steps", "epochs", "batch_size"):
+        v = getattr(config, name)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, not {v!r}")
+    for name in ("sample_every", "checkpoint_every"):
+        v = getattr(config, name)
+        if v is not None and (not isinstance(v, int) or v < 0):
+            raise TrainError(f"--{name.replace('_', '-')} must be a non-negative integer, not {v!r}")
+    if config.checkpoint_every == 0:
+        raise TrainError("--checkpoint-every must be at least 1")
+    try:
+        torch.device(config.device)
+    except RuntimeError:
+        raise TrainError(f"unknown device {config.device!r} (use cpu or cuda)") from None
+
+
+def _check_same(config: TrainConfig, stored: dict, out: Path) -> None:
+    new, old = _trajectory(config.to_dict()), _trajectory(stored)
+    for k in _TRAJECTORY_FIELDS:
+        if new[k] != old[k]:
+            raise TrainError(f"{out}: was made with {k}={json.dumps(old[k])}, not {json.dumps(new[k])}; "
+                             "use another --out or drop --resume")
+    if config.batch_size is not None and stored.get("batch_size") not in (None, config.batch_size):
+        raise TrainError(f"{out}: was made with batch_size={stored.get('batch_size')}, not {config.batch_size}; "
+                         "use another --out or drop --resume")
+
+
+def _read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        # our own file, holding python / numpy RNG states and the mode's extra state
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise TrainError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path}: not a gonprof checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+    return ckpt
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the step lines up to ``step``; drop later ones and earlier status lines."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a hard kill
+        if "losses" in rec and int(rec.get("step", 0)) <= step:
+            keep.append(line)
+    _atomic_write_text(path, "".join(s + "\n" for s in keep))
+
+
+def _default_make_step(input_shape):
+    def make(config: TrainConfig):
+        from .modes.build import build_step
+
+        return build_step(config.mode, config.arch, generator=config.generator, preset=config.preset,
+                          device=config.device, input_shape=tuple(input_shape), seed=config.seed,
+                          **dict(config.hparams))
+
+    return make
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _tv_version() -> str | None:
+    try:
+        import torchvision
+
+        return torchvision.__version__
+    except Exception:  # pragma: no cover
+        return None
