@@ -1,0 +1,45 @@
+"""Measuring layer: one module per quantity.
+
+- :mod:`gonprof.measure.params`: parameter counts, persistent-state bytes.
+- :mod:`gonprof.measure.flops`: FLOPs of a step (FLOPs = 2 x MACs), fvcore forward table.
+- :mod:`gonprof.measure.memory`: tensor-level live bytes during a step.
+- :mod:`gonprof.measure.rss`: the process's peak RSS during a step.
+- :mod:`gonprof.measure.timing`: Timer and timing statistics.
+
+Names are loaded lazily so that importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "count_params": "gonprof.measure.params",
+    "persistent_state": "gonprof.measure.params",
+    "FlopCounter": "gonprof.measure.flops",
+    "count_flops": "gonprof.measure.flops",
+    "forward_table": "gonprof.measure.flops",
+    "ForwardTable": "gonprof.measure.flops",
+    "ForwardRow": "gonprof.measure.flops",
+    "LiveBytesTracker": "gonprof.measure.memory",
+    "track_live_bytes": "gonprof.measure.memory",
+    "RssPeak": "gonprof.measure.rss",
+    "RssSample": "gonprof.measure.rss",
+    "Timer": "gonprof.measure.timing",
+    "summarize": "gonprof.measure.timing",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gonprof.measure' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,466 @@
+"""FLOPs of a whole training step, per phase, per module and per operator.
+
+Convention everywhere: **FLOPs = 2 x MACs** (one multiply-accumulate is two
+floating-point operations).  ``torch.utils.flop_counter``'s formulas already
+count this way (``mm``: ``2 * m * n * k``); fvcore counts one per MAC, so
+:func:`forward_table` multiplies fvcore's figures by 2 and says so.
+
+Why not ``torch.utils.flop_counter.FlopCounterMode`` itself: in torch 2.14 it
+raises ``RuntimeError: A leaf node was passed to _will_engine_execute_node``
+(pytorch issue 131753) when a step calls ``torch.autograd.grad`` with respect
+to a leaf input, which is exactly what GON's inner loop, DCD's Langevin
+refinement and the WGAN-GP penalty do.  The failure comes from its
+``ModuleTracker``, which hangs ``register_multi_grad_hook`` on module inputs.
+:class:`FlopCounter` instead
+
+- counts with a ``TorchDispatchMode`` of its own over the same formula
+  registry (``torch.utils.flop_counter.flop_registry``), decomposing ops that
+  have no formula the same way ``FlopCounterMode`` does;
+- attributes forward ops to the innermost running module through global
+  module forward pre/post hooks, and backward ops to the module whose forward
+  created the autograd node being executed (a node-creation hook tags every
+  node with the running module; nodes created during a double backward inherit
+  the tag of the node whose backward created them);
+- never touches the autograd engine, so ``autograd.grad`` w.r.t. leaves,
+  ``create_graph=True`` and double backward all count.
+
+Ops that ran without a formula are never silently dropped: arithmetic ones
+(``aten.leaky_relu``, ``aten.add``, the optimizer's ``_foreach_*`` ops, norm
+helpers, ...) are listed in ``uncounted_ops`` with their call counts; ops that
+do no arithmetic (views, copies, allocation, fills, and ``profiler.*`` markers such as
+``profiler._record_function_enter_new``) in ``no_arithmetic_ops``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from gonprof.records import FlopFigures, ModuleFlops
+
+try:  # the registry of formulas; present since torch 2.1
+    from torch.utils.flop_counter import flop_registry as _TORCH_FLOP_REGISTRY
+except ImportError:  # pragma: no cover - very old torch
+    _TORCH_FLOP_REGISTRY = {}
+
+_NODE_KEY = "gonprof_module"
+OUTSIDE_PHASES = "(outside phases)"
+
+#: Ops (by packet name without the ``aten.`` prefix) that do no arithmetic.
+NO_ARITHMETIC = frozenset(
+    """
+    detach detach_ alias lift_fresh lift_fresh_copy clone copy_ copy _to_copy to _copy_from
+    _copy_from_and_resize empty empty_like empty_strided new_empty new_empty_strided zeros
+    zeros_like new_zeros ones ones_like new_ones full full_like new_full fill fill_ zero_
+    scalar_tensor _local_scalar_dense item set_ resize_ resize_as_ contiguous t transpose
+    view _unsafe_view reshape expand permute squeeze unsqueeze select slice as_strided
+    _reshape_alias unbind split split_with_sizes chunk narrow flatten unflatten
+    cat stack index_select gather constant_pad_nd _has_compatible_shallow_copy_type
+    arange linspace eye randn rand randint randperm normal normal_ uniform_ bernoulli_
+    bernoulli random_ empty_permuted _unsafe_index slice_scatter select_scatter
+    as_strided_scatter repeat masked_fill masked_fill_ where index_put_ index_put
+    _foreach_zero_ _foreach_copy_ _foreach_fill_ is_same_size is_nonzero
+    """.split()
+)
+
+_META_OPS = frozenset(
+    """
+    sym_is_contiguous is_contiguous is_strides_like_format is_non_overlapping_and_dense
+    size sym_size stride sym_stride storage_offset sym_storage_offset numel sym_numel dim
+    """.split()
+)
+
+
+def flop_registry() -> dict:
+    """The formula registry this counter uses (torch's, including later registrations)."""
+    import torch.utils.flop_counter as fc
+
+    return dict(getattr(fc, "flop_registry", _TORCH_FLOP_REGISTRY))
+
+
+def op_name(func: Any) -> str:
+    packet = getattr(func, "_overloadpacket", func)
+    return str(packet)
+
+
+def _short(name: str) -> str:
+    return name.split(".", 1)[1] if name.startswith("aten.") else name
+
+
+class ModuleScope:
+    """Names the innermost running module (of the given models) during forward.
+
+    ``names`` maps a module to its dotted name (``"D.conv1"``); modules of
+    several models are prefixed by the model's name.  Global forward hooks
+    keep a stack; :attr:`current` is the innermost known module or None.
+    """
+
+    def __init__(self, models: Mapping[str, torch.nn.Module]) -> None:
+        self.names: dict[int, str] = {}
+        self.types: dict[str, str] = {}
+        self.parent: dict[str, Optional[str]] = {}
+        self.roots: list[str] = []
+        self._keep: list[torch.nn.Module] = []  # keep ids valid while we exist
+        for mname, model in models.items():
+            if id(model) in self.names:
+                continue
+            self.roots.append(mname)
+            stack: list[tuple[torch.nn.Module, str, Optional[str]]] = [(model, mname, None)]
+            while stack:
+                mod, fqn, par = stack.pop()
+                if id(mod) in self.names:
+                    continue
+                self.names[id(mod)] = fqn
+                self.types[fqn] = type(mod).__name__
+                self.parent[fqn] = par
+                self._keep.append(mod)
+                for cname, child in reversed(list(mod.named_children())):
+                    stack.append((child, f"{fqn}.{cname}", fqn))
+        self.order = list(self.types)  # definition order (depth-first)
+        self._stack: list[Optional[str]] = []
+        self._handles: list[Any] = []
+
+    @property
+    def current(self) -> Optional[str]:
+        return self._stack[-1] if self._stack else None
+
+    def _pre(self, module: torch.nn.Module, args: Any) -> None:
+        name = self.names.get(id(module))
+        self._stack.append(name if name is not None else self.current)
+
+    def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._stack:
+            self._stack.pop()
+
+    def __enter__(self) -> "ModuleScope":
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles = [
+            register_module_forward_pre_hook(self._pre),
+            register_module_forward_hook(self._post, always_call=True),
+        ]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._stack.clear()
+
+    def ancestors(self, fqn: str) -> Iterator[str]:
+        cur: Optional[str] = fqn
+        while cur is not None:
+            yield cur
+            cur = self.parent.get(cur)
+
+
+_DECOMPOSE_KEY = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+def _can_decompose(func: Any) -> bool:
+    """Whether ``func.decompose`` would do anything (checked once per op overload)."""
+    try:
+        if _DECOMPOSE_KEY in getattr(func, "py_kernels", {}):
+            return True
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), _DECOMPOSE_KEY))
+    except Exception:  # pragma: no cover - exotic ops: let decompose decide
+        return True
+
+
+class _CountingMode(TorchDispatchMode):
+    def __init__(self, counter: "FlopCounter") -> None:
+        super().__init__()
+        self.counter = counter
+        self.info: dict[Any, tuple[str, Any, str, bool]] = {}
+
+    def _info(self, func: Any) -> tuple[str, Any, str, bool]:
+        packet = func._overloadpacket
+        name = str(packet)
+        formula = self.counter.registry.get(packet)
+        if formula is not None:
+            kind = "formula"
+        else:
+            short = _short(name)
+            if short in _META_OPS:
+                kind = "meta"
+            elif getattr(func, "is_view", False) or short in NO_ARITHMETIC or name.startswith("profiler."):
+                kind = "no_arithmetic"
+            else:
+                kind = "uncounted"
+        can = formula is None and func is not torch.ops.prim.device.default and _can_decompose(func)
+        info = self.info[func] = (name, formula, kind, can)
+        return info
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        info = self.info.get(func) or self._info(func)
+        if info[3]:  # no formula, but a decomposition: count its parts, as FlopCounterMode does
+            with self:
+                r = func.decompose(*args, **kwargs)
+            if r is not NotImplemented:
+                return r
+        out = func(*args, **kwargs)
+        self.counter._record(info, args, kwargs, out)
+        return out
+
+
+class FlopCounter:
+    """Counts FLOPs of everything run inside ``with FlopCounter(models) as fc:``.
+
+    ``models``: mapping name -> module (for per-module attribution; may be
+    empty).  ``with fc.phase("sample"):`` labels the ops inside it.  After the
+    block, :meth:`figures` returns a :class:`~gonprof.records.FlopFigures`.
+    """
+
+    def __init__(self, models: Mapping[str, torch.nn.Module] | None = None, registry: Mapping | None = None) -> None:
+        self.scope = ModuleScope(models or {})
+        self.registry = dict(registry) if registry is not None else flop_registry()
+        self.forward_flops = 0
+        self.backward_flops = 0
+        self.by_phase: dict[Optional[str], int] = {}
+        self.by_operator: dict[str, int] = {}
+        self.self_by_module: dict[Optional[str], list[int]] = {}
+        self.uncounted: dict[str, int] = {}
+        self.no_arith: dict[str, int] = {}
+        self.phases_used = False
+        self._phase: Optional[str] = None
+        self._mode: Optional[_CountingMode] = None
+        self._node_hook: Any = None
+
+    # -- phases ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        prev = self._phase
+        self._phase = name
+        self.phases_used = True
+        self.by_phase.setdefault(name, 0)
+        try:
+            yield
+        finally:
+            self._phase = prev
+
+    # -- context ----------------------------------------------------------------
+    def _on_node(self, node: Any) -> None:
+        tag = self.scope.current
+        if tag is None:
+            cur = torch._C._current_autograd_node()
+            if cur is not None:
+                tag = cur.metadata.get(_NODE_KEY)
+        if tag is not None:
+            node.metadata[_NODE_KEY] = tag
+
+    def __enter__(self) -> "FlopCounter":
+        self.scope.__enter__()
+        self._node_hook = torch.autograd.graph.node_creation_hook(self._on_node)
+        self._node_hook.__enter__()
+        self._mode = _CountingMode(self)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._mode is not None:
+                self._mode.__exit__(*exc)
+        finally:
+            self._mode = None
+            if self._node_hook is not None:
+                self._node_hook.__exit__(*exc)
+                self._node_hook = None
+            self.scope.__exit__(*exc)
+
+    # -- counting ------------------------------------------------------------------
+    def _record(self, info: tuple[str, Any, str, bool], args: Any, kwargs: Any, out: Any) -> None:
+        name, formula, kind, _ = info
+        if formula is None:
+            if kind == "uncounted":
+                self.uncounted[name] = self.uncounted.get(name, 0) + 1
+            elif kind == "no_arithmetic":
+                self.no_arith[name] = self.no_arith.get(name, 0) + 1
+            return
+        flops = int(formula(*args, **kwargs, out_val=out))
+        node = torch._C._current_autograd_node()
+        backward = node is not None
+        module = self.scope.current
+        if module is None and node is not None:
+            module = node.metadata.get(_NODE_KEY)
+        if backward:
+            self.backward_flops += flops
+        else:
+            self.forward_flops += flops
+        self.by_phase[self._phase] = self.by_phase.get(self._phase, 0) + flops
+        self.by_operator[name] = self.by_operator.get(name, 0) + flops
+        slot = self.self_by_module.get(module)
+        if slot is None:
+            slot = self.self_by_module[module] = [0, 0]
+        slot[1 if backward else 0] += flops
+
+    @property
+    def total_flops(self) -> int:
+        return self.forward_flops + self.backward_flops
+
+    def figures(self) -> FlopFigures:
+        incl: dict[str, list[int]] = {}
+        for mod, (fw, bw) in self.self_by_module.items():
+            if mod is None:
+                continue
+            for anc in self.scope.ancestors(mod):
+                slot = incl.setdefault(anc, [0, 0])
+                slot[0] += fw
+                slot[1] += bw
+        rows = []
+        for fqn in self.scope.order:
+            fw, bw = incl.get(fqn, (0, 0))
+            if fw or bw or fqn in self.scope.roots:
+                rows.append(ModuleFlops(fqn, self.scope.types[fqn], fw, bw))
+        inside = sum(sum(incl.get(r, (0, 0))) for r in self.scope.roots)
+        by_phase: dict[str, int] = {}
+        if self.phases_used:
+            for k, v in self.by_phase.items():
+                key = OUTSIDE_PHASES if k is None else k
+                by_phase[key] = by_phase.get(key, 0) + v
+        return FlopFigures(
+            flops_per_step=self.total_flops,
+            forward_flops=self.forward_flops,
+            backward_flops=self.backward_flops,
+            flops_by_phase=by_phase,
+            flops_by_operator=dict(sorted(self.by_operator.items())),
+            flops_by_module=tuple(rows),
+            flops_outside_modules=self.total_flops - inside,
+            uncounted_ops=dict(sorted(self.uncounted.items())),
+            no_arithmetic_ops=dict(sorted(self.no_arith.items())),
+        )
+
+
+def count_flops(fn: Any, *args: Any, models: Mapping[str, torch.nn.Module] | None = None, **kwargs: Any) -> FlopFigures:
+    """Run ``fn(*args, **kwargs)`` once under a :class:`FlopCounter`; return its figures."""
+    with FlopCounter(models) as fc:
+        fn(*args, **kwargs)
+    return fc.figures()
+
+
+# ---------------------------------------------------------------------------
+# per-module forward table through fvcore (for `gonprof info`)
+# ---------------------------------------------------------------------------
+
+FVCORE_NOTE = (
+    "forward FLOPs from fvcore.nn.FlopCountAnalysis x 2 (fvcore counts one per "
+    "multiply-accumulate; gonprof reports FLOPs = 2 x MACs); batch of the given input shape, "
+    "eval mode; ops fvcore has no handle for are listed, not counted"
+)
+
+
+@dataclass(frozen=True)
+class ForwardRow:
+    module: str  # dotted name; "" is the whole model
+    module_type: str
+    depth: int
+    output_shape: Optional[tuple[int, ...]]
+    params: int  # inclusive of submodules
+    forward_flops: int  # inclusive, 2 x fvcore MACs
+
+
+@dataclass(frozen=True)
+class ForwardTable:
+    rows: tuple[ForwardRow, ...]
+    input_shape: tuple[int, ...]
+    total_params: int
+    total_forward_flops: int
+    unsupported_ops: dict[str, int] = field(default_factory=dict)
+    note: str = FVCORE_NOTE
+
+
+def _first_shape(out: Any) -> Optional[tuple[int, ...]]:
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            s = _first_shape(o)
+            if s is not None:
+                return s
+    if isinstance(out, Mapping):
+        for o in out.values():
+            s = _first_shape(o)
+            if s is not None:
+                return s
+    return None
+
+
+def forward_table(model: torch.nn.Module, input_shape: Sequence[int] | torch.Tensor) -> ForwardTable:
+    """Per-module forward table: name, type, output shape, params, forward FLOPs (= 2 x fvcore MACs).
+
+    ``input_shape`` is the full input shape including the batch dimension (or
+    an input tensor).  The model runs in eval mode under ``no_grad``; its
+    training flag is restored afterwards.
+    """
+    import logging
+
+    with _quiet_warnings():  # fvcore's import calls the deprecated torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
+
+    try:
+        p = next(model.parameters())
+        device, dtype = p.device, p.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    if isinstance(input_shape, torch.Tensor):
+        x = input_shape
+    else:
+        x = torch.randn(*input_shape, device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    shapes: dict[int, Optional[tuple[int, ...]]] = {}
+
+    def post(mod: torch.nn.Module, args: Any, out: Any) -> None:
+        shapes[id(mod)] = _first_shape(out)
+
+    handles = [m.register_forward_hook(post) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+        for h in handles:
+            h.remove()
+        handles = []
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        with torch.no_grad(), _quiet_warnings():
+            fa = FlopCountAnalysis(model, (x,))
+            fa.unsupported_ops_warnings(False)
+            fa.uncalled_modules_warnings(False)
+            fa.tracer_warnings("none")
+            macs = fa.by_module()
+            unsupported = dict(fa.unsupported_ops())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    rows = []
+    for name, mod in model.named_modules():
+        rows.append(
+            ForwardRow(
+                module=name,
+                module_type=type(mod).__name__,
+                depth=0 if name == "" else name.count(".") + 1,
+                output_shape=shapes.get(id(mod)),
+                params=sum(p.numel() for p in mod.parameters()),
+                forward_flops=2 * int(macs.get(name, 0)),
+            )
+        )
+    return ForwardTable(
+        rows=tuple(rows),
+        input_shape=tuple(x.shape),
+        total_params=sum(p.numel() for p in model.parameters()),
+        total_forward_flops=2 * int(macs.get("", 0)),
+        unsupported_ops={str(k): int(v) for k, v in sorted(unsupported.items())},
+    )
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,473 @@
+"""The step profiler: a context manager around anyone's own training loop.
+
+.. code-block:: python
+
+    with gonprof.Profiler(models={"D": D, "G": G}, optimizers={"D": opt_d, "G": opt_g},
+                          warmup=2, active=10) as prof:
+        for batch in loader:
+            with prof.phase("d_update"):
+                ...
+            with prof.phase("g_update"):
+                ...
+            prof.step()          # after each step
+            if prof.done:
+                break
+    record = prof.report()       # a gonprof.records.ProfileRecord
+
+Schedule (steps are the intervals between consecutive ``prof.step()`` calls,
+the first starting at ``__enter__``):
+
+- ``warmup`` untimed steps (at least one when ``measure`` is on).  The last of
+  them is the **measuring step**: it runs under the FLOP counter and the
+  tensor-level live-bytes tracker (both dispatch modes, 1.1-1.5x slower), and
+  the persistent state (parameters, gradients, optimizer state) is read at its
+  end.  With ``warmup=0`` and ``measure=True`` one extra untimed step is
+  added to measure on.
+- ``active`` **timed steps**: only the clock (CUDA synchronised), the RSS
+  high-water mark (VmHWM reset, about 15 us per step) and, on CUDA,
+  ``max_memory_allocated`` / ``max_memory_reserved`` reset per step.
+- Further ``prof.step()`` calls are ignored; ``prof.done`` becomes True.
+
+A step's time includes everything between its two ``prof.step()`` calls,
+so data loading in the loop counts unless it sits outside them.  Phases time
+each ``with prof.phase(name)`` block on timed steps (summed if a phase runs
+several times in a step) and label FLOPs and live bytes on the measuring step.
+
+An exception leaving the ``with`` block sets the record's ``status``
+(``oom``, ``interrupted`` or ``error``, with the message) and propagates;
+non-finite parameters after the run set ``status="nan"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from gonprof.measure.timing import make_sync, summarize
+from gonprof.records import (
+    DEFAULT_NOISY_THRESHOLD,
+    CudaMemory,
+    Environment,
+    ProfileRecord,
+    RssFigures,
+    StepRecord,
+)
+
+_WARMUP, _MEASURE, _TIMED, _DONE = "warmup", "measure", "timed", "done"
+
+
+def _as_dict(obj: Any, default: str) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return {str(k): v for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if len(obj) == 1:
+            return {default: obj[0]}
+        return {f"{default}{i}": v for i, v in enumerate(obj)}
+    return {default: obj}
+
+
+class _NullPhase:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_NULL_PHASE = _NullPhase()
+
+
+class _TimedPhase:
+    __slots__ = ("prof", "name", "t0")
+
+    def __init__(self, prof: "Profiler", name: str) -> None:
+        self.prof = prof
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.t0 = self.prof._now()
+
+    def __exit__(self, *exc: Any) -> None:
+        dt = self.prof._now() - self.t0
+        times = self.prof._phase_times
+        times[self.name] = times.get(self.name, 0.0) + dt
+
+
+class _MeasuredPhase:
+    __slots__ = ("prof", "name", "cms")
+
+    def __init__(self, prof: "Profiler", name: str) -> None:
+        self.prof = prof
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.cms = []
+        for tracker in (self.prof._flop_counter, self.prof._live_tracker):
+            if tracker is not None:
+                cm = tracker.phase(self.name)
+                cm.__enter__()
+                self.cms.append(cm)
+
+    def __exit__(self, *exc: Any) -> None:
+        for cm in reversed(self.cms):
+            cm.__exit__(*exc)
+
+
+class Profiler:
+    """Profile the steps of a training loop.  See the module docstring for the schedule.
+
+    Parameters
+    ----------
+    models, optimizers:
+        one object, a list, or a dict name -> object (e.g. a GAN's ``D`` and ``G``).
+    warmup:
+        untimed steps before the timed ones; the last one is the measuring step.
+    active:
+        timed steps.
+    device:
+        the device the step runs on; default: the first model parameter's device.
+        CUDA devices get synchronised timing and CUDA memory figures.
+    measure:
+        run the measuring step (FLOPs, live bytes, persistent state).
+    clock:
+        zero-argument callable returning seconds (default ``time.perf_counter``).
+    noisy_threshold:
+        flag timing as noisy when (p90 - p10) / median exceeds it.
+    rss_method:
+        ``"auto"`` (VmHWM, else a 1 ms psutil poller), ``"vmhwm"`` or ``"poll"``.
+    arch, mode, batch_size, generator, extra:
+        context copied into the record.
+    """
+
+    def __init__(
+        self,
+        models: Any = None,
+        optimizers: Any = None,
+        warmup: int = 2,
+        active: int = 10,
+        device: Any = None,
+        measure: bool = True,
+        clock: Optional[Callable[[], float]] = None,
+        noisy_threshold: float = DEFAULT_NOISY_THRESHOLD,
+        rss_method: str = "auto",
+        arch: Optional[str] = None,
+        mode: Optional[str] = None,
+        batch_size: Optional[int] = None,
+        generator: Optional[str] = None,
+        extra: Optional[dict[str, Any]] = None,
+    ) -> None:
+        if warmup < 0 or active < 0:
+            raise ValueError("warmup and active must be >= 0")
+        self.models = _as_dict(models, "model")
+        self.optimizers = _as_dict(optimizers, "optimizer")
+        self.warmup = int(warmup)
+        self.active = int(active)
+        self.measure = bool(measure)
+        self.clock = clock or time.perf_counter
+        self.noisy_threshold = noisy_threshold
+        self.rss_method = rss_method
+        self.context = dict(arch=arch, mode=mode, batch_size=batch_size, generator=generator)
+        self.extra = dict(extra or {})
+        self.device = self._infer_device(device)
+        self._sync = make_sync(self.device)
+        self._is_cuda = self._sync is not None
+
+        self.untimed_steps = max(self.warmup, 1 if self.measure else 0)
+        self.measuring_step = self.untimed_steps - 1 if self.measure else None
+        self.total_steps = self.untimed_steps + self.active
+
+        self._index = 0
+        self._kind = _DONE
+        self._entered = False
+        self._exited = False
+        self._status = "ok"
+        self._message = ""
+        self._model_params: tuple = ()
+        self._persistent = None
+        self._flops = None
+        self._live = None
+        self._flop_counter: Any = None
+        self._live_tracker: Any = None
+        self._measure_t0 = 0.0
+        self._measuring_step_time_s: Optional[float] = None
+        self._rss: Any = None
+        self._rss_start: Optional[int] = None
+        self._t0 = 0.0
+        self._phase_times: dict[str, float] = {}
+        self._steps: list[StepRecord] = []
+        self._phase_names: list[str] = []
+
+    # -- helpers ---------------------------------------------------------------------
+    def _infer_device(self, device: Any) -> Any:
+        if device is not None:
+            return str(device)
+        for m in self.models.values():
+            for p in m.parameters():
+                return str(p.device)
+        return "cpu"
+
+    def _now(self) -> float:
+        if self._sync is not None:
+            self._sync()
+        return self.clock()
+
+    def _kind_of(self, i: int) -> str:
+        if i >= self.total_steps:
+            return _DONE
+        if i < self.untimed_steps:
+            return _MEASURE if i == self.measuring_step else _WARMUP
+        return _TIMED
+
+    @property
+    def done(self) -> bool:
+        """True once all timed steps have run (further ``step()`` calls are ignored)."""
+        return self._index >= self.total_steps
+
+    @property
+    def step_index(self) -> int:
+        """Index of the step in progress (0-based)."""
+        return self._index
+
+    @property
+    def step_kind(self) -> str:
+        """``"warmup"``, ``"measure"``, ``"timed"`` or ``"done"``."""
+        return self._kind
+
+    # -- context -----------------------------------------------------------------------
+    def __enter__(self) -> "Profiler":
+        if self._entered:
+            raise RuntimeError("a Profiler can be entered once")
+        self._entered = True
+        from gonprof.measure.params import count_params
+
+        self._model_params = tuple(count_params(m, name) for name, m in self.models.items())
+        if self.active > 0:
+            from gonprof.measure.rss import RssPeak
+
+            self._rss = RssPeak(self.rss_method)
+        self._index = 0
+        self._begin(0)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        try:
+            self._abort_current()
+        finally:
+            self._exited = True
+            if self._rss is not None:
+                self._rss.close()
+        if exc_type is not None:
+            self._status, self._message = _classify(exc_type, exc)
+        elif self._status == "ok":
+            bad = self._nonfinite_params()
+            if bad:
+                self._status, self._message = "nan", f"non-finite parameters after the run: {bad}"
+        return False
+
+    def step(self) -> None:
+        """Mark the end of one step (and the start of the next)."""
+        if self._index >= self.total_steps or not self._entered or self._exited:
+            return
+        self._end(self._index)
+        self._index += 1
+        self._begin(self._index)
+
+    def phase(self, name: str) -> Any:
+        """``with prof.phase("name"):`` labels part of a step."""
+        kind = self._kind
+        if kind == _TIMED:
+            if name not in self._phase_names:
+                self._phase_names.append(name)
+            return _TimedPhase(self, name)
+        if kind == _MEASURE:
+            if name not in self._phase_names:
+                self._phase_names.append(name)
+            return _MeasuredPhase(self, name)
+        return _NULL_PHASE
+
+    def set_status(self, status: str, message: str = "") -> None:
+        """Let the caller record a status (e.g. ``"nan"`` when its loss went non-finite)."""
+        self._status, self._message = status, message
+
+    # -- the schedule ----------------------------------------------------------------------
+    def _begin(self, i: int) -> None:
+        kind = self._kind = self._kind_of(i)
+        if kind == _MEASURE:
+            from gonprof.measure.flops import FlopCounter
+            from gonprof.measure.memory import LiveBytesTracker
+
+            self._measure_t0 = self._now()
+            # the live-bytes mode below the FLOP mode, so that it sees the ops that
+            # really run when the FLOP mode decomposes an op without a formula
+            self._live_tracker = LiveBytesTracker(self.models, self.optimizers)
+            self._live_tracker.__enter__()
+            try:
+                self._flop_counter = FlopCounter(self.models)
+                self._flop_counter.__enter__()
+            except BaseException:
+                self._live_tracker.__exit__(None, None, None)
+                self._live_tracker = None
+                raise
+        elif kind == _TIMED:
+            self._phase_times = {}
+            if self._is_cuda:
+                import torch
+
+                self._sync()  # type: ignore[misc]
+                torch.cuda.reset_peak_memory_stats(self.device)
+            self._rss_start = self._rss.start() if self._rss is not None else None
+            self._t0 = self._now()
+
+    def _end(self, i: int) -> None:
+        kind = self._kind
+        if kind == _MEASURE:
+            from gonprof.measure.params import persistent_state
+
+            try:
+                self._flop_counter.__exit__(None, None, None)
+            finally:
+                self._live_tracker.__exit__(None, None, None)
+            self._measuring_step_time_s = self._now() - self._measure_t0
+            self._flops = self._flop_counter.figures()
+            self._live = self._live_tracker.figures()
+            self._flop_counter = self._live_tracker = None
+            self._persistent = persistent_state(self.models, self.optimizers)
+        elif kind == _TIMED:
+            t1 = self._now()
+            dt = t1 - self._t0
+            peak = None
+            if self._rss is not None:
+                peak = self._rss.stop().peak_rss_bytes
+            cuda_alloc = cuda_res = None
+            if self._is_cuda:
+                import torch
+
+                cuda_alloc = int(torch.cuda.max_memory_allocated(self.device))
+                cuda_res = int(torch.cuda.max_memory_reserved(self.device))
+            self._steps.append(
+                StepRecord(
+                    index=i,
+                    step_time_s=dt,
+                    rss_start_bytes=self._rss_start,
+                    peak_rss_bytes=peak,
+                    phase_time_s=self._phase_times,
+                    cuda_max_memory_allocated_bytes=cuda_alloc,
+                    cuda_max_memory_reserved_bytes=cuda_res,
+                )
+            )
+        self._kind = _DONE
+
+    def _abort_current(self) -> None:
+        """Drop the step in progress at exit (begun by the last ``step()``, never ended)."""
+        if self._kind == _MEASURE:
+            try:
+                if self._flop_counter is not None:
+                    self._flop_counter.__exit__(None, None, None)
+            finally:
+                if self._live_tracker is not None:
+                    self._live_tracker.__exit__(None, None, None)
+                self._flop_counter = self._live_tracker = None
+        elif self._kind == _TIMED and self._rss is not None:
+            self._rss.stop()
+        self._kind = _DONE
+
+    def _nonfinite_params(self) -> list[str]:
+        import torch
+
+        bad = []
+        with torch.no_grad():
+            for name, m in self.models.items():
+                for pname, p in m.named_parameters():
+                    if p.is_floating_point() and p.device.type != "meta" and not bool(torch.isfinite(p).all()):
+                        bad.append(f"{name}.{pname}")
+                        break
+        return bad
+
+    # -- the record ------------------------------------------------------------------------
+    def report(self) -> ProfileRecord:
+        """The figures so far as a :class:`~gonprof.records.ProfileRecord`."""
+        steps = tuple(self._steps)
+        status, message = self._status, self._message
+        if status == "ok" and self._entered and len(steps) < self.active:
+            message = f"only {len(steps)} of {self.active} timed steps ran"
+        rss = None
+        with_rss = [s for s in steps if s.peak_rss_bytes is not None and s.rss_start_bytes is not None]
+        if with_rss:
+            deltas = sorted(s.peak_rss_bytes - s.rss_start_bytes for s in with_rss)  # type: ignore[operator]
+            starts = sorted(s.rss_start_bytes for s in with_rss)  # type: ignore[misc]
+            rss = RssFigures(
+                method=self._rss.method if self._rss is not None else "",
+                peak_rss_bytes=max(s.peak_rss_bytes for s in with_rss),  # type: ignore[type-var]
+                peak_rss_delta_bytes=deltas[-1],
+                peak_rss_delta_bytes_median=int(_median(deltas)),
+                rss_baseline_bytes=int(_median(starts)),
+            )
+        cuda = None
+        with_cuda = [s for s in steps if s.cuda_max_memory_allocated_bytes is not None]
+        if with_cuda:
+            cuda = CudaMemory(
+                max_memory_allocated_bytes=max(s.cuda_max_memory_allocated_bytes for s in with_cuda),  # type: ignore
+                max_memory_reserved_bytes=max(s.cuda_max_memory_reserved_bytes for s in with_cuda),  # type: ignore
+            )
+        step_time = summarize([s.step_time_s for s in steps], self.noisy_threshold) if steps else None
+        phase_time = {}
+        for name in self._phase_names:
+            ts = [s.phase_time_s[name] for s in steps if name in s.phase_time_s]
+            if ts:
+                phase_time[name] = summarize(ts, self.noisy_threshold)
+        return ProfileRecord(
+            status=status,
+            message=message,
+            environment=Environment.capture(self.device),
+            arch=self.context["arch"],
+            mode=self.context["mode"],
+            batch_size=self.context["batch_size"],
+            generator=self.context["generator"],
+            extra=dict(self.extra),
+            warmup_steps=self.untimed_steps,
+            active_steps=self.active,
+            timed_steps=len(steps),
+            measuring_step=self.measuring_step if self._flops is not None else None,
+            measuring_step_time_s=self._measuring_step_time_s,
+            models=self._model_params,
+            persistent=self._persistent,
+            flops=self._flops,
+            live_memory=self._live,
+            rss=rss,
+            cuda_memory=cuda,
+            step_time=step_time,
+            phase_time=phase_time,
+            steps=steps,
+        )
+
+
+def _median(xs: list) -> float:
+    n = len(xs)
+    if n == 0:
+        return math.nan
+    s = sorted(xs)
+    mid = n // 2
+    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _classify(exc_type: Any, exc: Any) -> tuple[str, str]:
+    msg = f"{exc_type.__name__}: {exc}"
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "interrupted", msg
+    if issubclass(exc_type, MemoryError):
+        return "oom", msg
+    try:
+        import torch
+
+        if issubclass(exc_type, torch.OutOfMemoryError):
+            return "oom", msg
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    if "out of memory" in str(exc).lower():
+        return "oom", msg
+    return "error", msg

@@ -1,0 +1,180 @@
+"""Tensor-level live bytes (to the byte) and the process RSS peak (within 5 %)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gonprof.measure.memory import LiveBytesTracker, track_live_bytes
+from gonprof.measure.rss import METHOD_POLL, METHOD_VMHWM, RssPeak
+
+F32 = 4
+
+
+def test_known_tensor_in_peak_to_the_byte():
+    lin = nn.Linear(10, 10)
+
+    def step():
+        x = torch.empty(4_000_000)  # float32: 16,000,000 bytes
+        x.fill_(1.0)
+        del x
+
+    lm = track_live_bytes(step, models={"m": lin})
+    assert lm.start_live_bytes == 110 * F32  # parameters (no grads yet)
+    assert lm.peak_live_bytes - lm.start_live_bytes == 16_000_000
+    assert lm.peak_live_activation_bytes == 16_000_000
+    assert lm.peak_live_param_bytes == 110 * F32
+    assert lm.end_live_bytes == lm.start_live_bytes
+    assert lm.allocated_bytes == 16_000_000
+
+
+def test_peak_is_the_maximum_of_simultaneously_live_tensors():
+    def step():
+        a = torch.ones(1_000_000)  # 4 MB
+        b = torch.ones(2_000_000)  # 8 MB   -> 12 MB live
+        del a
+        c = torch.ones(500_000)  # 2 MB    -> 10 MB live
+        d = b + 1  # 8 MB                 -> 18 MB live: the peak
+        del b, c, d
+
+    with LiveBytesTracker() as mt:
+        with mt.phase("first"):
+            step()
+        with mt.phase("second"):
+            torch.ones(250_000)  # 1 MB, freed at once
+    lm = mt.figures()
+    assert lm.peak_live_bytes == 18_000_000
+    assert lm.peak_live_bytes_by_phase == {"first": 18_000_000, "second": 1_000_000}
+    assert lm.allocated_bytes == 4_000_000 + 8_000_000 + 2_000_000 + 8_000_000 + 1_000_000
+    assert lm.end_live_bytes == 0
+
+
+def test_views_and_inplace_ops_on_untracked_tensors_allocate_nothing():
+    batch = torch.randn(1000, 10)  # made before the step: not counted
+
+    def step():
+        v = batch.view(10_000)
+        v.add_(1.0)
+        batch.t().mul_(2.0)
+
+    assert track_live_bytes(step).allocated_bytes == 0
+
+
+def test_split_at_peak_params_grads_adam_state_activations():
+    d_in, d_out, n = 64, 32, 16
+    lin = nn.Linear(d_in, d_out)
+    opt = torch.optim.Adam(lin.parameters(), lr=1e-3)
+    x = torch.randn(n, d_in)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        lin(x).pow(2).sum().backward()
+        opt.step()
+
+    step()  # creates Adam state and gradients
+    lm = track_live_bytes(step, models={"D": lin}, optimizers={"D": opt})
+    p = (d_in * d_out + d_out) * F32
+    adam = 2 * p + 2 * F32  # exp_avg + exp_avg_sq + a float32 step scalar per tensor
+    assert lm.start_live_bytes == p + p + adam  # params + grads + Adam state
+    assert lm.peak_live_param_bytes == p
+    assert lm.peak_live_optimizer_state_bytes == adam
+    assert lm.peak_live_grad_bytes == p  # new gradients (old ones were freed by zero_grad)
+    assert lm.peak_live_activation_bytes > 0
+    assert lm.peak_live_bytes == p + adam + lm.peak_live_grad_bytes + lm.peak_live_activation_bytes
+    assert lm.end_live_bytes == lm.start_live_bytes
+
+
+def test_autograd_grad_wrt_leaf_and_double_backward_are_tracked():
+    d = nn.Sequential(nn.Linear(20, 20), nn.Tanh(), nn.Linear(20, 1))
+    x = torch.randn(8, 20, requires_grad=True)
+
+    def step():
+        (g,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+        g.pow(2).sum().backward()
+
+    lm = track_live_bytes(step, models={"D": d})
+    assert lm.peak_live_bytes > lm.start_live_bytes
+    assert lm.end_live_bytes - lm.start_live_bytes >= sum(p.numel() for p in d.parameters()) * F32  # grads
+
+
+def test_meta_and_fake_tensors_need_no_real_memory():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with torch.device("meta"):
+        lin = nn.Linear(1000, 1000)
+        lm = track_live_bytes(lambda: torch.empty(4_000_000), models={"m": lin})
+    assert lm.peak_live_bytes - lm.start_live_bytes == 16_000_000
+    assert lm.start_live_bytes == 1_001_000 * F32
+    with FakeTensorMode():
+        lin = nn.Linear(100, 50)
+        x = torch.randn(8, 100)
+        lm = track_live_bytes(lambda: lin(x).sum().backward(), models={"m": lin})
+    assert lm.end_live_bytes - lm.start_live_bytes == 5050 * F32  # the gradients
+
+
+# ---------------------------------------------------------------------------
+# RSS
+# ---------------------------------------------------------------------------
+
+
+def test_rss_methods_report_themselves():
+    rp = RssPeak()
+    try:
+        assert rp.method in (METHOD_VMHWM, METHOD_POLL)
+        base = rp.start()
+        s = rp.stop()
+        assert s.rss_start_bytes == base and s.peak_rss_bytes >= base
+    finally:
+        rp.close()
+    poll = RssPeak("poll")
+    try:
+        assert poll.method == METHOD_POLL
+        poll.start()
+        assert poll.stop().peak_rss_delta_bytes >= 0
+    finally:
+        poll.close()
+
+
+def fixed_mmap_threshold() -> None:
+    """Make every large malloc a fresh mmap (glibc), so that a 16 MB tensor always adds 16 MB of RSS.
+
+    glibc's dynamic mmap threshold would otherwise let a second 16 MB block come
+    from a heap that keeps earlier freed pages resident (the RSS then, rightly,
+    does not grow).  Setting M_MMAP_THRESHOLD fixes it for this test process, and
+    malloc_trim returns the free heap pages that earlier tests left resident.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        ok = libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.malloc_trim(0)  # and give back free heap pages earlier tests left resident
+    except (OSError, AttributeError):
+        ok = 0
+    if ok != 1:
+        pytest.skip("needs glibc mallopt")
+
+
+@pytest.mark.parametrize("method", ["vmhwm", "poll"])
+def test_rss_peak_of_a_known_tensor_within_5_percent(method):
+    fixed_mmap_threshold()
+    torch.ones(1000).fill_(1.0)  # warm the op machinery before measuring
+    rp = RssPeak(method)
+    try:
+        rp.start()
+        x = torch.empty(4_000_000)  # 16,000,000 bytes
+        x.fill_(1.0)  # touch every page
+        if method == "poll":
+            time.sleep(0.05)  # let the 1 ms poller see it
+        s = rp.stop()
+        del x
+    finally:
+        rp.close()
+    assert s.method == (METHOD_VMHWM if method == "vmhwm" else METHOD_POLL)
+    assert s.peak_rss_delta_bytes == pytest.approx(16_000_000, rel=0.05)
+    assert s.peak_rss_bytes == s.rss_start_bytes + s.peak_rss_delta_bytes
