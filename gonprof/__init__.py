@@ -24,7 +24,6 @@ _LAZY = {
     "profile": "gonprof.api",
     "compare": "gonprof.api",
     "train": "gonprof.api",
-    "RunRecord": "gonprof.records",
     "ProfileRecord": "gonprof.records",
 }
 

@@ -28,13 +28,126 @@ def list_modes(pattern: str | None = None) -> list[ModeSummary]:
 def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     """Layer-by-layer parameters and forward FLOPs of ``arch`` for one sample."""
     from .measure.flops import forward_table
+    from .summary import LayerRow, count_params
 
     spec = get_arch(arch)
     shape = tuple(input_shape) if input_shape else tuple(spec.input_shape)
     model = spec.build(shape)
-    table = forward_table(model, shape, generator_latent=spec.latent_dim if spec.role == "generator" else None)
-    return ArchReport(
-        arch=summarize(spec, ARCHITECTURES.origin(arch)), input_shape=shape, layers=tuple(table.rows),
-        total_params=table.total_params, trainable_params=table.trainable_params,
-        forward_flops=table.total_flops, uncounted_ops=dict(table.uncounted_ops),
+    model_input = (1, spec.latent_dim) if spec.role == "generator" else (1, *shape)
+    table = forward_table(model, model_input)
+    rows = tuple(
+        LayerRow(name=r.module, type=r.module_type, depth=r.depth,
+                 output_shape=tuple(r.output_shape[1:]) if r.output_shape else None,
+                 params=r.params, forward_flops=r.forward_flops)
+        for r in table.rows if r.depth > 0
     )
+    total, trainable = count_params(model)
+    return ArchReport(
+        arch=summarize(spec, ARCHITECTURES.origin(arch)), input_shape=shape, layers=rows,
+        total_params=total, trainable_params=trainable, forward_flops=table.total_forward_flops,
+        uncounted_ops=dict(table.unsupported_ops), flops_note=table.note,
+    )
+
+
+def default_mode(arch: str) -> str:
+    """The mode ``arch`` was published with (its spec's ``default_mode``)."""
+    spec = get_arch(arch)
+    if spec.role != "discriminator":
+        from .modes.base import IncompatibleError
+
+        raise IncompatibleError(f"{arch} is a {spec.role}; profile a discriminator (pass this one as --generator)")
+    if not spec.default_mode:
+        from .modes.base import IncompatibleError
+
+        raise IncompatibleError(f"{arch} names no default mode; pass --mode")
+    return spec.default_mode
+
+
+def _profile_data(data, shape):
+    """Real images when their shape matches the step's input, synthetic ones otherwise."""
+    from .data import load_dataset, synthetic
+
+    dataset = load_dataset(data)
+    if tuple(dataset.shape) == tuple(shape):
+        return dataset
+    if data is not None:
+        from .arch import ShapeError
+
+        raise ShapeError(f"data {dataset.name} has shape {dataset.shape}, the step expects {tuple(shape)}")
+    return synthetic(2048, tuple(shape))
+
+
+def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
+            batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
+            seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None):
+    """Profile ``steps`` optimization steps of ``arch`` trained as ``mode``; returns a ProfileRecord.
+
+    Builds the step, feeds it batches of real (embedded MNIST) or synthetic
+    images, and runs it under :class:`gonprof.Profiler`: ``warmup`` untimed
+    steps (the last one counts FLOPs and live bytes), then ``steps`` timed ones.
+    A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
+    record's ``status``; errors in the request itself (unknown names, shapes)
+    raise before anything runs.
+    """
+    import torch
+
+    from .modes.build import build_step
+    from .profiler import Profiler
+
+    mode = mode or default_mode(arch)
+    step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
+                      seed=seed, **(hparams or {}))
+    batch_size = int(batch_size or step.hparams.get("batch_size", 64))
+    if batch_size <= 0:
+        from .modes.base import IncompatibleError
+
+        raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
+    shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
+    dataset = _profile_data(data, shape)
+    if batch_size > len(dataset):
+        dataset = _repeat(dataset, batch_size)
+    dev = torch.device(device)
+    g_name = getattr(step, "generator_name", None) or generator
+    prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
+                    arch=arch, mode=mode, batch_size=batch_size, generator=g_name,
+                    extra={"preset": preset, "seed": seed, "data": dataset.name, "input_shape": list(shape),
+                           "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])})
+    batches = dataset.batches(batch_size, seed=seed)
+    try:
+        with prof:
+            while not prof.done:
+                real, labels = next(batches)
+                losses = step.step(real.to(dev, non_blocking=True), labels.to(dev), phase=prof.phase)
+                prof.step()
+                bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
+                if bad:
+                    prof.set_status("nan", f"non-finite {', '.join(bad)} at step {prof.step_index}")
+                    break
+    except (KeyboardInterrupt, Exception):
+        # The profiler recorded the status (interrupted / oom / error) and its
+        # message on the way out; the record keeps what was measured before.
+        pass
+    return prof.report()
+
+
+def _repeat(dataset, n):
+    from .data import ImageData
+
+    reps = -(-n // len(dataset))
+    return ImageData(dataset.images.repeat(reps, 1, 1, 1)[:n], dataset.labels.repeat(reps)[:n], dataset.name,
+                     dataset.num_classes)
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple)) else repr(v)) for k, v in d.items()}
+
+
+def train(**config):
+    """Train one (architecture, mode) pair; see :func:`gonprof.train.run_training`.
+
+    Keyword arguments are :class:`gonprof.train.TrainConfig` fields plus
+    ``resume``, ``make_step``, ``progress`` and ``overwrite``.
+    """
+    from .train import train as _train
+
+    return _train(**config)

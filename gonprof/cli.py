@@ -69,8 +69,9 @@ def _usage_errors() -> tuple[type, ...]:
 def _run_errors() -> tuple[type, ...]:
     errors: list[type] = []
     from .data import DataError
+    from .records import RecordError
 
-    errors.append(DataError)
+    errors += [DataError, RecordError]
     try:
         from .train import TrainError
 
@@ -176,6 +177,156 @@ def info(
     load_plugins(plugin)
     report = api.describe(arch, parse_shape(input_shape))
     _emit(report, json_out, render.describe)
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+
+
+def check_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    if not device.startswith("cuda"):
+        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
+    import torch
+
+    if not torch.cuda.is_available():
+        raise fail(f"--device {device}: no CUDA device is available on this machine", EXIT_USAGE)
+    return device
+
+
+@app.command()
+@guarded
+def profile(
+    arch: Annotated[List[str], typer.Option("--arch", help="Architecture name or glob; repeat to profile several.")],
+    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the one each architecture was published with.")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="Generator for GAN modes; default: the architecture's own.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named hyper-parameter preset of the mode (e.g. gon: seed).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
+    device: DeviceOpt = "cpu",
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps; the last one counts FLOPs and live bytes.")] = 2,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
+    seed: int = 0,
+    data: Annotated[Optional[str], typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the records to this JSON file.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per record.")] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
+    from . import api, render
+    from .arch import ARCHITECTURES
+    from .records import records_to_csv, save_records
+
+    load_plugins(plugin)
+    names = ARCHITECTURES.match(arch)
+    device = check_device(device)
+    shape = parse_shape(input_shape)
+    err = _stderr()
+    records = []
+    for name in names:
+        with err.status(f"profiling {name} ({mode or api.default_mode(name)}) ..."):
+            rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
+                              warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape)
+        records.append(rec)
+        if json_path:
+            save_records(records, json_path)  # after each run: nothing finished is lost
+        if rec.status == "interrupted":
+            break
+    if csv_path:
+        records_to_csv(records, csv_path)
+    out = _stdout()
+    out.print(render.render_record(records[0]) if len(records) == 1 else render.render_records(records))
+    failed = [r for r in records if r.status != "ok"]
+    for r in failed:
+        err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {r.message}[/]")
+    if any(r.status == "interrupted" for r in records):
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+@guarded
+def train(
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Discriminator to train.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the architecture's own.")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="Generator for GAN modes.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Hyper-parameter preset (e.g. gon: seed).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimization steps (default 1000).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over the data, instead of --steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
+    seed: int = 0,
+    data: Annotated[Optional[str], typer.Option(help="IDX folder, or 'synthetic'; default: embedded MNIST test split.")] = None,
+    device: DeviceOpt = "cpu",
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<arch>-<mode>-<time>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    sample_every: Annotated[Optional[int], typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
+    labels: Annotated[Optional[int], typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
+    hparam: Annotated[Optional[List[str]], typer.Option("--set", help="Override a hyper-parameter: NAME=VALUE (repeatable).")] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Train a discriminator in a mode; writes a run directory with logs, checkpoints and sample grids."""
+    from . import api
+    from .progress import RichProgress
+    from .train import TrainConfig, load_run_config, run_training
+
+    load_plugins(plugin)
+    hparams = parse_sets(hparam)
+    if labels is not None:
+        hparams["labels"] = labels
+    if resume and out is not None and arch is None:
+        config = load_run_config(out)
+        config = config.replace(**{k: v for k, v in dict(steps=steps, batch_size=batch_size).items() if v is not None})
+    else:
+        if arch is None:
+            raise fail("--arch is required (or --out DIR --resume to continue a run)", EXIT_USAGE)
+        config = TrainConfig(arch=arch, mode=mode or api.default_mode(arch), generator=generator, preset=preset,
+                             steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, data=data,
+                             device=check_device(device), out=str(out) if out else None, sample_every=sample_every,
+                             hparams=hparams)
+    result = run_training(config, resume=resume, progress=RichProgress(console=_stderr()))
+    out_console = _stdout()
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in (result.final_losses or {}).items() if v is not None)
+    out_console.print(f"{result.status}: {result.steps_done}/{result.steps_total} steps in "
+                      f"{result.wall_time_s:.1f} s; {losses}")
+    if result.test_error is not None:
+        out_console.print(f"test error on held-out images: {result.test_error:.2%}")
+    out_console.print(f"run directory: {result.path}")
+    if result.status == "interrupted":
+        _stderr().print(f"interrupted; continue with: gonprof train --out {result.path} --resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status != "ok":
+        raise fail(f"{result.status}: {result.message}")
+
+
+def parse_sets(items: Optional[List[str]]) -> dict:
+    """NAME=VALUE pairs; values are read as JSON when they parse (numbers, true, lists), else as text."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise fail(f"--set expects NAME=VALUE, got {item!r}", EXIT_USAGE)
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+@app.command()
+@guarded
+def report(
+    path: Annotated[Path, typer.Argument(help="JSON written by --json (profile or compare).")],
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
+) -> None:
+    """Render saved results again, without re-running anything."""
+    from . import render
+    from .records import load_records, records_to_csv
+
+    records = load_records(path)
+    if csv_path:
+        records_to_csv(records, csv_path)
+    _stdout().print(render.render_any(records))
 
 
 def _emit(obj, json_out: bool, renderer) -> None:

@@ -497,10 +497,6 @@ class ProfileRecord(_Serialisable):
         return row
 
 
-#: Alias following the design notes' name for one run's record.
-RunRecord = ProfileRecord
-
-
 def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
     """Write records as CSV (union of the rows' keys, in first-seen order)."""
     import csv
@@ -523,6 +519,73 @@ def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
     else:
         with open(path_or_file, "w", newline="") as fh:
             write(fh)
+
+
+class RecordError(ValueError):
+    """A results file is missing, unreadable or not gonprof's; the message is one line."""
+
+
+#: Record types a results file may hold, by the ``kind`` written beside them.
+RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord}
+
+
+def save_records(records: "list[Any]", path: Any) -> None:
+    """Write records to a JSON file, atomically (a crash never leaves half a file).
+
+    The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
+    "records": [...]}``; :func:`load_records` reads it back.
+    """
+    import os
+    from pathlib import Path
+
+    from . import __version__
+
+    kinds = {_kind_of(r) for r in records}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot save records of different kinds together: {sorted(kinds)}")
+    payload = {"gonprof": __version__, "kind": kinds.pop() if kinds else "profile",
+               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records]}
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def load_records(path: Any) -> "list[Any]":
+    """Read a file written by :func:`save_records` (or one bare record)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and "records" in data:
+        kind, items = data.get("kind", "profile"), data["records"]
+    elif isinstance(data, dict) and "schema_version" in data:
+        kind, items = "profile", [data]
+    else:
+        raise RecordError(f"{path}: not a gonprof results file")
+    cls = RECORD_KINDS.get(kind)
+    if cls is None:
+        raise RecordError(f"{path}: unknown record kind {kind!r}")
+    try:
+        return [cls.from_json(json.dumps(item)) for item in items]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RecordError(f"{path}: malformed {kind} record ({exc})") from None
+
+
+def _kind_of(record: Any) -> str:
+    for kind, cls in RECORD_KINDS.items():
+        if isinstance(record, cls):
+            return kind
+    raise TypeError(f"not a gonprof record: {type(record).__name__}")
 
 
 def is_finite_number(x: Any) -> bool:

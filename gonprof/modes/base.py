@@ -52,7 +52,11 @@ class ModeSpec:
     def accepts(self, output_kind: str) -> bool:
         import fnmatch
 
-        return any(fnmatch.fnmatchcase(output_kind, pat) for pat in self.outputs)
+        # "[" and "]" are literal in output kinds ("logits[2]"); only "*" and "?" are wildcards.
+        def literal_brackets(pat: str) -> str:
+            return "".join({"[": "[[]", "]": "[]]"}.get(ch, ch) for ch in pat)
+
+        return any(fnmatch.fnmatchcase(output_kind, literal_brackets(pat)) for pat in self.outputs)
 
     def hparams(self, preset: str | None = None, **overrides) -> dict:
         """Defaults, then a preset's overrides, then explicit overrides (unknown keys are an error)."""

@@ -1,0 +1,175 @@
+"""Pieces the training modes share: compatibility checks, latents, gradient switches,
+the GAN step skeleton.
+
+Every random draw goes through torch's global RNG (``torch.randn`` / ``torch.rand``
+/ ``torch.randperm`` without a ``generator=``), which the trainer seeds and
+checkpoints, so a step is reproducible and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .base import IncompatibleError, ModeSpec, TrainStep, get_mode, no_phase
+
+
+# -- compatibility ------------------------------------------------------------
+
+def check_compatible(spec: ModeSpec, D_spec, G=None, G_spec=None) -> None:
+    """Raise :class:`IncompatibleError` (one line) when ``spec`` cannot train ``D_spec``."""
+    if D_spec is not None and getattr(D_spec, "role", "discriminator") != "discriminator":
+        raise IncompatibleError(
+            f"{D_spec.name} is a {D_spec.role}, not a discriminator; mode {spec.name} trains discriminators")
+    if D_spec is not None and not spec.accepts(D_spec.output):
+        raise IncompatibleError(
+            f"mode {spec.name} cannot train {D_spec.name}: its output is {D_spec.output}, "
+            f"mode {spec.name} accepts {' or '.join(spec.outputs)}")
+    if spec.needs_generator and G is None:
+        raise IncompatibleError(f"mode {spec.name} needs a generator and none was given")
+    if G_spec is not None and getattr(G_spec, "role", "generator") != "generator":
+        raise IncompatibleError(f"{G_spec.name} is a {G_spec.role}, not a generator")
+
+
+def output_kind(D_spec) -> str:
+    return getattr(D_spec, "output", "score") if D_spec is not None else "score"
+
+
+# -- latents ----------------------------------------------------------------
+
+def latent_dim(G: nn.Module, G_spec) -> int:
+    dim = getattr(G_spec, "latent_dim", None) or getattr(G, "latent_dim", None)
+    if not dim:
+        raise IncompatibleError(
+            f"generator {getattr(G_spec, 'name', type(G).__name__)} declares no latent_dim")
+    return int(dim)
+
+
+def latent_kind(G_spec) -> str:
+    return getattr(G_spec, "latent", "normal") or "normal"
+
+
+def sample_latent(n: int, dim: int, kind: str, device) -> torch.Tensor:
+    """``n`` latents: N(0, 1) for "normal", U(0, 1) for "uniform" (ImprovedGAN's ``torch.rand``)."""
+    if kind == "uniform":
+        return torch.rand(n, dim, device=device)
+    if kind == "normal":
+        return torch.randn(n, dim, device=device)
+    raise IncompatibleError(f"unknown latent distribution {kind!r} (normal or uniform)")
+
+
+# -- gradient switches ----------------------------------------------------------
+
+@contextlib.contextmanager
+def frozen(module: nn.Module | None) -> Iterator[None]:
+    """Parameters of ``module`` have ``requires_grad=False`` inside the block (restored after)."""
+    if module is None:
+        yield
+        return
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module.eval()`` inside the block; every submodule's own flag restored after."""
+    flags = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        yield
+    finally:
+        for m, f in flags:
+            m.training = f
+
+
+def detached(losses: dict[str, Any]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in losses.items():
+        if not torch.is_tensor(v):
+            v = torch.tensor(float(v))
+        out[k] = v.detach().reshape(())
+    return out
+
+
+def mean_of(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([v.detach().reshape(()) for v in values]).mean()
+
+
+# -- the GAN skeleton -------------------------------------------------------------
+
+class GANStep(TrainStep):
+    """A discriminator D trained against a generator G.
+
+    Subclasses implement :meth:`step`; this class holds the models, makes
+    latents and fakes, and samples (G in eval mode, without gradients).
+    """
+
+    sample_chunk = 500
+
+    def __init__(self, D: nn.Module, D_spec, G: nn.Module, G_spec, hparams: dict, device,
+                 opt_D: torch.optim.Optimizer, opt_G: torch.optim.Optimizer):
+        super().__init__({"D": D, "G": G}, {"D": opt_D, "G": opt_G}, hparams, torch.device(device))
+        self.D, self.G = D, G
+        self.D_spec, self.G_spec = D_spec, G_spec
+        self.z_dim = latent_dim(G, G_spec)
+        self.z_kind = latent_kind(G_spec)
+        self.kind = output_kind(D_spec)
+        self.notes: list[str] = []
+        if self.kind == "logits[2]":
+            self.notes.append("logits[2] discriminator: its realness logit is logits[:, 0] - logits[:, 1] "
+                              "(softmax[:, 0] == sigmoid of it; class 0 = real, as in GON_MNIST)")
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """D's realness logit, (N, 1): the score itself, or ``l_real - l_fake`` for a logits[2] head."""
+        out = self.D(x)
+        if self.kind == "logits[2]":
+            return out[:, 0:1] - out[:, 1:2]
+        return out.reshape(out.shape[0], -1)[:, :1]
+
+    def latent(self, n: int) -> torch.Tensor:
+        return sample_latent(n, self.z_dim, self.z_kind, self.device)
+
+    def fake(self, n: int) -> torch.Tensor:
+        return self.G(self.latent(n))
+
+    def fake_nograd(self, n: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G(self.latent(n))
+
+    def sample(self, n: int) -> torch.Tensor:
+        out = []
+        with torch.no_grad(), eval_mode(self.G):
+            for i in range(0, n, self.sample_chunk):
+                out.append(self.G(self.latent(min(self.sample_chunk, n - i))))
+        return torch.cat(out).clamp(-1, 1)
+
+    @staticmethod
+    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def adam(params, hp: dict, prefix: str = "") -> torch.optim.Adam:
+    """Adam from ``hp[prefix+'lr']`` and ``hp[prefix+'betas']``."""
+    lr = hp.get(prefix + "lr", hp["lr"])
+    betas = tuple(hp.get(prefix + "betas", hp.get("betas", (0.9, 0.999))))
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def spec_of(mode: str) -> ModeSpec:
+    return get_mode(mode)
+
+
+PhaseFn = Callable[[str], Any]
+__all__ = ["check_compatible", "GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam",
+           "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind"]

@@ -1,0 +1,84 @@
+"""GAN: the standard (non-saturating) GAN with binary cross-entropy, after the Keras MNIST MLP tutorial.
+
+One step = one discriminator update then one generator update (``d_step``, ``g_step``):
+
+* ``d_step``: fakes ``G(z)`` (no gradient into G), ``z ~ N(0, 1)^100``; the
+  discriminator is trained on the real and fake images *as one batch*
+  (Keras' ``discriminator.train_on_batch(concat(real, fake), y)``), loss
+  ``BCEWithLogits`` averaged over the 2N images, real labels 1, fake 0;
+* ``g_step``: fresh ``z``; ``BCEWithLogits(D(G(z)), 1)`` with D's parameters
+  frozen (Keras sets ``discriminator.trainable = False`` inside the GAN model).
+
+Adam lr 2e-4, beta1 0.5, batch 128.  The tutorial's text (seed 003) says
+"Learning rate=0.02"; the Keras MNIST GAN code it follows (and every copy of
+it) builds ``Adam(lr=0.0002, beta_1=0.5)``; gonprof uses the code's value and
+offers the text's as preset ``article-lr``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import GANStep, adam, check_compatible, detached, frozen
+from .base import get_mode, no_phase, register_mode
+
+DEFAULTS = {
+    "batch_size": 128,     # "we define a batch (say batch_size=128)"
+    "lr": 2e-4,            # Adam(lr=0.0002, beta_1=0.5) in the tutorial's Keras code
+    "betas": (0.5, 0.999),
+    "d_steps": 1,          # alternate: one D batch, one G batch
+    "g_steps": 1,
+    "real_label": 1.0,     # some copies of the tutorial smooth to 0.9
+}
+PRESETS = {"article-lr": {"lr": 0.02}, "smooth": {"real_label": 0.9}}
+
+
+class GANBCEStep(GANStep):
+    mode = "gan"
+    phases = ("d_step", "g_step")
+
+    def step(self, real, labels=None, phase=no_phase):
+        hp = self.hparams
+        n = real.shape[0]
+        d_losses, g_losses = [], []
+        with phase("d_step"):
+            for _ in range(int(hp["d_steps"])):
+                fake = self.fake_nograd(n)
+                out = self.score(torch.cat([real, fake]))
+                target = torch.cat([torch.full((n, 1), float(hp["real_label"]), device=out.device),
+                                    torch.zeros(n, 1, device=out.device)]).to(out.dtype)
+                loss = F.binary_cross_entropy_with_logits(out.reshape(2 * n, -1)[:, :1], target)
+                self.update(self.optimizers["D"], loss)
+                d_losses.append(loss.detach())
+        with phase("g_step"):
+            for _ in range(int(hp["g_steps"])):
+                with frozen(self.D):
+                    out = self.score(self.fake(n))
+                    loss = F.binary_cross_entropy_with_logits(out.reshape(n, -1)[:, :1], torch.ones_like(out[:, :1]))
+                    self.update(self.optimizers["G"], loss)
+                g_losses.append(loss.detach())
+        return detached({"d_loss": torch.stack(d_losses).mean(), "g_loss": torch.stack(g_losses).mean()})
+
+
+@register_mode(
+    "gan",
+    summary="standard GAN, BCE with logits (non-saturating G loss), Adam 2e-4 (0.5, 0.999)",
+    phases=GANBCEStep.phases,
+    needs_generator=True,
+    outputs=("score", "logits[2]"),
+    defaults=DEFAULTS,
+    presets=PRESETS,
+    source="Keras MNIST MLP GAN tutorial (seed 003, Sawarn, Towards AI)",
+    notes=(
+        "lr: the article's text says 0.02, the Keras code it follows uses Adam(lr=0.0002, beta_1=0.5); "
+        "gonprof uses 2e-4 (preset article-lr gives 0.02).",
+        "D sees real and fake images as one concatenated batch (Keras train_on_batch); G is trained "
+        "through D with D's parameters frozen.",
+        "Fallback generator when the discriminator names none: mlp-gan-generator.",
+    ),
+)
+def make_gan(D, D_spec, G, G_spec, hparams, device):
+    check_compatible(get_mode("gan"), D_spec, G, G_spec)
+    return GANBCEStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
+                      adam(G.parameters(), hparams))

@@ -1,0 +1,335 @@
+"""GON: Generative Optimization Networks (Tuli et al. 2021), after imperial-qore/GON_MNIST.
+
+The discriminator is the only network.  Its negatives are made by optimising
+inputs against its own gradient:
+
+``sample`` phase (``src/gen.py``, ``gen()``)
+    start from ``U[-1, 1]`` noise; Adam (lr 0.02) *on the input* with cosine
+    annealing (``CosineAnnealingLR(T_max=50)``, stepped every iteration), up to
+    1000 iterations; after every Adam step the input is clamped to ``[-1, 1]``;
+    early stop when, for more than 30 consecutive iterations (the 31st), either
+    every pixel moved less than 1e-5 or the loss fell by less than 1e-5
+    (``0 < previous - current < 1e-5``; the "previous" loss starts at 10).
+    The loss is the source's ``CrossEntropyLoss`` applied to the
+    discriminator's *softmax output* with target "real" (softmax twice):
+    with ``r`` the realness probability it equals ``softplus(1 - 2 r)``.
+
+``update`` phase (``main.py``, ``backprop()``)
+    the new fakes join a FIFO buffer of the last 10 fakes; the discriminator
+    takes Adam steps (lr 5e-6) on ``MSE(softmax(D(x)), one_hot)`` over the
+    real batch and the buffered fakes, labels real = class 0, fake = class 1.
+
+Realness ``r``: for a ``logits[2]`` discriminator ``softmax(logits)[:, real_class]``
+(class 0 in GON_MNIST); for a ``score`` discriminator ``sigmoid(score)``, with
+probabilities ``[r, 1 - r]``, so GON trains any score discriminator too and
+the losses are the same functions of ``r``.
+
+Two paths, same maths:
+
+* preset ``seed`` (faithful): one sample at a time (batch 1), the inner loop
+  calls ``loss.backward()`` with the discriminator's parameter gradients left
+  on (they accumulate into ``D``'s ``.grad`` like the source and are zeroed
+  after), ``torch.optim.Adam`` + ``CosineAnnealingLR`` on the input; the
+  discriminator update goes one sample at a time over the shuffled real and
+  buffered fake images (10 + 10 per step), one new fake per step, and the very
+  first step uses 10 noise images as fakes without optimising (the source's
+  first epoch, ``notstart == 0``).
+* default (fast): the whole batch of negatives is optimised at once with
+  gradients w.r.t. the input only (``torch.autograd.grad`` with the
+  discriminator's parameters frozen), an in-place Adam on the input tensor
+  written out (the same update as ``torch.optim.Adam``), the early stop
+  applied per sample (a stopped sample is frozen while the others go on), and
+  one discriminator update on the real batch plus the new fakes.
+
+The discriminator runs in eval mode during sampling (no batch-statistics or
+noise layers coupling samples; the GON_MNIST networks have neither).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import check_compatible, detached, eval_mode, frozen
+from .base import TrainStep, get_mode, no_phase, register_mode
+
+DEFAULTS = {
+    "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
+    "lr": 5e-6,              # D's Adam (main.py load_model: lr = 0.000005 for mnist)
+    "betas": (0.9, 0.999),   # torch.optim.Adam defaults, as in the source
+    "inner_lr": 0.02,        # src/gen.py: lr = 0.02, Adam on the input
+    "inner_t_max": 50,       # CosineAnnealingLR(optimizer, T_max=50), stepped per iteration
+    "inner_steps": 1000,     # for _ in range(1000)
+    "early_stop": 30,        # break when `equal > 30`, i.e. after 31 nearly unchanged iterations
+    "early_stop_eps": 1e-5,  # gen(..., epsilon=1e-5) during training
+    "buffer": 10,            # fake_data[-BATCH_SIZE:]: the FIFO of the last 10 fakes
+    "fakes": 0,              # new fakes per step; 0 = as many as the real batch (seed: 1 per epoch)
+    "update_batch": 0,       # D update batch; 0 = one update on real + fakes together (seed: 1)
+    "batched": True,         # optimise negatives as a batch with input-only gradients (seed: False)
+    "noise_start": False,    # first step: noise fakes without optimising (seed: True)
+    "real_class": 0,         # index of the "real" logit of a logits[2] discriminator (GON_MNIST: 0)
+    "sample_chunk": 256,     # sample(n) optimises at most this many negatives at once
+    "channels_last": True,   # run conv discriminators in channels_last on CPU (fast path; same maths)
+}
+
+PRESETS = {
+    "seed": {"batch_size": 10, "batched": False, "fakes": 1, "update_batch": 1, "noise_start": True,
+             "channels_last": False},
+    "fast": {},
+}
+
+NOTES = (
+    "seed preset = GON_MNIST's procedure (batch 1, parameter gradients on in the inner loop, 1 new fake "
+    "and 20 single-sample D updates per step); the default runs the same maths batched with input-only "
+    "gradients.",
+    "The inner loss is the source's CrossEntropyLoss on the softmax output (softmax applied twice), "
+    "= softplus(1 - 2 r) for realness r; the D loss is MSE(softmax, one_hot) = (r - target)^2.",
+    "The source trains on 10 images of one digit (src/utils.py filter(), CLASS = 0); which images to "
+    "train on is the data's business (gonprof train --data), not the mode's.",
+    "The source's early-stop counter `equal` is shared across restarts within one gen() call; with one "
+    "fake per call (training) that is the same as per sample, which is what gonprof does.",
+    "Fast path: D in eval mode and channels_last (CPU, conv nets) during sampling; stopped samples are "
+    "frozen while the rest of the batch goes on.",
+)
+
+
+@lru_cache(maxsize=16)
+def cosine_lrs(base_lr: float, t_max: int, n: int) -> tuple[float, ...]:
+    """The learning rate of each of ``n`` iterations, as torch's CosineAnnealingLR gives them.
+
+    Uses torch's own recursive (chainable) formula, so that the fast path and the
+    seed path (which steps a real scheduler) see the same floats.
+    """
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=base_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
+    out = []
+    for _ in range(n):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return tuple(out)
+
+
+class GONStep(TrainStep):
+    mode = "gon"
+    phases = ("sample", "update")
+
+    def __init__(self, D: nn.Module, D_spec, hparams: dict, device):
+        opt = torch.optim.Adam(D.parameters(), lr=hparams["lr"], betas=tuple(hparams["betas"]))
+        super().__init__({"D": D}, {"D": opt}, hparams, torch.device(device))
+        self.D, self.D_spec = D, D_spec
+        self.kind = getattr(D_spec, "output", "score") if D_spec is not None else "score"
+        self.real_class = int(hparams["real_class"])
+        self.buffer: torch.Tensor | None = None  # (k, C, H, W) FIFO, oldest first
+        self.last_iters = 0
+        self.last_loss: torch.Tensor | None = None  # final inner loss of each new fake (the source's `diffs`)
+        self.input_shape = tuple(getattr(D_spec, "input_shape", None) or (1, 28, 28))
+        self.notes: list[str] = []
+        self._has_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
+
+    # -- the discriminator's view -------------------------------------------------
+    def probs(self, out: torch.Tensor) -> torch.Tensor:
+        """(N, 2) probabilities ``[real, fake]`` (column 0 is realness)."""
+        if self.kind == "score":
+            r = torch.sigmoid(out.reshape(out.shape[0], -1)[:, 0])
+            return torch.stack([r, 1 - r], dim=1)
+        p = torch.softmax(out, dim=1)
+        if self.real_class != 0:
+            p = torch.stack([p[:, self.real_class], p[:, 1 - self.real_class]], dim=1)
+        return p
+
+    def realness(self, x: torch.Tensor) -> torch.Tensor:
+        """Realness probability of each image, (N,), without gradients, D in eval mode."""
+        with torch.no_grad(), eval_mode(self.D):
+            return self.probs(self.D(x))[:, 0]
+
+    def inner_loss(self, out: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of the inner loop: CrossEntropy(softmax output, real), as the source."""
+        p = self.probs(out)
+        return F.cross_entropy(p, torch.zeros(p.shape[0], dtype=torch.long, device=p.device), reduction="none")
+
+    # -- sampling ---------------------------------------------------------------------
+    def noise(self, n: int, shape=None) -> torch.Tensor:
+        shape = tuple(shape or self.input_shape)
+        return torch.rand((n, *shape), device=self.device) * 2 - 1
+
+    def optimise(self, x0: torch.Tensor, batched: bool | None = None) -> torch.Tensor:
+        """Run the inner loop from ``x0`` (N, C, H, W); returns the optimised images."""
+        batched = self.hparams["batched"] if batched is None else batched
+        if batched:
+            return self._optimise_batched(x0)
+        outs, losses = [], []
+        for i in range(x0.shape[0]):
+            outs.append(self._optimise_seed(x0[i:i + 1]))
+            losses.append(self.last_loss)
+        self.last_loss = torch.cat(losses)
+        return torch.cat(outs)
+
+    def _optimise_seed(self, x0: torch.Tensor) -> torch.Tensor:
+        """GON_MNIST's gen() for one sample: parameter gradients on, torch Adam + scheduler."""
+        hp = self.hparams
+        eps, patience = hp["early_stop_eps"], hp["early_stop"]
+        init = x0.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([init], lr=hp["inner_lr"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp["inner_t_max"])
+        copyz, equal, it = 10.0, 0, 0
+        with eval_mode(self.D):
+            for _ in range(int(hp["inner_steps"])):
+                copy = init.detach().clone()
+                z = self.inner_loss(self.D(init)).sum()
+                opt.zero_grad()
+                z.backward()  # also fills D's parameter .grad, as the source does
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    init.clamp_(-1.0, 1.0)
+                it += 1
+                zv = z.item()
+                same = bool(torch.all((copy - init.detach()).abs() < eps)) or (0 < copyz - zv < eps)
+                equal = equal + 1 if same else 0
+                if equal > patience:
+                    break
+                copyz = zv
+        self.D.zero_grad(set_to_none=True)  # the source's backprop() zeroes them before its update
+        self.last_iters = max(self.last_iters, it)
+        self.last_loss = torch.tensor([zv], device=init.device)
+        return init.detach()
+
+    def _optimise_batched(self, x0: torch.Tensor) -> torch.Tensor:
+        """The same loop for a whole batch: input-only gradients, Adam written out in place."""
+        hp = self.hparams
+        eps, patience = float(hp["early_stop_eps"]), int(hp["early_stop"])
+        steps = int(hp["inner_steps"])
+        lrs = cosine_lrs(float(hp["inner_lr"]), int(hp["inner_t_max"]), steps)
+        b1, b2, adam_eps = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as the source uses
+        n = x0.shape[0]
+        cl = bool(hp.get("channels_last")) and self._has_conv and x0.dim() == 4 and self.device.type == "cpu"
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        x = x0.detach().clone().contiguous(memory_format=fmt)
+        m = torch.zeros_like(x)
+        v = torch.zeros_like(x)
+        prev = torch.full((n,), 10.0, device=x.device)
+        equal = torch.zeros(n, dtype=torch.long, device=x.device)
+        active = torch.ones(n, dtype=torch.bool, device=x.device)
+        all_active = True
+        it = 0
+        D = self.D
+        if cl:
+            D = D.to(memory_format=torch.channels_last)
+        try:
+            with frozen(D), eval_mode(D):
+                for t in range(1, steps + 1):
+                    xg = x.detach().requires_grad_(True)
+                    z = self.inner_loss(D(xg))
+                    (g,) = torch.autograd.grad(z.sum(), xg)
+                    z = z.detach()
+                    with torch.no_grad():
+                        m.lerp_(g, 1 - b1)
+                        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                        bc1 = 1 - b1 ** t
+                        bc2 = 1 - b2 ** t
+                        denom = (v.sqrt() / math.sqrt(bc2)).add_(adam_eps)
+                        x_new = x.addcdiv(m, denom, value=-lrs[t - 1] / bc1).clamp_(-1.0, 1.0)
+                        moved = (x_new - x).abs_().flatten(1).amax(1)
+                        drop = prev - z
+                        same = (moved < eps) | ((drop > 0) & (drop < eps))
+                        equal = torch.where(same, equal + 1, torch.zeros_like(equal))
+                        if all_active:
+                            x = x_new
+                        else:
+                            x = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
+                        prev = z
+                        stop = equal > patience
+                        it = t
+                        if bool(stop.any()):
+                            active &= ~stop
+                            all_active = False
+                            if not bool(active.any()):
+                                break
+        finally:
+            if cl:
+                self.D.to(memory_format=torch.contiguous_format)
+        self.last_iters = max(self.last_iters, it)
+        self.last_loss = prev
+        return x.contiguous()
+
+    def sample(self, n: int) -> torch.Tensor:
+        chunk = max(1, int(self.hparams["sample_chunk"]))
+        out = [self.optimise(self.noise(min(chunk, n - i))) for i in range(0, n, chunk)]
+        return torch.cat(out)
+
+    # -- one step ----------------------------------------------------------------------
+    def step(self, real, labels=None, phase=no_phase):
+        hp = self.hparams
+        self.input_shape = tuple(real.shape[1:])
+        n = real.shape[0]
+        k = int(hp["fakes"]) or n
+        cap = max(int(hp["buffer"]), k)
+        self.last_iters = 0
+        with phase("sample"):
+            sample_loss = None
+            if hp["noise_start"] and (self.buffer is None or len(self.buffer) == 0):
+                new = self.noise(cap)  # the source's first epoch: noise negatives, no optimisation
+            else:
+                new = self.optimise(self.noise(k))
+                sample_loss = self.last_loss.mean()
+            buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
+            self.buffer = buf[-cap:].detach()
+            fakes = self.buffer
+        with phase("update"):
+            x = torch.cat([real, fakes.to(real.dtype)])
+            target = torch.zeros(x.shape[0], 2, device=x.device, dtype=x.dtype)
+            target[:n, 0] = 1.0
+            target[n:, 1] = 1.0
+            ub = int(hp["update_batch"])
+            opt = self.optimizers["D"]
+            if ub <= 0:
+                opt.zero_grad(set_to_none=True)
+                loss = F.mse_loss(self.probs(self.D(x)), target)
+                loss.backward()
+                opt.step()
+                d_loss = loss.detach()
+            else:
+                order = torch.randperm(x.shape[0], device=x.device)
+                total = x.new_zeros(())
+                for i in range(0, x.shape[0], ub):
+                    idx = order[i:i + ub]
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.mse_loss(self.probs(self.D(x[idx])), target[idx])
+                    loss.backward()
+                    opt.step()
+                    total = total + loss.detach() * len(idx)
+                d_loss = total / x.shape[0]
+        losses = {"d_loss": d_loss, "inner_iters": float(self.last_iters)}
+        if sample_loss is not None:
+            losses["sample_loss"] = sample_loss
+        return detached(losses)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {"buffer": None if self.buffer is None else self.buffer.detach().cpu().clone()}
+
+    def load_extra_state(self, state: dict) -> None:
+        buf = state.get("buffer")
+        self.buffer = None if buf is None else buf.to(self.device)
+
+
+@register_mode(
+    "gon",
+    summary="Generative Optimization Network: negatives made by Adam on the input against D itself",
+    phases=GONStep.phases,
+    needs_generator=False,
+    outputs=("score", "logits[2]"),
+    defaults=DEFAULTS,
+    presets=PRESETS,
+    source="Tuli et al. 2021, arXiv 2110.02912; imperial-qore/GON_MNIST (src/gen.py, main.py)",
+    notes=NOTES,
+)
+def make_gon(D, D_spec, G, G_spec, hparams, device):
+    check_compatible(get_mode("gon"), D_spec)
+    return GONStep(D, D_spec, hparams, device)

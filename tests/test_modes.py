@@ -1,0 +1,283 @@
+"""Training modes: every mode with every compatible registered discriminator, GON's and
+DCD's samplers, the fast and seed GON paths, build_step's errors."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from gonprof.arch import list_archs
+from gonprof.data import synthetic
+from gonprof.modes import IncompatibleError, get_mode, list_modes
+from gonprof.modes.build import FALLBACK_GENERATORS, build_step
+from gonprof.registry import RegistryError
+
+MODES = ["gon", "gan", "lsgan", "wgan-gp", "improved-gan", "dcd"]
+DISCRIMINATORS = [s.name for s in list_archs(role="discriminator")]
+# Small settings so that the whole grid runs in seconds.
+SMALL = {
+    "gon": {"inner_steps": 3},
+    "gan": {},
+    "lsgan": {"g_steps": 1},
+    "wgan-gp": {"n_critic": 1},
+    "improved-gan": {"labels": 4},
+    "dcd": {"langevin_steps": 2, "n_critic": 1},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny steps are dominated by thread hand-offs, and on a loaded
+    2-core machine OpenMP's spinning makes two threads many times slower than one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(64, seed=3)
+
+
+def one_line(exc: BaseException) -> str:
+    msg = str(exc)
+    assert msg and "\n" not in msg, f"not one line: {msg!r}"
+    return msg
+
+
+def test_all_six_modes_registered_with_their_contract():
+    names = {m.name for m in list_modes()}
+    assert set(MODES) <= names
+    for name in MODES:
+        spec = get_mode(name)
+        assert spec.phases and spec.outputs and spec.defaults and spec.source and spec.notes
+        assert isinstance(spec.needs_generator, bool)
+        for preset in spec.presets:
+            spec.hparams(preset)  # every preset names real hyper-parameters
+    assert get_mode("gon").phases == ("sample", "update")
+    assert get_mode("dcd").phases == ("sample", "d_step", "g_step")
+    for name in ("gan", "lsgan", "wgan-gp", "improved-gan"):
+        assert get_mode(name).phases == ("d_step", "g_step")
+    assert not get_mode("gon").needs_generator
+    assert all(get_mode(m).needs_generator for m in MODES if m != "gon")
+    assert set(FALLBACK_GENERATORS) == set(MODES) - {"gon"}
+
+
+def test_seed_defaults():
+    gon = get_mode("gon").defaults
+    assert (gon["inner_lr"], gon["inner_t_max"], gon["inner_steps"], gon["early_stop"]) == (0.02, 50, 1000, 30)
+    assert (gon["lr"], gon["buffer"]) == (5e-6, 10)
+    assert get_mode("gon").hparams("seed")["batched"] is False
+    lsgan = get_mode("lsgan").defaults
+    assert (lsgan["lr"], lsgan["d_steps"], lsgan["g_steps"], lsgan["batch_size"]) == (1e-3, 1, 4, 32)
+    wg = get_mode("wgan-gp")
+    assert (wg.defaults["gp_weight"], wg.defaults["n_critic"], wg.defaults["betas"]) == (10.0, 5, (0.5, 0.9))
+    assert wg.hparams("beta0")["betas"] == (0.0, 0.9)
+    ig = get_mode("improved-gan").defaults
+    assert (ig["lr"], ig["betas"], ig["batch_size"]) == (0.003, (0.5, 0.999), 100)
+    dcd = get_mode("dcd").defaults
+    assert (dcd["langevin_steps"], dcd["step_size"], dcd["noise"], dcd["grad_clip"], dcd["n_critic"]) == \
+        (20, 1.0, 0.005, 1.0, 5)
+    assert dcd["betas"] == (0.0, 0.9) and dcd["lr"] == 2e-4
+
+
+@pytest.mark.parametrize("arch", DISCRIMINATORS)
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_trains_discriminator(mode, arch, data):
+    spec, d_spec = get_mode(mode), next(s for s in list_archs(role="discriminator") if s.name == arch)
+    if not spec.accepts(d_spec.output):
+        with pytest.raises(IncompatibleError) as err:
+            build_step(mode, arch, **SMALL[mode])
+        msg = one_line(err.value)
+        assert d_spec.output in msg and " or ".join(spec.outputs) in msg
+        pytest.skip(f"{mode} does not train {d_spec.output} discriminators: {msg}")
+    step = build_step(mode, arch, seed=1, **SMALL[mode])
+    assert step.mode == mode and step.phases == spec.phases
+    D = step.models["D"]
+    before = [p.detach().clone() for p in D.parameters() if p.requires_grad]
+    seen: list[str] = []
+
+    def phase(name):
+        seen.append(name)
+        return torch.autograd.profiler.record_function(name)
+
+    n = 2
+    for i in range(2):
+        x, y = data.images[i * n:(i + 1) * n], data.labels[i * n:(i + 1) * n]
+        losses = step.step(x, y, phase=phase)
+        assert losses, "a step returns its losses"
+        for k, v in losses.items():
+            assert torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad, k
+            assert math.isfinite(float(v)), f"{k} = {float(v)}"
+    assert set(seen) == set(spec.phases)
+    after = [p.detach() for p in D.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), "D's parameters did not change"
+    sample = step.sample(3)
+    assert sample.shape == (3, *d_spec.input_shape)
+    assert torch.isfinite(sample).all() and sample.min() >= -1 and sample.max() <= 1
+
+
+def test_gon_inner_loop_raises_realness():
+    for arch in ("gon-mnist-mlp", "mlp-gan"):  # a logits[2] and a score discriminator
+        step = build_step("gon", arch, seed=0, inner_steps=25)
+        torch.manual_seed(5)
+        x0 = step.noise(8)
+        r0 = step.realness(x0)
+        x = step.optimise(x0)
+        r1 = step.realness(x)
+        assert x.min() >= -1 and x.max() <= 1
+        assert r1.mean() > r0.mean() + 1e-3, (arch, r0.mean().item(), r1.mean().item())
+
+
+def _fast_vs_seed(arch, **hp):
+    step = build_step("gon", arch, seed=0, **hp)
+    torch.manual_seed(7)
+    x0 = step.noise(1)
+    fast = step.optimise(x0, batched=True)
+    it_fast = step.last_iters
+    step.last_iters = 0
+    grads_before = [p.grad for p in step.models["D"].parameters()]
+    seed = step.optimise(x0, batched=False)
+    it_seed = step.last_iters
+    assert all(g is None for g in grads_before)
+    assert all(p.grad is None for p in step.models["D"].parameters()), "seed path leaves D's grads zeroed"
+    return fast, seed, it_fast, it_seed
+
+
+def test_gon_fast_and_seed_paths_agree_for_batch_one():
+    fast, seed, it_fast, it_seed = _fast_vs_seed("gon-mnist-mlp", inner_steps=60)
+    assert it_fast == it_seed == 60
+    assert (fast - seed).abs().max() < 1e-4
+    # the conv discriminator, run channels_last on the fast path
+    fast, seed, it_fast, it_seed = _fast_vs_seed("gon-mnist-conv", inner_steps=6)
+    assert it_fast == it_seed == 6
+    assert (fast - seed).abs().max() < 1e-4
+
+
+def test_gon_early_stop_same_in_both_paths():
+    # a loose threshold makes the source's criterion fire early; both paths must stop at the same iteration
+    fast, seed, it_fast, it_seed = _fast_vs_seed("gon-mnist-mlp", inner_steps=200, early_stop_eps=0.05,
+                                                 early_stop=2)
+    assert it_fast == it_seed < 200
+    assert (fast - seed).abs().max() < 1e-4
+
+
+def test_gon_batched_early_stop_is_per_sample():
+    step = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=200, early_stop_eps=0.05, early_stop=2)
+    torch.manual_seed(11)
+    x0 = step.noise(3)
+    batch = step.optimise(x0, batched=True)
+    singles = torch.cat([step.optimise(x0[i:i + 1], batched=True) for i in range(3)])
+    assert (batch - singles).abs().max() < 1e-4
+
+
+def test_gon_seed_preset_and_buffer_state(data):
+    step = build_step("gon", "gon-mnist-mlp", preset="seed", seed=0, inner_steps=3)
+    assert step.hparams["batched"] is False and step.hparams["update_batch"] == 1
+    real = data.images[:10]
+    first = step.step(real)
+    assert "sample_loss" not in first  # the first step uses noise negatives, as the source's first epoch
+    assert step.buffer.shape[0] == 10
+    old = step.buffer.clone()
+    step.step(real)
+    assert step.buffer.shape[0] == 10 and torch.equal(step.buffer[:9], old[1:])  # FIFO: one new fake
+    # resuming from state_dict continues exactly
+    state = copy.deepcopy(step.state_dict())  # state_dict() holds live tensors
+    rng = torch.get_rng_state()
+    a = step.step(real)
+    other = build_step("gon", "gon-mnist-mlp", preset="seed", seed=99, inner_steps=3)
+    other.load_state_dict(state)
+    torch.set_rng_state(rng)
+    b = other.step(real)
+    assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
+    assert torch.equal(step.buffer, other.buffer)
+
+
+def test_dcd_langevin_raises_critic_score():
+    for space in ("pixel", "latent"):
+        step = build_step("dcd", "dcd-mnist-sn", seed=0, langevin=space, langevin_steps=5)
+        torch.manual_seed(3)
+        z = step.latent(16)
+        with torch.no_grad():
+            x0 = step.G(z)
+            s0 = step.score(x0).mean()
+        torch.manual_seed(4)
+        x = step.langevin_pixel(x0) if space == "pixel" else step.langevin_latent(z)
+        with torch.no_grad():
+            s1 = step.score(x).mean()
+        assert x.min() >= -1 and x.max() <= 1
+        assert s1 > s0, (space, float(s0), float(s1))
+
+
+def test_steps_are_reproducible(data):
+    for mode, arch in (("lsgan", "inception-k8"), ("improved-gan", "improved-gan-mlp")):
+        runs = []
+        for _ in range(2):
+            step = build_step(mode, arch, seed=4, **SMALL[mode])
+            torch.manual_seed(4)
+            runs.append([{k: float(v) for k, v in step.step(data.images[:4], data.labels[:4]).items()}
+                         for _ in range(2)])
+        assert runs[0] == runs[1]
+
+
+def test_improved_gan_labelled_and_test_error(data):
+    step = build_step("improved-gan", "improved-gan-mlp", seed=0, labels=20)
+    x, y = data.images[:20], data.labels[:20]
+    step.set_labelled(x, y)
+    losses = step.step(data.images[20:24], data.labels[20:24])
+    assert "d_loss_labelled" in losses
+    err = step.test_error(data.images[:50], data.labels[:50])
+    assert 0.0 <= err <= 1.0
+    with pytest.raises(IncompatibleError) as e:
+        build_step("improved-gan", "gon-mnist-mlp", labels=4).set_labelled(x, y)
+    one_line(e.value)
+    unsup = build_step("improved-gan", "improved-gan-mlp", preset="unsupervised")
+    assert "d_loss_labelled" not in unsup.step(data.images[:4], data.labels[:4])
+    # without set_labelled the step collects a balanced labelled set from the batches it sees
+    collect = build_step("improved-gan", "improved-gan-mlp", labels=10)
+    for i in range(0, 64, 8):
+        collect.step(data.images[i:i + 8], data.labels[i:i + 8])
+    counts = torch.bincount(collect.labelled_y, minlength=10)
+    assert len(collect.labelled_y) <= 10 and counts.max() <= 1
+
+
+def test_generator_choice_and_notes():
+    step = build_step("lsgan", "inception-k8")
+    assert step.generator == "gas-generator" and "default of inception-k8" in step.notes[0]
+    step = build_step("lsgan", "gon-mnist-mlp")  # no generator of that family: the mode's fallback
+    assert step.generator == FALLBACK_GENERATORS["lsgan"]
+    assert "falls back" in step.notes[0]
+    step = build_step("gan", "inception-k8", generator="mlp-gan-generator")
+    assert step.generator == "mlp-gan-generator"
+    assert build_step("improved-gan", "improved-gan-mlp").G_spec.latent == "uniform"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: build_step("nope", "mlp-gan"),
+    lambda: build_step("lsgn", "mlp-gan"),
+    lambda: build_step("gan", "no-such-arch"),
+    lambda: build_step("gan", "improved-gan-mlp"),
+    lambda: build_step("gon", "improved-gan-mlp"),
+    lambda: build_step("improved-gan", "mlp-gan"),
+    lambda: build_step("gan", "mlp-gan-generator"),
+    lambda: build_step("gan", "mlp-gan", generator="mlp-gan"),
+    lambda: build_step("gon", "gon-mnist-mlp", generator="mlp-gan-generator"),
+    lambda: build_step("gan", "mlp-gan", no_such_hparam=1),
+    lambda: build_step("gan", "mlp-gan", preset="nope"),
+    lambda: build_step("dcd", "dcd-mnist-sn", langevin="sideways"),
+])
+def test_build_step_errors_are_one_line(call):
+    with pytest.raises((IncompatibleError, RegistryError)) as err:
+        call()
+    one_line(err.value)
+
+
+def test_incompatible_message_names_accepted_kinds():
+    with pytest.raises(IncompatibleError, match=r"accepts score or logits\[2\]"):
+        build_step("lsgan", "improved-gan-mlp")
+    with pytest.raises(IncompatibleError, match=r"accepts logits\[\*\]"):
+        build_step("improved-gan", "mlp-gan")
