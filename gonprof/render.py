@@ -323,14 +323,14 @@ def architectures_table(rows) -> "Table":
     from rich.table import Table
 
     table = Table(title="gonprof architectures", title_justify="left")
-    table.add_column("name", style="bold")
+    table.add_column("name", style="bold", no_wrap=True)
     table.add_column("family")
     table.add_column("role")
     table.add_column("params (count)", justify="right")
     table.add_column("input (C,H,W)")
     table.add_column("output")
     table.add_column("default mode")
-    table.add_column("source")
+    table.add_column("source", overflow="ellipsis", max_width=40)
     for r in rows:
         params = f"{r.params:,}"
         if not r.matches_expected:
