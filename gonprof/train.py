@@ -119,6 +119,7 @@ from .data import DataError, ImageData, available_splits, load_dataset, load_idx
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
 DEFAULT_STEPS = 1000
+BUDGET_ONLY_STEPS = 10**9  # the step bound of a run limited by time_budget_s alone
 DEFAULT_BATCH_SIZE = 64
 GRID_NROW = 8
 GRID_N = GRID_NROW * GRID_NROW
@@ -149,6 +150,9 @@ class TrainConfig:
     ``checkpoint_every``: None is about 10 checkpoints a run (at most every 500 steps).
     ``log_every``: a log line every K steps (the last step and a NaN step are always logged).
     ``hparams``: overrides of the mode's hyper-parameters.
+    ``time_budget_s``: stop after the first step that ends past this many seconds of
+    training (status ``ok``; the message says so).  Without ``steps`` or ``epochs``
+    the run is then bounded by the budget alone.
     """
 
     arch: str
@@ -166,6 +170,7 @@ class TrainConfig:
     log_every: int = 1
     checkpoint_every: int | None = None
     hparams: dict = field(default_factory=dict)
+    time_budget_s: float | None = None  # stop cleanly (status ok) once training has run this long
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -527,6 +532,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         total = int(config.epochs) * per_epoch
     elif stored_cfg is not None:
         total = int(stored_cfg["resolved"]["steps"])
+    elif config.time_budget_s is not None:
+        total = BUDGET_ONLY_STEPS  # the budget ends the run
     else:
         total = DEFAULT_STEPS
     if stored_cfg is not None and int(stored_cfg["resolved"]["batch_size"]) != batch_size:
@@ -702,13 +709,18 @@ class _Run:
                         self.save_grid(k)
                     if k % self.ckpt_every == 0 or k == self.total:
                         self.save_checkpoint(k)
+                    if cfg.time_budget_s is not None and self.elapsed() >= cfg.time_budget_s and k < self.total:
+                        self.save_checkpoint(k)
+                        self.save_grid(None)
+                        message = f"time budget of {cfg.time_budget_s:g} s reached after {k} steps"
+                        break
                     if catch_sigint and catcher.requested and k < self.total:
                         if self.checkpoint_step != k:
                             self.save_checkpoint(k)
                         status = "interrupted"
                         message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
                         break
-            if status == "ok":
+            if status == "ok" and not message:
                 self.save_grid(None)
                 message = f"trained {self.total} steps"
         except KeyboardInterrupt:

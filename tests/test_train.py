@@ -340,3 +340,12 @@ def test_real_mode_resume_matches(tmp_path):
     assert rest.status == "ok"
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
     assert build.build_step  # the default make_step path was the one exercised
+
+
+def test_time_budget_stops_cleanly_after_the_step_that_crosses_it(tmp_path):
+    # A zero budget is crossed by the first step: the run stops there, status ok.
+    res = run_training(cfg(tmp_path, steps=None, time_budget_s=0.0), make_step=FakeStep)
+    assert res.status == "ok" and res.steps_done == 1
+    assert "time budget" in res.message
+    assert (tmp_path / "run" / "samples" / "final.png").is_file()
+    assert [x["step"] for x in lines(tmp_path / "run") if "losses" in x] == [1]
