@@ -20,7 +20,7 @@ def list_modes(pattern: str | None = None) -> list[ModeSummary]:
 
     return [
         ModeSummary(m.name, m.summary, tuple(m.phases), m.needs_generator, tuple(m.outputs), dict(m.defaults),
-                    tuple(m.presets), m.source)
+                    tuple(m.presets), m.source, m.default_arch)
         for m in _list(pattern)
     ]
 

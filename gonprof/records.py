@@ -521,6 +521,36 @@ def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
             write(fh)
 
 
+@dataclass(frozen=True)
+class QualityRecord(_Serialisable):
+    """Quality of one sample set; every figure is at ``n_samples`` vs ``n_reference``."""
+
+    fid: float
+    kid_mean: float
+    kid_std: float
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+    class_coverage: float
+    class_entropy_nats: float
+    mean_confidence: float
+    classifier_score: float
+    n_samples: int
+    n_reference: int
+    extractor: str = "gonprof-mnist-cnn-v1"  # gonprof.metrics.classifier.EXTRACTOR_NAME
+    weights_hash: str = ""
+    seed: int = 0
+    kid_subsets: int = 100  # gonprof.metrics.kid.KID_SUBSETS
+    kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QualityRecord":
+        """Inverse of ``to_dict``; keys this version does not know are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 

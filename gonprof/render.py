@@ -346,11 +346,11 @@ def modes_table(rows) -> "Table":
     from rich.table import Table
 
     table = Table(title="gonprof training modes", title_justify="left")
-    for col in ("name", "phases", "needs generator", "discriminator outputs", "presets", "summary"):
-        table.add_column(col)
+    for col in ("name", "default arch", "phases", "needs generator", "discriminator outputs", "presets", "summary"):
+        table.add_column(col, no_wrap=col == "name")
     for m in rows:
-        table.add_row(m.name, ", ".join(m.phases), "yes" if m.needs_generator else "no", ", ".join(m.outputs),
-                      ", ".join(m.presets) or "-", m.summary)
+        table.add_row(m.name, m.default_arch or "-", ", ".join(m.phases), "yes" if m.needs_generator else "no",
+                      ", ".join(m.outputs), ", ".join(m.presets) or "-", m.summary)
     return table
 
 

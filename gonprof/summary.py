@@ -61,6 +61,7 @@ class ModeSummary:
     defaults: dict
     presets: tuple[str, ...]
     source: str
+    default_arch: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

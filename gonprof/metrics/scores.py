@@ -31,7 +31,6 @@ Class statistics use the classifier's argmax predictions on the samples:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -39,42 +38,10 @@ from gonprof.metrics.classifier import EXTRACTOR_NAME, load_classifier, referenc
 from gonprof.metrics.fid import fid_from_features
 from gonprof.metrics.kid import KID_SUBSET_SIZE, KID_SUBSETS, kid
 from gonprof.metrics.prdc import DC_K, PR_K, prdc
+from gonprof.records import QualityRecord
 
 CLASS_COVERAGE_THRESHOLD = 0.01
 BATCH = 500
-
-
-@dataclass(frozen=True)
-class QualityRecord:
-    """Quality of one sample set; every figure is at ``n_samples`` vs ``n_reference``."""
-
-    fid: float
-    kid_mean: float
-    kid_std: float
-    precision: float
-    recall: float
-    density: float
-    coverage: float
-    class_coverage: float
-    class_entropy_nats: float
-    mean_confidence: float
-    classifier_score: float
-    n_samples: int
-    n_reference: int
-    extractor: str = EXTRACTOR_NAME
-    weights_hash: str = ""
-    seed: int = 0
-    kid_subsets: int = KID_SUBSETS
-    kid_subset_size: int = KID_SUBSET_SIZE
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "QualityRecord":
-        """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def _images(x) -> torch.Tensor:

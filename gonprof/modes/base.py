@@ -48,6 +48,7 @@ class ModeSpec:
     presets: dict = field(default_factory=dict)  # name -> overrides of defaults (e.g. gon: "seed")
     source: str = ""
     notes: tuple[str, ...] = ()
+    default_arch: str | None = None  # the discriminator `gonprof compare MODE` trains when none is named
 
     def accepts(self, output_kind: str) -> bool:
         import fnmatch

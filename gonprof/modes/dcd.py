@@ -127,6 +127,7 @@ class DCDStep(GANStep):
     "dcd",
     summary="Discriminator Contrastive Divergence: hinge critic on Langevin-refined G(z), 5 critic updates",
     phases=DCDStep.phases,
+    default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
     defaults=DEFAULTS,

@@ -65,6 +65,7 @@ class GANBCEStep(GANStep):
     "gan",
     summary="standard GAN, BCE with logits (non-saturating G loss), Adam 2e-4 (0.5, 0.999)",
     phases=GANBCEStep.phases,
+    default_arch="mlp-gan",
     needs_generator=True,
     outputs=("score", "logits[2]"),
     defaults=DEFAULTS,

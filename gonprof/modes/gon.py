@@ -323,6 +323,7 @@ class GONStep(TrainStep):
     "gon",
     summary="Generative Optimization Network: negatives made by Adam on the input against D itself",
     phases=GONStep.phases,
+    default_arch="gon-mnist-mlp",
     needs_generator=False,
     outputs=("score", "logits[2]"),
     defaults=DEFAULTS,

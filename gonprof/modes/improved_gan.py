@@ -179,6 +179,7 @@ class ImprovedGANStep(GANStep):
     "improved-gan",
     summary="Improved-GAN: feature matching for G, K+1-class semi-supervised D (labels 20/50/100/200 or 0)",
     phases=ImprovedGANStep.phases,
+    default_arch="improved-gan-mlp",
     needs_generator=True,
     outputs=("logits[*]",),
     defaults=DEFAULTS,

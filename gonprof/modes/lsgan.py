@@ -91,6 +91,7 @@ class LSGANStep(GANStep):
     "lsgan",
     summary="least-squares GAN as in GAS: RMSProp 1e-3, 1 D step then 4 G steps, batch 32",
     phases=LSGANStep.phases,
+    default_arch="lsgan-original",
     needs_generator=True,
     outputs=("score", "logits[2]"),
     defaults=DEFAULTS,

@@ -73,6 +73,7 @@ class WGANGPStep(GANStep):
     "wgan-gp",
     summary="Wasserstein GAN with gradient penalty 10, 5 critic updates per G update, Adam 1e-4 (0.5, 0.9)",
     phases=WGANGPStep.phases,
+    default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
     defaults=DEFAULTS,
