@@ -89,10 +89,7 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     record's ``status``; errors in the request itself (unknown names, shapes)
     raise before anything runs.
     """
-    import torch
-
     from .modes.build import build_step
-    from .profiler import Profiler
 
     mode = mode or default_mode(arch)
     step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
@@ -104,14 +101,29 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
         raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
     shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
     dataset = _profile_data(data, shape)
+    context = {"preset": preset, "seed": seed, "data": dataset.name, "input_shape": list(shape),
+               "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])}
+    return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
+                        arch=arch, mode=mode, generator=getattr(step, "generator", None) or generator, extra=context)
+
+
+def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,
+                 arch: str | None = None, mode: str | None = None, generator: str | None = None,
+                 extra: dict | None = None):
+    """Run a built TrainStep under the Profiler on batches of ``dataset``; returns the ProfileRecord.
+
+    A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
+    record's ``status``, with what was measured before it.
+    """
+    import torch
+
+    from .profiler import Profiler
+
+    dev = torch.device(step.device)
+    prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
+                    arch=arch, mode=mode or step.mode, batch_size=batch_size, generator=generator, extra=extra)
     if batch_size > len(dataset):
         dataset = _repeat(dataset, batch_size)
-    dev = torch.device(device)
-    g_name = getattr(step, "generator_name", None) or generator
-    prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
-                    arch=arch, mode=mode, batch_size=batch_size, generator=g_name,
-                    extra={"preset": preset, "seed": seed, "data": dataset.name, "input_shape": list(shape),
-                           "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])})
     batches = dataset.batches(batch_size, seed=seed)
     try:
         with prof:

@@ -47,9 +47,11 @@ def _stderr():
 
 
 def _stdout():
+    """Results console; when stdout is a file or pipe, wide enough that tables keep their columns."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=200 if wide else None)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> "typer.Exit":
@@ -311,6 +313,73 @@ def parse_sets(items: Optional[List[str]]) -> dict:
         except json.JSONDecodeError:
             out[name] = value
     return out
+
+
+@app.command()
+@guarded
+def compare(
+    modes: Annotated[Optional[List[str]], typer.Argument(help="Training modes to compare (e.g. gon lsgan).")] = None,
+    arch: Annotated[Optional[List[str]], typer.Option("--arch", help="Discriminators (names or globs); default: each mode's own.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="gas (the six GAS discriminators under lsgan) or gon-vs-gan.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps per run.")] = None,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
+    seed: int = 0,
+    data: Annotated[Optional[str], typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
+    device: DeviceOpt = "cpu",
+    samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
+    profile_steps: Annotated[int, typer.Option("--profile-steps", min=1, help="Timed steps profiled after training.")] = 5,
+    memory_limit: Annotated[Optional[str], typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB); a run past it is recorded as oom.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw FID against peak memory to this PNG (needs the plot extra).")] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Train, profile and score each (mode, architecture) pair; one table of quality beside memory."""
+    import time as _time
+
+    from . import compare as cmp
+    from . import render
+    from .records import records_to_csv
+
+    load_plugins(plugin)
+    limit = None
+    if memory_limit is not None:
+        from .budget import parse_bytes
+
+        try:
+            limit = parse_bytes(memory_limit)
+        except ValueError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    specs = cmp.plan(list(modes or []), list(arch) if arch else None, preset=preset, steps=steps,
+                     time_budget_s=time_budget, batch_size=batch_size, seed=seed, data=data,
+                     device=check_device(device), n_samples=samples, profile_steps=profile_steps,
+                     memory_limit_bytes=limit)
+    out = out or Path("runs") / _time.strftime("compare-%Y%m%d-%H%M%S")
+    err = _stderr()
+    budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
+    err.print(f"comparing {len(specs)} runs ({budget} of training each) in {out}")
+
+    def on_start(i, n, spec):
+        err.print(f"[{i + 1}/{n}] {spec.label} ...")
+
+    def on_row(rec):
+        err.print(f"      {rec.status}" + (f": {rec.message}" if rec.message else "")
+                  + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
+
+    rows = cmp.compare(specs, out=out, json_path=json_path, on_start=on_start, on_row=on_row)
+    if csv_path:
+        records_to_csv(rows, csv_path)
+    _stdout().print(render.compare_table(rows))
+    grid = cmp.grid_image(rows, Path(out) / "samples.png")
+    if grid:
+        err.print(f"sample grids side by side: {grid}")
+    if plot:
+        err.print(f"plot: {cmp.plot(rows, plot)}")
+    err.print(f"results: {json_path or Path(out) / 'results.json'} (gonprof report re-renders them)")
+    if any(r.status == "interrupted" for r in rows):
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()

@@ -551,12 +551,69 @@ class QualityRecord(_Serialisable):
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+@dataclass(frozen=True)
+class RunRecord(_Serialisable):
+    """One row of ``gonprof compare``: a (mode, architecture) pair trained, profiled and scored.
+
+    ``kind`` is ``"run"`` for a trained pair and ``"floor"`` for the real-vs-real
+    row (real held-out images scored like samples, at the same N).  A run that
+    failed keeps its status and message and whatever was measured before.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    kind: str = "run"
+    status: str = "ok"
+    message: str = ""
+    mode: Optional[str] = None
+    arch: Optional[str] = None
+    generator: Optional[str] = None
+    preset: Optional[str] = None
+    batch_size: Optional[int] = None
+    seed: int = 0
+    device: str = "cpu"
+    d_params: Optional[int] = None  # discriminator parameters (count)
+    g_params: Optional[int] = None  # generator parameters (count); None when the mode has none
+    train_steps: Optional[int] = None  # optimization steps trained before scoring
+    train_time_s: Optional[float] = None  # wall time of those steps
+    time_budget_s: Optional[float] = None
+    profile: Optional[ProfileRecord] = None  # figures of steps profiled after training
+    quality: Optional[QualityRecord] = None
+    samples_png: Optional[str] = None  # the run's final sample grid
+    run_dir: Optional[str] = None
+    wall_time_s: Optional[float] = None  # the whole row: train + profile + score
+
+    @property
+    def label(self) -> str:
+        return "real (floor)" if self.kind == "floor" else f"{self.mode} / {self.arch}"
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunRecord":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> "RunRecord":
+        return dataclasses.replace(self, **changes)
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "kind": self.kind, "status": self.status, "message": self.message, "mode": self.mode,
+            "arch": self.arch, "generator": self.generator, "batch_size": self.batch_size, "seed": self.seed,
+            "device": self.device, "d_params": self.d_params, "g_params": self.g_params,
+            "train_steps": self.train_steps, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s,
+        }
+        if self.profile is not None:
+            row.update({f"profile.{k}": v for k, v in self.profile.to_row().items()
+                        if k not in ("arch", "mode", "batch_size", "generator", "status", "message")})
+        if self.quality is not None:
+            row.update({f"quality.{k}": v for k, v in self.quality.to_dict().items()})
+        return row
+
+
 class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 
 
 #: Record types a results file may hold, by the ``kind`` written beside them.
-RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord}
+RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord}
 
 
 def save_records(records: "list[Any]", path: Any) -> None:
@@ -620,3 +677,179 @@ def _kind_of(record: Any) -> str:
 
 def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------
+# memory budget records (issue 7): estimates, batch-size fits, scaling fits
+# --------------------------------------------------------------------------
+
+
+class _JsonRecord(_Serialisable):
+    """to_json / from_json / replace for the records below (same file format as ProfileRecord)."""
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        data = json.loads(text)
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"record schema_version {version} is newer than this gonprof understands ({SCHEMA_VERSION})"
+            )
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate(_JsonRecord):
+    """A step's memory predicted without allocating it (meta tensors through the live-bytes tracker).
+
+    ``peak_live_bytes`` and its ``peak_live_*`` split mean what they mean in
+    :class:`LiveMemory` (tensor storages incl. the persistent state; the input
+    batch not counted), taken as the worst over the steps run and over the
+    ways data-dependent branches can go.  ``input_bytes`` is the batch (images
+    float32 + int64 labels).  ``peak_bytes`` is the figure to hold against a
+    memory budget: on ``cpu`` ``peak_live_bytes + input_bytes``; on ``cuda``
+    ``cuda_max_memory_allocated_bytes``, the same storages each rounded up as
+    the CUDA caching allocator does (``rounding``).  Reserved memory
+    (``max_memory_reserved``) is not estimated.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    arch: Optional[str] = None
+    mode: Optional[str] = None
+    generator: Optional[str] = None
+    batch_size: int = 0
+    device: str = "cpu"
+    method: str = "meta"
+    input_shape: tuple[int, ...] = ()
+    hparams: dict[str, Any] = field(default_factory=dict)
+    peak_bytes: int = 0
+    peak_live_bytes: int = 0
+    peak_live_param_bytes: int = 0
+    peak_live_buffer_bytes: int = 0
+    peak_live_grad_bytes: int = 0
+    peak_live_optimizer_state_bytes: int = 0
+    peak_live_activation_bytes: int = 0
+    start_live_bytes: int = 0
+    end_live_bytes: int = 0
+    peak_live_bytes_by_step: tuple[int, ...] = ()
+    peak_live_bytes_by_phase: dict[str, int] = field(default_factory=dict)
+    input_bytes: int = 0
+    persistent: Optional[PersistentBytes] = None
+    cuda_max_memory_allocated_bytes: Optional[int] = None
+    cuda_peak_live_rounded_bytes: Optional[int] = None
+    rounding: str = "none (storage bytes)"
+    worst_case: str = ""
+    data_dependent_reads: int = 0
+    steps_run: int = 0
+    elapsed_s: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchTrial(_JsonRecord):
+    """One trial of a batch-size search or scaling sweep.
+
+    ``peak_bytes`` is the figure compared with the budget (see
+    ``FitRecord.compared``); the others are shown beside it.  ``status``:
+    ``fits``, ``too-big``, ``oom`` (the step raised out-of-memory), ``killed``
+    (the trial process died, e.g. at the memory cap or by the OOM killer),
+    ``error`` (anything else; stops a search) or ``measured`` (a scaling
+    point, no budget).
+    """
+
+    batch_size: int
+    status: str
+    peak_bytes: Optional[int] = None
+    peak_live_bytes: Optional[int] = None
+    input_bytes: Optional[int] = None
+    peak_rss_delta_bytes: Optional[int] = None
+    peak_rss_bytes: Optional[int] = None
+    rss_baseline_bytes: Optional[int] = None
+    cuda_max_memory_allocated_bytes: Optional[int] = None
+    cuda_max_memory_reserved_bytes: Optional[int] = None
+    step_time_s: Optional[float] = None
+    elapsed_s: Optional[float] = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class FitRecord(_JsonRecord):
+    """The largest batch size whose step peak stays within ``memory_bytes``.
+
+    ``batch_size`` is the answer (0: not even a batch of 1 fits; None: the
+    search stopped on an error).  ``first_too_big`` is the smallest size seen
+    not to fit (None if ``max_batch`` fitted).  ``compared`` says which peak
+    was held against the budget; ``trials`` lists every trial in the order run.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    status: str = "ok"
+    message: str = ""
+    arch: Optional[str] = None
+    mode: Optional[str] = None
+    generator: Optional[str] = None
+    device: str = "cpu"
+    estimate: bool = False
+    memory_bytes: int = 0
+    batch_size: Optional[int] = None
+    first_too_big: Optional[int] = None
+    max_batch: int = 0
+    compared: str = ""
+    search: str = "exponential (1, 2, 4, ...) then binary search between the last fit and the first failure"
+    trials: tuple[BatchTrial, ...] = ()
+    environment: Optional[Environment] = None
+    notes: tuple[str, ...] = ()
+
+    def trial(self, batch_size: int) -> BatchTrial:
+        for t in self.trials:
+            if t.batch_size == batch_size:
+                return t
+        raise KeyError(batch_size)
+
+
+@dataclass(frozen=True)
+class LinearFit(_JsonRecord):
+    """``y = intercept + slope * x`` by least squares; ``r2`` = 1 - SS_res / SS_tot (1.0 when SS_tot = 0)."""
+
+    intercept: float
+    slope: float
+    r2: float
+    n: int
+
+    def predict(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+
+@dataclass(frozen=True)
+class ScalingRecord(_JsonRecord):
+    """Peak memory and step time against batch size, fitted as fixed + per-sample.
+
+    ``memory_fit``: bytes = fixed bytes (``intercept``) + bytes per sample
+    (``slope``) x batch size, on each point's ``peak_bytes`` (the same figure
+    :class:`FitRecord` compares; see ``compared``).  ``time_fit``: seconds
+    likewise (None for estimates, which do not time).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    status: str = "ok"
+    message: str = ""
+    arch: Optional[str] = None
+    mode: Optional[str] = None
+    generator: Optional[str] = None
+    device: str = "cpu"
+    estimate: bool = False
+    compared: str = ""
+    points: tuple[BatchTrial, ...] = ()
+    memory_fit: Optional[LinearFit] = None
+    time_fit: Optional[LinearFit] = None
+    environment: Optional[Environment] = None
+    notes: tuple[str, ...] = ()
+
+
+RECORD_KINDS.update({"estimate": MemoryEstimate, "fit": FitRecord, "scaling": ScalingRecord})

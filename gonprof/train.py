@@ -509,7 +509,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     data = load_dataset(config.data)
     _seed_everything(config.seed)
     if make_step is None:
-        make_step = _default_make_step(data.shape)
+        make_step = default_make_step(data.shape)
     step = make_step(config)
     hparams = dict(getattr(step, "hparams", {}) or {})
     test_error_fn = getattr(step, "test_error", None)
@@ -814,7 +814,7 @@ def _truncate_log(path: Path, step: int) -> None:
     _atomic_write_text(path, "".join(s + "\n" for s in keep))
 
 
-def _default_make_step(input_shape):
+def default_make_step(input_shape):
     def make(config: TrainConfig):
         from .modes.build import build_step
 

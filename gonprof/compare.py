@@ -1,0 +1,406 @@
+"""``gonprof compare``: train, profile and score (mode, architecture) pairs side by side.
+
+Each pair runs in its own Python subprocess (``python -m gonprof.compare
+--worker SPEC.json RESULT.json``), so that one run's memory peak, crash or
+out-of-memory kill cannot touch another's figures.  A run that fails becomes a
+row with its status; Ctrl-C stops the current run and keeps the rows already
+finished; the results file is rewritten after every row.
+
+One row, in order:
+
+1. train from scratch for ``steps`` or ``time_budget_s`` (:mod:`gonprof.train`;
+   the run directory holds the log, checkpoint and sample grids);
+2. profile ``profile_steps`` more steps of the trained models under the
+   :class:`~gonprof.profiler.Profiler` (FLOPs, memory, time);
+3. draw ``n_samples`` images the mode's way and score them against held-out
+   real images (:func:`gonprof.metrics.scores.score_samples`).
+
+The floor row scores ``n_samples`` real images against the same reference at
+the same N: what a perfect generator would get.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .records import QualityRecord, RunRecord, save_records
+
+DEFAULT_TIME_BUDGET_S = 120.0
+DEFAULT_N_SAMPLES = 1000
+DEFAULT_PROFILE_STEPS = 5
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One row to run.  ``kind="floor"`` is the real-vs-real row (mode and arch unused)."""
+
+    mode: Optional[str] = None
+    arch: Optional[str] = None
+    kind: str = "run"
+    generator: Optional[str] = None
+    preset: Optional[str] = None
+    steps: Optional[int] = None
+    time_budget_s: Optional[float] = None
+    batch_size: Optional[int] = None
+    seed: int = 0
+    data: Optional[str] = None
+    device: str = "cpu"
+    n_samples: int = DEFAULT_N_SAMPLES
+    profile_steps: int = DEFAULT_PROFILE_STEPS
+    hparams: dict = field(default_factory=dict)
+    run_dir: Optional[str] = None
+    memory_limit_bytes: Optional[int] = None  # cap on the worker's data segment (RLIMIT_DATA)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        return cls(**d)
+
+    @property
+    def label(self) -> str:
+        return "real (floor)" if self.kind == "floor" else f"{self.mode} / {self.arch}"
+
+
+# -- presets -------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The GAS study: six discriminators under LSGAN, 2000 iterations of batch 32.
+    "gas": {"pairs": [("lsgan", a) for a in ("lsgan-original", "depthwise-inception", "inception-k32",
+                                              "depthwise-inception-dense", "inception-k16", "inception-k8")],
+            "steps": 2000, "batch_size": 32},
+    # GON's discriminators trained as GONs, against GANs with their own seed architectures.
+    "gon-vs-gan": {"pairs": [("gon", "gon-mnist-conv"), ("gon", "gon-mnist-mlp"), ("gan", "mlp-gan"),
+                             ("lsgan", "lsgan-original")]},
+}
+
+
+def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optional[str] = None,
+         **common: Any) -> list[RunSpec]:
+    """The rows to run: every compatible (mode, architecture) pair, in the order given.
+
+    Without ``archs`` each mode trains its own default discriminator.  With
+    ``archs`` (names or globs) a mode trains each one it accepts; a pair that
+    no mode accepts is an error, so a typo cannot silently drop a row.
+    ``preset`` names an entry of :data:`PRESETS` (its settings yield to
+    explicit ones).  ``common`` are :class:`RunSpec` fields shared by all rows.
+    """
+    from .arch import ARCHITECTURES, get_arch
+    from .modes import get_mode
+    from .modes.base import IncompatibleError
+
+    if preset is not None:
+        if preset not in PRESETS:
+            raise IncompatibleError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
+        p = PRESETS[preset]
+        for key in ("steps", "batch_size"):
+            if common.get(key) is None and key in p:
+                common[key] = p[key]
+        pairs = [(m, a) for m, a in p["pairs"] if not modes or m in modes]
+    else:
+        if not modes:
+            raise IncompatibleError("name at least one mode (e.g. gonprof compare gon lsgan) or a --preset")
+        pairs = []
+        names = ARCHITECTURES.match(archs) if archs else None
+        for m in modes:
+            spec = get_mode(m)
+            if names is None:
+                if not spec.default_arch:
+                    raise IncompatibleError(f"mode {m} names no default discriminator; pass --arch")
+                pairs.append((m, spec.default_arch))
+                continue
+            for a in names:
+                arch = get_arch(a)
+                if arch.role == "discriminator" and spec.accepts(arch.output):
+                    pairs.append((m, a))
+        if names is not None:
+            unused = [a for a in names if not any(pa == a for _, pa in pairs)]
+            if unused:
+                raise IncompatibleError(f"no mode among {', '.join(modes)} can train {', '.join(unused)}")
+    for m, a in pairs:  # unknown names fail here, before anything runs
+        get_mode(m), get_arch(a)
+    fields_ = {f.name for f in dataclasses.fields(RunSpec)}
+    shared = {k: v for k, v in common.items() if k in fields_ and v is not None}
+    if "steps" not in shared and "time_budget_s" not in shared:
+        shared["time_budget_s"] = DEFAULT_TIME_BUDGET_S
+    return [RunSpec(mode=m, arch=a, **shared) for m, a in pairs]
+
+
+# -- running one row (inside the worker process) --------------------------------------
+
+def run_spec(spec: RunSpec, progress: Any = None) -> RunRecord:
+    """Train, profile and score one row in this process.  Never raises for a failed run."""
+    t0 = time.perf_counter()
+    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator, preset=spec.preset,
+                     batch_size=spec.batch_size, seed=spec.seed, device=spec.device,
+                     time_budget_s=spec.time_budget_s, run_dir=spec.run_dir)
+    try:
+        rec = _floor(spec, base) if spec.kind == "floor" else _run(spec, base, progress)
+    except KeyboardInterrupt:
+        rec = base.replace(status="interrupted", message="interrupted")
+    except MemoryError as exc:
+        rec = base.replace(status="oom", message=f"out of memory: {exc}")
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        status = "oom" if _looks_oom(first) else "error"
+        rec = base.replace(status=status, message=f"{type(exc).__name__}: {first}")
+    return rec.replace(wall_time_s=round(time.perf_counter() - t0, 3))
+
+
+def _looks_oom(text: str) -> bool:
+    text = text.lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
+def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
+    from .metrics.scores import real_floor
+
+    return base.replace(quality=real_floor(n=spec.n_samples, seed=spec.seed))
+
+
+def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
+    import torch
+
+    from .api import profile_step
+    from .data import load_dataset
+    from .summary import count_params
+    from .train import TrainConfig, default_make_step, run_training
+
+    data = load_dataset(spec.data)
+    holder: dict[str, Any] = {}
+    make = default_make_step(data.shape)
+
+    def make_step(config):
+        holder["step"] = make(config)
+        return holder["step"]
+
+    config = TrainConfig(arch=spec.arch, mode=spec.mode, generator=spec.generator, preset=spec.preset,
+                         steps=spec.steps, batch_size=spec.batch_size, seed=spec.seed, data=spec.data,
+                         device=spec.device, out=spec.run_dir, sample_every=0, hparams=dict(spec.hparams),
+                         time_budget_s=spec.time_budget_s)
+    result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
+    step = holder.get("step")
+    rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
+                       generator=getattr(step, "generator", None) or spec.generator)
+    if step is not None:
+        d = step.models.get("D")
+        g = step.models.get("G")
+        rec = rec.replace(d_params=count_params(d)[0] if d is not None else None,
+                          g_params=count_params(g)[0] if g is not None else None,
+                          batch_size=_batch_size(result, spec))
+    final = Path(result.path) / "samples" / "final.png"
+    if final.is_file():
+        rec = rec.replace(samples_png=str(final))
+    if result.status != "ok":
+        status = "oom" if _looks_oom(result.message) else result.status
+        return rec.replace(status=status, message=f"training: {result.message}")
+    prof = profile_step(step, data, batch_size=rec.batch_size, warmup=1, steps=spec.profile_steps,
+                        seed=spec.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator)
+    rec = rec.replace(profile=prof)
+    if prof.status != "ok":
+        return rec.replace(status=prof.status, message=f"profiling: {prof.message}")
+    if tuple(data.shape) != (1, 28, 28):
+        return rec.replace(message=f"not scored: the quality classifier takes 1x28x28 images, data is {data.shape}")
+    from .metrics.scores import score_samples
+
+    torch.manual_seed(spec.seed)
+    samples = step.sample(spec.n_samples).detach().cpu()
+    if not bool(torch.isfinite(samples).all()):
+        return rec.replace(status="nan", message="samples contain NaN or infinite values")
+    return rec.replace(quality=score_samples(samples, n=spec.n_samples, seed=spec.seed))
+
+
+def _batch_size(result, spec: RunSpec) -> Optional[int]:
+    try:
+        cfg = json.loads((Path(result.path) / "config.json").read_text())
+        return int(cfg["resolved"]["batch_size"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return spec.batch_size
+
+
+# -- running rows, each in its own process ------------------------------------------
+
+def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
+    """Run one row in a fresh Python process; its failure is a record, never an exception."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path, result_path = workdir / "spec.json", workdir / "result.json"
+    spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
+    result_path.unlink(missing_ok=True)
+    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator,
+                     batch_size=spec.batch_size, seed=spec.seed, device=spec.device,
+                     time_budget_s=spec.time_budget_s, run_dir=spec.run_dir)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        # A new session: Ctrl-C reaches this process only, which then stops the worker.
+        proc = subprocess.Popen([sys.executable, "-m", "gonprof.compare", "--worker", str(spec_path),
+                                 str(result_path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return base.replace(status="interrupted", message="interrupted (Ctrl-C); earlier rows are kept",
+                                wall_time_s=round(time.perf_counter() - t0, 3))
+    if result_path.is_file():
+        try:
+            return RunRecord.from_json(result_path.read_text())
+        except (ValueError, TypeError, KeyError) as exc:
+            return base.replace(status="error", message=f"unreadable worker result: {exc}")
+    wall = round(time.perf_counter() - t0, 3)
+    if code == -signal.SIGKILL:
+        return base.replace(status="oom", wall_time_s=wall,
+                            message="worker killed by SIGKILL (most likely the kernel's out-of-memory killer)")
+    tail = _last_line(log_path)
+    status = "oom" if _looks_oom(tail) else "error"
+    return base.replace(status=status, wall_time_s=wall, message=f"worker exited with status {code}: {tail}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+
+
+def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional[str | os.PathLike] = None,
+            floor: bool = True, isolate: bool = True,
+            on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
+            on_row: Optional[Callable[[RunRecord], None]] = None) -> list[RunRecord]:
+    """Run every spec (plus the floor row) and return their records, saved after each row.
+
+    ``out`` holds one folder per row (run directory, worker log) and, unless
+    ``json_path`` says otherwise, ``results.json``.  ``on_start(i, n, spec)``
+    and ``on_row(record)`` report progress; nothing here prints.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = Path(json_path) if json_path else out / "results.json"
+    rows: list[RunRecord] = []
+    todo = list(specs)
+    if floor and todo:
+        first = todo[0]
+        todo.insert(0, RunSpec(kind="floor", n_samples=first.n_samples, seed=first.seed, device=first.device))
+    for i, spec in enumerate(todo):
+        folder = out / ("floor" if spec.kind == "floor" else f"{i:02d}-{spec.mode}-{spec.arch}")
+        spec = dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec
+        if on_start:
+            on_start(i, len(todo), spec)
+        if isolate:
+            rec = run_isolated(spec, folder, folder / "worker.log")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            rec = run_spec(spec)
+        rows.append(rec)
+        save_records(rows, json_path)
+        if on_row:
+            on_row(rec)
+        if rec.status == "interrupted":
+            break
+    return rows
+
+
+# -- reading the table ------------------------------------------------------------------
+
+def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
+    """The memory figure rows are ranked by: the tensor-level peak of a profiled step."""
+    return rec.profile.peak_live_bytes if rec.profile is not None else None
+
+
+def pareto_front(rows: list[RunRecord]) -> set[int]:
+    """Indices of the rows no other row beats on both peak memory and FID (lower is better)."""
+    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
+           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None]
+    front = set()
+    for i, m, f in pts:
+        dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]:
+    """The rows' final sample grids side by side, each captioned, in one PNG."""
+    from PIL import Image, ImageDraw
+
+    tiles = [(r.label, Image.open(r.samples_png).convert("RGB")) for r in rows
+             if r.samples_png and Path(r.samples_png).is_file()]
+    if not tiles:
+        return None
+    caption = 14
+    w = sum(im.width for _, im in tiles) + 8 * (len(tiles) - 1)
+    h = max(im.height for _, im in tiles) + caption
+    canvas = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for label, im in tiles:
+        draw.text((x + 2, 1), label, fill="black")
+        canvas.paste(im, (x, caption))
+        x += im.width + 8
+    path = Path(path)
+    canvas.save(path)
+    return path
+
+
+def plot(rows: list[RunRecord], path: str | os.PathLike) -> Path:
+    """Quality (FID) against peak memory, Pareto-optimal rows marked (needs the [plot] extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'gonprof[plot]'") from None
+    front = pareto_front(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, r in enumerate(rows):
+        mem = peak_memory_bytes(r)
+        if r.kind != "run" or r.quality is None or mem is None:
+            continue
+        ax.scatter(mem / 2**20, r.quality.fid, marker="*" if i in front else "o", s=120 if i in front else 40)
+        ax.annotate(r.label, (mem / 2**20, r.quality.fid), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    floor = next((r for r in rows if r.kind == "floor" and r.quality is not None), None)
+    if floor is not None:
+        ax.axhline(floor.quality.fid, linestyle="--", linewidth=1, color="grey")
+        ax.annotate(f"real-vs-real floor (N={floor.quality.n_samples})", (0, floor.quality.fid),
+                    xycoords=("axes fraction", "data"), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_xlabel("peak live tensor memory per step (MiB)")
+    ax.set_ylabel("FID, gonprof MNIST features (lower is better)")
+    ax.set_title("gonprof compare: quality vs memory (* Pareto-optimal)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _worker(argv: list[str]) -> int:
+    """``python -m gonprof.compare --worker SPEC.json RESULT.json``."""
+    import resource
+
+    spec = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
+    if spec.memory_limit_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
+    from .progress import RichProgress
+
+    rec = run_spec(spec, progress=RichProgress())
+    tmp = Path(argv[1] + ".tmp")
+    tmp.write_text(json.dumps(rec.to_dict(), allow_nan=True))
+    os.replace(tmp, argv[1])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        sys.exit(_worker(sys.argv[2:]))
+    sys.exit("usage: python -m gonprof.compare --worker SPEC.json RESULT.json")
