@@ -330,7 +330,7 @@ def architectures_table(rows) -> "Table":
     table.add_column("input (C,H,W)")
     table.add_column("output")
     table.add_column("default mode")
-    table.add_column("source", overflow="ellipsis", max_width=40)
+    table.add_column("source repository", overflow="ellipsis", no_wrap=True, max_width=48)
     for r in rows:
         params = f"{r.params:,}"
         if not r.matches_expected:
@@ -338,7 +338,7 @@ def architectures_table(rows) -> "Table":
         elif r.trainable_params != r.params:
             params += f" [dim]({r.trainable_params:,} trainable)[/]"
         table.add_row(r.name, r.family, r.role, params, ",".join(map(str, r.input_shape)), r.output,
-                      r.default_mode or "", r.source + (f" [dim]{r.repo}[/]" if r.repo else ""))
+                      r.default_mode or "", r.repo or r.source)
     return table
 
 
