@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -102,11 +103,18 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
     if preset is not None:
         if preset not in PRESETS:
             raise IncompatibleError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
+        if archs:
+            raise IncompatibleError(f"preset {preset} names its own architectures; drop --arch")
         p = PRESETS[preset]
         for key in ("steps", "batch_size"):
             if common.get(key) is None and key in p:
                 common[key] = p[key]
+        for m in modes:  # unknown names fail with a did-you-mean, even beside a preset
+            get_mode(m)
         pairs = [(m, a) for m, a in p["pairs"] if not modes or m in modes]
+        if not pairs:
+            raise IncompatibleError(f"preset {preset} runs no {', '.join(modes)} row "
+                                    f"(its modes: {', '.join(dict.fromkeys(m for m, _ in p['pairs']))})")
     else:
         if not modes:
             raise IncompatibleError("name at least one mode (e.g. gonprof compare gon lsgan) or a --preset")
@@ -236,7 +244,7 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     spec_path, result_path = workdir / "spec.json", workdir / "result.json"
     spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
     result_path.unlink(missing_ok=True)
-    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator,
+    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator, preset=spec.preset,
                      batch_size=spec.batch_size, seed=spec.seed, device=spec.device,
                      time_budget_s=spec.time_budget_s, run_dir=spec.run_dir)
     t0 = time.perf_counter()
@@ -320,7 +328,8 @@ def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
 def pareto_front(rows: list[RunRecord]) -> set[int]:
     """Indices of the rows no other row beats on both peak memory and FID (lower is better)."""
     pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
-           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None]
+           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
+           and math.isfinite(r.quality.fid)]
     front = set()
     for i, m, f in pts:
         dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
