@@ -71,9 +71,10 @@ def _usage_errors() -> tuple[type, ...]:
 def _run_errors() -> tuple[type, ...]:
     errors: list[type] = []
     from .data import DataError
+    from .plots import PlotError
     from .records import RecordError
 
-    errors += [DataError, RecordError]
+    errors += [DataError, RecordError, PlotError]
     try:
         from .train import TrainError
 
@@ -212,6 +213,9 @@ def profile(
     input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the records to this JSON file.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per record.")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
+    scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
     plugin: PluginOpt = None,
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
@@ -221,8 +225,12 @@ def profile(
 
     load_plugins(plugin)
     names = ARCHITECTURES.match(arch)
-    device = check_device(device)
     shape = parse_shape(input_shape)
+    if scaling or estimate:
+        _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
+                        batch_sizes, json_path)
+        return
+    device = check_device(device)
     err = _stderr()
     records = []
     for name in names:
@@ -244,6 +252,105 @@ def profile(
     if any(r.status == "interrupted" for r in records):
         raise typer.Exit(EXIT_INTERRUPTED)
     if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
+                    batch_sizes, json_path) -> None:
+    """``profile --estimate`` and ``profile --scaling``."""
+    from . import api, render
+    from .budget import scaling as fit_scaling
+    from .measure.estimate import estimate_step_memory
+    from .modes import get_mode
+    from .records import save_records
+
+    if device != "cpu" and not device.startswith("cuda"):
+        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
+    can_measure = device == "cpu" or _cuda_available()
+    if not estimate and not can_measure:
+        raise fail(f"--device {device}: no CUDA device here; add --estimate to predict without one", EXIT_USAGE)
+    err, out, records = _stderr(), _stdout(), []
+    for name in names:
+        m = mode or api.default_mode(name)
+        if scaling:
+            try:
+                sizes = [int(b) for b in batch_sizes.split(",")]
+            except ValueError:
+                raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
+            with err.status(f"scaling {name} ({m}) over batch sizes {sizes} ..."):
+                rec = fit_scaling(name, m, batch_sizes=sizes, device=device, estimate=estimate or not can_measure,
+                                  generator=generator, preset=preset, input_shape=shape, seed=seed)
+            records.append(rec)
+            out.print(render.render_scaling(rec))
+            continue
+        bs = batch_size or int(get_mode(m).hparams(preset).get("batch_size", 64))
+        with err.status(f"estimating {name} ({m}), batch {bs}, on {device} ..."):
+            est = estimate_step_memory(name, m, batch_size=bs, device=device, generator=generator, preset=preset,
+                                       input_shape=shape, seed=seed)
+        measured = None
+        if can_measure:
+            with err.status(f"measuring {name} ({m}) ..."):
+                measured = api.profile(name, m, generator=generator, preset=preset, batch_size=bs, device=device,
+                                       warmup=1, steps=2, seed=seed, input_shape=shape)
+        records.append(est)
+        out.print(render.render_estimate(est, measured=measured))
+    if json_path:
+        save_records(records, json_path)
+
+
+@app.command()
+@guarded
+def fit(
+    arch: Annotated[str, typer.Option("--arch", help="Discriminator to fit.")],
+    memory: Annotated[str, typer.Option("--memory", help="Budget for one step's peak, e.g. 4GiB, 512MB.")],
+    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the architecture's own.")] = None,
+    device: DeviceOpt = "cpu",
+    estimate: Annotated[bool, typer.Option("--estimate", help="Trials estimated on meta tensors, nothing allocated (cuda works without a GPU).")] = False,
+    generator: Optional[str] = None,
+    preset: Optional[str] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 65536,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the fit record (every trial) here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Peak memory against batch size, to this PNG (plot extra).")] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """The largest batch whose step peak stays within a memory budget; each trial isolated."""
+    from . import api, render
+    from .budget import fit_batch, parse_bytes
+    from .records import save_records
+
+    load_plugins(plugin)
+    try:
+        budget = parse_bytes(memory)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if device != "cpu" and not device.startswith("cuda"):
+        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
+    if device != "cpu" and not estimate and not _cuda_available():
+        raise fail(f"--device {device}: no CUDA device here; add --estimate to fit without one", EXIT_USAGE)
+    err = _stderr()
+
+    def progress(trial):
+        err.print(f"  batch {trial.batch_size}: {trial.status}")
+
+    m = mode or api.default_mode(arch)
+    err.print(f"fitting {arch} ({m}) on {device} into {memory}"
+              + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
+    rec = fit_batch(arch, m, memory_bytes=budget, device=device, estimate=estimate, guide=not estimate,
+                    generator=generator, preset=preset, max_batch=max_batch, progress=progress)
+    _stdout().print(render.render_fit(rec))
+    if json_path:
+        save_records([rec], json_path)
+    if plot:
+        from .plots import fit_plot
+
+        err.print(f"plot: {fit_plot(rec, plot)}")
+    if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -376,7 +483,9 @@ def compare(
     if grid:
         err.print(f"sample grids side by side: {grid}")
     if plot:
-        err.print(f"plot: {cmp.plot(rows, plot)}")
+        from .plots import compare_plot
+
+        err.print(f"plot: {compare_plot(rows, plot)}")
     err.print(f"results: {json_path or Path(out) / 'results.json'} (gonprof report re-renders them)")
     if any(r.status == "interrupted" for r in rows):
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -361,38 +361,6 @@ def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]
     return path
 
 
-def plot(rows: list[RunRecord], path: str | os.PathLike) -> Path:
-    """Quality (FID) against peak memory, Pareto-optimal rows marked (needs the [plot] extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'gonprof[plot]'") from None
-    front = pareto_front(rows)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, r in enumerate(rows):
-        mem = peak_memory_bytes(r)
-        if r.kind != "run" or r.quality is None or mem is None:
-            continue
-        ax.scatter(mem / 2**20, r.quality.fid, marker="*" if i in front else "o", s=120 if i in front else 40)
-        ax.annotate(r.label, (mem / 2**20, r.quality.fid), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    floor = next((r for r in rows if r.kind == "floor" and r.quality is not None), None)
-    if floor is not None:
-        ax.axhline(floor.quality.fid, linestyle="--", linewidth=1, color="grey")
-        ax.annotate(f"real-vs-real floor (N={floor.quality.n_samples})", (0, floor.quality.fid),
-                    xycoords=("axes fraction", "data"), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("peak live tensor memory per step (MiB)")
-    ax.set_ylabel("FID, gonprof MNIST features (lower is better)")
-    ax.set_title("gonprof compare: quality vs memory (* Pareto-optimal)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _worker(argv: list[str]) -> int:
     """``python -m gonprof.compare --worker SPEC.json RESULT.json``."""
     import resource

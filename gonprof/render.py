@@ -389,11 +389,17 @@ def describe(report) -> "Group":
 
 
 def render_any(records):
-    """Whatever a results file held: compare rows as their table, one profile in full, several as one table."""
-    from .records import RunRecord
+    """Whatever a results file held, by record type: compare rows as their tables,
+    estimates / fits / scaling records each their way, one profile in full, several
+    profiles as one table."""
+    from .records import FitRecord, MemoryEstimate, RunRecord, ScalingRecord
 
+    records = list(records)
     if records and isinstance(records[0], RunRecord):
         return compare_table(records)
+    for cls, fn in ((MemoryEstimate, render_estimate), (FitRecord, render_fit), (ScalingRecord, render_scaling)):
+        if records and all(isinstance(r, cls) for r in records):
+            return fn(records[0]) if len(records) == 1 else Group(*(fn(r) for r in records))
     if len(records) == 1:
         return render_record(records[0])
     return render_records(records)
@@ -561,18 +567,3 @@ def render_scaling(rec) -> "Group":
     if rec.message:
         parts.insert(0, Text(rec.message, style="red" if rec.status != "ok" else "yellow"))
     return Group(*parts)
-
-
-_render_any_before_budget = render_any
-
-
-def render_any(records):
-    """Whatever a results file held: dispatch on the record type (profiles as before)."""
-    from gonprof.records import FitRecord, MemoryEstimate, ScalingRecord
-
-    records = list(records)
-    kinds = ((MemoryEstimate, render_estimate), (FitRecord, render_fit), (ScalingRecord, render_scaling))
-    for cls, fn in kinds:
-        if records and all(isinstance(r, cls) for r in records):
-            return fn(records[0]) if len(records) == 1 else Group(*(fn(r) for r in records))
-    return _render_any_before_budget(records)

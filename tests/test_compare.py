@@ -22,6 +22,7 @@ from gonprof import render
 from gonprof.cli import app
 from gonprof.compare import PRESETS, RunSpec, compare, pareto_front, plan
 from gonprof.modes.base import IncompatibleError
+from gonprof.plots import compare_plot
 from gonprof.records import LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, save_records
 from gonprof.registry import RegistryError
 
@@ -295,7 +296,7 @@ def test_grid_image_puts_sample_grids_side_by_side(compared, tmp_path):
 def test_plot_writes_a_png(compared, tmp_path):
     pytest.importorskip("matplotlib")
     rows, *_ = compared
-    path = cmp.plot(rows, tmp_path / "plot.png")
+    path = compare_plot(rows, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,0 +1,59 @@
+"""gonprof fit, profile --estimate and profile --scaling through the CLI (estimates: fast, nothing allocated)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gonprof.cli import app
+from gonprof.records import FitRecord, MemoryEstimate, ScalingRecord, load_records
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_fit_by_estimate_answers_and_saves(tmp_path):
+    path = tmp_path / "fit.json"
+    res = invoke("fit", "--arch", "inception-k8", "--mode", "lsgan", "--memory", "64MiB", "--estimate",
+                 "--json", path)
+    assert res.exit_code == 0, res.output
+    [rec] = load_records(path)
+    assert isinstance(rec, FitRecord) and rec.batch_size > 1
+    fits = {t.batch_size: t.peak_bytes for t in rec.trials if t.status == "fits"}
+    too_big = {t.batch_size: t.peak_bytes for t in rec.trials if t.status == "too-big"}
+    assert fits[rec.batch_size] <= 64 * 2**20 < too_big[rec.batch_size + 1]
+    assert f": {rec.batch_size};" in res.stdout
+    assert invoke("report", path).exit_code == 0
+
+
+def test_profile_estimate_on_cuda_without_a_gpu(tmp_path):
+    path = tmp_path / "est.json"
+    res = invoke("profile", "--arch", "inception-k8", "--device", "cuda", "--estimate", "--batch-size", 8,
+                 "--json", path)
+    assert res.exit_code == 0, res.output
+    [est] = load_records(path)
+    assert isinstance(est, MemoryEstimate) and est.device == "cuda"
+    assert est.peak_bytes >= est.peak_live_bytes > 0
+    assert "CUDA max allocated" in res.stdout
+
+
+def test_profile_scaling_by_estimate(tmp_path):
+    path = tmp_path / "scaling.json"
+    res = invoke("profile", "--arch", "gon-mnist-mlp", "--scaling", "--estimate", "--batch-sizes", "2,4,8",
+                 "--json", path)
+    assert res.exit_code == 0, res.output
+    [rec] = load_records(path)
+    assert isinstance(rec, ScalingRecord) and rec.memory_fit.slope > 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["fit", "--arch", "inception-k8", "--memory", "lots"], "lots"),
+    (["fit", "--arch", "inception-k8", "--memory", "1GiB", "--device", "tpu"], "cpu or cuda"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--estimate", "--batch-sizes", "2,x"], "batch-sizes"),
+])
+def test_budget_usage_errors_are_one_line(args, words):
+    res = invoke(*args)
+    assert res.exit_code == 2 and words in res.stderr and "Traceback" not in res.output
