@@ -1,6 +1,5 @@
 """Improved-GAN (Salimans et al. 2016) MLPs: counts, noise, features, weight norm, generator range."""
 
-import functools
 
 import pytest
 import torch
@@ -9,19 +8,7 @@ from torch import nn
 from gonprof.arch import get_arch
 
 
-def count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-@functools.lru_cache(maxsize=None)
-def built(name: str, shape=None) -> nn.Module:
-    """One instance per (name, shape) for read-only checks; each test sets the mode it needs."""
-    return get_arch(name).build(shape)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+from zoo_helpers import _seed, built, count  # noqa: F401  (_seed is an autouse fixture)
 
 
 def test_discriminator_param_count():
