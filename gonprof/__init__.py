@@ -1,6 +1,8 @@
 """gonprof: profile what GAN and GON discriminators cost, beside what they buy.
 
-The top-level names are loaded lazily, so that ``import gonprof`` (and
+``gonprof.profile()`` and ``gonprof.compare()`` return records; training
+runs go through :func:`gonprof.api.train` (``gonprof.train`` is the module
+with the training loop).  The top-level names are loaded lazily, so that ``import gonprof`` (and
 ``gonprof --help``) does not import torch.
 """
 
@@ -23,7 +25,6 @@ _LAZY = {
     "MODES": "gonprof.modes",
     "profile": "gonprof.api",
     "compare": "gonprof.api",
-    "train": "gonprof.api",
     "ProfileRecord": "gonprof.records",
 }
 

@@ -163,3 +163,16 @@ def train(**config):
     from .train import train as _train
 
     return _train(**config)
+
+
+def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out, preset: str | None = None,
+            json_path=None, isolate: bool = True, **settings):
+    """Train, profile and score each (mode, architecture) pair; returns the RunRecords (floor row first).
+
+    ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every
+    row (``steps`` or ``time_budget_s``, ``batch_size``, ``n_samples``, ...).
+    """
+    from . import comparison
+
+    specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
+    return comparison.compare(specs, out=out, json_path=json_path, isolate=isolate)

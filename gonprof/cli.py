@@ -446,7 +446,7 @@ def compare(
     """Train, profile and score each (mode, architecture) pair; one table of quality beside memory."""
     import time as _time
 
-    from . import compare as cmp
+    from . import comparison as cmp
     from . import render
     from .records import records_to_csv
 

@@ -17,10 +17,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from gonprof import compare as cmp
+from gonprof import comparison as cmp
 from gonprof import render
 from gonprof.cli import app
-from gonprof.compare import PRESETS, RunSpec, compare, pareto_front, plan
+from gonprof.comparison import PRESETS, RunSpec, compare, pareto_front, plan
 from gonprof.modes.base import IncompatibleError
 from gonprof.plots import compare_plot
 from gonprof.records import LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, save_records

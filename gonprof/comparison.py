@@ -1,6 +1,6 @@
 """``gonprof compare``: train, profile and score (mode, architecture) pairs side by side.
 
-Each pair runs in its own Python subprocess (``python -m gonprof.compare
+Each pair runs in its own Python subprocess (``python -m gonprof.comparison
 --worker SPEC.json RESULT.json``), so that one run's memory peak, crash or
 out-of-memory kill cannot touch another's figures.  A run that fails becomes a
 row with its status; Ctrl-C stops the current run and keeps the rows already
@@ -250,7 +250,7 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         # A new session: Ctrl-C reaches this process only, which then stops the worker.
-        proc = subprocess.Popen([sys.executable, "-m", "gonprof.compare", "--worker", str(spec_path),
+        proc = subprocess.Popen([sys.executable, "-m", "gonprof.comparison", "--worker", str(spec_path),
                                  str(result_path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = proc.wait()
@@ -362,7 +362,7 @@ def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]
 
 
 def _worker(argv: list[str]) -> int:
-    """``python -m gonprof.compare --worker SPEC.json RESULT.json``."""
+    """``python -m gonprof.comparison --worker SPEC.json RESULT.json``."""
     import resource
 
     spec = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
@@ -380,4 +380,4 @@ def _worker(argv: list[str]) -> int:
 if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         sys.exit(_worker(sys.argv[2:]))
-    sys.exit("usage: python -m gonprof.compare --worker SPEC.json RESULT.json")
+    sys.exit("usage: python -m gonprof.comparison --worker SPEC.json RESULT.json")

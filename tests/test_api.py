@@ -1,0 +1,20 @@
+"""The top-level API: gonprof.profile() and gonprof.compare() return typed records."""
+
+import gonprof
+from gonprof.records import ProfileRecord, RunRecord
+
+
+def test_profile_returns_a_record():
+    rec = gonprof.profile("inception-k8", batch_size=4, warmup=1, steps=1)
+    assert isinstance(rec, ProfileRecord) and rec.status == "ok" and rec.mode == "lsgan"
+    assert rec.model("D").params_total == 13_857 and rec.timed_steps == 1
+
+
+def test_compare_returns_rows_even_after_the_submodule_is_imported(tmp_path):
+    import gonprof.comparison  # noqa: F401  (the module must not shadow the function)
+
+    rows = gonprof.compare(["gan"], ["mlp-gan"], out=tmp_path, steps=1, batch_size=8, n_samples=20,
+                           profile_steps=1, isolate=False)
+    assert [r.kind for r in rows] == ["floor", "run"]
+    assert all(isinstance(r, RunRecord) and r.status == "ok" for r in rows)
+    assert rows[1].d_params == 1_460_225 and rows[1].quality.n_samples == 20
