@@ -454,9 +454,11 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
                   f"{mem / bmem:.2f}" if mem and bmem else "-", f"{t / bt:.2f}" if t and bt else "-"]
         cost.add_row(*cells)
 
-    n = next((r.quality.n_samples for r in rows if r.quality is not None), None)
+    scored = next((r.quality for r in rows if r.quality is not None), None)
+    n = scored.n_samples if scored is not None else None
+    extractor = f"{scored.extractor} (weights {scored.weights_hash})" if scored is not None else "-"
     quality = Table(title=f"{title}: quality of the samples", title_justify="left",
-                    caption=f"N={n} samples vs held-out real images in gonprof's MNIST classifier features; "
+                    caption=f"N={n} samples vs held-out real images in the features of {extractor}; "
                             "the floor row scores real images the same way; * Pareto-optimal on "
                             "(peak live memory, FID)", caption_justify="left")
     for c in ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)", "status"]:
