@@ -49,11 +49,13 @@ class RichProgress:
         self._last_plain = 0.0
 
     # -- protocol ---------------------------------------------------------
-    def start(self, total: int, initial: int = 0, description: str = "") -> None:
-        self._total, self._initial = int(total), int(initial)
+    def start(self, total: int | None, initial: int = 0, description: str = "") -> None:
+        """``total`` None: the run is bounded by time, not steps (no bar, no ETA)."""
+        self._total, self._initial = (int(total) if total is not None else None), int(initial)
         self._t0 = self._last_plain = time.perf_counter()
         if not self.console.is_terminal:
-            self.console.print(f"{description}: step {initial}/{total}", highlight=False)
+            self.console.print(f"{description}: step {initial}/{total if total is not None else '?'}",
+                               highlight=False)
             return
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
@@ -78,12 +80,13 @@ class RichProgress:
             self._progress.update(self._task, completed=step, losses=format_losses(losses))
             return
         now = time.perf_counter()
-        if now - self._last_plain >= self.plain_every_s or step >= self._total:
+        total = self._total
+        if now - self._last_plain >= self.plain_every_s or (total is not None and step >= total):
             self._last_plain = now
             rate = (step - self._initial) / max(now - self._t0, 1e-9)
-            eta = (self._total - step) / rate if rate > 0 else float("inf")
-            self.console.print(f"step {step}/{self._total}  {rate:.2f} steps/s  eta {_fmt_s(eta)}  "
-                               f"{format_losses(losses)}", highlight=False)
+            eta = (total - step) / rate if rate > 0 and total is not None else float("inf")
+            self.console.print(f"step {step}/{total if total is not None else '?'}  {rate:.2f} steps/s  "
+                               f"eta {_fmt_s(eta)}  {format_losses(losses)}", highlight=False)
 
     def note(self, text: str) -> None:
         self.console.print(text, highlight=False)

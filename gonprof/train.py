@@ -603,7 +603,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    _call(progress, "start", total, start_step, f"{config.arch} {config.mode}")
+    shown_total = None if total == BUDGET_ONLY_STEPS else total  # a time-bounded run has no step total
+    _call(progress, "start", shown_total, start_step, f"{config.arch} {config.mode}")
     try:
         result = run.loop(train_data, batch_size, start_step, catch_sigint)
         if result.status == "ok" and test_error_fn is not None and test_data is not None:

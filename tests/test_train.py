@@ -349,3 +349,17 @@ def test_time_budget_stops_cleanly_after_the_step_that_crosses_it(tmp_path):
     assert "time budget" in res.message
     assert (tmp_path / "run" / "samples" / "final.png").is_file()
     assert [x["step"] for x in lines(tmp_path / "run") if "losses" in x] == [1]
+
+
+def test_time_bounded_run_shows_no_step_total(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from gonprof.progress import RichProgress
+
+    buf = io.StringIO()
+    progress = RichProgress(console=Console(file=buf, width=120), plain_every_s=0.0)
+    run_training(cfg(tmp_path, steps=None, time_budget_s=0.0), make_step=FakeStep, progress=progress)
+    text = buf.getvalue()
+    assert "step 1/?" in text and "1000000000" not in text
