@@ -124,34 +124,6 @@ def _conv_layout(args: tuple, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class _RoundedTracker(LiveBytesTracker):
-    """The live-bytes tracker with each storage's size rounded by ``round_fn`` (e.g. :func:`cuda_round`)."""
-
-    def __init__(self, models: Mapping[str, Any], optimizers: Mapping[str, Any], round_fn: Any) -> None:
-        super().__init__(models, optimizers)
-        self._round = round_fn
-
-    def _track(self, st: Any, category: str) -> bool:  # same as the base, rounded
-        import weakref
-
-        from gonprof.measure.memory import _Entry
-
-        key = id(st)
-        e = self._entries.get(key)
-        nbytes = self._round(int(st.nbytes()))
-        if e is not None:
-            if e.nbytes != nbytes:
-                self._change(nbytes - e.nbytes)
-                e.nbytes = nbytes
-            return False
-        self._serial += 1
-        ref = weakref.ref(st, self._make_callback(key))
-        e = _Entry(self._serial, nbytes, category, ref)
-        self._entries[key] = e
-        self._change(nbytes)
-        return True
-
-
 def track_meta_steps(step: Any, real_shape: tuple[int, ...], steps: int = 2, policy: bool = False,
                      cuda: bool = False) -> tuple[list, list, int]:
     """Run ``step.step(real, labels, phase)`` ``steps`` times on a meta batch of ``real_shape`` under the tracker.
@@ -166,7 +138,7 @@ def track_meta_steps(step: Any, real_shape: tuple[int, ...], steps: int = 2, pol
     live, rounded = [], []
     for _ in range(max(1, int(steps))):
         mt = LiveBytesTracker(step.models, step.optimizers)
-        rt = _RoundedTracker(step.models, step.optimizers, cuda_round) if cuda else None
+        rt = LiveBytesTracker(step.models, step.optimizers, round_bytes=cuda_round) if cuda else None
         with fixes:  # below the trackers: they see corrected results only
             with mt:
                 if rt is not None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -106,13 +106,17 @@ class LiveBytesTracker:
 
     ``models`` / ``optimizers``: mappings name -> object (either may be empty).
     ``with mt.phase("name"):`` records the peak inside each phase.
+    ``round_bytes``: maps a storage's size to the bytes it is counted as
+    (default: exact; e.g. an allocator's block rounding for estimates).
     """
 
     def __init__(
         self,
         models: Mapping[str, torch.nn.Module] | None = None,
         optimizers: Mapping[str, Any] | None = None,
+        round_bytes: Optional[Callable[[int], int]] = None,
     ) -> None:
+        self.round_bytes = round_bytes
         self.models = dict(models or {})
         self.optimizers = dict(optimizers or {})
         self._entries: dict[int, _Entry] = {}  # id(storage) -> entry (live only)
@@ -136,6 +140,8 @@ class LiveBytesTracker:
         key = id(st)
         e = self._entries.get(key)
         nbytes = int(st.nbytes())
+        if self.round_bytes is not None:
+            nbytes = self.round_bytes(nbytes)
         if e is not None:
             if e.nbytes != nbytes:  # resized in place
                 self._change(nbytes - e.nbytes)
