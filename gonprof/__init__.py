@@ -8,7 +8,7 @@ with the training loop).  The top-level names are loaded lazily, so that ``impor
 
 from __future__ import annotations
 
-import importlib
+from gonprof._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -31,14 +31,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gonprof' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('gonprof', globals(), _LAZY)

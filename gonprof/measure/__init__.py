@@ -11,7 +11,7 @@ Names are loaded lazily so that importing this package does not import torch.
 
 from __future__ import annotations
 
-import importlib
+from gonprof._lazy import lazy_exports
 
 _LAZY = {
     "count_params": "gonprof.measure.params",
@@ -32,14 +32,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gonprof.measure' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('gonprof.measure', globals(), _LAZY)

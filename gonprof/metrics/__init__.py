@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import importlib
+from gonprof._lazy import lazy_exports
 
 _LAZY = {
     "QualityRecord": "gonprof.metrics.scores",
@@ -40,14 +40,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gonprof.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('gonprof.metrics', globals(), _LAZY)
