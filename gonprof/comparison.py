@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .records import QualityRecord, RunRecord, save_records
+from .records import RunRecord, save_records
 
 DEFAULT_TIME_BUDGET_S = 120.0
 DEFAULT_N_SAMPLES = 1000

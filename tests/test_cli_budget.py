@@ -1,7 +1,5 @@
 """gonprof fit, profile --estimate and profile --scaling through the CLI (estimates: fast, nothing allocated)."""
 
-import json
-
 import pytest
 from typer.testing import CliRunner
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -10,6 +9,8 @@ import torch.nn as nn
 
 from gonprof.measure.memory import LiveBytesTracker, track_live_bytes
 from gonprof.measure.rss import METHOD_POLL, METHOD_VMHWM, RssPeak
+
+from clean_process import run_clean
 
 F32 = 4
 
@@ -138,43 +139,23 @@ def test_rss_methods_report_themselves():
         poll.close()
 
 
-def fixed_mmap_threshold() -> None:
-    """Make every large malloc a fresh mmap (glibc), so that a 16 MB tensor always adds 16 MB of RSS.
-
-    glibc's dynamic mmap threshold would otherwise let a second 16 MB block come
-    from a heap that keeps earlier freed pages resident (the RSS then, rightly,
-    does not grow).  Setting M_MMAP_THRESHOLD fixes it for this test process, and
-    malloc_trim returns the free heap pages that earlier tests left resident.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        ok = libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.malloc_trim(0)  # and give back free heap pages earlier tests left resident
-    except (OSError, AttributeError):
-        ok = 0
-    if ok != 1:
-        pytest.skip("needs glibc mallopt")
-
-
 @pytest.mark.parametrize("method", ["vmhwm", "poll"])
 def test_rss_peak_of_a_known_tensor_within_5_percent(method):
-    fixed_mmap_threshold()
-    torch.ones(1000).fill_(1.0)  # warm the op machinery before measuring
-    rp = RssPeak(method)
-    try:
+    # In a fresh process: peak RSS counts every page the process touches (see clean_process).
+    s = run_clean(f"""
+        import time
+        from gonprof.measure.rss import RssPeak
+        rp = RssPeak({method!r})
         rp.start()
         x = torch.empty(4_000_000)  # 16,000,000 bytes
         x.fill_(1.0)  # touch every page
-        if method == "poll":
+        if {method!r} == "poll":
             time.sleep(0.05)  # let the 1 ms poller see it
         s = rp.stop()
-        del x
-    finally:
         rp.close()
-    assert s.method == (METHOD_VMHWM if method == "vmhwm" else METHOD_POLL)
-    assert s.peak_rss_delta_bytes == pytest.approx(16_000_000, rel=0.05)
-    assert s.peak_rss_bytes == s.rss_start_bytes + s.peak_rss_delta_bytes
+        print(json.dumps({{"method": s.method, "start": s.rss_start_bytes, "peak": s.peak_rss_bytes,
+                          "delta": s.peak_rss_delta_bytes}}))
+    """)
+    assert s["method"] == (METHOD_VMHWM if method == "vmhwm" else METHOD_POLL)
+    assert s["delta"] == pytest.approx(16_000_000, rel=0.05)
+    assert s["peak"] == s["start"] + s["delta"]

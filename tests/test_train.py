@@ -166,7 +166,7 @@ def test_nan_stops_the_run_and_keeps_what_was_written(tmp_path):
 
 
 def test_keyboard_interrupt_inside_a_step_keeps_last_clean_checkpoint_and_resumes(tmp_path):
-    full = run_training(cfg(tmp_path, "full"), make_step=FakeStep)
+    run_training(cfg(tmp_path, "full"), make_step=FakeStep)
     res = run_training(cfg(tmp_path, "int", checkpoint_every=2), make_step=lambda c: FakeStep(c, interrupt_at=4))
     assert res.status == "interrupted" and res.steps_done == 3 and res.checkpoint_step == 2
     assert "--resume" in res.message
@@ -188,7 +188,7 @@ def test_ctrl_c_stops_after_the_step_with_a_fresh_checkpoint(tmp_path):
         def note(self, text):
             notes.append(text)
 
-    full = run_training(cfg(tmp_path, "full"), make_step=FakeStep)
+    run_training(cfg(tmp_path, "full"), make_step=FakeStep)
     res = run_training(cfg(tmp_path, "int"), make_step=lambda c: FakeStep(c, sigint_at=3), progress=Rec())
     assert res.status == "interrupted" and res.steps_done == 3 and res.checkpoint_step == 3
     assert any("Ctrl-C" in n for n in notes)

@@ -3,7 +3,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from gonprof.arch import get_arch
 
