@@ -406,7 +406,8 @@ def fit_batch(
     return FitRecord(status=status, message=message, arch=arch, mode=mode, generator=generator, device=str(device),
                      estimate=bool(estimate), memory_bytes=memory_bytes, batch_size=answer, first_too_big=first_bad,
                      max_batch=int(max_batch), compared=compared_figure(device, estimate), trials=trials,
-                     environment=_environment(device), notes=tuple(notes))
+                     environment=_environment(device), notes=tuple(notes), preset=preset,
+                     hparams=dict(hparams or {}))
 
 
 def scaling(
@@ -462,4 +463,5 @@ def scaling(
     return ScalingRecord(status=status, message=message, arch=arch, mode=mode, generator=generator,
                          device=str(device), estimate=bool(estimate), compared=compared_figure(device, estimate),
                          points=tuple(points), memory_fit=mem_fit, time_fit=time_fit,
-                         environment=_environment(device), notes=tuple(notes))
+                         environment=_environment(device), notes=tuple(notes), preset=preset,
+                         hparams=dict(hparams or {}))

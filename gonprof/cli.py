@@ -38,6 +38,10 @@ PluginOpt = Annotated[
                  exists=False, dir_okay=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+SetOpt = Annotated[
+    Optional[List[str]],
+    typer.Option("--set", help="Override a hyper-parameter of the mode: NAME=VALUE (repeatable)."),
+]
 
 
 def _stderr():
@@ -216,6 +220,7 @@ def profile(
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
+    hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
@@ -226,9 +231,10 @@ def profile(
     load_plugins(plugin)
     names = ARCHITECTURES.match(arch)
     shape = parse_shape(input_shape)
+    hparams = parse_sets(hparam)
     if scaling or estimate:
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                        batch_sizes, json_path)
+                        batch_sizes, json_path, hparams)
         return
     device = check_device(device)
     err = _stderr()
@@ -236,7 +242,8 @@ def profile(
     for name in names:
         with err.status(f"profiling {name} ({mode or api.default_mode(name)}) ..."):
             rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
-                              warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape)
+                              warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape,
+                              hparams=hparams)
         records.append(rec)
         if json_path:
             save_records(records, json_path)  # after each run: nothing finished is lost
@@ -262,7 +269,7 @@ def _cuda_available() -> bool:
 
 
 def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                    batch_sizes, json_path) -> None:
+                    batch_sizes, json_path, hparams) -> None:
     """``profile --estimate`` and ``profile --scaling``."""
     from . import api, render
     from .budget import scaling as fit_scaling
@@ -285,19 +292,21 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
                 raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
             with err.status(f"scaling {name} ({m}) over batch sizes {sizes} ..."):
                 rec = fit_scaling(name, m, batch_sizes=sizes, device=device, estimate=estimate or not can_measure,
-                                  generator=generator, preset=preset, input_shape=shape, seed=seed)
+                                  generator=generator, preset=preset, input_shape=shape, seed=seed,
+                                  hparams=hparams)
             records.append(rec)
             out.print(render.render_scaling(rec))
             continue
-        bs = batch_size or int(get_mode(m).hparams(preset).get("batch_size", 64))
+        bs = batch_size or int(get_mode(m).hparams(preset, **hparams).get("batch_size", 64))
         with err.status(f"estimating {name} ({m}), batch {bs}, on {device} ..."):
             est = estimate_step_memory(name, m, batch_size=bs, device=device, generator=generator, preset=preset,
-                                       input_shape=shape, seed=seed)
+                                       input_shape=shape, seed=seed, hparams=hparams)
         measured = None
         if can_measure:
             with err.status(f"measuring {name} ({m}) ..."):
+                # the measuring step is the second, as in the estimate (the first creates optimizer state)
                 measured = api.profile(name, m, generator=generator, preset=preset, batch_size=bs, device=device,
-                                       warmup=1, steps=2, seed=seed, input_shape=shape)
+                                       warmup=2, steps=1, seed=seed, input_shape=shape, hparams=hparams)
         records.append(est)
         out.print(render.render_estimate(est, measured=measured))
     if json_path:
@@ -317,6 +326,7 @@ def fit(
     max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 65536,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the fit record (every trial) here.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Peak memory against batch size, to this PNG (plot extra).")] = None,
+    hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
     """The largest batch whose step peak stays within a memory budget; each trial isolated."""
@@ -342,7 +352,8 @@ def fit(
     err.print(f"fitting {arch} ({m}) on {device} into {memory}"
               + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
     rec = fit_batch(arch, m, memory_bytes=budget, device=device, estimate=estimate, guide=not estimate,
-                    generator=generator, preset=preset, max_batch=max_batch, progress=progress)
+                    generator=generator, preset=preset, max_batch=max_batch, progress=progress,
+                    hparams=parse_sets(hparam))
     _stdout().print(render.render_fit(rec))
     if json_path:
         save_records([rec], json_path)
@@ -371,7 +382,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     sample_every: Annotated[Optional[int], typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
     labels: Annotated[Optional[int], typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
-    hparam: Annotated[Optional[List[str]], typer.Option("--set", help="Override a hyper-parameter: NAME=VALUE (repeatable).")] = None,
+    hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
     """Train a discriminator in a mode; writes a run directory with logs, checkpoints and sample grids."""
@@ -415,6 +426,9 @@ def parse_sets(items: Optional[List[str]]) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise fail(f"--set expects NAME=VALUE, got {item!r}", EXIT_USAGE)
+        if value.lower() in ("true", "false"):  # True/False as Python spells them, too
+            out[name] = value.lower() == "true"
+            continue
         try:
             out[name] = json.loads(value)
         except json.JSONDecodeError:

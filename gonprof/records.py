@@ -805,6 +805,8 @@ class FitRecord(_JsonRecord):
     trials: tuple[BatchTrial, ...] = ()
     environment: Optional[Environment] = None
     notes: tuple[str, ...] = ()
+    preset: Optional[str] = None
+    hparams: dict[str, Any] = field(default_factory=dict)  # the overrides given (--set), on top of the preset
 
     def trial(self, batch_size: int) -> BatchTrial:
         for t in self.trials:
@@ -850,6 +852,8 @@ class ScalingRecord(_JsonRecord):
     time_fit: Optional[LinearFit] = None
     environment: Optional[Environment] = None
     notes: tuple[str, ...] = ()
+    preset: Optional[str] = None
+    hparams: dict[str, Any] = field(default_factory=dict)  # the overrides given (--set), on top of the preset
 
 
 RECORD_KINDS.update({"estimate": MemoryEstimate, "fit": FitRecord, "scaling": ScalingRecord})

@@ -491,7 +491,8 @@ def render_estimate(e, measured=None) -> "Group":
     lm = measured.live_memory if measured is not None else None
 
     def row(name, est, meas, what):
-        cells = [name, _mib(est)] + ([_mib(meas)] if measured is not None else []) + [what]
+        cells = [name, _mib(est)] + ([meas if isinstance(meas, str) else _mib(meas)] if measured is not None
+                                     else []) + [what]
         t.add_row(*cells)
 
     if e.cuda_max_memory_allocated_bytes is not None:
@@ -506,7 +507,9 @@ def render_estimate(e, measured=None) -> "Group":
         "at the peak")
     row("  activations + temporaries", e.peak_live_activation_bytes, lm.peak_live_activation_bytes if lm else None,
         "at the peak")
-    row("input batch", e.input_bytes, None, "float32 images + int64 labels")
+    row("input batch", e.input_bytes, "in the above" if measured is not None else None,
+        "float32 images + int64 labels" + ("; the measured step loads its batch, so its rows include it"
+                                           if measured is not None else ""))
     if e.persistent is not None:
         row("persistent state", e.persistent.total_bytes,
             measured.persistent.total_bytes if measured is not None and measured.persistent else None,

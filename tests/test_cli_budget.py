@@ -47,6 +47,44 @@ def test_profile_scaling_by_estimate(tmp_path):
     assert isinstance(rec, ScalingRecord) and rec.memory_fit.slope > 0
 
 
+def _row(text, name):
+    """The cells of the table row that starts with ``name``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in:\n{text}")
+
+
+def test_profile_estimate_beside_a_measured_step_on_the_cpu(tmp_path):
+    # --set reaches both the estimate and the measured profile, which is measured on the second step
+    path = tmp_path / "est.json"
+    # batch 512: activations outweigh the parameters, so the first step peaks before Adam has any state
+    res = invoke("profile", "--arch", "gon-mnist-mlp", "--estimate", "--batch-size", 512, "--set", "inner_steps=2",
+                 "--json", path)
+    assert res.exit_code == 0, res.output
+    [est] = load_records(path)
+    assert isinstance(est, MemoryEstimate) and est.hparams["inner_steps"] == 2
+    _, est_opt, measured_opt, _ = _row(res.stdout, "optimizer state")
+    assert float(measured_opt) == float(est_opt) > 0  # Adam's state exists by the measured step
+    # the measured step loads its batch, so its peak compares with the estimate's peak + input batch
+    _, _, measured_peak, _ = _row(res.stdout, "peak live tensors")
+    assert _row(res.stdout, "input batch")[2] == "in the above"
+    assert est.peak_bytes == est.peak_live_bytes + est.input_bytes
+    assert est.peak_bytes / 2**20 == pytest.approx(float(measured_peak), rel=0.02)
+
+
+def test_set_reaches_fit_and_rejects_unknown_names(tmp_path):
+    path = tmp_path / "fit.json"
+    res = invoke("fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--estimate", "--set", "inner_steps=2",
+                 "--max-batch", 64, "--json", path)
+    assert res.exit_code == 0, res.output
+    [rec] = load_records(path)
+    assert rec.hparams["inner_steps"] == 2
+    res = invoke("profile", "--arch", "gon-mnist-mlp", "--estimate", "--set", "inner_stepz=2")
+    assert res.exit_code == 2 and "inner_stepz" in res.stderr and "Traceback" not in res.output
+
+
 @pytest.mark.parametrize("args, words", [
     (["fit", "--arch", "inception-k8", "--memory", "lots"], "lots"),
     (["fit", "--arch", "inception-k8", "--memory", "1GiB", "--device", "tpu"], "cpu or cuda"),

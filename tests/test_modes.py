@@ -281,3 +281,83 @@ def test_incompatible_message_names_accepted_kinds():
         build_step("lsgan", "improved-gan-mlp")
     with pytest.raises(IncompatibleError, match=r"accepts logits\[\*\]"):
         build_step("improved-gan", "mlp-gan")
+
+
+# -- exact-identity activations (GON's fast path skips them) --------------------------------
+
+def _net_with_identities():
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(1.0), nn.Conv2d(4, 2, 3, padding=1),
+                         nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(2 * 6 * 6, 3), nn.LeakyReLU(negative_slope=1.0),
+                         nn.Linear(3, 2))
+
+
+def test_without_identity_ops_swaps_only_exact_identities_and_shares_tensors():
+    from torch import nn
+
+    from gonprof.modes._common import without_identity_ops
+
+    torch.manual_seed(0)
+    net = _net_with_identities()
+    view, n = without_identity_ops(net)
+    assert n == 2  # the two slope-1 LeakyReLUs; slope 0.2 is a real activation
+    assert isinstance(view[1], nn.Identity) and isinstance(view[6], nn.Identity)
+    assert isinstance(view[3], nn.LeakyReLU) and view[3] is not net[3]
+    assert isinstance(net[1], nn.LeakyReLU)  # the original is untouched
+    assert [id(p) for p in view.parameters()] == [id(p) for p in net.parameters()]
+    # same outputs and input gradients, to the bit
+    x = torch.randn(5, 1, 6, 6, requires_grad=True)
+    (g_net,) = torch.autograd.grad(net(x).square().sum(), x)
+    (g_view,) = torch.autograd.grad(view(x).square().sum(), x)
+    assert torch.equal(net(x), view(x)) and torch.equal(g_net, g_view)
+    # training the original trains the view: they hold the same tensors
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    assert torch.equal(net(x), view(x))
+    # nothing to skip: the module itself comes back
+    plain = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
+    assert without_identity_ops(plain) == (plain, 0)
+
+
+def test_skipping_identities_frees_their_saved_tensors_exactly():
+    # Without the skip each LeakyReLU(1.0) keeps its input (the conv/linear output) for backward, and the
+    # next layer keeps the LeakyReLU's output: two tensors where the skip keeps one.  Held after a forward
+    # of gon-mnist-conv at batch B (float32, contiguous): the 9 pre-activation outputs,
+    # B * 4 * (784 * (128 + 64 + 32 + 16 + 16 + 16) + 1024 + 256 + 128) = B * 4 * 214,656 = B * 858,624 bytes.
+    from gonprof.arch import get_arch
+    from gonprof.measure.memory import track_live_bytes
+    from gonprof.modes._common import frozen, without_identity_ops
+
+    D = get_arch("gon-mnist-conv").build(None).eval()
+    view, n = without_identity_ops(D)
+    assert n == 9
+    B = 2
+    x = torch.rand(B, 1, 28, 28)
+
+    def held_after_forward(model):
+        keep = []
+
+        def fwd():
+            xg = x.clone().requires_grad_(True)
+            keep.append(model(xg))  # the graph, and every tensor it saved, stays alive to the end
+
+        with frozen(D):
+            return track_live_bytes(fwd).end_live_bytes
+
+    assert held_after_forward(D) - held_after_forward(view) == B * 858_624
+
+
+def test_gon_fast_path_skips_identities_with_the_same_bits():
+    kept = build_step("gon", "gon-mnist-conv", seed=0, inner_steps=3, skip_identity=False)
+    skip = build_step("gon", "gon-mnist-conv", seed=0, inner_steps=3)
+    assert skip.hparams["skip_identity"] is True
+    assert get_mode("gon").hparams("seed")["skip_identity"] is False
+    torch.manual_seed(3)
+    x0 = skip.noise(4)
+    assert torch.equal(skip.optimise(x0), kept.optimise(x0))
+    assert torch.equal(skip.last_loss, kept.last_loss)
+    assert skip.sampler() is not skip.D and kept.sampler() is kept.D
+    assert any("9 exact-identity" in n for n in skip.notes)
+    # D's own parameters are back in their usual memory format after sampling on the channels_last path
+    assert all(p.is_contiguous() for p in skip.D.parameters())

@@ -9,6 +9,7 @@ checkpoints, so a step is reproducible and a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Callable, Iterator
 
 import torch
@@ -89,6 +90,43 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, f in flags:
             m.training = f
+
+
+# -- exact identities -------------------------------------------------------------
+
+def is_identity_op(m: nn.Module) -> bool:
+    """True for a module whose forward and backward are exactly the identity.
+
+    ``LeakyReLU(negative_slope=1.0)`` computes ``x`` for ``x > 0`` and ``x * 1.0``
+    otherwise, and its backward multiplies the gradient by 1.0: the same bits as
+    doing nothing, NaN and infinities included.  ``nn.Identity`` is listed so a
+    second pass finds nothing to do.
+    """
+    return isinstance(m, nn.Identity) or (isinstance(m, nn.LeakyReLU) and float(m.negative_slope) == 1.0)
+
+
+def without_identity_ops(module: nn.Module) -> tuple[nn.Module, int]:
+    """``module`` with every exact-identity submodule swapped for ``nn.Identity``, and how many were swapped.
+
+    The copy shares ``module``'s parameters and buffers (the same tensor objects,
+    so training ``module`` trains it too and ``module.to(memory_format=...)``
+    reaches it); only the module tree is new.  Its outputs and gradients are
+    bit-identical to ``module``'s, and it skips the elementwise kernels (and the
+    tensors they keep for backward).  With nothing to swap, ``module`` itself is
+    returned.
+    """
+    targets = [name for name, m in module.named_modules()
+               if name and isinstance(m, nn.LeakyReLU) and is_identity_op(m)]
+    if not targets:
+        return module, 0
+    memo: dict[int, Any] = {id(t): t for t in module.parameters()}
+    memo.update({id(t): t for t in module.buffers()})
+    view = copy.deepcopy(module, memo)
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = view.get_submodule(parent_name) if parent_name else view
+        setattr(parent, child, nn.Identity())
+    return view, len(targets)
 
 
 def detached(losses: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -172,4 +210,5 @@ def spec_of(mode: str) -> ModeSpec:
 
 PhaseFn = Callable[[str], Any]
 __all__ = ["check_compatible", "GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam",
-           "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind"]
+           "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind",
+           "is_identity_op", "without_identity_ops"]

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_compatible, detached, eval_mode, frozen
+from ._common import check_compatible, detached, eval_mode, frozen, without_identity_ops
 from .base import TrainStep, get_mode, no_phase, register_mode
 
 DEFAULTS = {
@@ -74,11 +74,12 @@ DEFAULTS = {
     "real_class": 0,         # index of the "real" logit of a logits[2] discriminator (GON_MNIST: 0)
     "sample_chunk": 256,     # sample(n) optimises at most this many negatives at once
     "channels_last": True,   # run conv discriminators in channels_last on CPU (fast path; same maths)
+    "skip_identity": True,   # fast path skips activations that are exactly the identity (same bits)
 }
 
 PRESETS = {
     "seed": {"batch_size": 10, "batched": False, "fakes": 1, "update_batch": 1, "noise_start": True,
-             "channels_last": False},
+             "channels_last": False, "skip_identity": False},
     "fast": {},
 }
 
@@ -94,6 +95,9 @@ NOTES = (
     "fake per call (training) that is the same as per sample, which is what gonprof does.",
     "Fast path: D in eval mode and channels_last (CPU, conv nets) during sampling; stopped samples are "
     "frozen while the rest of the batch goes on.",
+    "Fast path: activations that are exactly the identity (gon-mnist-conv's LeakyReLU(negative_slope=1.0), "
+    "the source's LeakyReLU(True)) are skipped while sampling: same outputs and gradients to the bit, "
+    "without their kernels or the tensors they keep for backward. skip_identity=False keeps them.",
 )
 
 
@@ -131,6 +135,17 @@ class GONStep(TrainStep):
         self.input_shape = tuple(getattr(D_spec, "input_shape", None) or (1, 28, 28))
         self.notes: list[str] = []
         self._has_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
+        self._sampler: nn.Module | None = None  # D without its exact-identity activations, built on first use
+
+    def sampler(self) -> nn.Module:
+        """The module the fast inner loop runs: ``D``, or ``D`` sharing its tensors minus identity ops."""
+        if not self.hparams.get("skip_identity", False):
+            return self.D
+        if self._sampler is None:
+            self._sampler, skipped = without_identity_ops(self.D)
+            if skipped:
+                self.notes.append(f"fast path skips {skipped} exact-identity activations of D while sampling")
+        return self._sampler
 
     # -- the discriminator's view -------------------------------------------------
     def probs(self, out: torch.Tensor) -> torch.Tensor:
@@ -218,9 +233,9 @@ class GONStep(TrainStep):
         active = torch.ones(n, dtype=torch.bool, device=x.device)
         all_active = True
         it = 0
-        D = self.D
+        D = self.sampler()
         if cl:
-            D = D.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)  # in place: the sampler shares these tensors
         try:
             with frozen(D), eval_mode(D):
                 for t in range(1, steps + 1):
