@@ -114,8 +114,8 @@ def main() -> None:
           f"target >= 15x)")
     print(f"FLOPs per fast inner iteration per sample: {flops / 1e6:.1f} MFLOP (FLOPs = 2 x MACs; {how})")
     print(f"fast path achieved: {med['fast'] * flops / 1e9:.1f} GFLOP/s; float32 matmul {args.matmul_n}^3: "
-          f"{med['matmul']:.1f} GFLOP/s; fraction {med['fraction']:.0%} (per round "
-          f"{min(rows['fraction']):.0%}-{max(rows['fraction']):.0%}; target >= 70%)")
+          f"{med['matmul']:.1f} GFLOP/s; fraction {med['fraction']:.1%} (per round "
+          f"{min(rows['fraction']):.1%}-{max(rows['fraction']):.1%}; target >= 70%)")
 
 
 if __name__ == "__main__":
