@@ -15,7 +15,8 @@ Ports, in brief:
 * the convolutional net's activation is ``nn.LeakyReLU(True)``: the ``True``
   lands in ``negative_slope`` and means slope 1.0, i.e. the identity.  The port
   keeps that behaviour with ``nn.LeakyReLU(negative_slope=1.0)`` so that the
-  profiled network runs the same elementwise kernels as the source.
+  profiled network runs the same elementwise kernels as the source (GON's fast
+  sampling path skips them, to the same bits: ``gonprof.modes.gon``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class GONMLPDiscriminator(nn.Module):
         "Activation kept as in the source: nn.LeakyReLU(True) sets negative_slope=True, i.e. 1.0, so every "
         "'activation' is the identity and the whole network is affine until the loss. Ported as "
         "nn.LeakyReLU(negative_slope=1.0), which computes the identity but runs the same elementwise ops "
-        "as the source (so memory and time are profiled faithfully).",
+        "as the source (so memory and time are profiled faithfully). GON's fast path skips them while "
+        "sampling (same bits; hparam skip_identity); its seed preset and every other mode run them.",
         "Other input shapes: conv1 takes C input channels and fc1 takes 16*H*W inputs (12544 at 1x28x28, "
         "16384 at 3x32x32); the source itself only defines 1x28x28 models.",
     ),

@@ -39,7 +39,10 @@ Two paths, same maths:
   discriminator's parameters frozen), an in-place Adam on the input tensor
   written out (the same update as ``torch.optim.Adam``), the early stop
   applied per sample (a stopped sample is frozen while the others go on), and
-  one discriminator update on the real batch plus the new fakes.
+  one discriminator update on the real batch plus the new fakes.  While
+  sampling it runs a view of D that shares D's tensors but skips activations
+  that are exactly the identity (``LeakyReLU(negative_slope=1.0)``), which
+  changes no bit of the outputs or gradients (hparam ``skip_identity``).
 
 The discriminator runs in eval mode during sampling (no batch-statistics or
 noise layers coupling samples; the GON_MNIST networks have neither).
