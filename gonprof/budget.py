@@ -340,6 +340,15 @@ def _environment(device: str):
         return None
 
 
+def _check_request(arch: str, mode: str, preset: Optional[str], hparams: Optional[dict]) -> None:
+    """Unknown architecture, mode, preset or hyper-parameter names fail here, not in every trial."""
+    from .arch import get_arch
+    from .modes.base import get_mode
+
+    get_arch(arch)
+    get_mode(mode).hparams(preset, **(hparams or {}))
+
+
 def fit_batch(
     arch: str,
     mode: Optional[str] = None,
@@ -372,15 +381,10 @@ def fit_batch(
     the estimate is right, instead of about 2 log2(B)).  Errors in the
     request (unknown names) raise before any trial.
     """
-    from .arch import get_arch
-
     memory_bytes = parse_bytes(memory_bytes)
     mode = _resolve(arch, mode)
     if trial is None:
-        get_arch(arch)  # unknown names fail here, not in a trial
-        from .modes.base import get_mode
-
-        get_mode(mode)
+        _check_request(arch, mode, preset, hparams)
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     is_cpu = not str(device).startswith("cuda")
@@ -436,6 +440,8 @@ def scaling(
     status and left out of the fits.
     """
     mode = _resolve(arch, mode)
+    if trial is None:
+        _check_request(arch, mode, preset, hparams)
     sizes = sorted({int(b) for b in batch_sizes})
     if not sizes or sizes[0] < 1:
         raise ValueError(f"batch sizes must be positive integers, got {list(batch_sizes)}")

@@ -81,8 +81,12 @@ def test_set_reaches_fit_and_rejects_unknown_names(tmp_path):
     assert res.exit_code == 0, res.output
     [rec] = load_records(path)
     assert rec.hparams["inner_steps"] == 2
-    res = invoke("profile", "--arch", "gon-mnist-mlp", "--estimate", "--set", "inner_stepz=2")
-    assert res.exit_code == 2 and "inner_stepz" in res.stderr and "Traceback" not in res.output
+    for args in (["profile", "--arch", "gon-mnist-mlp", "--estimate"],
+                 ["profile", "--arch", "gon-mnist-mlp", "--scaling", "--batch-sizes", "2,4"],
+                 ["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB"]):
+        res = invoke(*args, "--set", "inner_stepz=2")
+        assert res.exit_code == 2, (args, res.output)
+        assert "inner_stepz" in res.stderr and "inner_steps" in res.stderr and "Traceback" not in res.output
 
 
 @pytest.mark.parametrize("args, words", [

@@ -285,39 +285,59 @@ def test_incompatible_message_names_accepted_kinds():
 
 # -- exact-identity activations (GON's fast path skips them) --------------------------------
 
-def _net_with_identities():
+def _net_with_identities(inplace_after=False):
     from torch import nn
 
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(1.0), nn.Conv2d(4, 2, 3, padding=1),
                          nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(2 * 6 * 6, 3), nn.LeakyReLU(negative_slope=1.0),
-                         nn.Linear(3, 2))
+                         nn.ReLU(inplace=inplace_after), nn.Linear(3, 2))
 
 
-def test_without_identity_ops_swaps_only_exact_identities_and_shares_tensors():
+def test_identity_ops_skipped_swaps_only_exact_identities_and_restores_them():
     from torch import nn
 
-    from gonprof.modes._common import without_identity_ops
+    from gonprof.modes._common import identity_ops, identity_ops_skipped, identity_skip_check
 
     torch.manual_seed(0)
     net = _net_with_identities()
-    view, n = without_identity_ops(net)
-    assert n == 2  # the two slope-1 LeakyReLUs; slope 0.2 is a real activation
-    assert isinstance(view[1], nn.Identity) and isinstance(view[6], nn.Identity)
-    assert isinstance(view[3], nn.LeakyReLU) and view[3] is not net[3]
-    assert isinstance(net[1], nn.LeakyReLU)  # the original is untouched
-    assert [id(p) for p in view.parameters()] == [id(p) for p in net.parameters()]
-    # same outputs and input gradients, to the bit
+    targets = identity_ops(net)
+    assert [(name, type(child).__name__) for _, name, child in targets] == [("1", "LeakyReLU"), ("6", "LeakyReLU")]
+    originals = [net[1], net[6]]
     x = torch.randn(5, 1, 6, 6, requires_grad=True)
     (g_net,) = torch.autograd.grad(net(x).square().sum(), x)
-    (g_view,) = torch.autograd.grad(view(x).square().sum(), x)
-    assert torch.equal(net(x), view(x)) and torch.equal(g_net, g_view)
-    # training the original trains the view: they hold the same tensors
-    with torch.no_grad():
-        net[0].weight.add_(1.0)
-    assert torch.equal(net(x), view(x))
-    # nothing to skip: the module itself comes back
-    plain = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
-    assert without_identity_ops(plain) == (plain, 0)
+    with identity_ops_skipped(targets):
+        assert isinstance(net[1], nn.Identity) and isinstance(net[6], nn.Identity)
+        assert isinstance(net[3], nn.LeakyReLU)  # slope 0.2 is a real activation
+        out = net(x)
+        (g_skip,) = torch.autograd.grad(out.square().sum(), x)
+    assert [net[1], net[6]] == originals  # the same module objects are back
+    assert torch.equal(net(x), out) and torch.equal(g_net, g_skip)  # to the bit
+    assert identity_skip_check(net, targets, x[:2]) == ""
+    # an in-place layer after a skipped activation would write into its input: refused
+    risky = _net_with_identities(inplace_after=True)
+    assert "in-place layers (ReLU)" in identity_skip_check(risky, identity_ops(risky), x[:2])
+    # nothing to skip
+    assert identity_ops(nn.Sequential(nn.Linear(3, 3), nn.Tanh())) == []
+
+
+def test_identity_skip_check_catches_a_forward_that_reuses_the_activation_in_place():
+    from torch import nn
+
+    from gonprof.modes._common import identity_ops, identity_skip_check
+
+    class Reuses(nn.Module):  # a plugin-style forward: in-place tensor maths no layer flag reveals
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.LeakyReLU(1.0)
+
+        def forward(self, x):
+            h = self.act(x)
+            h.add_(1.0)  # with the activation skipped, this writes into x itself
+            return self.fc(h) + x
+
+    m = Reuses()
+    why = identity_skip_check(m, identity_ops(m), torch.randn(2, 4))
+    assert why.startswith("a probe with them skipped")
 
 
 def test_skipping_identities_frees_their_saved_tensors_exactly():
@@ -327,37 +347,63 @@ def test_skipping_identities_frees_their_saved_tensors_exactly():
     # B * 4 * (784 * (128 + 64 + 32 + 16 + 16 + 16) + 1024 + 256 + 128) = B * 4 * 214,656 = B * 858,624 bytes.
     from gonprof.arch import get_arch
     from gonprof.measure.memory import track_live_bytes
-    from gonprof.modes._common import frozen, without_identity_ops
+    from gonprof.modes._common import frozen, identity_ops, identity_ops_skipped
 
     D = get_arch("gon-mnist-conv").build(None).eval()
-    view, n = without_identity_ops(D)
-    assert n == 9
+    targets = identity_ops(D)
+    assert len(targets) == 9
     B = 2
     x = torch.rand(B, 1, 28, 28)
 
-    def held_after_forward(model):
+    def held_after_forward():
         keep = []
 
         def fwd():
             xg = x.clone().requires_grad_(True)
-            keep.append(model(xg))  # the graph, and every tensor it saved, stays alive to the end
+            keep.append(D(xg))  # the graph, and every tensor it saved, stays alive to the end
 
         with frozen(D):
             return track_live_bytes(fwd).end_live_bytes
 
-    assert held_after_forward(D) - held_after_forward(view) == B * 858_624
+    kept = held_after_forward()
+    with identity_ops_skipped(targets):
+        skipped = held_after_forward()
+    assert kept - skipped == B * 858_624
 
 
-def test_gon_fast_path_skips_identities_with_the_same_bits():
+def test_gon_fast_path_skips_identities_with_the_same_bits_and_keeps_flops_on_d():
+    from torch import nn
+
+    from gonprof.measure.flops import FlopCounter
+
     kept = build_step("gon", "gon-mnist-conv", seed=0, inner_steps=3, skip_identity=False)
     skip = build_step("gon", "gon-mnist-conv", seed=0, inner_steps=3)
     assert skip.hparams["skip_identity"] is True
     assert get_mode("gon").hparams("seed")["skip_identity"] is False
     torch.manual_seed(3)
     x0 = skip.noise(4)
-    assert torch.equal(skip.optimise(x0), kept.optimise(x0))
+    with FlopCounter({"D": skip.D}) as fc:
+        a = skip.optimise(x0)
+    assert torch.equal(a, kept.optimise(x0))
     assert torch.equal(skip.last_loss, kept.last_loss)
-    assert skip.sampler() is not skip.D and kept.sampler() is kept.D
-    assert any("9 exact-identity" in n for n in skip.notes)
-    # D's own parameters are back in their usual memory format after sampling on the channels_last path
+    assert len(skip.skipped_identities(x0)) == 9 and kept.skipped_identities(x0) == []
+    assert any("skips D's 9 exact-identity" in n for n in skip.notes)
+    # D is whole again after sampling, in its usual memory format, and its FLOPs stayed its own
+    assert sum(isinstance(m, nn.LeakyReLU) for m in skip.D.modules()) == 9
     assert all(p.is_contiguous() for p in skip.D.parameters())
+    figures = fc.figures()
+    assert figures.flops_per_step > 0 and figures.flops_outside_modules == 0
+
+
+def test_gon_keeps_identities_when_d_has_in_place_layers():
+    from torch import nn
+
+    from gonprof.modes.gon import GONStep, get_mode as _get_mode
+
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.LeakyReLU(1.0), nn.ReLU(inplace=True), nn.Linear(8, 1))
+    step = GONStep(D, None, _get_mode("gon").hparams(inner_steps=2), "cpu")
+    step.input_shape = (1, 4, 4)
+    step.optimise(step.noise(3))
+    assert step.skipped_identities(step.noise(2)) == []
+    assert any("identity activations kept: in-place layers (ReLU)" in n for n in step.notes)

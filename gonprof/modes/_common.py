@@ -9,7 +9,6 @@ checkpoints, so a step is reproducible and a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Any, Callable, Iterator
 
 import torch
@@ -105,28 +104,61 @@ def is_identity_op(m: nn.Module) -> bool:
     return isinstance(m, nn.Identity) or (isinstance(m, nn.LeakyReLU) and float(m.negative_slope) == 1.0)
 
 
-def without_identity_ops(module: nn.Module) -> tuple[nn.Module, int]:
-    """``module`` with every exact-identity submodule swapped for ``nn.Identity``, and how many were swapped.
+def identity_ops(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """``(parent, child name, child)`` for every exact-identity activation inside ``module``."""
+    return [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+            if isinstance(child, nn.LeakyReLU) and is_identity_op(child)]
 
-    The copy shares ``module``'s parameters and buffers (the same tensor objects,
-    so training ``module`` trains it too and ``module.to(memory_format=...)``
-    reaches it); only the module tree is new.  Its outputs and gradients are
-    bit-identical to ``module``'s, and it skips the elementwise kernels (and the
-    tensors they keep for backward).  With nothing to swap, ``module`` itself is
-    returned.
+
+@contextlib.contextmanager
+def identity_ops_skipped(targets: list[tuple[nn.Module, str, nn.Module]]) -> Iterator[None]:
+    """Inside the block each target is replaced by ``nn.Identity`` in its parent; the originals return after.
+
+    The model keeps its own identity (its parameters, buffers, hooks and the
+    names a profiler knows it by); only the skipped activations are out of
+    the tree while the block runs.
     """
-    targets = [name for name, m in module.named_modules()
-               if name and isinstance(m, nn.LeakyReLU) and is_identity_op(m)]
-    if not targets:
-        return module, 0
-    memo: dict[int, Any] = {id(t): t for t in module.parameters()}
-    memo.update({id(t): t for t in module.buffers()})
-    view = copy.deepcopy(module, memo)
-    for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = view.get_submodule(parent_name) if parent_name else view
-        setattr(parent, child, nn.Identity())
-    return view, len(targets)
+    try:
+        for parent, name, _ in targets:
+            setattr(parent, name, nn.Identity())
+        yield
+    finally:
+        for parent, name, child in targets:
+            setattr(parent, name, child)
+
+
+def identity_skip_check(module: nn.Module, targets, probe: torch.Tensor) -> str:
+    """Why skipping ``targets`` would not be exact for ``module``, or "" when it is.
+
+    ``nn.Identity`` hands back its input where the activation made a new
+    tensor, so a later in-place layer would write into a tensor the forward or
+    backward still needs.  Refused outright when any layer is in place;
+    otherwise the output and the input gradient on ``probe`` (a couple of
+    samples) must match to the bit, skipped and not.  Meta tensors have no
+    values: there only the structural rule applies.
+    """
+    inplace = sorted({type(m).__name__ for m in module.modules() if getattr(m, "inplace", False) is True})
+    if inplace:
+        return f"in-place layers ({', '.join(inplace)}) could write into a skipped activation's input"
+    if probe.device.type == "meta":
+        return ""
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        x = probe.detach().clone().requires_grad_(True)
+        out = module(x)
+        (g,) = torch.autograd.grad(out.float().square().sum(), x)
+        return out.detach(), g
+
+    try:
+        with eval_mode(module):
+            kept = run()
+            with identity_ops_skipped(targets):
+                skipped = run()
+    except Exception as exc:  # noqa: BLE001 - any failure means "do not skip"
+        return f"a probe with them skipped failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if not (torch.equal(kept[0], skipped[0]) and torch.equal(kept[1], skipped[1])):
+        return "a probe with them skipped gave different outputs or gradients"
+    return ""
 
 
 def detached(losses: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -211,4 +243,4 @@ def spec_of(mode: str) -> ModeSpec:
 PhaseFn = Callable[[str], Any]
 __all__ = ["check_compatible", "GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam",
            "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind",
-           "is_identity_op", "without_identity_ops"]
+           "is_identity_op", "identity_ops", "identity_ops_skipped", "identity_skip_check"]

@@ -97,6 +97,9 @@ class TrainStep:
         self.hparams = hparams
         self.device = device
 
+    def prepare(self) -> None:
+        """One-off work after the step is built and before the first step (so no measured step pays for it)."""
+
     def step(self, real: "torch.Tensor", labels: "torch.Tensor | None" = None,
              phase: Callable[[str], Any] = no_phase) -> dict[str, "torch.Tensor"]:
         raise NotImplementedError

@@ -84,4 +84,5 @@ def build_step(mode: str, arch: str, generator: str | None = None, preset: str |
     step.notes = notes + list(getattr(step, "notes", []) or [])
     step.arch, step.generator = arch, (G_spec.name if G_spec is not None else None)
     step.preset = preset
+    step.prepare()
     return step

@@ -40,9 +40,10 @@ Two paths, same maths:
   written out (the same update as ``torch.optim.Adam``), the early stop
   applied per sample (a stopped sample is frozen while the others go on), and
   one discriminator update on the real batch plus the new fakes.  While
-  sampling it runs a view of D that shares D's tensors but skips activations
-  that are exactly the identity (``LeakyReLU(negative_slope=1.0)``), which
-  changes no bit of the outputs or gradients (hparam ``skip_identity``).
+  sampling it takes D's activations that are exactly the identity
+  (``LeakyReLU(negative_slope=1.0)``) out of the tree, which changes no bit of
+  the outputs or gradients; it checks that on a probe of two samples first and
+  keeps them when D has in-place layers (hparam ``skip_identity``).
 
 The discriminator runs in eval mode during sampling (no batch-statistics or
 noise layers coupling samples; the GON_MNIST networks have neither).
@@ -57,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_compatible, detached, eval_mode, frozen, without_identity_ops
+from ._common import (check_compatible, detached, eval_mode, frozen, identity_ops, identity_ops_skipped,
+                      identity_skip_check)
 from .base import TrainStep, get_mode, no_phase, register_mode
 
 DEFAULTS = {
@@ -138,17 +140,29 @@ class GONStep(TrainStep):
         self.input_shape = tuple(getattr(D_spec, "input_shape", None) or (1, 28, 28))
         self.notes: list[str] = []
         self._has_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
-        self._sampler: nn.Module | None = None  # D without its exact-identity activations, built on first use
+        self._skipped: list | None = None  # D's identity activations the fast path skips; decided once
 
-    def sampler(self) -> nn.Module:
-        """The module the fast inner loop runs: ``D``, or ``D`` sharing its tensors minus identity ops."""
-        if not self.hparams.get("skip_identity", False):
-            return self.D
-        if self._sampler is None:
-            self._sampler, skipped = without_identity_ops(self.D)
-            if skipped:
-                self.notes.append(f"fast path skips {skipped} exact-identity activations of D while sampling")
-        return self._sampler
+    def prepare(self) -> None:
+        """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check."""
+        if self.hparams.get("skip_identity", False) and self.hparams.get("batched", True):
+            g = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(0)
+            probe = torch.rand((2, *self.input_shape), generator=g, device=g.device).to(self.device) * 2 - 1
+            self.skipped_identities(probe)
+
+    def skipped_identities(self, probe: torch.Tensor) -> list:
+        """The exact-identity activations of D that the fast inner loop leaves out (checked on first use)."""
+        if self._skipped is None:
+            self._skipped = []
+            targets = identity_ops(self.D) if self.hparams.get("skip_identity", False) else []
+            if targets:
+                why = identity_skip_check(self.D, targets, probe)
+                if why:
+                    self.notes.append(f"skip_identity: D's {len(targets)} identity activations kept: {why}")
+                else:
+                    self._skipped = targets
+                    self.notes.append(f"fast path skips D's {len(targets)} exact-identity activations while "
+                                      "sampling (bit-identical; checked on a probe batch)")
+        return self._skipped
 
     # -- the discriminator's view -------------------------------------------------
     def probs(self, out: torch.Tensor) -> torch.Tensor:
@@ -236,11 +250,12 @@ class GONStep(TrainStep):
         active = torch.ones(n, dtype=torch.bool, device=x.device)
         all_active = True
         it = 0
-        D = self.sampler()
+        D = self.D
+        skipped = self.skipped_identities(x0[:2])
         if cl:
-            self.D.to(memory_format=torch.channels_last)  # in place: the sampler shares these tensors
+            D = D.to(memory_format=torch.channels_last)
         try:
-            with frozen(D), eval_mode(D):
+            with identity_ops_skipped(skipped), frozen(D), eval_mode(D):
                 for t in range(1, steps + 1):
                     xg = x.detach().requires_grad_(True)
                     z = self.inner_loss(D(xg))
