@@ -779,13 +779,12 @@ class BatchTrial(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class FitRecord(_JsonRecord):
-    """The largest batch size whose step peak stays within ``memory_bytes``.
+class _BatchSweepRecord(_JsonRecord):
+    """What a run over several batch sizes was asked, and how it went (``gonprof fit``, ``profile --scaling``).
 
-    ``batch_size`` is the answer (0: not even a batch of 1 fits; None: the
-    search stopped on an error).  ``first_too_big`` is the smallest size seen
-    not to fit (None if ``max_batch`` fitted).  ``compared`` says which peak
-    was held against the budget; ``trials`` lists every trial in the order run.
+    ``preset`` and ``hparams`` (the ``--set`` overrides, on top of the preset)
+    are the request as given; ``compared`` says which peak each trial reports
+    as ``peak_bytes``.
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -794,19 +793,31 @@ class FitRecord(_JsonRecord):
     arch: Optional[str] = None
     mode: Optional[str] = None
     generator: Optional[str] = None
+    preset: Optional[str] = None
+    hparams: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     estimate: bool = False
+    compared: str = ""
+    environment: Optional[Environment] = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FitRecord(_BatchSweepRecord):
+    """The largest batch size whose step peak stays within ``memory_bytes``.
+
+    ``batch_size`` is the answer (0: not even a batch of 1 fits; None: the
+    search stopped on an error).  ``first_too_big`` is the smallest size seen
+    not to fit (None if ``max_batch`` fitted).  ``compared`` says which peak
+    was held against the budget; ``trials`` lists every trial in the order run.
+    """
+
     memory_bytes: int = 0
     batch_size: Optional[int] = None
     first_too_big: Optional[int] = None
     max_batch: int = 0
-    compared: str = ""
     search: str = "exponential (1, 2, 4, ...) then binary search between the last fit and the first failure"
     trials: tuple[BatchTrial, ...] = ()
-    environment: Optional[Environment] = None
-    notes: tuple[str, ...] = ()
-    preset: Optional[str] = None
-    hparams: dict[str, Any] = field(default_factory=dict)  # the overrides given (--set), on top of the preset
 
     def trial(self, batch_size: int) -> BatchTrial:
         for t in self.trials:
@@ -829,7 +840,7 @@ class LinearFit(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class ScalingRecord(_JsonRecord):
+class ScalingRecord(_BatchSweepRecord):
     """Peak memory and step time against batch size, fitted as fixed + per-sample.
 
     ``memory_fit``: bytes = fixed bytes (``intercept``) + bytes per sample
@@ -838,22 +849,9 @@ class ScalingRecord(_JsonRecord):
     likewise (None for estimates, which do not time).
     """
 
-    schema_version: int = SCHEMA_VERSION
-    status: str = "ok"
-    message: str = ""
-    arch: Optional[str] = None
-    mode: Optional[str] = None
-    generator: Optional[str] = None
-    device: str = "cpu"
-    estimate: bool = False
-    compared: str = ""
     points: tuple[BatchTrial, ...] = ()
     memory_fit: Optional[LinearFit] = None
     time_fit: Optional[LinearFit] = None
-    environment: Optional[Environment] = None
-    notes: tuple[str, ...] = ()
-    preset: Optional[str] = None
-    hparams: dict[str, Any] = field(default_factory=dict)  # the overrides given (--set), on top of the preset
 
 
 RECORD_KINDS.update({"estimate": MemoryEstimate, "fit": FitRecord, "scaling": ScalingRecord})

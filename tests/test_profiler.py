@@ -39,6 +39,17 @@ def _linear_setup():
     return lin, opt, x
 
 
+def _train_profiled(lin, opt, x, **profiler_kwargs) -> ProfileRecord:
+    """Plain training steps of ``lin`` on ``x`` under a Profiler until it is done; its record."""
+    with Profiler(models=lin, optimizers=opt, **profiler_kwargs) as prof:
+        while not prof.done:
+            opt.zero_grad()
+            lin(x).sum().backward()
+            opt.step()
+            prof.step()
+    return prof.report()
+
+
 def test_schedule_and_fake_clock_step_times():
     lin, opt, x = _linear_setup()
     clock = FakeClock()
@@ -141,13 +152,7 @@ def test_gan_models_dict_with_gradient_penalty_and_leaf_input_grads():
 
 def test_warmup_zero_adds_a_measuring_step_and_measure_false_skips_it():
     lin, opt, x = _linear_setup()
-    with Profiler(models=lin, optimizers=opt, warmup=0, active=2) as prof:
-        while not prof.done:
-            opt.zero_grad()
-            lin(x).sum().backward()
-            opt.step()
-            prof.step()
-    rec = prof.report()
+    rec = _train_profiled(lin, opt, x, warmup=0, active=2)
     assert (rec.warmup_steps, rec.timed_steps, rec.measuring_step) == (1, 2, 0)
     assert rec.flops is not None
     with Profiler(models=lin, optimizers=opt, warmup=0, active=2, measure=False) as prof:
@@ -318,13 +323,7 @@ def test_cuda_memory_figures():
     lin = nn.Linear(256, 256).cuda()
     opt = torch.optim.SGD(lin.parameters(), lr=0.1)
     x = torch.randn(64, 256, device="cuda")
-    with Profiler(models=lin, optimizers=opt, warmup=1, active=3) as prof:
-        while not prof.done:
-            opt.zero_grad()
-            lin(x).sum().backward()
-            opt.step()
-            prof.step()
-    rec = prof.report()
+    rec = _train_profiled(lin, opt, x, warmup=1, active=3)
     assert rec.environment.device.startswith("cuda")
     assert rec.cuda_memory is not None
     assert rec.cuda_memory.max_memory_allocated_bytes >= (256 * 256 + 256) * F32
