@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from .arch import ARCHITECTURES, Shape, get_arch
 from .summary import ArchReport, ArchSummary, ModeSummary, summarize
 
@@ -104,11 +102,9 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
     dataset = _profile_data(data, shape)
     context = {"preset": preset, "seed": seed, "data": dataset.name, "input_shape": list(shape),
-               "hparams": _plain(step.hparams)}
-    rec = profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
-                       arch=arch, mode=mode, generator=getattr(step, "generator", None) or generator, extra=context)
-    # notes after the run: a step may add some as it goes (GON says what its fast path skipped)
-    return dataclasses.replace(rec, extra={**rec.extra, "notes": list(getattr(step, "notes", []) or [])})
+               "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])}
+    return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
+                        arch=arch, mode=mode, generator=getattr(step, "generator", None) or generator, extra=context)
 
 
 def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,

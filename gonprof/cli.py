@@ -285,7 +285,6 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     err, out, records = _stderr(), _stdout(), []
     for name in names:
         m = mode or api.default_mode(name)
-        get_mode(m).hparams(preset, **hparams)  # unknown --set names: one line, before any work
         if scaling:
             try:
                 sizes = [int(b) for b in batch_sizes.split(",")]

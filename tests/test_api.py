@@ -10,6 +10,13 @@ def test_profile_returns_a_record():
     assert rec.model("D").params_total == 13_857 and rec.timed_steps == 1
 
 
+def test_profile_record_says_what_the_gon_fast_path_skipped():
+    rec = gonprof.profile("gon-mnist-conv", batch_size=2, warmup=1, steps=1, hparams={"inner_steps": 2})
+    assert rec.status == "ok"
+    assert any("skips D's 9 exact-identity activations" in n for n in rec.extra["notes"])
+    assert rec.flops.flops_outside_modules == 0  # the skipped activations' parent keeps its FLOPs
+
+
 def test_compare_returns_rows_even_after_the_submodule_is_imported(tmp_path):
     import gonprof.comparison  # noqa: F401  (the module must not shadow the function)
 

@@ -93,21 +93,15 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 # -- exact identities -------------------------------------------------------------
 
-def is_identity_op(m: nn.Module) -> bool:
-    """True for a module whose forward and backward are exactly the identity.
+def identity_ops(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """``(parent, child name, child)`` for every activation inside ``module`` that is exactly the identity.
 
     ``LeakyReLU(negative_slope=1.0)`` computes ``x`` for ``x > 0`` and ``x * 1.0``
     otherwise, and its backward multiplies the gradient by 1.0: the same bits as
-    doing nothing, NaN and infinities included.  ``nn.Identity`` is listed so a
-    second pass finds nothing to do.
+    doing nothing, NaN and infinities included.
     """
-    return isinstance(m, nn.Identity) or (isinstance(m, nn.LeakyReLU) and float(m.negative_slope) == 1.0)
-
-
-def identity_ops(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
-    """``(parent, child name, child)`` for every exact-identity activation inside ``module``."""
     return [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
-            if isinstance(child, nn.LeakyReLU) and is_identity_op(child)]
+            if isinstance(child, nn.LeakyReLU) and float(child.negative_slope) == 1.0]
 
 
 @contextlib.contextmanager
@@ -243,4 +237,4 @@ def spec_of(mode: str) -> ModeSpec:
 PhaseFn = Callable[[str], Any]
 __all__ = ["check_compatible", "GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam",
            "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind",
-           "is_identity_op", "identity_ops", "identity_ops_skipped", "identity_skip_check"]
+           "identity_ops", "identity_ops_skipped", "identity_skip_check"]

@@ -144,7 +144,7 @@ class GONStep(TrainStep):
 
     def prepare(self) -> None:
         """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check."""
-        if self.hparams.get("skip_identity", False) and self.hparams.get("batched", True):
+        if self.hparams.get("batched", True):  # the seed path runs D as written
             g = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(0)
             probe = torch.rand((2, *self.input_shape), generator=g, device=g.device).to(self.device) * 2 - 1
             self.skipped_identities(probe)
