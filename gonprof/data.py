@@ -11,6 +11,20 @@ Every problem with a file raises :class:`DataError` with one line naming the
 file and what is wrong.
 
 Images come out as float32 ``(N, 1, H, W)`` scaled to ``[-1, 1]``.
+
+Training and held-out images
+----------------------------
+:func:`load_split` gives every tool the same two disjoint parts of a source:
+the images it trains on and the images it scores against.  The embedded MNIST
+test split trains on its first 5,000 images and holds out the last 5,000 (the
+quality classifier's training and reference halves); an IDX folder holding
+both a ``train`` and a ``t10k`` split trains on ``train`` and holds out
+``t10k``; any other single-split source trains on its first half and holds
+out the second.
+
+A :class:`Selection` (``--classes 0,3 --per-class 10``) keeps the training
+images of some classes, the first N of each (in file order, so it is
+deterministic), and the held-out images of the same classes (all of them).
 """
 
 from __future__ import annotations
@@ -33,6 +47,13 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(
 
 class DataError(Exception):
     """A dataset file is missing, truncated or corrupt; the message is one line."""
+
+
+class SelectionError(ValueError):
+    """A data selection that cannot be made (no such class, N < 1, nothing kept); one line."""
+
+
+EMBEDDED_TRAIN = 5000  # the embedded split's training part: images 0-4,999; held out: 5,000-9,999
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -95,6 +116,9 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    def subset(self, idx: torch.Tensor, name: str) -> "ImageData":
+        return ImageData(self.images[idx], self.labels[idx], name, self.num_classes)
+
     def split(self, n_first: int) -> tuple["ImageData", "ImageData"]:
         """The first ``n_first`` images and the rest (a fixed, documented split)."""
         a = ImageData(self.images[:n_first], self.labels[:n_first], self.name + f"[:{n_first}]", self.num_classes)
@@ -124,6 +148,8 @@ class ImageData:
 def load_idx_folder(folder: str | os.PathLike, split: str | None = None) -> ImageData:
     """Read a split of an IDX folder; by default the training split when present, else t10k."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{folder}: is a file; --data takes the folder that holds the IDX files")
     if not folder.is_dir():
         raise DataError(f"{folder}: data folder not found")
     present = available_splits(folder)
@@ -169,6 +195,105 @@ def load_dataset(data: str | os.PathLike | None = None, split: str | None = None
     if str(data) == "synthetic":
         return synthetic()
     return load_idx_folder(data, split)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which images to keep: ``classes`` (None: all) and the first ``per_class`` of each (None: all)."""
+
+    classes: tuple[int, ...] | None = None
+    per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            if len(self.classes) == 0:
+                raise SelectionError("--classes selects nothing; name at least one class (e.g. --classes 0)")
+            bad = [c for c in self.classes if not isinstance(c, int) or isinstance(c, bool) or c < 0]
+            if bad:
+                raise SelectionError(f"--classes takes non-negative integer labels, not {bad[0]!r}")
+            if len(set(self.classes)) != len(self.classes):
+                raise SelectionError(f"--classes names a class twice: {','.join(map(str, self.classes))}")
+        if self.per_class is not None and (not isinstance(self.per_class, int) or isinstance(self.per_class, bool)
+                                           or self.per_class < 1):
+            raise SelectionError(f"--per-class must be an integer of at least 1, not {self.per_class!r}")
+
+    @classmethod
+    def parse(cls, classes: "str | list | tuple | None" = None, per_class: int | None = None) -> "Selection":
+        """From CLI text (``"0,3,7"``) or a sequence of labels."""
+        if isinstance(classes, str):
+            parts = [p.strip() for p in classes.split(",")]
+            try:
+                classes = tuple(int(p) for p in parts if p)
+            except ValueError:
+                raise SelectionError(f"--classes takes labels separated by commas (e.g. 0,3,7), not {classes!r}") \
+                    from None
+        elif classes is not None:
+            classes = tuple(classes)
+        return cls(classes, per_class)
+
+    @property
+    def everything(self) -> bool:
+        return self.classes is None and self.per_class is None
+
+    def label(self) -> str:
+        """Short text for names and titles: ``all``, ``class 0``, ``classes 0,3 x10``."""
+        if self.everything:
+            return "all classes"
+        what = "all classes" if self.classes is None else \
+            ("class " if len(self.classes) == 1 else "classes ") + ",".join(map(str, self.classes))
+        return what + (f", {self.per_class} per class" if self.per_class else "")
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes) if self.classes is not None else None, "per_class": self.per_class}
+
+    def _check_classes(self, data: ImageData) -> None:
+        present = set(torch.unique(data.labels).tolist())
+        missing = [c for c in (self.classes or ()) if c not in present]
+        if missing:
+            have = ",".join(map(str, sorted(present))) or "none"
+            raise SelectionError(f"{data.name} has no image of class {missing[0]} (classes present: {have})")
+
+    def keep(self, data: ImageData, per_class: bool = True) -> ImageData:
+        """The images of ``data`` this selection keeps, in their original order.
+
+        ``per_class=False`` applies the classes only (held-out images are all kept).
+        """
+        if self.everything or (self.classes is None and not per_class):
+            return data
+        self._check_classes(data)
+        labels = data.labels
+        classes = self.classes if self.classes is not None else tuple(sorted(set(labels.tolist())))
+        mask = torch.zeros(len(labels), dtype=torch.bool)
+        for c in classes:
+            idx = (labels == c).nonzero(as_tuple=True)[0]
+            if per_class and self.per_class is not None:
+                idx = idx[:self.per_class]
+            mask[idx] = True
+        idx = mask.nonzero(as_tuple=True)[0]
+        label = self.label() if per_class else Selection(self.classes).label()
+        return data.subset(idx, f"{data.name}{{{label}}}")
+
+
+def load_split(data: str | os.PathLike | None = None,
+               selection: Selection | None = None) -> tuple[ImageData, ImageData]:
+    """(training images, held-out images) of a source, disjoint, with ``selection`` applied.
+
+    See the module docstring for which images each source holds out.  The
+    held-out part keeps every image of the selected classes.
+    """
+    selection = selection or Selection()
+    if data is None or str(data) == "mnist-test":
+        train, held = load_dataset(data).split(EMBEDDED_TRAIN)
+    elif str(data) != "synthetic" and Path(data).is_dir() and set(available_splits(data)) >= {"train", "t10k"}:
+        train, held = load_idx_folder(data, "train"), load_idx_folder(data, "t10k")
+    else:
+        whole = load_dataset(data)
+        train, held = whole.split(len(whole) // 2)
+    train = selection.keep(train)
+    held = selection.keep(held, per_class=False)
+    if len(train) == 0:
+        raise SelectionError(f"the selection ({selection.label()}) keeps no training image of {train.name}")
+    return train, held
 
 
 def synthetic(n: int = 512, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,

@@ -543,6 +543,10 @@ class QualityRecord(_Serialisable):
     seed: int = 0
     kid_subsets: int = 100  # gonprof.metrics.kid.KID_SUBSETS
     kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
+    classes: Optional[list] = None  # the kept classes scored against (None: all); coverage / entropy are over them
+    predicted_classes: dict = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
+    on_class_fraction: Optional[float] = None  # share of samples predicted as a kept class (None: no selection)
+    n_held_out: Optional[int] = None  # held-out real images of the kept classes the reference was drawn from
 
     @classmethod
     def from_dict(cls, d: dict) -> "QualityRecord":

@@ -73,28 +73,46 @@ def extract(classifier, images: torch.Tensor, batch_size: int = BATCH) -> tuple[
     return torch.cat(feats), torch.cat(logits)
 
 
-def class_stats(logits: torch.Tensor, threshold: float = CLASS_COVERAGE_THRESHOLD) -> dict[str, float]:
-    """class_coverage, class_entropy_nats, mean_confidence and classifier_score from logits (N, C)."""
+def class_stats(logits: torch.Tensor, threshold: float = CLASS_COVERAGE_THRESHOLD,
+                classes: "list[int] | tuple[int, ...] | None" = None) -> dict:
+    """Class statistics of the samples' predictions, from logits (N, C).
+
+    ``class_coverage``: share of the kept classes (all C without ``classes``)
+    predicted for at least ``threshold`` of the samples; ``class_entropy_nats``:
+    entropy of the histogram of predictions that fall on a kept class (ln K when
+    the K kept classes are equally frequent, 0 under collapse);
+    ``on_class_fraction``: share of samples predicted as a kept class (None
+    without ``classes``); ``predicted_classes``: class -> count, over all C;
+    ``mean_confidence``: mean maximum softmax probability; ``classifier_score``:
+    ``exp(E_x KL(p(y|x) || p(y)))``.
+    """
     logits = logits.to(torch.float64)
     n, c = logits.shape
     logp = torch.log_softmax(logits, dim=1)
     p = logp.exp()
-    counts = torch.bincount(p.argmax(1), minlength=c).to(torch.float64)
-    freq = counts / n
-    nz = freq[freq > 0]
+    counts = torch.bincount(p.argmax(1), minlength=c)
+    kept = list(range(c)) if classes is None else [int(k) for k in classes]
+    if any(k >= c for k in kept):
+        raise ValueError(f"classes {kept} outside the classifier's {c} classes")
+    kept_counts = counts[kept].to(torch.float64)
+    freq = kept_counts / n
+    on_class = kept_counts.sum().item()
+    share = kept_counts[kept_counts > 0] / on_class if on_class else kept_counts[:0]
     log_py = torch.log(p.mean(0).clamp_min(1e-300))
     kl = (p * (logp - log_py)).sum(1)
     return {
         "class_coverage": (freq >= threshold).double().mean().item(),
-        "class_entropy_nats": max(0.0, -(nz * nz.log()).sum().item()),
+        "class_entropy_nats": max(0.0, -(share * share.log()).sum().item()),
         "mean_confidence": p.max(1).values.mean().item(),
         "classifier_score": math.exp(kl.mean().item()),
+        "on_class_fraction": None if classes is None else on_class / n,
+        "predicted_classes": {str(k): int(v) for k, v in enumerate(counts.tolist()) if v},
     }
 
 
 def score_outputs(sample_features: torch.Tensor, sample_logits: torch.Tensor,
                   reference_features: torch.Tensor, seed: int = 0, extractor: str = EXTRACTOR_NAME,
-                  weights_hash: str = "") -> QualityRecord:
+                  weights_hash: str = "", classes=None, n_held_out: int | None = None) -> QualityRecord:
     """Score already-extracted features (all sets used whole; subsample before calling)."""
     ns, nr = len(sample_features), len(reference_features)
     if min(ns, nr) <= max(PR_K, DC_K):
@@ -104,9 +122,10 @@ def score_outputs(sample_features: torch.Tensor, sample_logits: torch.Tensor,
         fid=fid_from_features(sample_features, reference_features),
         kid_mean=kid_mean, kid_std=kid_std,
         **prdc(reference_features, sample_features),
-        **class_stats(sample_logits),
+        **class_stats(sample_logits, classes=classes),
         n_samples=ns, n_reference=nr, extractor=extractor, weights_hash=weights_hash, seed=seed,
         kid_subsets=KID_SUBSETS, kid_subset_size=min(KID_SUBSET_SIZE, ns, nr),
+        classes=None if classes is None else [int(k) for k in classes], n_held_out=n_held_out,
     )
 
 
@@ -123,60 +142,115 @@ def default_reference() -> torch.Tensor:
     return reference_split()[1].images
 
 
-def score_samples(samples: torch.Tensor, reference=None, classifier=None, n: int | None = None,
-                  seed: int = 0) -> QualityRecord:
-    """Score ``samples`` ``(N, 1, 28, 28)`` in [-1, 1] against ``reference`` real images.
+def held_out(classes=None, data=None) -> torch.Tensor:
+    """Held-out real images of ``classes`` (all when None) from ``data``'s held-out part.
 
-    ``reference`` defaults to :func:`default_reference` (an ``ImageData`` is
-    accepted too); ``classifier`` to the shipped extractor.  Both sets are
-    subsampled with ``seed`` to ``n`` images each (default: the smaller size).
-    Values outside [-1, 1] are clamped; NaN or infinite values raise ValueError.
+    ``data`` is a source as :func:`gonprof.data.load_split` takes it (None: the
+    embedded split, whose held-out part is the extractor's reference half).
+    """
+    from gonprof.data import Selection, load_split
+
+    return load_split(data, Selection.parse(classes))[1].images
+
+
+def reference_sets(reference: torch.Tensor, n: int, seed: int = 0) -> tuple["torch.Tensor | None", torch.Tensor]:
+    """Split held-out images into (floor images, reference images) of ``n`` each, disjoint and seeded.
+
+    Every row of a table is scored against the same reference images and the
+    floor scores the other ``n`` against them.  When fewer than ``2n`` images
+    exist the floor images are None (no floor at that N) and the reference is
+    ``n`` of them.
+    """
+    if n < 1 or n > len(reference):
+        raise ValueError(f"n={n} but only {len(reference)} held-out images")
+    perm = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
+    if 2 * n <= len(reference):
+        return reference[perm[:n]], reference[perm[n:2 * n]]
+    return None, reference[perm[:n]]
+
+
+def floor_n(n_wanted: int, n_held_out: int) -> int:
+    """The largest N not above ``n_wanted`` at which a floor exists (2N held-out images)."""
+    return max(0, min(int(n_wanted), n_held_out // 2))
+
+
+def score_samples(samples: torch.Tensor, reference=None, classifier=None, n: int | None = None,
+                  seed: int = 0, classes=None) -> QualityRecord:
+    """Score ``samples`` ``(N, 1, 28, 28)`` in [-1, 1] against held-out real images.
+
+    ``reference`` defaults to the held-out images of ``classes`` (all classes:
+    :func:`default_reference`); an ``ImageData`` is accepted too; ``classifier``
+    defaults to the shipped extractor.  ``n`` (default: the smaller set) images
+    of each set are used: the samples subsampled with ``seed``, the reference
+    images as :func:`reference_sets` picks them, so a table's rows and its
+    floor (:func:`real_floor`, same ``n`` and ``seed``) share one reference.
+    Class coverage and entropy are over ``classes``.  Values outside [-1, 1]
+    are clamped; NaN or infinite values raise ValueError.
     """
     classifier = load_classifier() if classifier is None else classifier
     samples = _images(samples)
-    reference = _images(default_reference() if reference is None else reference)
-    n = min(len(samples), len(reference)) if n is None else n
-    if n > len(samples) or n > len(reference):
-        raise ValueError(f"n={n} exceeds the {len(samples)} samples or {len(reference)} reference images")
-    gen = torch.Generator().manual_seed(seed)
-    samples, reference = _subset(samples, n, gen), _subset(reference, n, gen)
+    pool = _images(held_out(classes) if reference is None else reference)
+    n = min(len(samples), len(pool)) if n is None else n
+    if n > len(samples) or n > len(pool):
+        raise ValueError(f"n={n} exceeds the {len(samples)} samples or {len(pool)} reference images")
+    _, ref = reference_sets(pool, n, seed)
+    samples = _subset(samples, n, torch.Generator().manual_seed(seed))
     fs, ls = extract(classifier, samples)
-    fr, _ = extract(classifier, reference)
-    return score_outputs(fs, ls, fr, seed, *_ident(classifier))
+    fr, _ = extract(classifier, ref)
+    return score_outputs(fs, ls, fr, seed, *_ident(classifier), classes=classes, n_held_out=len(pool))
 
 
-def real_floor(reference=None, n: int | None = None, seed: int = 0, classifier=None, real=None) -> QualityRecord:
+def real_floor(reference=None, n: int | None = None, seed: int = 0, classifier=None, real=None,
+               classes=None) -> QualityRecord:
     """Real images scored against real images at the same N: the floor row of a table.
 
-    Without ``real``, ``reference`` is split (seeded) into two disjoint sets of
-    ``n`` images (so ``2n`` must not exceed its size; default ``n`` is half of
-    it).  With ``real`` (e.g. the classifier's training half, for N = 5,000),
-    ``n`` images of ``real`` are scored against ``n`` of ``reference``; the sets
-    should be disjoint.
+    Without ``real``, ``n`` held-out images (of ``classes``) are scored against
+    the ``n`` reference images that :func:`score_samples` uses at the same
+    ``n`` and ``seed`` (so ``2n`` held-out images are needed; default ``n``
+    is half of them).  With ``real`` (another set of real images), ``n`` of
+    them are scored against ``n`` reference images; the sets should be disjoint.
 
     With the shipped 5,000-image reference the largest true floor is n = 2,500.
     The classifier's own training half is *not* a stand-in for unseen real
-    images: the extractor embeds the images it was trained on more tightly, and
-    against the held-out half they score FID 9.2, precision 0.76, density 0.67
-    at n = 5,000, where two held-out halves score FID 1.5, precision 0.92,
-    density 1.02 at n = 2,500.  Keep tables at n <= 2,500 to have a floor row.
+    images: the extractor embeds the images it was trained on more tightly, so
+    keep tables at n <= half the held-out images to have a floor row.
     """
     classifier = load_classifier() if classifier is None else classifier
-    reference = _images(default_reference() if reference is None else reference)
-    gen = torch.Generator().manual_seed(seed)
+    pool = _images(held_out(classes) if reference is None else reference)
     if real is None:
-        n = len(reference) // 2 if n is None else n
-        if 2 * n > len(reference):
+        n = len(pool) // 2 if n is None else n
+        if n < 1 or 2 * n > len(pool):
             raise ValueError(f"a floor at n={n} needs 2n={2 * n} disjoint real images but the reference has "
-                             f"{len(reference)}; pass real= another set of real images")
-        perm = torch.randperm(len(reference), generator=gen)
-        a, b = reference[perm[:n]], reference[perm[n:2 * n]]
+                             f"{len(pool)}; pass real= another set of real images")
+        a, b = reference_sets(pool, n, seed)
     else:
         real = _images(real)
-        n = min(len(real), len(reference)) if n is None else n
-        if n > len(real) or n > len(reference):
-            raise ValueError(f"n={n} exceeds the {len(real)} real or {len(reference)} reference images")
-        a, b = _subset(real, n, gen), _subset(reference, n, gen)
+        n = min(len(real), len(pool)) if n is None else n
+        if n > len(real) or n > len(pool):
+            raise ValueError(f"n={n} exceeds the {len(real)} real or {len(pool)} reference images")
+        a = _subset(real, n, torch.Generator().manual_seed(seed))
+        _, b = reference_sets(pool, n, seed)
     fa, la = extract(classifier, a)
     fb, _ = extract(classifier, b)
-    return score_outputs(fa, la, fb, seed, *_ident(classifier))
+    return score_outputs(fa, la, fb, seed, *_ident(classifier), classes=classes, n_held_out=len(pool))
+
+
+def score_with_floor(samples: torch.Tensor, *, classes=None, n: int | None = None, seed: int = 0,
+                     classifier=None, reference=None) -> tuple[QualityRecord, QualityRecord]:
+    """(samples' scores, the real-vs-real floor), both against the same reference images.
+
+    The reference is the held-out real images of ``classes`` (or ``reference``);
+    ``n`` defaults to the largest N, at most the number of samples, at which a
+    floor exists (half the held-out images).
+    """
+    classifier = load_classifier() if classifier is None else classifier
+    samples = _images(samples)
+    pool = _images(held_out(classes) if reference is None else reference)
+    n = floor_n(len(samples), len(pool)) if n is None else n
+    if n > floor_n(n, len(pool)):
+        raise ValueError(f"a floor at n={n} needs {2 * n} held-out real images; there are {len(pool)} "
+                         f"(use n <= {len(pool) // 2})")
+    if n > len(samples):
+        raise ValueError(f"n={n} exceeds the {len(samples)} samples")
+    return (score_samples(samples, pool, classifier, n, seed, classes),
+            real_floor(pool, n, seed, classifier, classes=classes))
