@@ -63,14 +63,15 @@ def default_mode(arch: str) -> str:
     return spec.default_mode
 
 
-def _profile_data(data, shape):
-    """Real images when their shape matches the step's input, synthetic ones otherwise."""
-    from .data import load_dataset, synthetic
+def _profile_data(data, shape, selection=None):
+    """The source's training images (of the selection) when their shape matches the step's input,
+    synthetic ones otherwise."""
+    from .data import load_split, synthetic
 
-    dataset = load_dataset(data)
+    dataset = load_split(data, selection)[0]
     if tuple(dataset.shape) == tuple(shape):
         return dataset
-    if data is not None:
+    if data is not None or (selection is not None and not selection.everything):
         from .arch import ShapeError
 
         raise ShapeError(f"data {dataset.name} has shape {dataset.shape}, the step expects {tuple(shape)}")
@@ -79,18 +80,24 @@ def _profile_data(data, shape):
 
 def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
             batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
-            seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None):
+            seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None,
+            classes=None, per_class: int | None = None):
     """Profile ``steps`` optimization steps of ``arch`` trained as ``mode``; returns a ProfileRecord.
 
     Builds the step, feeds it batches of real (embedded MNIST) or synthetic
     images, and runs it under :class:`gonprof.Profiler`: ``warmup`` untimed
     steps (the last one counts FLOPs and live bytes), then ``steps`` timed ones.
+    ``classes`` / ``per_class`` select the training images the batches are
+    drawn from (see :class:`gonprof.data.Selection`); a batch larger than the
+    selection repeats its images.
     A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
-    record's ``status``; errors in the request itself (unknown names, shapes)
-    raise before anything runs.
+    record's ``status``; errors in the request itself (unknown names, shapes,
+    an impossible selection) raise before anything runs.
     """
+    from .data import Selection
     from .modes.build import build_step
 
+    selection = Selection.parse(classes, per_class)
     mode = mode or default_mode(arch)
     step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
                       seed=seed, **(hparams or {}))
@@ -100,8 +107,9 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
 
         raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
     shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
-    dataset = _profile_data(data, shape)
-    context = {"preset": preset, "seed": seed, "data": dataset.name, "input_shape": list(shape),
+    dataset = _profile_data(data, shape, selection)
+    context = {"preset": preset, "seed": seed, "data": dataset.name, "selection": selection.to_dict(),
+               "train_images": len(dataset), "input_shape": list(shape),
                "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])}
     return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
                         arch=arch, mode=mode, generator=getattr(step, "generator", None) or generator, extra=context)

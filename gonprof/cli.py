@@ -42,6 +42,38 @@ SetOpt = Annotated[
     Optional[List[str]],
     typer.Option("--set", help="Override a hyper-parameter of the mode: NAME=VALUE (repeatable)."),
 ]
+ClassesOpt = Annotated[
+    Optional[str],
+    typer.Option("--classes", help="Keep only these labels, e.g. 0 or 0,3,7 (training and scoring alike)."),
+]
+PerClassOpt = Annotated[
+    Optional[int],
+    typer.Option("--per-class", help="Keep the first N training images of each kept class (few-shot)."),
+]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
+]
+
+
+def parse_selection(classes: Optional[str], per_class: Optional[int]):
+    """The data selection of --classes / --per-class; a bad one is a usage error."""
+    from .data import Selection
+
+    return Selection.parse(classes, per_class)
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """Apply --threads, and warn once when the machine is busier than its cores."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from .records import host_load
+
+    load = host_load()
+    if load.get("overloaded"):
+        _stderr().print(f"[yellow]gonprof: warning: {load['warning']}[/]", soft_wrap=True)
 
 
 def _stderr():
@@ -66,10 +98,11 @@ def fail(message: str, code: int = EXIT_FAILURE) -> "typer.Exit":
 
 def _usage_errors() -> tuple[type, ...]:
     from .arch import ShapeError
+    from .data import SelectionError
     from .modes.base import IncompatibleError
     from .registry import RegistryError
 
-    return (RegistryError, ShapeError, IncompatibleError)
+    return (RegistryError, ShapeError, IncompatibleError, SelectionError)
 
 
 def _run_errors() -> tuple[type, ...]:
@@ -220,6 +253,9 @@ def profile(
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
+    classes: ClassesOpt = None,
+    per_class: PerClassOpt = None,
+    threads: ThreadsOpt = None,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -232,6 +268,11 @@ def profile(
     names = ARCHITECTURES.match(arch)
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
+    selection = parse_selection(classes, per_class)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if scaling or estimate:
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                         batch_sizes, json_path, hparams)
@@ -243,7 +284,7 @@ def profile(
         with err.status(f"profiling {name} ({mode or api.default_mode(name)}) ..."):
             rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
                               warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape,
-                              hparams=hparams)
+                              hparams=hparams, classes=selection.classes, per_class=selection.per_class)
         records.append(rec)
         if json_path:
             save_records(records, json_path)  # after each run: nothing finished is lost
@@ -251,6 +292,10 @@ def profile(
             break
     if csv_path:
         records_to_csv(records, csv_path)
+    env = records[0].environment
+    if env is not None and env.load_average_1m is not None and env.load_average_1m > (env.cpu_count or 1):
+        err.print(f"[yellow]gonprof: warning: load average {env.load_average_1m:g} exceeded this machine's "
+                  f"{env.cpu_count} cores: timings are not comparable with a quiet machine's[/]", soft_wrap=True)
     out = _stdout()
     out.print(render.render_record(records[0]) if len(records) == 1 else render.render_records(records))
     failed = [r for r in records if r.status != "ok"]
@@ -382,6 +427,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     sample_every: Annotated[Optional[int], typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
     labels: Annotated[Optional[int], typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=0, help="Stop after this many seconds of training (status ok).")] = None,
+    classes: ClassesOpt = None,
+    per_class: PerClassOpt = None,
+    threads: ThreadsOpt = None,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -400,10 +449,15 @@ def train(
     else:
         if arch is None:
             raise fail("--arch is required (or --out DIR --resume to continue a run)", EXIT_USAGE)
+        selection = parse_selection(classes, per_class)
         config = TrainConfig(arch=arch, mode=mode or api.default_mode(arch), generator=generator, preset=preset,
                              steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, data=data,
                              device=check_device(device), out=str(out) if out else None, sample_every=sample_every,
-                             hparams=hparams)
+                             hparams=hparams, time_budget_s=time_budget, threads=threads,
+                             classes=list(selection.classes) if selection.classes is not None else None,
+                             per_class=selection.per_class)
+    if threads and resume and arch is None:
+        config = config.replace(threads=threads)
     result = run_training(config, resume=resume, progress=RichProgress(console=_stderr()))
     out_console = _stdout()
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (result.final_losses or {}).items() if v is not None)
@@ -441,7 +495,7 @@ def parse_sets(items: Optional[List[str]]) -> dict:
 def compare(
     modes: Annotated[Optional[List[str]], typer.Argument(help="Training modes to compare (e.g. gon lsgan).")] = None,
     arch: Annotated[Optional[List[str]], typer.Option("--arch", help="Discriminators (names or globs); default: each mode's own.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="gas (the six GAS discriminators under lsgan) or gon-vs-gan.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="gas (the six GAS discriminators under lsgan), gon-vs-gan, gon-digit (GON and GANs on one digit) or gon-inner (GON's inner optimisers).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps per run.")] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
@@ -451,6 +505,10 @@ def compare(
     samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
     profile_steps: Annotated[int, typer.Option("--profile-steps", min=1, help="Timed steps profiled after training.")] = 5,
     memory_limit: Annotated[Optional[str], typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB); a run past it is recorded as oom.")] = None,
+    classes: ClassesOpt = None,
+    per_class: PerClassOpt = None,
+    threads: ThreadsOpt = None,
+    hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
@@ -473,17 +531,24 @@ def compare(
             limit = parse_bytes(memory_limit)
         except ValueError as exc:
             raise fail(str(exc), EXIT_USAGE) from None
+    selection = parse_selection(classes, per_class)
     specs = cmp.plan(list(modes or []), list(arch) if arch else None, preset=preset, steps=steps,
                      time_budget_s=time_budget, batch_size=batch_size, seed=seed, data=data,
                      device=check_device(device), n_samples=samples, profile_steps=profile_steps,
-                     memory_limit_bytes=limit)
+                     memory_limit_bytes=limit, threads=threads, hparams=parse_sets(hparam),
+                     classes=list(selection.classes) if selection.classes is not None else None,
+                     per_class=selection.per_class)
     out = out or Path("runs") / _time.strftime("compare-%Y%m%d-%H%M%S")
+    set_threads(None)  # the load warning; --threads applies inside each row's worker
     err = _stderr()
     budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
-    err.print(f"comparing {len(specs)} runs ({budget} of training each) in {out}")
+    n, held = cmp.scoring_n(specs[0])
+    sel = specs[0].selection()
+    err.print(f"comparing {len(specs)} runs ({budget} of training each, {sel.label()}) in {out}; "
+              f"scored on {n} samples against {n} of {held} held-out images, beside a real-vs-real floor")
 
-    def on_start(i, n, spec):
-        err.print(f"[{i + 1}/{n}] {spec.label} ...")
+    def on_start(i, total, spec):
+        err.print(f"[{i + 1}/{total}] {spec.label} ...")
 
     def on_row(rec):
         err.print(f"      {rec.status}" + (f": {rec.message}" if rec.message else "")

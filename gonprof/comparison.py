@@ -60,6 +60,10 @@ class RunSpec:
     hparams: dict = field(default_factory=dict)
     run_dir: Optional[str] = None
     memory_limit_bytes: Optional[int] = None  # cap on the worker's data segment (RLIMIT_DATA)
+    classes: Optional[list] = None  # data selection for training and scoring (None: all labels)
+    per_class: Optional[int] = None  # first N training images of each kept class (None: all)
+    threads: Optional[int] = None  # torch threads in the worker (None: torch's default)
+    variant: Optional[str] = None  # a preset row's name for its own hyper-parameters
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -70,7 +74,21 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return "real (floor)" if self.kind == "floor" else f"{self.mode} / {self.arch}"
+        if self.kind == "floor":
+            return "real (floor)"
+        return f"{self.mode} / {self.arch}" + (f" ({self.variant})" if self.variant else "")
+
+    def selection(self):
+        from .data import Selection
+
+        return Selection.parse(self.classes, self.per_class)
+
+    def base_record(self) -> RunRecord:
+        """The record this row fills in (or fails with)."""
+        return RunRecord(kind=self.kind, mode=self.mode, arch=self.arch, generator=self.generator,
+                         preset=self.preset, batch_size=self.batch_size, seed=self.seed, device=self.device,
+                         time_budget_s=self.time_budget_s, run_dir=self.run_dir, variant=self.variant,
+                         hparams=dict(self.hparams), classes=self.classes, per_class=self.per_class)
 
 
 # -- presets -------------------------------------------------------------------------
@@ -83,7 +101,51 @@ PRESETS: dict[str, dict[str, Any]] = {
     # GON's discriminators trained as GONs, against GANs with their own seed architectures.
     "gon-vs-gan": {"pairs": [("gon", "gon-mnist-conv"), ("gon", "gon-mnist-mlp"), ("gan", "mlp-gan"),
                              ("lsgan", "lsgan-original")]},
+    # The study GON users ask for: GON (MLP and conv) and the GAN modes on one digit, one budget.
+    "gon-digit": {"pairs": [("gon", "gon-mnist-mlp"), ("gon", "gon-mnist-conv"), ("gan", "mlp-gan"),
+                            ("lsgan", "lsgan-original"), ("wgan-gp", "dcd-mnist-sn"), ("dcd", "dcd-mnist-sn")],
+                  "classes": [0], "time_budget_s": 300.0},
+    # GON's inner optimiser on the one-digit task: the seed's Adam on the input against the others.
+    "gon-inner": {"pairs": [("gon", "gon-mnist-mlp", {"inner_opt": "adam"}, "adam"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "normalized"}, "normalized"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 2.0}, "sgd")],
+                  "classes": [0], "time_budget_s": 300.0},
 }
+
+#: RunSpec fields a preset may set (explicit settings win).
+PRESET_SETTINGS = ("steps", "batch_size", "classes", "per_class", "time_budget_s")
+
+
+def _rows(pairs) -> list[tuple[str, str, dict, Optional[str]]]:
+    """A preset's rows as (mode, arch, hparams, variant)."""
+    return [(p[0], p[1], dict(p[2]) if len(p) > 2 else {}, p[3] if len(p) > 3 else None) for p in pairs]
+
+
+def scope_hparams(hparams: dict, modes: list[str]) -> dict[str, dict]:
+    """Split ``--set`` overrides by mode: ``gon.lr=1e-4`` goes to gon only, ``lr=1e-4`` to every mode
+    that has ``lr``.  A name no mode has (or a scope naming a mode not in the run) is an error."""
+    from .modes import get_mode
+    from .modes.base import IncompatibleError
+
+    out: dict[str, dict] = {m: {} for m in modes}
+    for key, value in hparams.items():
+        scope, dot, name = key.partition(".")
+        if dot and scope in out:
+            known = get_mode(scope).defaults
+            if name not in known:
+                raise IncompatibleError(f"--set {key}: mode {scope} has no hyper-parameter {name!r} "
+                                        f"(it has: {', '.join(sorted(known))})")
+            out[scope][name] = value
+            continue
+        if dot:
+            raise IncompatibleError(f"--set {key}: no {scope!r} row in this comparison (modes: {', '.join(out)})")
+        takers = [m for m in out if key in get_mode(m).defaults]
+        if not takers:
+            raise IncompatibleError(f"--set {key}: none of {', '.join(out)} has a hyper-parameter {key!r}")
+        for m in takers:
+            out[m][key] = value
+    return out
 
 
 def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optional[str] = None,
@@ -106,15 +168,15 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
         if archs:
             raise IncompatibleError(f"preset {preset} names its own architectures; drop --arch")
         p = PRESETS[preset]
-        for key in ("steps", "batch_size"):
-            if common.get(key) is None and key in p:
+        for key in PRESET_SETTINGS:
+            if common.get(key) is None and key in p and not (key == "time_budget_s" and common.get("steps")):
                 common[key] = p[key]
         for m in modes:  # unknown names fail with a did-you-mean, even beside a preset
             get_mode(m)
-        pairs = [(m, a) for m, a in p["pairs"] if not modes or m in modes]
-        if not pairs:
+        rows = [r for r in _rows(p["pairs"]) if not modes or r[0] in modes]
+        if not rows:
             raise IncompatibleError(f"preset {preset} runs no {', '.join(modes)} row "
-                                    f"(its modes: {', '.join(dict.fromkeys(m for m, _ in p['pairs']))})")
+                                    f"(its modes: {', '.join(dict.fromkeys(r[0] for r in _rows(p['pairs'])))})")
     else:
         if not modes:
             raise IncompatibleError("name at least one mode (e.g. gonprof compare gon lsgan) or a --preset")
@@ -135,13 +197,33 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
             unused = [a for a in names if not any(pa == a for _, pa in pairs)]
             if unused:
                 raise IncompatibleError(f"no mode among {', '.join(modes)} can train {', '.join(unused)}")
-    for m, a in pairs:  # unknown names fail here, before anything runs
+        rows = [(m, a, {}, None) for m, a in pairs]
+    for m, a, _, _ in rows:  # unknown names fail here, before anything runs
         get_mode(m), get_arch(a)
     fields_ = {f.name for f in dataclasses.fields(RunSpec)}
     shared = {k: v for k, v in common.items() if k in fields_ and v is not None}
     if "steps" not in shared and "time_budget_s" not in shared:
         shared["time_budget_s"] = DEFAULT_TIME_BUDGET_S
-    return [RunSpec(mode=m, arch=a, **shared) for m, a in pairs]
+    scoped = scope_hparams(dict(shared.pop("hparams", {}) or {}), list(dict.fromkeys(m for m, *_ in rows)))
+    if "classes" in shared or "per_class" in shared:  # a bad selection fails here, before anything runs
+        from .data import Selection, load_split
+
+        load_split(shared.get("data"), Selection.parse(shared.get("classes"), shared.get("per_class")))
+    return [RunSpec(mode=m, arch=a, hparams={**row_hp, **scoped[m]}, variant=variant, **shared)
+            for m, a, row_hp, variant in rows]
+
+
+def scoring_n(spec: RunSpec) -> tuple[int, int]:
+    """(N every row of a comparison is scored at, held-out images of its selection).
+
+    N is ``spec.n_samples`` unless the selection holds out fewer than ``2 N``
+    images, in which case it is half of them, so that the floor exists at N.
+    """
+    from .data import load_split
+    from .metrics.scores import floor_n
+
+    held = load_split(spec.data, spec.selection())[1]
+    return floor_n(spec.n_samples, len(held)), len(held)
 
 
 # -- running one row (inside the worker process) --------------------------------------
@@ -149,9 +231,7 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
 def run_spec(spec: RunSpec, progress: Any = None) -> RunRecord:
     """Train, profile and score one row in this process.  Never raises for a failed run."""
     t0 = time.perf_counter()
-    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator, preset=spec.preset,
-                     batch_size=spec.batch_size, seed=spec.seed, device=spec.device,
-                     time_budget_s=spec.time_budget_s, run_dir=spec.run_dir)
+    base = spec.base_record()
     try:
         rec = _floor(spec, base) if spec.kind == "floor" else _run(spec, base, progress)
     except KeyboardInterrupt:
@@ -171,20 +251,22 @@ def _looks_oom(text: str) -> bool:
 
 
 def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
+    from .data import load_split
     from .metrics.scores import real_floor
 
-    return base.replace(quality=real_floor(n=spec.n_samples, seed=spec.seed))
+    held = load_split(spec.data, spec.selection())[1]
+    return base.replace(quality=real_floor(held, n=spec.n_samples, seed=spec.seed, classes=spec.classes))
 
 
 def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     import torch
 
     from .api import profile_step
-    from .data import load_dataset
+    from .data import load_split
     from .summary import count_params
     from .train import TrainConfig, default_make_step, run_training
 
-    data = load_dataset(spec.data)
+    data, held = load_split(spec.data, spec.selection())
     holder: dict[str, Any] = {}
     make = default_make_step(data.shape)
 
@@ -195,7 +277,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     config = TrainConfig(arch=spec.arch, mode=spec.mode, generator=spec.generator, preset=spec.preset,
                          steps=spec.steps, batch_size=spec.batch_size, seed=spec.seed, data=spec.data,
                          device=spec.device, out=spec.run_dir, sample_every=0, hparams=dict(spec.hparams),
-                         time_budget_s=spec.time_budget_s)
+                         time_budget_s=spec.time_budget_s, classes=spec.classes, per_class=spec.per_class,
+                         threads=spec.threads)
     result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
     step = holder.get("step")
     rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
@@ -225,7 +308,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     samples = step.sample(spec.n_samples).detach().cpu()
     if not bool(torch.isfinite(samples).all()):
         return rec.replace(status="nan", message="samples contain NaN or infinite values")
-    return rec.replace(quality=score_samples(samples, n=spec.n_samples, seed=spec.seed))
+    return rec.replace(quality=score_samples(samples, held, n=spec.n_samples, seed=spec.seed,
+                                             classes=spec.classes))
 
 
 def _batch_size(result, spec: RunSpec) -> Optional[int]:
@@ -244,9 +328,7 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     spec_path, result_path = workdir / "spec.json", workdir / "result.json"
     spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
     result_path.unlink(missing_ok=True)
-    base = RunRecord(kind=spec.kind, mode=spec.mode, arch=spec.arch, generator=spec.generator, preset=spec.preset,
-                     batch_size=spec.batch_size, seed=spec.seed, device=spec.device,
-                     time_budget_s=spec.time_budget_s, run_dir=spec.run_dir)
+    base = spec.base_record()
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         # A new session: Ctrl-C reaches this process only, which then stops the worker.
@@ -296,11 +378,16 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     json_path = Path(json_path) if json_path else out / "results.json"
     rows: list[RunRecord] = []
     todo = list(specs)
+    if todo:  # every row scores at one N, at which the selection's held-out images give a floor
+        n, _ = scoring_n(todo[0])
+        todo = [dataclasses.replace(s, n_samples=n) for s in todo]
     if floor and todo:
         first = todo[0]
-        todo.insert(0, RunSpec(kind="floor", n_samples=first.n_samples, seed=first.seed, device=first.device))
+        todo.insert(0, RunSpec(kind="floor", n_samples=first.n_samples, seed=first.seed, device=first.device,
+                               data=first.data, classes=first.classes, per_class=first.per_class))
     for i, spec in enumerate(todo):
-        folder = out / ("floor" if spec.kind == "floor" else f"{i:02d}-{spec.mode}-{spec.arch}")
+        name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
+        folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         spec = dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec
         if on_start:
             on_start(i, len(todo), spec)
@@ -366,6 +453,10 @@ def _worker(argv: list[str]) -> int:
     import resource
 
     spec = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
     if spec.memory_limit_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
     from .progress import RichProgress

@@ -184,6 +184,7 @@ class Profiler:
         self._index = 0
         self._kind = _DONE
         self._entered = False
+        self._environment: Environment | None = None
         self._exited = False
         self._status = "ok"
         self._message = ""
@@ -246,6 +247,7 @@ class Profiler:
         from gonprof.measure.params import count_params
 
         self._model_params = tuple(count_params(m, name) for name, m in self.models.items())
+        self._environment = Environment.capture(self.device)  # threads and load average at the start
         if self.active > 0:
             from gonprof.measure.rss import RssPeak
 
@@ -423,7 +425,7 @@ class Profiler:
         return ProfileRecord(
             status=status,
             message=message,
-            environment=Environment.capture(self.device),
+            environment=self._environment or Environment.capture(self.device),
             arch=self.context["arch"],
             mode=self.context["mode"],
             batch_size=self.context["batch_size"],

@@ -110,6 +110,26 @@ class _Serialisable:
 # --------------------------------------------------------------------------
 
 
+def host_load() -> dict:
+    """The machine's load at this moment: 1-minute load average, cores, and whether it exceeds them.
+
+    ``warning`` is one line to show when the load average exceeds the cores
+    (timings taken then are not comparable with a quiet machine's).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not every platform has a load average
+        return {"load_average_1m": None, "cpu_count": cores, "overloaded": False}
+    out = {"load_average_1m": load, "cpu_count": cores, "overloaded": load > cores}
+    if out["overloaded"]:
+        out["warning"] = (f"load average {load:g} exceeds this machine's {cores} cores: "
+                          "timings are not comparable with a quiet machine's")
+    return out
+
+
 @dataclass(frozen=True)
 class Environment(_Serialisable):
     torch_version: str = ""
@@ -121,6 +141,8 @@ class Environment(_Serialisable):
     device_name: str = ""
     cuda_version: Optional[str] = None
     gonprof_version: str = ""
+    torch_threads: Optional[int] = None  # torch.get_num_threads() when captured
+    load_average_1m: Optional[float] = None  # the host's 1-minute load average when captured
 
     @classmethod
     def capture(cls, device: Any = "cpu") -> "Environment":
@@ -148,6 +170,8 @@ class Environment(_Serialisable):
             device_name=name,
             cuda_version=torch.version.cuda,
             gonprof_version=gonprof.__version__,
+            torch_threads=torch.get_num_threads(),
+            load_average_1m=host_load()["load_average_1m"],
         )
 
 
@@ -585,10 +609,16 @@ class RunRecord(_Serialisable):
     samples_png: Optional[str] = None  # the run's final sample grid
     run_dir: Optional[str] = None
     wall_time_s: Optional[float] = None  # the whole row: train + profile + score
+    variant: Optional[str] = None  # a preset row's name for its own hyper-parameters (e.g. "inner sgd")
+    hparams: dict = field(default_factory=dict)  # the overrides this row ran with
+    classes: Optional[list] = None  # data selection: kept labels (None: all)
+    per_class: Optional[int] = None  # data selection: first N training images of each kept class
 
     @property
     def label(self) -> str:
-        return "real (floor)" if self.kind == "floor" else f"{self.mode} / {self.arch}"
+        if self.kind == "floor":
+            return "real (floor)"
+        return f"{self.mode} / {self.arch}" + (f" ({self.variant})" if self.variant else "")
 
     @classmethod
     def from_json(cls, text: str) -> "RunRecord":
@@ -603,6 +633,7 @@ class RunRecord(_Serialisable):
             "arch": self.arch, "generator": self.generator, "batch_size": self.batch_size, "seed": self.seed,
             "device": self.device, "d_params": self.d_params, "g_params": self.g_params,
             "train_steps": self.train_steps, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s,
+            "variant": self.variant, "classes": self.classes, "per_class": self.per_class,
         }
         if self.profile is not None:
             row.update({f"profile.{k}": v for k, v in self.profile.to_row().items()

@@ -457,11 +457,17 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     scored = next((r.quality for r in rows if r.quality is not None), None)
     n = scored.n_samples if scored is not None else None
     extractor = f"{scored.extractor} (weights {scored.weights_hash})" if scored is not None else "-"
+    kept = scored.classes if scored is not None else None
+    held = f" of {scored.n_held_out}" if scored is not None and scored.n_held_out else ""
+    what = "held-out real images" + (f" of class{'es' if len(kept) > 1 else ''} {','.join(map(str, kept))}"
+                                     if kept is not None else "")
     quality = Table(title=f"{title}: quality of the samples", title_justify="left",
-                    caption=f"N={n} samples vs held-out real images in the features of {extractor}; "
+                    caption=f"N={n} samples vs {n}{held} {what} in the features of {extractor}; "
                             "the floor row scores real images the same way; * Pareto-optimal on "
                             "(peak live memory, FID)", caption_justify="left")
-    for c in ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)", "status"]:
+    cols = ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
+        (["on-class (%)"] if kept is not None else []) + ["status"]
+    for c in cols:
         quality.add_column(c, justify="left" if c in ("run", "status") else "right", no_wrap=c == "run")
     for i, r in enumerate(rows):
         q = r.quality
@@ -469,8 +475,10 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
         if q is not None:
             cells += [f"{q.fid:,.2f}", f"{q.kid_mean:,.2f}", f"{q.precision:.3f}", f"{q.recall:.3f}",
                       f"{100 * q.class_coverage:.0f}", f"{q.class_entropy_nats:.3f}"]
+            if kept is not None:
+                cells.append(f"{100 * q.on_class_fraction:.0f}" if q.on_class_fraction is not None else "-")
         else:
-            cells += ["-"] * 6
+            cells += ["-"] * (len(cols) - 2)
         cells.append(r.status if r.status == "ok" and not r.message else
                      (f"[red]{r.status}[/]: " if r.status != "ok" else "ok: ") + r.message)
         quality.add_row(*cells, style="dim" if r.kind == "floor" else None)

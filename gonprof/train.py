@@ -103,6 +103,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import threading
 import time
@@ -114,7 +115,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import DataError, ImageData, available_splits, load_dataset, load_idx_folder
+from .data import DataError, ImageData, Selection, load_split
+from .records import host_load
 
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
@@ -126,7 +128,8 @@ GRID_N = GRID_NROW * GRID_NROW
 STATUSES = ("ok", "nan", "interrupted", "error")
 
 # Fields of TrainConfig that shape the trajectory: a resume must match them.
-_TRAJECTORY_FIELDS = ("arch", "mode", "generator", "preset", "seed", "data", "device", "hparams")
+_TRAJECTORY_FIELDS = ("arch", "mode", "generator", "preset", "seed", "data", "classes", "per_class", "device",
+                      "hparams")
 
 
 class TrainError(Exception):
@@ -171,6 +174,9 @@ class TrainConfig:
     checkpoint_every: int | None = None
     hparams: dict = field(default_factory=dict)
     time_budget_s: float | None = None  # stop cleanly (status ok) once training has run this long
+    classes: list | None = None  # keep the training images of these labels (None: all)
+    per_class: int | None = None  # and the first N of each kept class (None: all)
+    threads: int | None = None  # torch threads for the run (None: torch's default)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -275,16 +281,6 @@ def balanced_subset(data: ImageData, n: int, seed: int = 0) -> torch.Tensor:
             raise TrainError(f"class {c} of {data.name} has {len(idx)} images; {want} labelled ones needed")
         chosen.append(idx[torch.randperm(len(idx), generator=gen)[:want]])
     return torch.cat(chosen).sort().values
-
-
-def held_out_split(config: TrainConfig, data: ImageData) -> tuple[ImageData, ImageData]:
-    """(training images, held-out test images) as documented in the module docstring."""
-    src = config.data
-    if src not in (None, "mnist-test", "synthetic"):
-        folder = Path(src)
-        if set(available_splits(folder)) >= {"train", "t10k"}:
-            return load_idx_folder(folder, "train"), load_idx_folder(folder, "t10k")
-    return data.split(len(data) // 2)
 
 
 def load_run_config(out: str | os.PathLike) -> TrainConfig:
@@ -506,18 +502,21 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
 
     # -- data and the step ---------------------------------------------------
-    data = load_dataset(config.data)
+    selection = Selection.parse(config.classes, config.per_class)
+    train_data, held_data = load_split(config.data, selection)
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    load = host_load()
     _seed_everything(config.seed)
     if make_step is None:
-        make_step = default_make_step(data.shape)
+        make_step = default_make_step(train_data.shape)
     step = make_step(config)
+    if load.get("overloaded"):
+        _call(progress, "note", load["warning"])
     hparams = dict(getattr(step, "hparams", {}) or {})
     test_error_fn = getattr(step, "test_error", None)
     test_error_fn = test_error_fn if callable(test_error_fn) else None
-    if test_error_fn is not None:
-        train_data, test_data = held_out_split(config, data)
-    else:
-        train_data, test_data = data, None
+    test_data = held_data if test_error_fn is not None else None
 
     if config.batch_size is None and stored_cfg is not None:
         batch_size = int(stored_cfg["resolved"]["batch_size"])  # a resume keeps the run's batch size
@@ -578,9 +577,10 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         "mode": getattr(step, "mode", config.mode), "phases": list(getattr(step, "phases", ())),
         "hparams": _jsonable(hparams),
         "data": {"source": _data_key(config.data), "name": train_data.name, "shape": list(train_data.shape),
-                 "train_images": len(train_data), "held_out_images": len(test_data) if test_data else 0,
-                 "held_out": test_data.name if test_data is not None else None,
+                 "selection": selection.to_dict(), "train_images": len(train_data),
+                 "held_out_images": len(held_data), "held_out": held_data.name,
                  "labelled_indices": labelled_idx.tolist() if labelled_idx is not None else None},
+        "host": {"torch_threads": torch.get_num_threads(), **{k: v for k, v in load.items() if k != "warning"}},
         "models": {k: {"class": type(m).__name__, "params": sum(p.numel() for p in m.parameters())}
                    for k, m in (getattr(step, "models", {}) or {}).items()},
     }
@@ -632,6 +632,7 @@ class _Run:
         self.checkpoint_step: int | None = None
         self.warnings: list[str] = []
         self._log = None
+        self._grid_at: int | None = None  # the step of the last step grid written
 
     def elapsed(self) -> float:
         return self.elapsed0 + (time.perf_counter() - self.t0)
@@ -656,8 +657,14 @@ class _Run:
         os.replace(tmp, path)
         self.checkpoint_step = k
 
-    def save_grid(self, k: int | None) -> None:
+    def save_grid(self, k: int | None, at: int | None = None) -> None:
+        """Grid ``step_K.png`` (or ``final.png`` when ``k`` is None, at step ``at``: a copy of that
+        step's grid when one was just written, so the final grid is never sampled twice)."""
         name = "final.png" if k is None else f"step_{k:06d}.png"
+        if k is None and at is not None and self._grid_at == at:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.out / "samples" / f"step_{at:06d}.png", self.out / "samples" / name)
+                return
         seed = self.config.seed * 1_000_003 + (k if k is not None else self.total) + 1
         try:
             import torchvision.utils as vutils
@@ -669,6 +676,8 @@ class _Run:
             if x.dim() == 3:
                 x = x.unsqueeze(1)
             vutils.save_image(x, str(self.out / "samples" / name), nrow=GRID_NROW)
+            if k is not None:
+                self._grid_at = k
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:
@@ -712,7 +721,7 @@ class _Run:
                         self.save_checkpoint(k)
                     if cfg.time_budget_s is not None and self.elapsed() >= cfg.time_budget_s and k < self.total:
                         self.save_checkpoint(k)
-                        self.save_grid(None)
+                        self.save_grid(None, at=k)
                         message = f"time budget of {cfg.time_budget_s:g} s reached after {k} steps"
                         break
                     if catch_sigint and catcher.requested and k < self.total:
@@ -722,7 +731,7 @@ class _Run:
                         message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
                         break
             if status == "ok" and not message:
-                self.save_grid(None)
+                self.save_grid(None, at=k)
                 message = f"trained {self.total} steps"
         except KeyboardInterrupt:
             status = "interrupted"

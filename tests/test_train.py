@@ -259,8 +259,9 @@ def test_result_json_and_config_json_load_back(tmp_path):
 
 
 def test_epochs_batch_size_and_log_every(tmp_path):
-    res = run_training(cfg(tmp_path, steps=None, epochs=2, batch_size=64, log_every=5), make_step=FakeStep)
-    assert res.steps_total == 2 * (512 // 64) == res.steps_done
+    res = run_training(cfg(tmp_path, steps=None, epochs=2, batch_size=32, log_every=5), make_step=FakeStep)
+    # the synthetic set's 512 images: the first 256 train, the other 256 are held out
+    assert res.steps_total == 2 * (256 // 32) == res.steps_done
     assert [r["step"] for r in read_log(tmp_path / "run")] == [5, 10, 15, 16]
 
 

@@ -80,7 +80,11 @@ DEFAULTS = {
     "sample_chunk": 256,     # sample(n) optimises at most this many negatives at once
     "channels_last": True,   # run conv discriminators in channels_last on CPU (fast path; same maths)
     "skip_identity": True,   # fast path skips activations that are exactly the identity (same bits)
+    "inner_opt": "adam",     # fast path's optimiser on the input: adam (seed) | sgd | normalized | langevin
+    "inner_noise": 0.005,    # langevin: noise sigma at the first iteration, annealed with the step size
 }
+
+INNER_OPTS = ("adam", "sgd", "normalized", "langevin")
 
 PRESETS = {
     "seed": {"batch_size": 10, "batched": False, "fakes": 1, "update_batch": 1, "noise_start": True,
@@ -141,6 +145,11 @@ class GONStep(TrainStep):
         self.notes: list[str] = []
         self._has_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
         self._skipped: list | None = None  # D's identity activations the fast path skips; decided once
+        if not hparams.get("batched", True) and hparams.get("inner_opt", "adam") != "adam":
+            from .base import IncompatibleError
+
+            raise IncompatibleError(f"inner_opt={hparams['inner_opt']} needs the batched path; the seed "
+                                    "procedure (batched=false) optimises with torch's Adam")
 
     def prepare(self) -> None:
         """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check."""
@@ -239,12 +248,16 @@ class GONStep(TrainStep):
         steps = int(hp["inner_steps"])
         lrs = cosine_lrs(float(hp["inner_lr"]), int(hp["inner_t_max"]), steps)
         b1, b2, adam_eps = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as the source uses
+        rule = str(hp.get("inner_opt", "adam"))
+        if rule not in INNER_OPTS:
+            raise ValueError(f"inner_opt must be one of {', '.join(INNER_OPTS)}, not {rule!r}")
+        noise_sigma = float(hp.get("inner_noise", 0.0)) if rule == "langevin" else 0.0
         n = x0.shape[0]
         cl = bool(hp.get("channels_last")) and self._has_conv and x0.dim() == 4 and self.device.type == "cpu"
         fmt = torch.channels_last if cl else torch.contiguous_format
         x = x0.detach().clone().contiguous(memory_format=fmt)
-        m = torch.zeros_like(x)
-        v = torch.zeros_like(x)
+        m = torch.zeros_like(x) if rule == "adam" else None
+        v = torch.zeros_like(x) if rule == "adam" else None
         prev = torch.full((n,), 10.0, device=x.device)
         equal = torch.zeros(n, dtype=torch.long, device=x.device)
         active = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -262,12 +275,15 @@ class GONStep(TrainStep):
                     (g,) = torch.autograd.grad(z.sum(), xg)
                     z = z.detach()
                     with torch.no_grad():
-                        m.lerp_(g, 1 - b1)
-                        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                        bc1 = 1 - b1 ** t
-                        bc2 = 1 - b2 ** t
-                        denom = (v.sqrt() / math.sqrt(bc2)).add_(adam_eps)
-                        x_new = x.addcdiv(m, denom, value=-lrs[t - 1] / bc1).clamp_(-1.0, 1.0)
+                        if rule == "adam":
+                            m.lerp_(g, 1 - b1)
+                            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                            bc1 = 1 - b1 ** t
+                            bc2 = 1 - b2 ** t
+                            denom = (v.sqrt() / math.sqrt(bc2)).add_(adam_eps)
+                            x_new = x.addcdiv(m, denom, value=-lrs[t - 1] / bc1).clamp_(-1.0, 1.0)
+                        else:
+                            x_new = self._plain_update(x, g, rule, lrs[t - 1], noise_sigma * lrs[t - 1] / lrs[0])
                         moved = (x_new - x).abs_().flatten(1).amax(1)
                         drop = prev - z
                         same = (moved < eps) | ((drop > 0) & (drop < eps))
@@ -291,9 +307,22 @@ class GONStep(TrainStep):
         self.last_loss = prev
         return x.contiguous()
 
+    @staticmethod
+    def _plain_update(x: torch.Tensor, g: torch.Tensor, rule: str, lr: float, sigma: float) -> torch.Tensor:
+        """One descent step of the non-Adam inner optimisers (``x`` is left unchanged)."""
+        if rule == "sgd":
+            return x.add(g, alpha=-lr).clamp_(-1.0, 1.0)
+        # normalised: every sample moves by lr per pixel in RMS, along its own gradient
+        rms = g.flatten(1).norm(dim=1).div_(math.sqrt(g[0].numel())).clamp_min_(1e-12)
+        x_new = x.addcdiv(g, rms.view(-1, *([1] * (g.dim() - 1))), value=-lr)
+        if sigma > 0:  # langevin: the normalised step plus Gaussian noise, annealed with the step size
+            x_new.add_(torch.randn_like(x_new), alpha=sigma)
+        return x_new.clamp_(-1.0, 1.0)
+
     def sample(self, n: int) -> torch.Tensor:
+        """``n`` negatives drawn by the batched inner loop (the same maths as the seed's one-at-a-time loop)."""
         chunk = max(1, int(self.hparams["sample_chunk"]))
-        out = [self.optimise(self.noise(min(chunk, n - i))) for i in range(0, n, chunk)]
+        out = [self.optimise(self.noise(min(chunk, n - i)), batched=True) for i in range(0, n, chunk)]
         return torch.cat(out)
 
     # -- one step ----------------------------------------------------------------------
