@@ -123,13 +123,15 @@ def _rows(pairs) -> list[tuple[str, str, dict, Optional[str]]]:
 
 
 def scope_hparams(hparams: dict, modes: list[str]) -> dict[str, dict]:
-    """Split ``--set`` overrides by mode: ``gon.lr=1e-4`` goes to gon only, ``lr=1e-4`` to every mode
-    that has ``lr``.  A name no mode has (or a scope naming a mode not in the run) is an error."""
+    """Split ``--set`` overrides by mode: ``gon.lr=1e-4`` goes to gon only (and wins over an unscoped
+    ``lr``), ``lr=1e-4`` to every mode that has ``lr``.  A name no mode has (or a scope naming a mode
+    not in the run) is an error."""
     from .modes import get_mode
     from .modes.base import IncompatibleError
 
     out: dict[str, dict] = {m: {} for m in modes}
-    for key, value in hparams.items():
+    # unscoped names first, so that a scoped value wins whatever the order given
+    for key, value in sorted(hparams.items(), key=lambda kv: "." in kv[0]):
         scope, dot, name = key.partition(".")
         if dot and scope in out:
             known = get_mode(scope).defaults
