@@ -3,25 +3,43 @@
 No pretrained network can be downloaded here, so FID, KID and precision /
 recall are computed in the feature space of a classifier the project trains
 itself and ships in ``gonprof/weights/mnist_classifier.pt`` (float16, about
-280 kB).  Every score records the extractor's name and the first 12 hex
+260 KiB).  Every score records the extractor's name and the first 12 hex
 digits of the weights file's sha256 (:func:`weights_hash`), so two scores are
 comparable only when both say the same.
+
+The shipped extractor is ``gonprof-mnist-cnn-v2`` (weights ``578f9b0f6357``):
+the v1 network (131,050 parameters, 128 features) trained on digits corrupted
+on the fly (:func:`augment`: shifts, thicker and thinner strokes, blur,
+binarisation, Gaussian and salt-and-pepper noise) plus a batch of images far
+from any digit (:func:`outliers`) trained towards the uniform distribution
+(outlier exposure), so that it reads speckled or blurred digits as the digits
+they are and is not confident about noise.  Measured (held-out 5,000 images):
+99.36% accurate clean, 99% on 10% salt-and-pepper; mean confidence 0.995 on
+real digits and 0.10 on uniform noise.  ``python -m gonprof.metrics.validation``
+sets it beside v1 under every corruption.
+
+The v1 extractor (``gonprof-mnist-cnn-v1``, weights ``2255af189069``, clean
+digits only: 98.96% clean, but 64% on 10% salt-and-pepper and confidence 1.0
+on uniform noise, read as 8) is kept in ``gonprof/weights/mnist_classifier_v1.pt``
+(:data:`V1_WEIGHTS_PATH`, ``load_classifier(V1_WEIGHTS_PATH)``); records scored
+by it keep its name and hash.
 
 Split (fixed, documented): the classifier trains on the first
 :data:`TRAIN_SPLIT` (5,000) images of the embedded MNIST test split and is
 evaluated on the last 5,000, which also serve as the reference set for the
 quality metrics (:func:`reference_split`).
 
-Reproduce the shipped weights (a few minutes on one CPU core)::
+Reproduce the shipped weights (about 2 minutes on one CPU core; hash
+``578f9b0f6357``)::
 
-    python -m gonprof.metrics.classifier --epochs 12 --seed 0 --threads 1 \
+    python -m gonprof.metrics.classifier --epochs 30 --seed 0 --threads 1 \
         --out gonprof/weights/mnist_classifier.pt
 
 ``--data DIR`` trains on any IDX folder instead (its first 5,000 images, held
 out the rest).  Training is deterministic for a given seed, torch version and
-thread count (deterministic algorithms on, seeded initialisation and batch
-order); a different thread count or torch version may change the last bits,
-and so the hash, but not the accuracy to speak of.
+thread count (deterministic algorithms on, seeded initialisation, batch order,
+augmentations and outliers); a different thread count or torch version may
+change the last bits, and so the hash, but not the accuracy to speak of.
 """
 
 from __future__ import annotations
@@ -41,9 +59,16 @@ from torch import nn
 import torch.nn.functional as F
 
 from gonprof.data import ImageData, load_dataset
+from gonprof.metrics import corruptions as C
 
-EXTRACTOR_NAME = "gonprof-mnist-cnn-v1"
-WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "weights" / "mnist_classifier.pt"
+EXTRACTOR_NAME = "gonprof-mnist-cnn-v2"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_PATH = WEIGHTS_DIR / "mnist_classifier.pt"
+V1_WEIGHTS_PATH = WEIGHTS_DIR / "mnist_classifier_v1.pt"  # gonprof-mnist-cnn-v1, clean digits only
+DEFAULT_EPOCHS = 30
+AUG_CLEAN = 0.3
+OE_WEIGHT = 0.5
+RECIPE = "augment+outliers"
 TRAIN_SPLIT = 5000
 FEATURE_DIM = 128
 
@@ -102,6 +127,7 @@ class TrainReport:
     seconds: float
     params: int
     data: str
+    recipe: str = "clean"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,15 +167,101 @@ def _to_half(model: MnistClassifier) -> None:
                 t.copy_(t.half().float())
 
 
-def train_classifier(data: ImageData | None = None, epochs: int = 12, seed: int = 0, *,
+def augment(x: torch.Tensor, gen: torch.Generator, clean: float = AUG_CLEAN) -> torch.Tensor:
+    """Corrupt a batch of digits the way generators do, on the fly (seeded by ``gen``).
+
+    A share ``clean`` of the images stays untouched; each of the others passes
+    through, in this order and each with its own probability: a shift of 1-2
+    pixels, thickening or thinning of the strokes, Gaussian blur, binarisation
+    at a random threshold, Gaussian pixel noise, and salt-and-pepper noise (at
+    times with random grey values instead of black and white).  Each
+    corruption draws one strength per batch, for the images it hits.
+    """
+    n = x.shape[0]
+    x = x.clone()
+    keep = torch.rand(n, generator=gen) < clean
+
+    def pick(p: float) -> torch.Tensor:
+        return (torch.rand(n, generator=gen) < p) & ~keep
+
+    def u(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * torch.rand((), generator=gen).item()
+
+    def apply(mask: torch.Tensor, fn) -> None:
+        if mask.any():
+            x[mask] = fn(x[mask])
+
+    apply(pick(0.3), lambda t: C.shift(t, 1 + int(torch.randint(0, 2, (), generator=gen)), gen))
+    r = (1.0, 1.5)[int(torch.randint(0, 2, (), generator=gen))]
+    apply(pick(0.15), lambda t: C.thicken(t, r))
+    apply(pick(0.15), lambda t: C.thin(t, 1.0))
+    apply(pick(0.2), lambda t: C.blur(t, u(0.4, 1.3)))
+    apply(pick(0.15), lambda t: C.binarise(t, u(-0.6, 0.8)))
+    apply(pick(0.25), lambda t: C.gaussian_noise(t, u(0.05, 0.5), gen))
+    apply(pick(0.3), lambda t: C.salt_and_pepper(t, u(0.02, 0.25), gen))
+    hit = pick(0.1)
+    if hit.any():  # random-valued impulses: speckle of any grey
+        t = x[hit]
+        m = torch.rand(t.shape, generator=gen) < u(0.02, 0.2)
+        x[hit] = torch.where(m, torch.rand(t.shape, generator=gen) * 2 - 1, t)
+    return x
+
+
+def outliers(n: int, shape: tuple[int, int, int], gen: torch.Generator, digits: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``n`` images far from any digit, for outlier exposure (trained towards the uniform distribution).
+
+    Six kinds, in equal shares: uniform noise; clamped Gaussian noise of random
+    mean and spread; sparse salt on a blank background; smooth (blurred) noise,
+    rescaled; constant images; and digits with their pixels shuffled (the
+    intensity histogram of a digit, none of its shape).
+    """
+    kinds = torch.randint(0, 6 if digits is not None else 5, (n,), generator=gen)
+    out = torch.empty((n, *shape))
+    for k in range(6):
+        m = kinds == k
+        c = int(m.sum())
+        if c == 0:
+            continue
+        if k == 0:
+            v = torch.rand((c, *shape), generator=gen) * 2 - 1
+        elif k == 1:
+            mu = torch.rand((c, 1, 1, 1), generator=gen) * 2 - 1
+            sd = 0.2 + torch.rand((c, 1, 1, 1), generator=gen)
+            v = mu + sd * torch.randn((c, *shape), generator=gen)
+        elif k == 2:
+            dens = 0.03 + 0.5 * torch.rand((c, 1, 1, 1), generator=gen)
+            v = torch.where(torch.rand((c, *shape), generator=gen) < dens, 1.0, -1.0)
+        elif k == 3:
+            v = C.blur(torch.rand((c, *shape), generator=gen) * 2 - 1, 0.8 + 1.5 * torch.rand((), generator=gen).item())
+            lo = v.amin(dim=(1, 2, 3), keepdim=True)
+            hi = v.amax(dim=(1, 2, 3), keepdim=True)
+            v = (v - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
+        elif k == 4:
+            v = (torch.rand((c, 1, 1, 1), generator=gen) * 2 - 1).expand(c, *shape)
+        else:
+            src = digits[torch.randint(0, len(digits), (c,), generator=gen)].reshape(c, -1)
+            perm = torch.argsort(torch.rand(src.shape, generator=gen), dim=1)
+            v = torch.gather(src, 1, perm).reshape(c, *shape)
+        out[m] = v.clamp(-1, 1)
+    return out
+
+
+def train_classifier(data: ImageData | None = None, epochs: int = DEFAULT_EPOCHS, seed: int = 0, *,
                      n_train: int = TRAIN_SPLIT, batch_size: int = 64, lr: float = 2e-3,
                      weight_decay: float = 5e-4, width: int = 32, feature_dim: int = FEATURE_DIM,
+                     robust: bool = True, outlier_batch: int = 32, outlier_weight: float = OE_WEIGHT,
                      log=None) -> tuple[MnistClassifier, TrainReport]:
     """Train the extractor on the first ``n_train`` images of ``data``; evaluate on the rest.
 
-    Adam with a one-cycle schedule, no augmentation.  The returned model has its
-    weights already rounded to float16 (as shipped), and the report's accuracies
-    are those of the rounded model.
+    AdamW with a one-cycle schedule.  With ``robust`` (the shipped recipe) every
+    batch of digits is corrupted on the fly by :func:`augment`, and
+    ``outlier_batch`` images from :func:`outliers` join it, trained towards the
+    uniform distribution over the classes (outlier exposure: loss
+    ``outlier_weight`` x cross-entropy to uniform), so that confidence falls
+    far from any digit.  ``robust=False`` is the v1 recipe (clean digits only).
+    The returned model has its weights already rounded to float16 (as
+    shipped), and the report's accuracies are those of the rounded model.
     """
     data = load_dataset() if data is None else data
     train, held = reference_split(data, n_train)
@@ -160,6 +272,7 @@ def train_classifier(data: ImageData | None = None, epochs: int = 12, seed: int 
     t0 = time.perf_counter()
     try:
         torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919)  # augmentations and outliers
         model = MnistClassifier(width=width, feature_dim=feature_dim, num_classes=max(data.num_classes, 10),
                                 in_channels=data.shape[0])
         steps_per_epoch = len(train) // batch_size
@@ -169,18 +282,28 @@ def train_classifier(data: ImageData | None = None, epochs: int = 12, seed: int 
         batches = train.batches(batch_size, seed=seed)
         model.train()
         for epoch in range(epochs):
-            total = 0.0
+            total = total_oe = 0.0
             for _ in range(steps_per_epoch):
                 x, y = next(batches)
-                loss = F.cross_entropy(model(x), y)
+                if robust:
+                    x = augment(x, gen)
+                    if outlier_batch:
+                        x = torch.cat([x, outliers(outlier_batch, data.shape, gen, digits=train.images)])
+                logits = model(x)
+                loss = F.cross_entropy(logits[:len(y)], y)
+                total += loss.item()
+                if robust and outlier_batch:
+                    oe = -F.log_softmax(logits[len(y):], dim=1).mean()
+                    total_oe += oe.item()
+                    loss = loss + outlier_weight * oe
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += loss.item()
             if log is not None:
-                log(f"epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f} "
-                    f"({time.perf_counter() - t0:.0f} s)")
+                log(f"epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f}"
+                    + (f", outliers {total_oe / steps_per_epoch:.4f}" if robust and outlier_batch else "")
+                    + f" ({time.perf_counter() - t0:.0f} s)")
     finally:
         torch.set_deterministic_debug_mode(prev_det)
     seconds = time.perf_counter() - t0
@@ -189,7 +312,7 @@ def train_classifier(data: ImageData | None = None, epochs: int = 12, seed: int 
     report = TrainReport(epochs=epochs, seed=seed, n_train=len(train), n_heldout=len(held),
                          train_accuracy=accuracy(model, train), heldout_accuracy=accuracy(model, held),
                          seconds=round(seconds, 1), params=sum(p.numel() for p in model.parameters()),
-                         data=data.name)
+                         data=data.name, recipe=RECIPE if robust else "clean")
     return model, report
 
 
@@ -257,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="IDX folder (default: the embedded MNIST test split)")
     ap.add_argument("--split", default=None, help="split of --data to read: train or test (default: train if present)")
     ap.add_argument("--out", default=str(WEIGHTS_PATH), help="where to write the weights (default: %(default)s)")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-train", type=int, default=TRAIN_SPLIT)
     ap.add_argument("--threads", type=int, default=None,
