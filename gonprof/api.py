@@ -20,9 +20,18 @@ def list_modes(pattern: str | None = None) -> list[ModeSummary]:
 
     return [
         ModeSummary(m.name, m.summary, tuple(m.phases), m.needs_generator, tuple(m.outputs), dict(m.defaults),
-                    tuple(m.presets), m.source, m.default_arch)
+                    tuple(m.presets), m.source, m.default_arch, tuple(m.notes),
+                    {k: dict(v) for k, v in m.presets.items()})
         for m in _list(pattern)
     ]
+
+
+def describe_mode(mode: str) -> ModeSummary:
+    """One training mode: its defaults, presets (what each changes) and notes on where it departs from its seed."""
+    from .modes import get_mode
+
+    name = get_mode(mode).name  # an unknown name fails here with a did-you-mean
+    return next(m for m in list_modes() if m.name == name)
 
 
 def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:

@@ -206,15 +206,21 @@ def list_cmd(
 @app.command()
 @guarded
 def info(
-    arch: Annotated[str, typer.Option("--arch", help="Architecture name (see `gonprof list`).")],
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture name (see `gonprof list`).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="Describe a training mode instead: defaults, presets, notes.")] = None,
     input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W; default: the architecture's own.")] = None,
     json_out: JsonFlag = False,
     plugin: PluginOpt = None,
 ) -> None:
-    """Per-layer table of an architecture: output shape, parameters, forward FLOPs."""
+    """Per-layer table of an architecture (output shape, parameters, forward FLOPs), or a mode's settings."""
     from . import api, render
 
     load_plugins(plugin)
+    if (arch is None) == (mode is None):
+        raise fail("give --arch NAME (an architecture) or --mode NAME (a training mode)", EXIT_USAGE)
+    if mode is not None:
+        _emit(api.describe_mode(mode), json_out, render.describe_mode)
+        return
     report = api.describe(arch, parse_shape(input_shape))
     _emit(report, json_out, render.describe)
 

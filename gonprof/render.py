@@ -354,6 +354,27 @@ def modes_table(rows) -> "Table":
     return table
 
 
+def describe_mode(m) -> "Group":
+    """``gonprof info --mode``: a mode's defaults, its presets' changes and its notes."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Text(f"{m.name}: {m.summary}\nsource: {m.source}\ndefault discriminator: {m.default_arch or '-'}; "
+                f"phases: {', '.join(m.phases)}")
+    table = Table(title="hyper-parameters (--set NAME=VALUE)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("default")
+    for p in sorted(m.preset_overrides):
+        table.add_column(f"preset {p}")
+    for k, v in m.defaults.items():
+        table.add_row(k, str(v), *[str(m.preset_overrides[p].get(k, "")) for p in sorted(m.preset_overrides)])
+    parts = [head, table]
+    if m.notes:
+        parts.append(Text("notes:\n" + "\n".join(f"  - {n}" for n in m.notes), style="dim"))
+    return Group(*parts)
+
+
 def describe(report) -> "Group":
     """``gonprof info``: header, notes and the per-layer table with totals."""
     from rich.console import Group

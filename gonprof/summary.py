@@ -62,6 +62,8 @@ class ModeSummary:
     presets: tuple[str, ...]
     source: str
     default_arch: str | None = None
+    notes: tuple[str, ...] = ()
+    preset_overrides: dict = field(default_factory=dict)  # preset name -> the hyper-parameters it changes
 
     def to_dict(self) -> dict:
         return asdict(self)
