@@ -109,7 +109,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gon-inner": {"pairs": [("gon", "gon-mnist-mlp", {"inner_opt": "adam"}, "adam"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "normalized"}, "normalized"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
-                            ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 2.0}, "sgd")],
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 50.0}, "sgd")],
                   "classes": [0], "time_budget_s": 300.0},
 }
 
