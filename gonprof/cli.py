@@ -578,6 +578,68 @@ def compare(
 
 @app.command()
 @guarded
+def score(
+    samples_path: Annotated[Path, typer.Argument(metavar="SAMPLES", help="PNG grid (28x28 tiles, make_grid padding), folder of 28x28 PNGs, or .pt / .npy tensor N x 1 x 28 x 28 in [-1, 1] or [0, 1].")],
+    classes: Annotated[Optional[str], typer.Option("--classes", help="The digits the samples should be, e.g. 0 or 0,3: scored against held-out real images of these (default: all ten).")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", help="N: images scored, and real images in the floor row (default: all, up to half the held-out images of the classes).")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the subsets of samples and real images.")] = 0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the quality records (and what was read) to this JSON file; gonprof report re-renders it.")] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score images from anywhere against held-out real digits, beside the real-vs-real floor at the same N."""
+    from . import __version__, render
+    from .metrics.scores import floor_n, held_out, score_with_floor
+    from .records import SCHEMA_VERSION, RunRecord
+    from .sample_io import MIN_IMAGES, read_samples
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    selection = parse_selection(classes, None)
+    kept = list(selection.classes) if selection.classes is not None else None
+    read = read_samples(samples_path)
+    pool = held_out(kept)
+    limit = floor_n(len(read), len(pool))
+    if samples is not None:
+        if samples < MIN_IMAGES:
+            raise fail(f"--samples {samples}: scoring needs at least {MIN_IMAGES} images", EXIT_USAGE)
+        if samples > len(read):
+            raise fail(f"--samples {samples} but {samples_path} holds {len(read)} images", EXIT_USAGE)
+        if samples > len(pool) // 2:
+            raise fail(f"--samples {samples}: a floor at N={samples} needs {2 * samples} held-out real images "
+                       f"and there are {len(pool)} (use --samples {len(pool) // 2} or fewer)", EXIT_USAGE)
+    n = samples if samples is not None else limit
+    if n < MIN_IMAGES:
+        raise fail(f"{len(pool)} held-out real images of {selection.label()}: too few for a floor of "
+                   f"{MIN_IMAGES} or more", EXIT_USAGE)
+    err = _stderr()
+    if n < len(read):
+        err.print(f"scoring {n:,} of the {len(read):,} images (seed {seed})"
+                  + ("" if samples is not None else f"; a floor at N needs 2N held-out real images, "
+                                                     f"and there are {len(pool):,}"), soft_wrap=True)
+    source = (f"{samples_path}: {len(read):,} images, {read.format} ({read.layout}), "
+              f"values read as {read.value_range}")
+    try:
+        with err.status(f"scoring {n:,} images against {n:,} held-out real images ..."):
+            quality, floor = score_with_floor(read.images, classes=kept, n=n, seed=seed, reference=pool)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    rows = [RunRecord(kind="floor", seed=seed, quality=floor),
+            RunRecord(kind="run", mode="score", arch=samples_path.name or str(samples_path), seed=seed,
+                      quality=quality)]
+    _stdout().print(render.score_table(rows, source))
+    if json_path:
+        payload = {"gonprof": __version__, "kind": "compare", "schema_version": SCHEMA_VERSION,
+                   "records": [r.to_dict() for r in rows], "samples": read.describe(),
+                   "quality": quality.to_dict(), "floor": floor.to_dict()}
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
+
+
+@app.command()
+@guarded
 def report(
     path: Annotated[Path, typer.Argument(help="JSON written by --json (profile or compare).")],
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,

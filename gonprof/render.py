@@ -601,3 +601,39 @@ def render_scaling(rec) -> "Group":
     if rec.message:
         parts.insert(0, Text(rec.message, style="red" if rec.status != "ok" else "yellow"))
     return Group(*parts)
+
+
+# -- gonprof score --------------------------------------------------------------------
+
+def score_table(rows, source: str = "") -> "Group":
+    """``gonprof score``: compare's quality columns over (floor, samples) RunRecords, with confidence and
+    the predicted-class counts; ``source`` (what was read, and how) goes in the caption."""
+    scored = next((r.quality for r in rows if r.quality is not None), None)
+    kept = scored.classes if scored is not None else None
+    n = scored.n_samples if scored is not None else None
+    held = f" of {scored.n_held_out}" if scored is not None and scored.n_held_out else ""
+    what = "held-out real images" + (f" of class{'es' if len(kept) > 1 else ''} {','.join(map(str, kept))}"
+                                     if kept is not None else "")
+    extractor = f"{scored.extractor} (weights {scored.weights_hash})" if scored is not None else "-"
+    t = Table(title="gonprof score: quality of the samples", title_justify="left",
+              caption=(f"{source}\n" if source else "") + f"N={n} images vs {n}{held} {what} in the features "
+                      f"of {extractor}; the floor row scores real images the same way", caption_justify="left")
+    cols = ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
+        (["on-class (%)"] if kept is not None else []) + ["confidence", "predicted (class: count)"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("run", "predicted (class: count)") else "right",
+                     no_wrap=c == "run")
+    for r in rows:
+        q = r.quality
+        if q is None:
+            t.add_row(r.label, *(["-"] * (len(cols) - 1)))
+            continue
+        cells = [r.label, f"{q.fid:,.2f}", f"{q.kid_mean:,.2f}", f"{q.precision:.3f}", f"{q.recall:.3f}",
+                 f"{100 * q.class_coverage:.0f}", f"{q.class_entropy_nats:.3f}"]
+        if kept is not None:
+            cells.append(f"{100 * q.on_class_fraction:.0f}" if q.on_class_fraction is not None else "-")
+        counts = sorted((q.predicted_classes or {}).items(), key=lambda kv: (-kv[1], int(kv[0])))
+        shown = ", ".join(f"{k}: {v}" for k, v in counts[:5]) + (", ..." if len(counts) > 5 else "")
+        cells += [f"{q.mean_confidence:.3f}", shown or "-"]
+        t.add_row(*cells, style="dim" if r.kind == "floor" else None)
+    return Group(t)
