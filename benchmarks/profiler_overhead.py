@@ -10,7 +10,7 @@ does) and runs ``--rounds`` rounds; each round is one **unprofiled block** and o
 both sides alike.  Other processes here come and go in phases of tens of seconds, about a
 few inception-k32 steps, so blocks are short (default 2 timed steps) and rounds many:
 
-* unprofiled block: the loop of ``gonprof.api.profile_step`` without the Profiler:
+* unprofiled block: the loop of ``gonprof.runner.profile_step`` without the Profiler:
   ``next(batches)``, ``step.step(real, labels, phase=no_phase)``, the loss finiteness check;
   first the same number of untimed steps as the profiled block, then ``--steps-per-round``
   steps timed with ``time.perf_counter`` (the Profiler's default clock) from one step

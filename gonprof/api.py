@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .arch import ARCHITECTURES, Shape, get_arch
+from .modes.build import default_mode
+from .records import to_jsonable
 from .summary import ArchReport, ArchSummary, ModeSummary, summarize
 
 
@@ -58,20 +60,6 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     )
 
 
-def default_mode(arch: str) -> str:
-    """The mode ``arch`` was published with (its spec's ``default_mode``)."""
-    spec = get_arch(arch)
-    if spec.role != "discriminator":
-        from .modes.base import IncompatibleError
-
-        raise IncompatibleError(f"{arch} is a {spec.role}; profile a discriminator (pass this one as --generator)")
-    if not spec.default_mode:
-        from .modes.base import IncompatibleError
-
-        raise IncompatibleError(f"{arch} names no default mode; pass --mode")
-    return spec.default_mode
-
-
 def _profile_data(data, shape, selection=None):
     """The source's training images (of the selection) when their shape matches the step's input,
     synthetic ones otherwise."""
@@ -119,56 +107,11 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     dataset = _profile_data(data, shape, selection)
     context = {"preset": preset, "seed": seed, "data": dataset.name, "selection": selection.to_dict(),
                "train_images": len(dataset), "input_shape": list(shape),
-               "hparams": _plain(step.hparams), "notes": list(getattr(step, "notes", []) or [])}
+               "hparams": to_jsonable(step.hparams), "notes": list(step.notes)}
+    from .runner import profile_step
+
     return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
-                        arch=arch, mode=mode, generator=getattr(step, "generator", None) or generator, extra=context)
-
-
-def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,
-                 arch: str | None = None, mode: str | None = None, generator: str | None = None,
-                 extra: dict | None = None):
-    """Run a built TrainStep under the Profiler on batches of ``dataset``; returns the ProfileRecord.
-
-    A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
-    record's ``status``, with what was measured before it.
-    """
-    import torch
-
-    from .profiler import Profiler
-
-    dev = torch.device(step.device)
-    prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
-                    arch=arch, mode=mode or step.mode, batch_size=batch_size, generator=generator, extra=extra)
-    if batch_size > len(dataset):
-        dataset = _repeat(dataset, batch_size)
-    batches = dataset.batches(batch_size, seed=seed)
-    try:
-        with prof:
-            while not prof.done:
-                real, labels = next(batches)
-                losses = step.step(real.to(dev, non_blocking=True), labels.to(dev), phase=prof.phase)
-                prof.step()
-                bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
-                if bad:
-                    prof.set_status("nan", f"non-finite {', '.join(bad)} at step {prof.step_index}")
-                    break
-    except (KeyboardInterrupt, Exception):
-        # The profiler recorded the status (interrupted / oom / error) and its
-        # message on the way out; the record keeps what was measured before.
-        pass
-    return prof.report()
-
-
-def _repeat(dataset, n):
-    from .data import ImageData
-
-    reps = -(-n // len(dataset))
-    return ImageData(dataset.images.repeat(reps, 1, 1, 1)[:n], dataset.labels.repeat(reps)[:n], dataset.name,
-                     dataset.num_classes)
-
-
-def _plain(d: dict) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple)) else repr(v)) for k, v in d.items()}
+                        arch=arch, mode=mode, generator=step.generator or generator, extra=context)
 
 
 def train(**config):

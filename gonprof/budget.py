@@ -16,7 +16,7 @@ gonprof.budget_worker``): a trial that raises out-of-memory (``oom``) or dies
 (``killed``: the OOM killer, or the trial's own RSS cap, by default twice the
 budget and at most 80 % of the memory available) counts as too big; the
 search goes on.  Any other error stops the search (``status="error"``).
-With ``estimate=True`` trials are :func:`~gonprof.measure.estimate.estimate_step_memory`
+With ``estimate=True`` trials are :func:`~gonprof.estimate.estimate_step_memory`
 calls in this process: nothing real is allocated, ``cuda`` works without a GPU.
 """
 
@@ -281,8 +281,8 @@ def parse_worker_output(batch_size: int, returncode: int, stdout: str, stderr: s
 
 
 def estimate_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", **kwargs: Any) -> BatchTrial:
-    """One batch size by :func:`~gonprof.measure.estimate.estimate_step_memory` (no real allocation)."""
-    from .measure.estimate import estimate_step_memory
+    """One batch size by :func:`~gonprof.estimate.estimate_step_memory` (no real allocation)."""
+    from .estimate import estimate_step_memory
 
     t0 = time.perf_counter()
     try:
@@ -313,7 +313,7 @@ def compared_figure(device: str, estimate: bool) -> str:
 def _resolve(arch: str, mode: Optional[str]) -> str:
     if mode:
         return mode
-    from .api import default_mode
+    from .modes.build import default_mode
 
     return default_mode(arch)
 
@@ -406,7 +406,7 @@ def fit_batch(
     if cap_bytes:
         notes.append(f"each trial ran in its own process, killed past {cap_bytes:,} B of RSS growth")
     if estimate:
-        notes.append("trials estimated on meta tensors (gonprof.measure.estimate); nothing real allocated")
+        notes.append("trials estimated on meta tensors (gonprof.estimate); nothing real allocated")
     return FitRecord(status=status, message=message, arch=arch, mode=mode, generator=generator, device=str(device),
                      estimate=bool(estimate), memory_bytes=memory_bytes, batch_size=answer, first_too_big=first_bad,
                      max_batch=int(max_batch), compared=compared_figure(device, estimate), trials=trials,

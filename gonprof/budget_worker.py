@@ -129,12 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(argv[0])
     try:
         result = run(spec)
-    except MemoryError as exc:
-        result = {"status": "oom", "message": f"MemoryError: {exc}"}
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        oom = "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
-        result = {"status": "oom" if oom else "error", "message": msg}
+        from gonprof.records import classify_failure
+
+        status, msg = classify_failure(exc)
+        result = {"status": "oom" if status == "oom" else "error", "message": msg[:500]}
     _emit(result)
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (threads, CUDA context)

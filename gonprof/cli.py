@@ -324,7 +324,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     """``profile --estimate`` and ``profile --scaling``."""
     from . import api, render
     from .budget import scaling as fit_scaling
-    from .measure.estimate import estimate_step_memory
+    from .estimate import estimate_step_memory
     from .modes import get_mode
     from .records import save_records
 
@@ -657,17 +657,11 @@ def report(
 def _emit(obj, json_out: bool, renderer) -> None:
     """Print ``obj`` as JSON (records and lists of records) or through ``renderer``."""
     if json_out:
-        typer.echo(json.dumps(_jsonable(obj), indent=2))
+        from .records import to_jsonable
+
+        typer.echo(json.dumps(to_jsonable(obj), indent=2))
     else:
         _stdout().print(renderer(obj))
-
-
-def _jsonable(obj):
-    if isinstance(obj, list):
-        return [_jsonable(o) for o in obj]
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return obj
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .records import RunRecord, save_records
+from .records import RunRecord, atomic_write, classify_failure, looks_oom, save_records
 
 DEFAULT_TIME_BUDGET_S = 120.0
 DEFAULT_N_SAMPLES = 1000
@@ -236,20 +235,10 @@ def run_spec(spec: RunSpec, progress: Any = None) -> RunRecord:
     base = spec.base_record()
     try:
         rec = _floor(spec, base) if spec.kind == "floor" else _run(spec, base, progress)
-    except KeyboardInterrupt:
-        rec = base.replace(status="interrupted", message="interrupted")
-    except MemoryError as exc:
-        rec = base.replace(status="oom", message=f"out of memory: {exc}")
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        status = "oom" if _looks_oom(first) else "error"
-        rec = base.replace(status=status, message=f"{type(exc).__name__}: {first}")
+    except (KeyboardInterrupt, Exception) as exc:
+        status, message = classify_failure(exc)
+        rec = base.replace(status=status, message="interrupted" if status == "interrupted" else message)
     return rec.replace(wall_time_s=round(time.perf_counter() - t0, 3))
-
-
-def _looks_oom(text: str) -> bool:
-    text = text.lower()
-    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
 def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
@@ -263,7 +252,7 @@ def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
 def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     import torch
 
-    from .api import profile_step
+    from .runner import profile_step
     from .data import load_split
     from .summary import count_params
     from .train import TrainConfig, default_make_step, run_training
@@ -284,7 +273,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
     step = holder.get("step")
     rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
-                       generator=getattr(step, "generator", None) or spec.generator)
+                       generator=(step.generator if step is not None else None) or spec.generator)
     if step is not None:
         d = step.models.get("D")
         g = step.models.get("G")
@@ -295,7 +284,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     if final.is_file():
         rec = rec.replace(samples_png=str(final))
     if result.status != "ok":
-        status = "oom" if _looks_oom(result.message) else result.status
+        status = "oom" if looks_oom(result.message) else result.status
         return rec.replace(status=status, message=f"training: {result.message}")
     prof = profile_step(step, data, batch_size=rec.batch_size, warmup=1, steps=spec.profile_steps,
                         seed=spec.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator)
@@ -353,7 +342,7 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
         return base.replace(status="oom", wall_time_s=wall,
                             message="worker killed by SIGKILL (most likely the kernel's out-of-memory killer)")
     tail = _last_line(log_path)
-    status = "oom" if _looks_oom(tail) else "error"
+    status = "oom" if looks_oom(tail) else "error"
     return base.replace(status=status, wall_time_s=wall, message=f"worker exited with status {code}: {tail}")
 
 
@@ -407,26 +396,6 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     return rows
 
 
-# -- reading the table ------------------------------------------------------------------
-
-def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
-    """The memory figure rows are ranked by: the tensor-level peak of a profiled step."""
-    return rec.profile.peak_live_bytes if rec.profile is not None else None
-
-
-def pareto_front(rows: list[RunRecord]) -> set[int]:
-    """Indices of the rows no other row beats on both peak memory and FID (lower is better)."""
-    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
-           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
-           and math.isfinite(r.quality.fid)]
-    front = set()
-    for i, m, f in pts:
-        dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
-        if not dominated:
-            front.add(i)
-    return front
-
-
 def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]:
     """The rows' final sample grids side by side, each captioned, in one PNG."""
     from PIL import Image, ImageDraw
@@ -464,9 +433,7 @@ def _worker(argv: list[str]) -> int:
     from .progress import RichProgress
 
     rec = run_spec(spec, progress=RichProgress())
-    tmp = Path(argv[1] + ".tmp")
-    tmp.write_text(json.dumps(rec.to_dict(), allow_nan=True))
-    os.replace(tmp, argv[1])
+    atomic_write(argv[1], json.dumps(rec.to_dict(), allow_nan=True))
     return 0
 
 

@@ -22,7 +22,7 @@ def _pyplot():
 
 def compare_plot(rows, path) -> Path:
     """Quality (FID) against peak memory, Pareto-optimal rows marked (needs the [plot] extra)."""
-    from .comparison import pareto_front, peak_memory_bytes
+    from .records import pareto_front, peak_memory_bytes
 
     plt = _pyplot()
     front = pareto_front(rows)

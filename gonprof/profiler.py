@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
+    classify_failure,
     DEFAULT_NOISY_THRESHOLD,
     CudaMemory,
     Environment,
@@ -264,7 +265,7 @@ class Profiler:
             if self._rss is not None:
                 self._rss.close()
         if exc_type is not None:
-            self._status, self._message = _classify(exc_type, exc)
+            self._status, self._message = classify_failure(exc if exc is not None else exc_type())
         elif self._status == "ok":
             bad = self._nonfinite_params()
             if bad:
@@ -455,21 +456,3 @@ def _median(xs: list) -> float:
     s = sorted(xs)
     mid = n // 2
     return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
-
-
-def _classify(exc_type: Any, exc: Any) -> tuple[str, str]:
-    msg = f"{exc_type.__name__}: {exc}"
-    if issubclass(exc_type, KeyboardInterrupt):
-        return "interrupted", msg
-    if issubclass(exc_type, MemoryError):
-        return "oom", msg
-    try:
-        import torch
-
-        if issubclass(exc_type, torch.OutOfMemoryError):
-            return "oom", msg
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
-    if "out of memory" in str(exc).lower():
-        return "oom", msg
-    return "error", msg

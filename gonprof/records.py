@@ -44,14 +44,34 @@ DEFAULT_NOISY_THRESHOLD = 0.2
 # --------------------------------------------------------------------------
 
 
-def _to_plain(obj: Any) -> Any:
+def to_jsonable(obj: Any, finite: bool = False) -> Any:
+    """``obj`` as JSON types: dataclasses and dicts as dicts (keys as text), lists and tuples as lists,
+    one-element tensors and numpy scalars as numbers, paths / devices / dtypes as text, anything
+    else as its ``repr``; an object with a ``to_dict()`` method is what that returns.
+    ``finite=True`` writes NaN and infinities as None (strict JSON)."""
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict) and not isinstance(obj, type):
+        return to_jsonable(to_dict(), finite)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_jsonable(getattr(obj, f.name), finite) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {str(k): _to_plain(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
+        return [to_jsonable(v, finite) for v in obj]
+    if isinstance(obj, float):
+        return None if finite and not math.isfinite(obj) else obj
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    item = getattr(obj, "item", None)  # one-element tensors, numpy scalars
+    size = getattr(obj, "size", None)
+    if callable(item) and (getattr(obj, "ndim", 0) == 0 or (callable(getattr(obj, "numel", None)) and obj.numel() == 1)
+                           or size == 1):
+        return to_jsonable(item(), finite)
+    if type(obj).__name__ in ("PosixPath", "WindowsPath", "device", "dtype"):
+        return str(obj)
+    return repr(obj)
+
+
 
 
 def _from_plain(tp: Any, value: Any) -> Any:
@@ -98,7 +118,7 @@ def _dataclass_from_dict(cls: type, data: dict) -> Any:
 
 class _Serialisable:
     def to_dict(self) -> dict:
-        return _to_plain(self)
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -643,6 +663,24 @@ class RunRecord(_Serialisable):
         return row
 
 
+def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
+    """The memory figure compare rows are ranked by: the tensor-level peak of a profiled step."""
+    return rec.profile.peak_live_bytes if rec.profile is not None else None
+
+
+def pareto_front(rows: "list[RunRecord]") -> set[int]:
+    """Indices of the trained rows no other row beats on both peak memory and FID (lower is better)."""
+    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
+           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
+           and math.isfinite(r.quality.fid)]
+    front = set()
+    for i, m, f in pts:
+        dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
+        if not dominated:
+            front.add(i)
+    return front
+
+
 class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 
@@ -657,7 +695,6 @@ def save_records(records: "list[Any]", path: Any) -> None:
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
     "records": [...]}``; :func:`load_records` reads it back.
     """
-    import os
     from pathlib import Path
 
     from . import __version__
@@ -670,9 +707,55 @@ def save_records(records: "list[Any]", path: Any) -> None:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=2, allow_nan=True))
+
+
+def atomic_write(path: Any, data: "str | bytes | Any") -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one.
+
+    ``data`` is text, bytes, or a callable ``data(tmp_path)`` that writes the
+    file itself (``lambda p: torch.save(obj, p)``).  It goes to a temporary
+    file beside ``path`` (named after this process, so two processes never
+    share one) that replaces ``path`` in one rename.
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        elif isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            data(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def looks_oom(text: str) -> bool:
+    """Whether an error message says memory ran out (torch, the C allocator, the kernel)."""
+    text = text.lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
+def classify_failure(exc: BaseException) -> "tuple[str, str]":
+    """(status, one-line message) of an exception that ended a run: ``interrupted``, ``oom`` or ``error``.
+
+    ``oom`` is a MemoryError, torch's OutOfMemoryError (by name: this module does
+    not import torch) or any error whose message says memory ran out.
+    """
+    first = (str(exc).strip().splitlines() or [""])[0]
+    message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", message
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, MemoryError) or "OutOfMemoryError" in names or looks_oom(first):
+        return "oom", message
+    return "error", message
 
 
 def load_records(path: Any) -> "list[Any]":

@@ -438,7 +438,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     from rich.console import Group
     from rich.table import Table
 
-    from .comparison import pareto_front, peak_memory_bytes
+    from .records import pareto_front, peak_memory_bytes
 
     front = pareto_front(rows)
     runs = [i for i, r in enumerate(rows) if r.kind == "run" and r.status == "ok" and r.profile is not None]

@@ -27,7 +27,7 @@ Run directory
                             CUDA when used, python, numpy), "elapsed_s", "last_losses",
                             "config", versions}; the data position is "step" (the batches
                             are a pure function of seed and step).  Written atomically
-                            (checkpoint.pt.tmp then os.replace) at step 0, every
+                            (a temporary file beside it, then one rename) at step 0, every
                             ``checkpoint_every`` steps, at the end and on a clean interrupt.
       samples/step_000100.png   8x8 grid of ``TrainStep.sample(64)``, [-1, 1] mapped to [0, 1],
                             every ``sample_every`` steps
@@ -116,7 +116,7 @@ import numpy as np
 import torch
 
 from .data import DataError, ImageData, Selection, load_split
-from .records import host_load
+from .records import atomic_write, classify_failure, host_load, to_jsonable
 
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
@@ -180,7 +180,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hparams"] = _jsonable(dict(self.hparams))
+        d["hparams"] = _json(dict(self.hparams))
         return d
 
     @classmethod
@@ -219,7 +219,7 @@ class TrainResult:
         return self.status == "ok"
 
     def to_dict(self) -> dict:
-        return _jsonable(dataclasses.asdict(self))
+        return _json(dataclasses.asdict(self))
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -310,22 +310,9 @@ def read_log(out: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return _jsonable(obj.item())
-    if isinstance(obj, (np.generic,)):
-        return _jsonable(obj.item())
-    if isinstance(obj, (Path, torch.device, torch.dtype)):
-        return str(obj)
-    return repr(obj)
+def _json(obj: Any) -> Any:
+    """Strict JSON (non-finite numbers as null) for config, log and result files."""
+    return to_jsonable(obj, finite=True)
 
 
 def _data_key(data: str | None) -> str:
@@ -347,7 +334,7 @@ def _trajectory(cfg: dict) -> dict:
     out = {k: cfg.get(k) for k in _TRAJECTORY_FIELDS}
     out["data"] = _data_key(out["data"])
     out["device"] = _norm_device(out["device"] or "cpu")
-    out["hparams"] = json.loads(json.dumps(_jsonable(out["hparams"] or {}), sort_keys=True))
+    out["hparams"] = json.loads(json.dumps(_json(out["hparams"] or {}), sort_keys=True))
     return out
 
 
@@ -358,12 +345,6 @@ def _default_out(config: TrainConfig) -> Path:
         i += 1
         out = base.with_name(f"{base.name}-{i}")
     return out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -575,7 +556,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         "epochs": total / per_epoch, "sample_every": sample_every, "checkpoint_every": ckpt_every,
         "log_every": log_every, "device": str(getattr(step, "device", device)),
         "mode": getattr(step, "mode", config.mode), "phases": list(getattr(step, "phases", ())),
-        "hparams": _jsonable(hparams),
+        "hparams": _json(hparams),
         "data": {"source": _data_key(config.data), "name": train_data.name, "shape": list(train_data.shape),
                  "selection": selection.to_dict(), "train_images": len(train_data),
                  "held_out_images": len(held_data), "held_out": held_data.name,
@@ -591,7 +572,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         "created": (stored_cfg or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _atomic_write_text(cfg_path, json.dumps(meta, indent=2))
+    atomic_write(cfg_path, json.dumps(meta, indent=2))
 
     run = _Run(step=step, config=config, out=out, device=device, total=total, elapsed0=elapsed0,
                ckpt_every=ckpt_every, sample_every=sample_every, log_every=log_every,
@@ -617,7 +598,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         if device.type == "cuda":
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     result.resumed_from = start_step if resume else None
-    _atomic_write_text(res_path, result.to_json())
+    atomic_write(res_path, result.to_json())
     _call(progress, "finish", result)
     return result
 
@@ -641,7 +622,7 @@ class _Run:
     def log(self, rec: dict) -> None:
         if self._log is None:
             self._log = open(self.out / "log.jsonl", "a", encoding="utf-8")
-        self._log.write(json.dumps(_jsonable(rec)) + "\n")
+        self._log.write(json.dumps(_json(rec)) + "\n")
         self._log.flush()
 
     def save_checkpoint(self, k: int) -> None:
@@ -651,10 +632,7 @@ class _Run:
             "last_losses": self.last_losses, "config": self.config.to_dict(),
             "gonprof_version": _version(), "torch_version": torch.__version__,
         }
-        path = self.out / "checkpoint.pt"
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        atomic_write(self.out / "checkpoint.pt", lambda tmp: torch.save(payload, tmp))
         self.checkpoint_step = k
 
     def save_grid(self, k: int | None, at: int | None = None) -> None:
@@ -741,9 +719,8 @@ class _Run:
                        f"from step {self.checkpoint_step}")
         except Exception as exc:
             status = "error"
-            first = (str(exc).strip().splitlines() or [""])[0]
-            kind = "out of memory" if "out of memory" in first.lower() else type(exc).__name__
-            message = f"{kind} at step {k + 1 if in_step else k}: {first}"
+            kind, what = classify_failure(exc)
+            message = f"{'out of memory' if kind == 'oom' else 'error'} at step {k + 1 if in_step else k}: {what}"
             tb = traceback.format_exc()
         self.log({"status": status, "step": k, "message": message, "time_s": round(self.elapsed(), 6)})
         if self._log is not None:
@@ -821,7 +798,7 @@ def _truncate_log(path: Path, step: int) -> None:
             continue  # a line torn by a hard kill
         if "losses" in rec and int(rec.get("step", 0)) <= step:
             keep.append(line)
-    _atomic_write_text(path, "".join(s + "\n" for s in keep))
+    atomic_write(path, "".join(s + "\n" for s in keep))
 
 
 def default_make_step(input_shape):

@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 from gonprof import comparison as cmp
 from gonprof import render
 from gonprof.cli import app
-from gonprof.comparison import PRESETS, RunSpec, compare, pareto_front, plan
+from gonprof.comparison import PRESETS, RunSpec, compare, plan
 from gonprof.modes.base import IncompatibleError
 from gonprof.plots import compare_plot
-from gonprof.records import LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, save_records
+from gonprof.records import (LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, looks_oom, pareto_front,
+                             save_records)
 from gonprof.registry import RegistryError
 
 N = 50  # samples scored per row; the floor row uses the same N
@@ -329,7 +330,7 @@ def test_worker_log_tail_and_oom_detection(tmp_path):
     assert cmp._last_line(tmp_path / "missing.log") == ""
     (tmp_path / "x.log").write_text("a\n\nTraceback\nMemoryError: Cannot allocate memory\n\n")
     assert cmp._last_line(tmp_path / "x.log") == "MemoryError: Cannot allocate memory"
-    assert cmp._looks_oom(cmp._last_line(tmp_path / "x.log"))
+    assert looks_oom(cmp._last_line(tmp_path / "x.log"))
 
 
 # -- the command line --------------------------------------------------------------------------------

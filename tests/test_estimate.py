@@ -1,4 +1,4 @@
-"""Step memory predicted on meta tensors (gonprof.measure.estimate) against measured tensor-level peaks."""
+"""Step memory predicted on meta tensors (gonprof.estimate) against measured tensor-level peaks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import gonprof.api as api
-from gonprof.measure.estimate import (CUDA_BLOCK_BYTES, cuda_round, estimate_step_memory, input_bytes,
+from gonprof.estimate import (CUDA_BLOCK_BYTES, cuda_round, estimate_step_memory, input_bytes,
                                       track_meta_steps)
 from gonprof.measure.memory import LiveBytesTracker
 from gonprof.records import MemoryEstimate, load_records, save_records

@@ -187,7 +187,6 @@ class GANStep(TrainStep):
         self.z_dim = latent_dim(G, G_spec)
         self.z_kind = latent_kind(G_spec)
         self.kind = output_kind(D_spec)
-        self.notes: list[str] = []
         if self.kind == "logits[2]":
             self.notes.append("logits[2] discriminator: its realness logit is logits[:, 0] - logits[:, 1] "
                               "(softmax[:, 0] == sigmoid of it; class 0 = real, as in GON_MNIST)")

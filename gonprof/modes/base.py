@@ -49,6 +49,9 @@ class ModeSpec:
     source: str = ""
     notes: tuple[str, ...] = ()
     default_arch: str | None = None  # the discriminator `gonprof compare MODE` trains when none is named
+    # What the memory estimator must know of the mode (gonprof.estimate):
+    inner_loop_hparams: tuple[str, ...] = ()  # count iterations of a loop whose peak repeats (capped)
+    cpu_only_hparams: dict = field(default_factory=dict)  # CPU-only fast paths -> the value that turns them off
 
     def accepts(self, output_kind: str) -> bool:
         import fnmatch
@@ -86,6 +89,9 @@ class TrainStep:
       ``optimizers``  dict role -> torch.optim.Optimizer
       ``hparams``     the resolved hyper-parameters
       ``device``      torch.device
+      ``notes``       what the build decided (generator chosen, fast-path choices), for records
+      ``arch``, ``generator``, ``preset``, ``input_shape``: what it was built from
+                      (set by :func:`gonprof.modes.build.build_step`; None when built by hand)
     """
 
     mode: str = ""
@@ -96,6 +102,11 @@ class TrainStep:
         self.optimizers = optimizers
         self.hparams = hparams
         self.device = device
+        self.notes: list[str] = []
+        self.arch: str | None = None
+        self.generator: str | None = None
+        self.preset: str | None = None
+        self.input_shape: tuple | None = None
 
     def prepare(self) -> None:
         """One-off work after the step is built and before the first step (so no measured step pays for it)."""

@@ -79,10 +79,21 @@ def build_step(mode: str, arch: str, generator: str | None = None, preset: str |
     D = D_spec.build(shape).to(dev)
     G = G_spec.build(shape).to(dev) if G_spec is not None else None
     step = spec.factory(D, D_spec, G, G_spec, hparams, dev)
-    if hasattr(step, "input_shape"):
-        step.input_shape = shape
-    step.notes = notes + list(getattr(step, "notes", []) or [])
+    step.input_shape = shape
+    step.notes[:0] = notes
     step.arch, step.generator = arch, (G_spec.name if G_spec is not None else None)
     step.preset = preset
     step.prepare()
     return step
+
+
+def default_mode(arch: str) -> str:
+    """The mode ``arch`` was published with (its spec's ``default_mode``); one-line errors otherwise."""
+    from ..arch import get_arch
+
+    spec = get_arch(arch)
+    if spec.role != "discriminator":
+        raise IncompatibleError(f"{arch} is a {spec.role}; profile a discriminator (pass this one as --generator)")
+    if not spec.default_mode:
+        raise IncompatibleError(f"{arch} names no default mode; pass --mode")
+    return spec.default_mode

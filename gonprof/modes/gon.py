@@ -152,7 +152,6 @@ class GONStep(TrainStep):
         self.last_iters = 0
         self.last_loss: torch.Tensor | None = None  # final inner loss of each new fake (the source's `diffs`)
         self.input_shape = tuple(getattr(D_spec, "input_shape", None) or (1, 28, 28))
-        self.notes: list[str] = []
         self._has_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
         self._skipped: list | None = None  # D's identity activations the fast path skips; decided once
         if not hparams.get("batched", True) and hparams.get("inner_opt", "adam") != "adam":
@@ -402,6 +401,8 @@ class GONStep(TrainStep):
     presets=PRESETS,
     source="Tuli et al. 2021, arXiv 2110.02912; imperial-qore/GON_MNIST (src/gen.py, main.py)",
     notes=NOTES,
+    inner_loop_hparams=("inner_steps",),
+    cpu_only_hparams={"channels_last": False},
 )
 def make_gon(D, D_spec, G, G_spec, hparams, device):
     check_compatible(get_mode("gon"), D_spec)

@@ -24,9 +24,10 @@ below the tracker (so the tracker sees only the corrected results):
   channels_last when the input or the weight is channels_last, the meta kernel
   always contiguous, which changes later reshapes (copies or views).
 
-Inner loops (``inner_steps`` of GON) are capped at ``max_inner_steps``
-iterations: every iteration of GON's loop starts from the same live set
-(the input ``x``, its Adam moments ``m`` / ``v``, the per-sample ``prev``,
+Inner loops (the hyper-parameters a mode lists in ``inner_loop_hparams``:
+GON's ``inner_steps``) are capped at ``max_inner_steps`` iterations: every
+iteration of GON's loop starts from the same live set (the input ``x``, its
+Adam moments ``m`` / ``v`` when the inner optimiser is Adam, the per-sample ``prev``,
 ``equal`` and ``active``, all replaced by same-size tensors), so the peak of
 iteration 3 repeats in iterations 4, 5, ...; the first iterations are run so
 that both branches of the early stop (all samples active; some stopped, the
@@ -49,22 +50,17 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gonprof.measure.memory import LiveBytesTracker
-from gonprof.records import MemoryEstimate
+from gonprof.records import MemoryEstimate, to_jsonable
 
 #: The CUDA caching allocator's minimum block size: requests are rounded up to a multiple of it.
 CUDA_BLOCK_BYTES = 512
 CUDA_ROUNDING = "each storage rounded up to a multiple of 512 bytes (CUDA caching allocator; 0 bytes -> 0)"
-
-#: Hyper-parameters that count iterations of an inner loop whose peak repeats (capped).
-INNER_LOOP_HPARAMS = ("inner_steps",)
-#: Hyper-parameters of CPU-only fast paths, switched off for a CUDA estimate.
-CPU_ONLY_HPARAMS = {"channels_last": False}
 
 _aten = torch.ops.aten
 
@@ -152,18 +148,6 @@ def track_meta_steps(step: Any, real_shape: tuple[int, ...], steps: int = 2, pol
     return live, rounded, fixes.reads
 
 
-def _plain(d: Mapping[str, Any]) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, (int, float, str, bool, type(None))):
-            out[k] = v
-        elif isinstance(v, (list, tuple)):
-            out[k] = list(v)
-        else:
-            out[k] = repr(v)
-    return out
-
-
 def input_bytes(batch_size: int, shape: tuple[int, ...]) -> int:
     """Bytes of one batch as the profiler feeds it: float32 images and int64 labels."""
     return int(batch_size) * (math.prod(shape) * 4 + 8)
@@ -192,13 +176,12 @@ def estimate_step_memory(
     """
     from gonprof.arch import get_arch
     from gonprof.measure.params import persistent_state
-    from gonprof.modes.build import build_step
+    from gonprof.modes import get_mode
+    from gonprof.modes.build import build_step, default_mode
 
     t0 = time.perf_counter()
-    if mode is None:
-        from gonprof.api import default_mode
-
-        mode = default_mode(arch)
+    mode = mode or default_mode(arch)
+    spec = get_mode(mode)
     batch_size = int(batch_size)
     if batch_size <= 0:
         raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -224,15 +207,15 @@ def estimate_step_memory(
     step, _ = build(False)
     resolved = dict(step.hparams)
     capped: dict[str, Any] = {}
-    for k in INNER_LOOP_HPARAMS:
+    for k in spec.inner_loop_hparams:  # the mode declares them (gon: inner_steps)
         if k in resolved and isinstance(resolved[k], int) and resolved[k] > max_inner_steps:
             capped[k] = max_inner_steps
             notes.append(
                 f"{k} = {resolved[k]} capped at {max_inner_steps}: each inner iteration starts from the same "
-                "live set (input, its Adam moments, per-sample counters), so the peak of the first iterations "
+                "live set (input, its optimiser state, per-sample counters), so the peak of the first iterations "
                 "repeats in the later ones")
     if is_cuda:
-        for k, v in CPU_ONLY_HPARAMS.items():
+        for k, v in spec.cpu_only_hparams.items():
             if k in resolved and resolved[k] != v and k not in (hparams or {}):
                 capped[k] = v
                 notes.append(f"{k} set to {v}: a CPU-only fast path the step skips on cuda")
@@ -274,16 +257,16 @@ def estimate_step_memory(
                      "= rounded live peak + rounded input batch; max_memory_reserved, cuBLAS/cuDNN workspaces "
                      "and the CUDA context are not estimated")
     peak = cuda_alloc if is_cuda else lm.peak_live_bytes + inp
-    notes.extend(str(n) for n in (getattr(step, "notes", None) or []))
+    notes.extend(str(n) for n in step.notes)
     return MemoryEstimate(
         arch=arch,
         mode=mode,
-        generator=getattr(step, "generator", None),
+        generator=step.generator,
         batch_size=batch_size,
         device=str(dev),
         method="meta",
         input_shape=shape,
-        hparams=_plain(step.hparams),
+        hparams=to_jsonable(step.hparams),
         peak_bytes=int(peak),
         peak_live_bytes=lm.peak_live_bytes,
         peak_live_param_bytes=lm.peak_live_param_bytes,

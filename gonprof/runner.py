@@ -1,0 +1,51 @@
+"""Run a built training step under the :class:`~gonprof.profiler.Profiler`: the one loop that
+``gonprof profile``, ``gonprof compare`` rows and the API share.
+
+Nothing here prints; a failure inside a step is the record's status.
+"""
+
+from __future__ import annotations
+
+
+def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,
+                 arch: str | None = None, mode: str | None = None, generator: str | None = None,
+                 extra: dict | None = None):
+    """Run a built TrainStep under the Profiler on batches of ``dataset``; returns the ProfileRecord.
+
+    A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
+    record's ``status``, with what was measured before it.
+    """
+    import torch
+
+    from .profiler import Profiler
+
+    dev = torch.device(step.device)
+    prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
+                    arch=arch, mode=mode or step.mode, batch_size=batch_size, generator=generator, extra=extra)
+    if batch_size > len(dataset):
+        dataset = _repeat(dataset, batch_size)
+    batches = dataset.batches(batch_size, seed=seed)
+    try:
+        with prof:
+            while not prof.done:
+                real, labels = next(batches)
+                losses = step.step(real.to(dev, non_blocking=True), labels.to(dev), phase=prof.phase)
+                prof.step()
+                bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
+                if bad:
+                    prof.set_status("nan", f"non-finite {', '.join(bad)} at step {prof.step_index}")
+                    break
+    except (KeyboardInterrupt, Exception):
+        # The profiler recorded the status (interrupted / oom / error) and its
+        # message on the way out; the record keeps what was measured before.
+        pass
+    return prof.report()
+
+
+def _repeat(dataset, n):
+    """``dataset`` repeated to ``n`` images (a batch larger than a small selection)."""
+    from .data import ImageData
+
+    reps = -(-n // len(dataset))
+    return ImageData(dataset.images.repeat(reps, 1, 1, 1)[:n], dataset.labels.repeat(reps)[:n], dataset.name,
+                     dataset.num_classes)
