@@ -95,6 +95,7 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     from .modes.build import build_step
 
     selection = Selection.parse(classes, per_class)
+    check_device(device)
     mode = mode or default_mode(arch)
     step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
                       seed=seed, **(hparams or {}))
@@ -114,25 +115,217 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
                         arch=arch, mode=mode, generator=step.generator or generator, extra=context)
 
 
-def train(**config):
-    """Train one (architecture, mode) pair; see :func:`gonprof.train.run_training`.
+def check_device(device: str, need_real: bool = True, hint: str = "") -> str:
+    """``device`` if it names the CPU or a CUDA device (one that is here, when ``need_real``)."""
+    from .records import RequestError
 
-    Keyword arguments are :class:`gonprof.train.TrainConfig` fields plus
-    ``resume``, ``make_step``, ``progress`` and ``overwrite``.
+    if device != "cpu" and not str(device).startswith("cuda"):
+        raise RequestError(f"--device must be cpu or cuda[:N], not {device!r}")
+    if need_real and device != "cpu" and not _cuda_here():
+        raise RequestError(f"--device {device}: no CUDA device is available on this machine{hint}")
+    return device
+
+
+def _cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def estimate(arch: str, mode: str | None = None, *, batch_size: int | None = None, device: str = "cpu",
+             generator: str | None = None, preset: str | None = None, input_shape: Shape | None = None,
+             seed: int = 0, hparams: dict | None = None, measure: bool | None = None):
+    """(MemoryEstimate, measured ProfileRecord or None): a step's peak predicted on meta tensors and,
+    when the device exists (``measure=None``) or ``measure=True``, measured on its second step as the
+    estimate's figures are (the first creates optimizer state)."""
+    from .estimate import estimate_step_memory
+    from .modes import get_mode
+
+    check_device(device, need_real=False)
+    mode = mode or default_mode(arch)
+    bs = batch_size or int(get_mode(mode).hparams(preset, **(hparams or {})).get("batch_size", 64))
+    est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
+                               input_shape=input_shape, seed=seed, hparams=hparams)
+    if measure is None:
+        measure = device == "cpu" or _cuda_here()
+    measured = None
+    if measure:
+        measured = profile(arch, mode, generator=generator, preset=preset, batch_size=bs, device=device, warmup=2,
+                           steps=1, seed=seed, input_shape=input_shape, hparams=hparams)
+    return est, measured
+
+
+def scaling(arch: str, mode: str | None = None, *, batch_sizes=(1, 2, 4, 8, 16, 32), device: str = "cpu",
+            estimate: bool = False, generator: str | None = None, preset: str | None = None,
+            input_shape: Shape | None = None, seed: int = 0, hparams: dict | None = None, progress=None):
+    """Peak memory (and step time when measured) against batch size, fitted as fixed + per sample.
+
+    Without the device (CUDA on a machine without a GPU) the points are estimated.
     """
-    from .train import train as _train
+    from .budget import scaling as _scaling
 
-    return _train(**config)
+    check_device(device, need_real=False)
+    measurable = device == "cpu" or _cuda_here()
+    return _scaling(arch, mode or default_mode(arch), batch_sizes=batch_sizes, device=device,
+                    estimate=estimate or not measurable, generator=generator, preset=preset,
+                    input_shape=input_shape, seed=seed, hparams=hparams, progress=progress)
 
 
-def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out, preset: str | None = None,
-            json_path=None, isolate: bool = True, **settings):
-    """Train, profile and score each (mode, architecture) pair; returns the RunRecords (floor row first).
+def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", estimate: bool = False,
+        generator: str | None = None, preset: str | None = None, max_batch: int = 65536,
+        hparams: dict | None = None, progress=None):
+    """The largest batch whose step peak stays within ``memory`` (bytes or text like ``"4GiB"``); a FitRecord.
 
-    ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every
-    row (``steps`` or ``time_budget_s``, ``batch_size``, ``n_samples``, ...).
+    Measured trials each run in their own process, guided by estimates; ``estimate=True`` estimates only
+    (any device, CUDA without a GPU).
     """
+    from .budget import fit_batch, parse_bytes
+    from .records import RequestError
+
+    try:
+        budget = parse_bytes(memory)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    check_device(device, need_real=not estimate, hint="; add --estimate to fit without one")
+    return fit_batch(arch, mode or default_mode(arch), memory_bytes=budget, device=device, estimate=estimate,
+                     guide=not estimate, generator=generator, preset=preset, max_batch=max_batch,
+                     progress=progress, hparams=hparams)
+
+
+def train(config=None, *, resume: bool = False, progress=None, make_step=None, overwrite: bool = False,
+          **fields):
+    """Train one (architecture, mode) pair and record it in a run directory; returns the TrainResult.
+
+    Pass a :class:`gonprof.train.TrainConfig`, or its fields as keywords (``mode`` defaults to the
+    architecture's own).  ``resume=True`` with only ``out`` continues the run stored there (``steps``,
+    ``batch_size`` and ``threads`` may still be given).  See :func:`gonprof.train.run_training`.
+    """
+    from .train import TrainConfig, load_run_config, run_training
+
+    if config is None:
+        if resume and fields.get("arch") is None and fields.get("out") is not None:
+            stored = load_run_config(fields["out"])
+            config = stored.replace(**{k: v for k, v in fields.items()
+                                       if k in ("steps", "batch_size", "threads") and v is not None})
+        else:
+            if fields.get("arch") is None:
+                from .records import RequestError
+
+                raise RequestError("--arch is required (or --out DIR --resume to continue a run)")
+            fields["mode"] = fields.get("mode") or default_mode(fields["arch"])
+            check_device(fields.get("device", "cpu"))
+            config = TrainConfig(**fields)
+    return run_training(config, resume=resume, progress=progress, make_step=make_step, overwrite=overwrite)
+
+
+class CompareResult(list):
+    """The rows :func:`compare` ran (floor first; a list of RunRecords), with where they went and the N
+    they were scored at: ``specs``, ``out``, ``json_path``, ``n_samples``, ``n_held_out``, ``grid``."""
+
+    def __init__(self, rows, specs, out, json_path, n_samples: int, n_held_out: int, grid):
+        super().__init__(rows)
+        self.specs, self.out, self.json_path = specs, out, json_path
+        self.n_samples, self.n_held_out, self.grid = n_samples, n_held_out, grid
+
+    @property
+    def rows(self) -> list:
+        return list(self)
+
+
+def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
+            preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
+            on_row=None, **settings) -> CompareResult:
+    """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
+
+    ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
+    ``time_budget_s``, ``batch_size``, ``n_samples``, ``classes``, ``hparams`` with ``MODE.NAME`` scopes,
+    ...).  ``on_plan(specs, n_samples, n_held_out)`` is called once the request is checked and before
+    anything runs; ``on_start(i, n, spec)`` and ``on_row(record)`` as each row starts and ends.  ``out``
+    defaults to ``runs/compare-<time>``; rows are saved to ``json_path`` (default ``OUT/results.json``)
+    after each one.
+    """
+    import time
+    from pathlib import Path
+
     from . import comparison
 
+    limit = settings.get("memory_limit_bytes")
+    if isinstance(limit, str):  # "4GiB"
+        from .budget import parse_bytes
+        from .records import RequestError
+
+        try:
+            settings["memory_limit_bytes"] = parse_bytes(limit)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+    check_device(settings.get("device", "cpu"))
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
-    return comparison.compare(specs, out=out, json_path=json_path, isolate=isolate)
+    n, held = comparison.scoring_n(specs[0])
+    out = Path(out) if out else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
+    if on_plan:
+        on_plan(specs, n, held)
+    rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
+                              on_row=on_row)
+    grid = comparison.grid_image(rows, out / "samples.png")
+    return CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
+
+
+class ScoreResult:
+    """What :func:`score` read and measured: (floor, samples) RunRecords and a description of the input."""
+
+    def __init__(self, rows, samples, source: str, n: int, n_read: int, n_held_out: int):
+        self.rows, self.samples, self.source = rows, samples, source
+        self.n, self.n_read, self.n_held_out = n, n_read, n_held_out
+
+    def to_json(self) -> dict:
+        from . import __version__
+        from .records import SCHEMA_VERSION
+
+        floor, run = self.rows
+        return {"gonprof": __version__, "kind": "compare", "schema_version": SCHEMA_VERSION,
+                "records": [r.to_dict() for r in self.rows], "samples": self.samples,
+                "quality": run.quality.to_dict(), "floor": floor.quality.to_dict()}
+
+
+def score(path, *, classes=None, n: int | None = None, seed: int = 0) -> ScoreResult:
+    """Score images from a file or folder (see :mod:`gonprof.sample_io`) against held-out real images of
+    ``classes``, beside the real-vs-real floor at the same N (default: as many as a floor allows)."""
+    from pathlib import Path
+
+    from .data import Selection
+    from .metrics.scores import floor_n, held_out, score_with_floor
+    from .records import RequestError, RunRecord
+    from .sample_io import MIN_IMAGES, read_samples
+
+    path = Path(path)
+    selection = Selection.parse(classes)
+    kept = list(selection.classes) if selection.classes is not None else None
+    read = read_samples(path)
+    pool = held_out(kept)
+    if n is not None:
+        if n < MIN_IMAGES:
+            raise RequestError(f"--samples {n}: scoring needs at least {MIN_IMAGES} images")
+        if n > len(read):
+            raise RequestError(f"--samples {n} but {path} holds {len(read)} images")
+        if n > len(pool) // 2:
+            raise RequestError(f"--samples {n}: a floor at N={n} needs {2 * n} held-out real images "
+                               f"and there are {len(pool)} (use --samples {len(pool) // 2} or fewer)")
+    n = n if n is not None else floor_n(len(read), len(pool))
+    if n < MIN_IMAGES:
+        raise RequestError(f"{len(pool)} held-out real images of {selection.label()}: too few for a floor of "
+                           f"{MIN_IMAGES} or more")
+    source = (f"{path}: {len(read):,} images, {read.format} ({read.layout}), values read as {read.value_range}")
+    try:
+        quality, floor = score_with_floor(read.images, classes=kept, n=n, seed=seed, reference=pool)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    rows = [RunRecord(kind="floor", seed=seed, quality=floor),
+            RunRecord(kind="run", mode="score", arch=path.name or str(path), seed=seed, quality=quality)]
+    return ScoreResult(rows, read.describe(), source, n, len(read), len(pool))
+
+
+def report(path) -> list:
+    """The records a results file holds (profile, compare, estimate, fit, scaling), to render again."""
+    from .records import load_records
+
+    return load_records(path)

@@ -100,9 +100,10 @@ def _usage_errors() -> tuple[type, ...]:
     from .arch import ShapeError
     from .data import SelectionError
     from .modes.base import IncompatibleError
+    from .records import RequestError
     from .registry import RegistryError
 
-    return (RegistryError, ShapeError, IncompatibleError, SelectionError)
+    return (RegistryError, ShapeError, IncompatibleError, SelectionError, RequestError)
 
 
 def _run_errors() -> tuple[type, ...]:
@@ -228,18 +229,6 @@ def info(
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 
 
-def check_device(device: str) -> str:
-    if device == "cpu":
-        return device
-    if not device.startswith("cuda"):
-        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
-    import torch
-
-    if not torch.cuda.is_available():
-        raise fail(f"--device {device}: no CUDA device is available on this machine", EXIT_USAGE)
-    return device
-
-
 @app.command()
 @guarded
 def profile(
@@ -283,11 +272,10 @@ def profile(
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                         batch_sizes, json_path, hparams)
         return
-    device = check_device(device)
     err = _stderr()
     records = []
     for name in names:
-        with err.status(f"profiling {name} ({mode or api.default_mode(name)}) ..."):
+        with err.status(f"profiling {name} ..."):
             rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
                               warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape,
                               hparams=hparams, classes=selection.classes, per_class=selection.per_class)
@@ -313,51 +301,29 @@ def profile(
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                     batch_sizes, json_path, hparams) -> None:
-    """``profile --estimate`` and ``profile --scaling``."""
+    """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling), per architecture."""
     from . import api, render
-    from .budget import scaling as fit_scaling
-    from .estimate import estimate_step_memory
-    from .modes import get_mode
     from .records import save_records
 
-    if device != "cpu" and not device.startswith("cuda"):
-        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
-    can_measure = device == "cpu" or _cuda_available()
-    if not estimate and not can_measure:
-        raise fail(f"--device {device}: no CUDA device here; add --estimate to predict without one", EXIT_USAGE)
+    if scaling:
+        try:
+            sizes = [int(b) for b in batch_sizes.split(",")]
+        except ValueError:
+            raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
     err, out, records = _stderr(), _stdout(), []
     for name in names:
-        m = mode or api.default_mode(name)
         if scaling:
-            try:
-                sizes = [int(b) for b in batch_sizes.split(",")]
-            except ValueError:
-                raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
-            with err.status(f"scaling {name} ({m}) over batch sizes {sizes} ..."):
-                rec = fit_scaling(name, m, batch_sizes=sizes, device=device, estimate=estimate or not can_measure,
-                                  generator=generator, preset=preset, input_shape=shape, seed=seed,
-                                  hparams=hparams)
+            with err.status(f"scaling {name} over batch sizes {sizes} ..."):
+                rec = api.scaling(name, mode, batch_sizes=sizes, device=device, estimate=estimate,
+                                  generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams)
             records.append(rec)
             out.print(render.render_scaling(rec))
             continue
-        bs = batch_size or int(get_mode(m).hparams(preset, **hparams).get("batch_size", 64))
-        with err.status(f"estimating {name} ({m}), batch {bs}, on {device} ..."):
-            est = estimate_step_memory(name, m, batch_size=bs, device=device, generator=generator, preset=preset,
-                                       input_shape=shape, seed=seed, hparams=hparams)
-        measured = None
-        if can_measure:
-            with err.status(f"measuring {name} ({m}) ..."):
-                # the measuring step is the second, as in the estimate (the first creates optimizer state)
-                measured = api.profile(name, m, generator=generator, preset=preset, batch_size=bs, device=device,
-                                       warmup=2, steps=1, seed=seed, input_shape=shape, hparams=hparams)
+        with err.status(f"estimating {name} on {device} (and measuring it where the device is here) ..."):
+            est, measured = api.estimate(name, mode, batch_size=batch_size, device=device, generator=generator,
+                                         preset=preset, input_shape=shape, seed=seed, hparams=hparams)
         records.append(est)
         out.print(render.render_estimate(est, measured=measured))
     if json_path:
@@ -382,29 +348,15 @@ def fit(
 ) -> None:
     """The largest batch whose step peak stays within a memory budget; each trial isolated."""
     from . import api, render
-    from .budget import fit_batch, parse_bytes
     from .records import save_records
 
     load_plugins(plugin)
-    try:
-        budget = parse_bytes(memory)
-    except ValueError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    if device != "cpu" and not device.startswith("cuda"):
-        raise fail(f"--device must be cpu or cuda[:N], not {device!r}", EXIT_USAGE)
-    if device != "cpu" and not estimate and not _cuda_available():
-        raise fail(f"--device {device}: no CUDA device here; add --estimate to fit without one", EXIT_USAGE)
     err = _stderr()
-
-    def progress(trial):
-        err.print(f"  batch {trial.batch_size}: {trial.status}")
-
-    m = mode or api.default_mode(arch)
-    err.print(f"fitting {arch} ({m}) on {device} into {memory}"
+    err.print(f"fitting {arch} on {device} into {memory}"
               + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
-    rec = fit_batch(arch, m, memory_bytes=budget, device=device, estimate=estimate, guide=not estimate,
-                    generator=generator, preset=preset, max_batch=max_batch, progress=progress,
-                    hparams=parse_sets(hparam))
+    rec = api.fit(arch, mode, memory=memory, device=device, estimate=estimate, generator=generator, preset=preset,
+                  max_batch=max_batch, hparams=parse_sets(hparam),
+                  progress=lambda trial: err.print(f"  batch {trial.batch_size}: {trial.status}"))
     _stdout().print(render.render_fit(rec))
     if json_path:
         save_records([rec], json_path)
@@ -443,32 +395,24 @@ def train(
     """Train a discriminator in a mode; writes a run directory with logs, checkpoints and sample grids."""
     from . import api
     from .progress import RichProgress
-    from .train import TrainConfig, load_run_config, run_training
 
     load_plugins(plugin)
     hparams = parse_sets(hparam)
     if labels is not None:
         hparams["labels"] = labels
-    if resume and out is not None and arch is None:
-        config = load_run_config(out)
-        config = config.replace(**{k: v for k, v in dict(steps=steps, batch_size=batch_size).items() if v is not None})
-    else:
-        if arch is None:
-            raise fail("--arch is required (or --out DIR --resume to continue a run)", EXIT_USAGE)
-        selection = parse_selection(classes, per_class)
-        config = TrainConfig(arch=arch, mode=mode or api.default_mode(arch), generator=generator, preset=preset,
-                             steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, data=data,
-                             device=check_device(device), out=str(out) if out else None, sample_every=sample_every,
-                             hparams=hparams, time_budget_s=time_budget, threads=threads,
-                             classes=list(selection.classes) if selection.classes is not None else None,
-                             per_class=selection.per_class)
-    if threads and resume and arch is None:
-        config = config.replace(threads=threads)
-    result = run_training(config, resume=resume, progress=RichProgress(console=_stderr()))
+    selection = parse_selection(classes, per_class)
+    fields = dict(arch=arch, mode=mode, generator=generator, preset=preset, steps=steps, epochs=epochs,
+                  batch_size=batch_size, seed=seed, data=data, device=device, out=str(out) if out else None,
+                  sample_every=sample_every, hparams=hparams, time_budget_s=time_budget, threads=threads,
+                  classes=list(selection.classes) if selection.classes is not None else None,
+                  per_class=selection.per_class)
+    if resume and arch is None:  # continue the run stored in --out
+        fields = {k: fields[k] for k in ("out", "steps", "batch_size", "threads")}
+    result = api.train(resume=resume, progress=RichProgress(console=_stderr()), **fields)
     out_console = _stdout()
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (result.final_losses or {}).items() if v is not None)
-    out_console.print(f"{result.status}: {result.steps_done}/{result.steps_total} steps in "
-                      f"{result.wall_time_s:.1f} s; {losses}")
+    of_total = "" if result.time_bounded else f"/{result.steps_total}"
+    out_console.print(f"{result.status}: {result.steps_done}{of_total} steps in {result.wall_time_s:.1f} s; {losses}")
     if result.test_error is not None:
         out_console.print(f"test error on held-out images: {result.test_error:.2%}")
     out_console.print(f"run directory: {result.path}")
@@ -522,57 +466,46 @@ def compare(
     plugin: PluginOpt = None,
 ) -> None:
     """Train, profile and score each (mode, architecture) pair; one table of quality beside memory."""
-    import time as _time
-
-    from . import comparison as cmp
-    from . import render
+    from . import api, render
     from .records import records_to_csv
 
     load_plugins(plugin)
-    limit = None
-    if memory_limit is not None:
-        from .budget import parse_bytes
-
-        try:
-            limit = parse_bytes(memory_limit)
-        except ValueError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
     selection = parse_selection(classes, per_class)
-    specs = cmp.plan(list(modes or []), list(arch) if arch else None, preset=preset, steps=steps,
-                     time_budget_s=time_budget, batch_size=batch_size, seed=seed, data=data,
-                     device=check_device(device), n_samples=samples, profile_steps=profile_steps,
-                     memory_limit_bytes=limit, threads=threads, hparams=parse_sets(hparam),
-                     classes=list(selection.classes) if selection.classes is not None else None,
-                     per_class=selection.per_class)
-    out = out or Path("runs") / _time.strftime("compare-%Y%m%d-%H%M%S")
-    set_threads(None)  # the load warning; --threads applies inside each row's worker
     err = _stderr()
-    budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
-    n, held = cmp.scoring_n(specs[0])
-    sel = specs[0].selection()
-    err.print(f"comparing {len(specs)} runs ({budget} of training each, {sel.label()}) in {out}; "
-              f"scored on {n} samples against {n} of {held} held-out images, beside a real-vs-real floor")
+
+    def on_plan(specs, n, held):
+        set_threads(None)  # the load warning; --threads applies inside each row's worker
+        budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
+        err.print(f"comparing {len(specs)} runs ({budget} of training each, {specs[0].selection().label()}) and "
+                  f"the real-vs-real floor; scored on {n} samples against {n} of {held} held-out images",
+                  soft_wrap=True)
 
     def on_start(i, total, spec):
-        err.print(f"[{i + 1}/{total}] {spec.label} ...")
+        err.print("[floor] real images scored as samples ..." if spec.kind == "floor" else
+                  f"[{i}/{total - 1}] {spec.label} ...")
 
     def on_row(rec):
         err.print(f"      {rec.status}" + (f": {rec.message}" if rec.message else "")
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
 
-    rows = cmp.compare(specs, out=out, json_path=json_path, on_start=on_start, on_row=on_row)
+    res = api.compare(list(modes or []), list(arch) if arch else None, preset=preset, out=out, json_path=json_path,
+                      on_plan=on_plan, on_start=on_start, on_row=on_row, steps=steps, time_budget_s=time_budget,
+                      batch_size=batch_size, seed=seed, data=data, device=device, n_samples=samples,
+                      profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
+                      hparams=parse_sets(hparam),
+                      classes=list(selection.classes) if selection.classes is not None else None,
+                      per_class=selection.per_class)
     if csv_path:
-        records_to_csv(rows, csv_path)
-    _stdout().print(render.compare_table(rows))
-    grid = cmp.grid_image(rows, Path(out) / "samples.png")
-    if grid:
-        err.print(f"sample grids side by side: {grid}")
+        records_to_csv(res.rows, csv_path)
+    _stdout().print(render.compare_table(res.rows))
+    if res.grid:
+        err.print(f"sample grids side by side: {res.grid}")
     if plot:
         from .plots import compare_plot
 
-        err.print(f"plot: {compare_plot(rows, plot)}")
-    err.print(f"results: {json_path or Path(out) / 'results.json'} (gonprof report re-renders them)")
-    if any(r.status == "interrupted" for r in rows):
+        err.print(f"plot: {compare_plot(res.rows, plot)}")
+    err.print(f"results: {res.json_path} (gonprof report re-renders them)")
+    if any(r.status == "interrupted" for r in res.rows):
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -587,54 +520,25 @@ def score(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score images from anywhere against held-out real digits, beside the real-vs-real floor at the same N."""
-    from . import __version__, render
-    from .metrics.scores import floor_n, held_out, score_with_floor
-    from .records import SCHEMA_VERSION, RunRecord
-    from .sample_io import MIN_IMAGES, read_samples
+    from . import api, render
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    selection = parse_selection(classes, None)
-    kept = list(selection.classes) if selection.classes is not None else None
-    read = read_samples(samples_path)
-    pool = held_out(kept)
-    limit = floor_n(len(read), len(pool))
-    if samples is not None:
-        if samples < MIN_IMAGES:
-            raise fail(f"--samples {samples}: scoring needs at least {MIN_IMAGES} images", EXIT_USAGE)
-        if samples > len(read):
-            raise fail(f"--samples {samples} but {samples_path} holds {len(read)} images", EXIT_USAGE)
-        if samples > len(pool) // 2:
-            raise fail(f"--samples {samples}: a floor at N={samples} needs {2 * samples} held-out real images "
-                       f"and there are {len(pool)} (use --samples {len(pool) // 2} or fewer)", EXIT_USAGE)
-    n = samples if samples is not None else limit
-    if n < MIN_IMAGES:
-        raise fail(f"{len(pool)} held-out real images of {selection.label()}: too few for a floor of "
-                   f"{MIN_IMAGES} or more", EXIT_USAGE)
     err = _stderr()
-    if n < len(read):
-        err.print(f"scoring {n:,} of the {len(read):,} images (seed {seed})"
+    with err.status("scoring ..."):
+        res = api.score(samples_path, classes=classes, n=samples, seed=seed)
+    if res.n < res.n_read:
+        err.print(f"scoring {res.n:,} of the {res.n_read:,} images (seed {seed})"
                   + ("" if samples is not None else f"; a floor at N needs 2N held-out real images, "
-                                                     f"and there are {len(pool):,}"), soft_wrap=True)
-    source = (f"{samples_path}: {len(read):,} images, {read.format} ({read.layout}), "
-              f"values read as {read.value_range}")
-    try:
-        with err.status(f"scoring {n:,} images against {n:,} held-out real images ..."):
-            quality, floor = score_with_floor(read.images, classes=kept, n=n, seed=seed, reference=pool)
-    except ValueError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    rows = [RunRecord(kind="floor", seed=seed, quality=floor),
-            RunRecord(kind="run", mode="score", arch=samples_path.name or str(samples_path), seed=seed,
-                      quality=quality)]
-    _stdout().print(render.score_table(rows, source))
+                                                     f"and there are {res.n_held_out:,}"), soft_wrap=True)
+    _stdout().print(render.score_table(res.rows, res.source))
     if json_path:
-        payload = {"gonprof": __version__, "kind": "compare", "schema_version": SCHEMA_VERSION,
-                   "records": [r.to_dict() for r in rows], "samples": read.describe(),
-                   "quality": quality.to_dict(), "floor": floor.to_dict()}
+        from .records import atomic_write
+
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        atomic_write(json_path, json.dumps(res.to_json(), indent=2, allow_nan=True) + "\n")
         err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
 
 
@@ -645,10 +549,10 @@ def report(
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
 ) -> None:
     """Render saved results again, without re-running anything."""
-    from . import render
-    from .records import load_records, records_to_csv
+    from . import api, render
+    from .records import records_to_csv
 
-    records = load_records(path)
+    records = api.report(path)
     if csv_path:
         records_to_csv(records, csv_path)
     _stdout().print(render.render_any(records))

@@ -681,6 +681,10 @@ def pareto_front(rows: "list[RunRecord]") -> set[int]:
     return front
 
 
+class RequestError(ValueError):
+    """A request that cannot be made as asked (a device that is not here, a bad option value); one line."""
+
+
 class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 

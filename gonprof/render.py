@@ -417,6 +417,8 @@ def render_any(records):
 
     records = list(records)
     if records and isinstance(records[0], RunRecord):
+        if all(r.kind == "floor" or r.mode == "score" for r in records):  # written by `gonprof score`
+            return score_table(records)
         return compare_table(records)
     for cls, fn in ((MemoryEstimate, render_estimate), (FitRecord, render_fit), (ScalingRecord, render_scaling)):
         if records and all(isinstance(r, cls) for r in records):

@@ -218,6 +218,11 @@ class TrainResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def time_bounded(self) -> bool:
+        """Whether only the time budget bounded the run (it has no step total)."""
+        return self.steps_total >= BUDGET_ONLY_STEPS
+
     def to_dict(self) -> dict:
         return _json(dataclasses.asdict(self))
 

@@ -4,7 +4,9 @@
 - :mod:`gonprof.metrics.fid`: Fréchet distance with a torch-only matrix square root;
 - :mod:`gonprof.metrics.kid`: KID, unbiased MMD^2 with the cubic polynomial kernel;
 - :mod:`gonprof.metrics.prdc`: precision / recall (k=3) and density / coverage (k=5);
-- :mod:`gonprof.metrics.scores`: :func:`score_samples`, :func:`real_floor`, :class:`QualityRecord`.
+- :mod:`gonprof.metrics.scores`: :func:`score_samples`, :func:`real_floor`, :func:`score_with_floor`;
+- :mod:`gonprof.metrics.corruptions`: seeded corruptions (salt-and-pepper, noise, blur, ...) at named strengths;
+- :mod:`gonprof.metrics.validation`: an extractor's accuracy and scores under each corruption.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _LAZY = {
     "extract": "gonprof.metrics.scores",
     "class_stats": "gonprof.metrics.scores",
     "default_reference": "gonprof.metrics.scores",
+    "score_with_floor": "gonprof.metrics.scores",
+    "held_out": "gonprof.metrics.scores",
     "CLASS_COVERAGE_THRESHOLD": "gonprof.metrics.scores",
     "MnistClassifier": "gonprof.metrics.classifier",
     "train_classifier": "gonprof.metrics.classifier",
