@@ -9,8 +9,7 @@ with the training loop).  The top-level names are loaded lazily, so that ``impor
 from __future__ import annotations
 
 from gonprof._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from gonprof._version import __version__
 
 _LAZY = {
     "ArchSpec": "gonprof.arch",

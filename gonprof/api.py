@@ -278,7 +278,7 @@ class ScoreResult:
         self.n, self.n_read, self.n_held_out = n, n_read, n_held_out
 
     def to_json(self) -> dict:
-        from . import __version__
+        from ._version import __version__
         from .records import SCHEMA_VERSION
 
         floor, run = self.rows

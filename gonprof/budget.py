@@ -12,7 +12,7 @@ Which peak is held against the budget (``FitRecord.compared``):
   (includes the batch on the GPU); with ``estimate=True`` its estimate.
 
 Measured trials each run in their own process (``python -m
-gonprof.budget_worker``): a trial that raises out-of-memory (``oom``) or dies
+gonprof.worker fit-trial``, :mod:`gonprof.budget_worker`): a trial that raises out-of-memory (``oom``) or dies
 (``killed``: the OOM killer, or the trial's own RSS cap, by default twice the
 budget and at most 80 % of the memory available) counts as too big; the
 search goes on.  Any other error stops the search (``status="error"``).
@@ -229,14 +229,14 @@ def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", gen
               preset: Optional[str] = None, input_shape: Any = None, hparams: Optional[dict] = None, seed: int = 0,
               steps: int = 2, time_steps: int = 1, cap_bytes: Optional[int] = None,
               timeout_s: float = 900.0) -> BatchTrial:
-    """Measure one batch size in a fresh process (``python -m gonprof.budget_worker``); status ``measured``,
+    """Measure one batch size in a fresh process (``python -m gonprof.worker fit-trial``); status ``measured``,
     ``oom``, ``killed`` or ``error``; ``peak_bytes`` = the compared figure (see the module docstring)."""
     spec = dict(arch=arch, mode=mode, batch_size=int(batch_size), device=device, generator=generator,
                 preset=preset, input_shape=list(input_shape) if input_shape else None, hparams=hparams or {},
                 seed=seed, steps=steps, time_steps=time_steps, cap_bytes=cap_bytes)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "gonprof.budget_worker", json.dumps(spec)],
+        proc = subprocess.run([sys.executable, "-m", "gonprof.worker", "fit-trial", json.dumps(spec)],
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return BatchTrial(batch_size=int(batch_size), status="error", elapsed_s=time.perf_counter() - t0,

@@ -1,4 +1,4 @@
-"""One isolated batch-size trial: ``python -m gonprof.budget_worker '<json spec>'``.
+"""One isolated batch-size trial, run as ``python -m gonprof.worker fit-trial '<json spec>'``.
 
 Run by :func:`gonprof.budget.run_trial` in a fresh process so that an
 out-of-memory step (or the kernel's OOM killer) ends this process, never the
@@ -137,7 +137,3 @@ def main(argv: list[str] | None = None) -> int:
     _emit(result)
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (threads, CUDA context)
-
-
-if __name__ == "__main__":
-    main()

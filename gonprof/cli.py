@@ -19,7 +19,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from . import __version__
+from ._version import __version__
 
 app = typer.Typer(
     name="gonprof",

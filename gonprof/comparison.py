@@ -1,7 +1,7 @@
 """``gonprof compare``: train, profile and score (mode, architecture) pairs side by side.
 
-Each pair runs in its own Python subprocess (``python -m gonprof.comparison
---worker SPEC.json RESULT.json``), so that one run's memory peak, crash or
+Each pair runs in its own Python subprocess (``python -m gonprof.worker
+compare-row SPEC.json RESULT.json``), so that one run's memory peak, crash or
 out-of-memory kill cannot touch another's figures.  A run that fails becomes a
 row with its status; Ctrl-C stops the current run and keeps the rows already
 finished; the results file is rewritten after every row.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .records import RunRecord, atomic_write, classify_failure, looks_oom, save_records
+from .records import RunRecord, classify_failure, looks_oom, save_records
 
 DEFAULT_TIME_BUDGET_S = 120.0
 DEFAULT_N_SAMPLES = 1000
@@ -323,7 +323,7 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         # A new session: Ctrl-C reaches this process only, which then stops the worker.
-        proc = subprocess.Popen([sys.executable, "-m", "gonprof.comparison", "--worker", str(spec_path),
+        proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", "compare-row", str(spec_path),
                                  str(result_path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = proc.wait()
@@ -417,27 +417,3 @@ def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]
     path = Path(path)
     canvas.save(path)
     return path
-
-
-def _worker(argv: list[str]) -> int:
-    """``python -m gonprof.comparison --worker SPEC.json RESULT.json``."""
-    import resource
-
-    spec = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    if spec.memory_limit_bytes:
-        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
-    from .progress import RichProgress
-
-    rec = run_spec(spec, progress=RichProgress())
-    atomic_write(argv[1], json.dumps(rec.to_dict(), allow_nan=True))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        sys.exit(_worker(sys.argv[2:]))
-    sys.exit("usage: python -m gonprof.comparison --worker SPEC.json RESULT.json")

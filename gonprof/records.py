@@ -173,7 +173,7 @@ class Environment(_Serialisable):
 
         import torch
 
-        import gonprof
+        from ._version import __version__
 
         dev = torch.device(device) if device is not None else torch.device("cpu")
         if dev.type == "cuda" and torch.cuda.is_available():
@@ -189,7 +189,7 @@ class Environment(_Serialisable):
             device=str(dev),
             device_name=name,
             cuda_version=torch.version.cuda,
-            gonprof_version=gonprof.__version__,
+            gonprof_version=__version__,
             torch_threads=torch.get_num_threads(),
             load_average_1m=host_load()["load_average_1m"],
         )
@@ -701,7 +701,7 @@ def save_records(records: "list[Any]", path: Any) -> None:
     """
     from pathlib import Path
 
-    from . import __version__
+    from ._version import __version__
 
     kinds = {_kind_of(r) for r in records}
     if len(kinds) > 1:

@@ -818,7 +818,7 @@ def default_make_step(input_shape):
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

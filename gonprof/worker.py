@@ -1,0 +1,60 @@
+"""The entry point of gonprof's isolated worker processes: ``python -m gonprof.worker KIND ARGS``.
+
+Work whose memory, crash or out-of-memory kill must not touch anything else
+runs in a fresh interpreter started through this module:
+
+``compare-row SPEC.json RESULT.json``
+    one row of ``gonprof compare`` (:func:`gonprof.comparison.run_spec`):
+    torch threads and the memory cap (``RLIMIT_DATA``) from the spec, training
+    progress on this process's output (the row's ``worker.log``), the row's
+    record written atomically to ``RESULT.json``.
+``fit-trial SPEC_JSON``
+    one batch-size trial of ``gonprof fit`` / ``--scaling``
+    (:func:`gonprof.budget_worker.main`): a ``GONPROF_TRIAL {...}`` line on
+    standard output.
+
+It sits at the top of the layers (beside the command line), since it wires a
+workflow to progress on the console.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+USAGE = "usage: python -m gonprof.worker compare-row SPEC.json RESULT.json | fit-trial SPEC_JSON"
+
+
+def compare_row(spec_path: str, result_path: str) -> int:
+    import resource
+
+    from .comparison import RunSpec, run_spec
+    from .progress import RichProgress
+    from .records import atomic_write
+
+    spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    if spec.memory_limit_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
+    rec = run_spec(spec, progress=RichProgress())
+    atomic_write(result_path, json.dumps(rec.to_dict(), allow_nan=True))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "compare-row":
+        return compare_row(argv[1], argv[2])
+    if len(argv) == 2 and argv[0] == "fit-trial":
+        from .budget_worker import main as fit_trial
+
+        return fit_trial(argv[1:])
+    sys.stderr.write(USAGE + "\n")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
+    sys.exit(main(sys.argv[1:]))
