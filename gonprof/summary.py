@@ -79,8 +79,8 @@ class ArchReport:
     total_params: int
     trainable_params: int
     forward_flops: int  # one sample, whole model, 2 x MACs
-    uncounted_ops: dict = field(default_factory=dict)  # op -> count that fvcore skipped
-    flops_note: str = "FLOPs = 2 x multiply-accumulates (fvcore's MAC counts doubled), per sample"
+    uncounted_ops: dict = field(default_factory=dict)  # op -> calls with no FLOP formula (not counted)
+    flops_note: str = "FLOPs = 2 x multiply-accumulates, per sample, counted as `gonprof profile` counts"
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from gonprof.arch import get_arch, list_archs
 from gonprof.measure.flops import FlopCounter, count_flops, forward_table
 
 N, I, H, O = 4, 12, 10, 6
@@ -210,7 +211,7 @@ def test_dcd_langevin_pixel_space_conv_critic():
     assert fc.total_flops == steps * per_step
 
 
-def test_forward_table_doubles_fvcore_macs():
+def test_forward_table_counts_with_the_profilers_counter():
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
     table = forward_table(net, (2, 1, 28, 28))
     rows = {r.module: r for r in table.rows}
@@ -219,8 +220,35 @@ def test_forward_table_doubles_fvcore_macs():
     assert rows["0"].forward_flops == conv_f and rows["0"].output_shape == (2, 4, 28, 28)
     assert rows["3"].forward_flops == lin_f and rows["3"].output_shape == (2, 10)
     assert rows["3"].params == 3136 * 10 + 10 and rows["3"].module_type == "Linear"
+    assert rows["1"].forward_flops == 0  # leaky_relu has no formula: listed, not counted
     assert rows[""].forward_flops == table.total_forward_flops == conv_f + lin_f
     assert table.total_params == sum(p.numel() for p in net.parameters())
-    assert "aten::leaky_relu" in table.unsupported_ops
-    assert "x 2" in table.note and "one per" in table.note
+    assert table.unsupported_ops == {"aten.leaky_relu": 1}
+    assert "2 x MACs" in table.note and "gonprof profile" in table.note
     assert net.training  # restored
+
+
+@pytest.mark.parametrize("arch", [s.name for s in list_archs(role="discriminator")])
+def test_info_and_profile_agree_on_forward_flops_for_the_whole_zoo(arch):
+    """`gonprof info`'s forward FLOPs per sample, times the batch, are what the profiler's counter counts
+    for one forward of that batch (the counter behind every step's figures), to the FLOP."""
+    from gonprof.api import describe
+
+    spec = get_arch(arch)
+    per_sample = describe(arch).forward_flops
+    model = spec.build().eval()
+    with torch.no_grad():
+        counted = count_flops(model, torch.randn(3, *spec.input_shape), models={"D": model})
+    assert counted.forward_flops == 3 * per_sample > 0
+
+
+def test_info_matches_the_profiled_step_on_depthwise_inception():
+    """The figure fvcore used to put at 14,505,984 (it counts batch norm as multiply-adds; torch's formulas
+    have none for it): in a profiled lsgan step D's forward FLOPs are a whole number of per-sample forwards."""
+    from gonprof.api import describe, profile
+
+    per_sample = describe("depthwise-inception").forward_flops
+    assert per_sample == 14_036_864
+    rec = profile("depthwise-inception", batch_size=4, warmup=1, steps=1, hparams={"g_steps": 1})
+    d = next(m for m in rec.flops.flops_by_module if m.module == "D")
+    assert d.forward_flops % per_sample == 0 and d.forward_flops // per_sample >= 8  # real + fake batches

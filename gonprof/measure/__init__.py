@@ -1,7 +1,7 @@
 """Measuring layer: one module per quantity.
 
 - :mod:`gonprof.measure.params`: parameter counts, persistent-state bytes.
-- :mod:`gonprof.measure.flops`: FLOPs of a step (FLOPs = 2 x MACs), fvcore forward table.
+- :mod:`gonprof.measure.flops`: FLOPs of a step (FLOPs = 2 x MACs), the per-module forward table.
 - :mod:`gonprof.measure.memory`: tensor-level live bytes during a step.
 - :mod:`gonprof.measure.rss`: the process's peak RSS during a step.
 - :mod:`gonprof.measure.timing`: Timer and timing statistics.

@@ -2,8 +2,8 @@
 
 Convention everywhere: **FLOPs = 2 x MACs** (one multiply-accumulate is two
 floating-point operations).  ``torch.utils.flop_counter``'s formulas already
-count this way (``mm``: ``2 * m * n * k``); fvcore counts one per MAC, so
-:func:`forward_table` multiplies fvcore's figures by 2 and says so.
+count this way (``mm``: ``2 * m * n * k``); :func:`forward_table` (``gonprof
+info``) counts with the same counter, so its figures are the profiler's.
 
 Why not ``torch.utils.flop_counter.FlopCounterMode`` itself: in torch 2.14 it
 raises ``RuntimeError: A leaf node was passed to _will_engine_execute_node``
@@ -343,13 +343,13 @@ def count_flops(fn: Any, *args: Any, models: Mapping[str, torch.nn.Module] | Non
 
 
 # ---------------------------------------------------------------------------
-# per-module forward table through fvcore (for `gonprof info`)
+# per-module forward table (for `gonprof info`)
 # ---------------------------------------------------------------------------
 
-FVCORE_NOTE = (
-    "forward FLOPs from fvcore.nn.FlopCountAnalysis x 2 (fvcore counts one per "
-    "multiply-accumulate; gonprof reports FLOPs = 2 x MACs); batch of the given input shape, "
-    "eval mode; ops fvcore has no handle for are listed, not counted"
+FORWARD_NOTE = (
+    "forward FLOPs counted by gonprof's dispatch counter over torch.utils.flop_counter's formulas "
+    "(FLOPs = 2 x MACs), the counter `gonprof profile` uses; batch of the given input shape, eval mode; "
+    "per-module parameters from fvcore.nn.parameter_count; ops with no formula are listed, not counted"
 )
 
 
@@ -360,7 +360,7 @@ class ForwardRow:
     depth: int
     output_shape: Optional[tuple[int, ...]]
     params: int  # inclusive of submodules
-    forward_flops: int  # inclusive, 2 x fvcore MACs
+    forward_flops: int  # inclusive of submodules
 
 
 @dataclass(frozen=True)
@@ -369,8 +369,8 @@ class ForwardTable:
     input_shape: tuple[int, ...]
     total_params: int
     total_forward_flops: int
-    unsupported_ops: dict[str, int] = field(default_factory=dict)
-    note: str = FVCORE_NOTE
+    unsupported_ops: dict[str, int] = field(default_factory=dict)  # op -> calls with no FLOP formula
+    note: str = FORWARD_NOTE
 
 
 def _first_shape(out: Any) -> Optional[tuple[int, ...]]:
@@ -389,27 +389,27 @@ def _first_shape(out: Any) -> Optional[tuple[int, ...]]:
     return None
 
 
+_ROOT = "model"
+
+
 def forward_table(model: torch.nn.Module, input_shape: Sequence[int] | torch.Tensor) -> ForwardTable:
-    """Per-module forward table: name, type, output shape, params, forward FLOPs (= 2 x fvcore MACs).
+    """Per-module forward table: name, type, output shape, params, forward FLOPs.
 
-    ``input_shape`` is the full input shape including the batch dimension (or
-    an input tensor).  The model runs in eval mode under ``no_grad``; its
-    training flag is restored afterwards.
+    The forward runs once under :class:`FlopCounter` (the profiler's counter, so
+    ``gonprof info`` and ``gonprof profile`` agree to the FLOP); parameters per
+    module come from ``fvcore.nn.parameter_count``.  ``input_shape`` is the full
+    input shape including the batch dimension (or an input tensor).  The model
+    runs in eval mode under ``no_grad``; its training flag is restored afterwards.
     """
-    import logging
-
     with _quiet_warnings():  # fvcore's import calls the deprecated torch.jit.script
-        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn import parameter_count
 
     try:
         p = next(model.parameters())
         device, dtype = p.device, p.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    if isinstance(input_shape, torch.Tensor):
-        x = input_shape
-    else:
-        x = torch.randn(*input_shape, device=device, dtype=dtype)
+    x = input_shape if isinstance(input_shape, torch.Tensor) else torch.randn(*input_shape, device=device, dtype=dtype)
     was_training = model.training
     model.eval()
     shapes: dict[int, Optional[tuple[int, ...]]] = {}
@@ -419,42 +419,23 @@ def forward_table(model: torch.nn.Module, input_shape: Sequence[int] | torch.Ten
 
     handles = [m.register_forward_hook(post) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), FlopCounter({_ROOT: model}) as fc:
             model(x)
-        for h in handles:
-            h.remove()
-        handles = []
-        logging.getLogger("fvcore").setLevel(logging.ERROR)
-        with torch.no_grad(), _quiet_warnings():
-            fa = FlopCountAnalysis(model, (x,))
-            fa.unsupported_ops_warnings(False)
-            fa.uncalled_modules_warnings(False)
-            fa.tracer_warnings("none")
-            macs = fa.by_module()
-            unsupported = dict(fa.unsupported_ops())
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    rows = []
-    for name, mod in model.named_modules():
-        rows.append(
-            ForwardRow(
-                module=name,
-                module_type=type(mod).__name__,
-                depth=0 if name == "" else name.count(".") + 1,
-                output_shape=shapes.get(id(mod)),
-                params=sum(p.numel() for p in mod.parameters()),
-                forward_flops=2 * int(macs.get(name, 0)),
-            )
-        )
-    return ForwardTable(
-        rows=tuple(rows),
-        input_shape=tuple(x.shape),
-        total_params=sum(p.numel() for p in model.parameters()),
-        total_forward_flops=2 * int(macs.get("", 0)),
-        unsupported_ops={str(k): int(v) for k, v in sorted(unsupported.items())},
+    figures = fc.figures()
+    flops = {("" if m.module == _ROOT else m.module[len(_ROOT) + 1:]): m.forward_flops for m in figures.flops_by_module}
+    params = parameter_count(model)
+    rows = tuple(
+        ForwardRow(module=name, module_type=type(mod).__name__, depth=0 if name == "" else name.count(".") + 1,
+                   output_shape=shapes.get(id(mod)), params=int(params.get(name, 0)),
+                   forward_flops=int(flops.get(name, 0)))
+        for name, mod in model.named_modules()
     )
+    return ForwardTable(rows=rows, input_shape=tuple(x.shape), total_params=int(params.get("", 0)),
+                        total_forward_flops=figures.forward_flops, unsupported_ops=dict(figures.uncounted_ops))
 
 
 @contextlib.contextmanager
