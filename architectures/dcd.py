@@ -31,13 +31,6 @@ DIM = 64
 LATENT_DIM = 128
 
 
-def _positive(name: str, input_shape) -> tuple[int, int, int]:
-    c, h, w = input_shape
-    if c <= 0 or h <= 0 or w <= 0:
-        raise ShapeError(f"{name}: input shape must be positive, got {tuple(input_shape)}")
-    return c, h, w
-
-
 def _sn(module: nn.Module) -> nn.Module:
     # The source's own spectral_norm re-initialises weights N(0, 1) and zeroes biases first.
     nn.init.normal_(module.weight, 0.0, 1.0)
@@ -119,7 +112,7 @@ class DCDGenerator(nn.Module):
     ),
 )
 def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
-    c, h, w = _positive("dcd-mnist-sn", input_shape)
+    c, h, w = tuple(input_shape)
     return DCDCritic((c, h, w))
 
 
@@ -148,7 +141,7 @@ def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
     ),
 )
 def build_dcd_mnist_generator(input_shape=(1, 28, 28)) -> nn.Module:
-    c, h, w = _positive("dcd-mnist-generator", input_shape)
+    c, h, w = tuple(input_shape)
     if h != w or h % 2 or not 1 <= h // 2 - 7 <= 8:
         raise ShapeError(
             f"dcd-mnist-generator: makes square images of even size 16..30 (28x28 in the source), "

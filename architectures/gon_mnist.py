@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gonprof.arch import ShapeError, Source, register_arch
+from gonprof.arch import Source, register_arch
 
 _SOURCE = Source(
     paper="Tuli et al., Generative Optimization Networks for Memory Efficient Data Generation (2021)",
@@ -41,13 +41,6 @@ _COMMON_NOTES = (
     "Input: the source normalises MNIST to [-1, 1] (Normalize(0.5, 0.5)) and clamps GON samples to "
     "[-1, 1], matching gonprof's image convention, so no rescaling is added.",
 )
-
-
-def _check_shape(name: str, input_shape) -> tuple[int, int, int]:
-    c, h, w = input_shape
-    if c <= 0 or h <= 0 or w <= 0:
-        raise ShapeError(f"{name}: input shape must be positive, got {tuple(input_shape)}")
-    return c, h, w
 
 
 def _source_activation() -> nn.Module:
@@ -123,7 +116,7 @@ class GONMLPDiscriminator(nn.Module):
     ),
 )
 def build_gon_mnist_conv(input_shape=(1, 28, 28)) -> nn.Module:
-    return GONConvDiscriminator(_check_shape("gon-mnist-conv", input_shape))
+    return GONConvDiscriminator(tuple(input_shape))
 
 
 @register_arch(
@@ -146,4 +139,4 @@ def build_gon_mnist_conv(input_shape=(1, 28, 28)) -> nn.Module:
     ),
 )
 def build_gon_mnist_mlp(input_shape=(1, 28, 28)) -> nn.Module:
-    return GONMLPDiscriminator(_check_shape("gon-mnist-mlp", input_shape))
+    return GONMLPDiscriminator(tuple(input_shape))

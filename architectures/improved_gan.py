@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gonprof.arch import ShapeError, Source, register_arch
+from gonprof.arch import Source, register_arch
 
 _SOURCE = Source(
     paper="Salimans et al., Improved Techniques for Training GANs (NeurIPS 2016)",
@@ -38,13 +38,6 @@ HIDDEN = (1000, 500, 250, 250, 250)
 N_CLASSES = 10
 INPUT_NOISE = 0.3
 HIDDEN_NOISE = 0.5
-
-
-def _check_shape(name: str, input_shape) -> tuple[int, int, int]:
-    c, h, w = input_shape
-    if c <= 0 or h <= 0 or w <= 0:
-        raise ShapeError(f"{name}: input shape must be positive, got {tuple(input_shape)}")
-    return c, h, w
 
 
 class WeightNormLinear(nn.Module):
@@ -173,7 +166,7 @@ class ImprovedGANGenerator(nn.Module):
     ),
 )
 def build_improved_gan_mlp(input_shape=(1, 28, 28)) -> nn.Module:
-    return ImprovedGANDiscriminator(_check_shape("improved-gan-mlp", input_shape))
+    return ImprovedGANDiscriminator(tuple(input_shape))
 
 
 @register_arch(
@@ -209,4 +202,4 @@ def build_improved_gan_mlp(input_shape=(1, 28, 28)) -> nn.Module:
     ),
 )
 def build_improved_gan_generator(input_shape=(1, 28, 28)) -> nn.Module:
-    return ImprovedGANGenerator(_check_shape("improved-gan-generator", input_shape))
+    return ImprovedGANGenerator(tuple(input_shape))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gonprof.arch import ShapeError, Source, register_arch
+from gonprof.arch import Source, register_arch
 
 _SOURCE = Source(
     paper="A. Sawarn, 'GANs using MNIST Dataset' (Towards AI, 2020): Keras MLP GAN tutorial",
@@ -22,13 +22,6 @@ _SOURCE = Source(
 LATENT_DIM = 100
 SLOPE = 0.2
 DROPOUT = 0.3
-
-
-def _check_shape(name: str, input_shape) -> tuple[int, int, int]:
-    c, h, w = input_shape
-    if c <= 0 or h <= 0 or w <= 0:
-        raise ShapeError(f"{name}: input shape must be positive, got {tuple(input_shape)}")
-    return c, h, w
 
 
 def _keras_init(module: nn.Module) -> None:
@@ -104,7 +97,7 @@ _SLOPE_NOTE = (
     ),
 )
 def build_mlp_gan(input_shape=(1, 28, 28)) -> nn.Module:
-    return MLPDiscriminator(_check_shape("mlp-gan", input_shape))
+    return MLPDiscriminator(tuple(input_shape))
 
 
 @register_arch(
@@ -131,4 +124,4 @@ def build_mlp_gan(input_shape=(1, 28, 28)) -> nn.Module:
     ),
 )
 def build_mlp_gan_generator(input_shape=(1, 28, 28)) -> nn.Module:
-    return MLPGenerator(_check_shape("mlp-gan-generator", input_shape))
+    return MLPGenerator(tuple(input_shape))

@@ -39,7 +39,7 @@ def describe_mode(mode: str) -> ModeSummary:
 def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     """Layer-by-layer parameters and forward FLOPs of ``arch`` for one sample."""
     from .measure.flops import forward_table
-    from .summary import LayerRow, count_params
+    from .summary import LayerRow, param_totals
 
     spec = get_arch(arch)
     shape = tuple(input_shape) if input_shape else tuple(spec.input_shape)
@@ -52,7 +52,7 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
                  params=r.params, forward_flops=r.forward_flops)
         for r in table.rows if r.depth > 0
     )
-    total, trainable = count_params(model)
+    total, trainable = param_totals(model)
     return ArchReport(
         arch=summarize(spec, ARCHITECTURES.origin(arch)), input_shape=shape, layers=rows,
         total_params=total, trainable_params=trainable, forward_flops=table.total_forward_flops,

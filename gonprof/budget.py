@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -72,12 +73,11 @@ def least_squares(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
     n = len(xs)
     if n != len(ys) or n == 0:
         raise ValueError("least_squares needs equally many x and y values, at least one")
-    mx = math.fsum(xs) / n
-    my = math.fsum(ys) / n
-    sxx = math.fsum((x - mx) ** 2 for x in xs)
-    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    slope = sxy / sxx if sxx > 0 else 0.0
-    intercept = my - slope * mx
+    my = statistics.fmean(ys)
+    if len(set(xs)) > 1:
+        slope, intercept = statistics.linear_regression(xs, ys)
+    else:  # one distinct x: a constant
+        slope, intercept = 0.0, my
     ss_tot = math.fsum((y - my) ** 2 for y in ys)
     ss_res = math.fsum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
@@ -206,14 +206,9 @@ def search_batch(
 
 
 def _available_bytes() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def default_cap(memory_bytes: int) -> Optional[int]:

@@ -29,6 +29,8 @@ import sys
 import threading
 import time
 
+import psutil
+
 PREFIX = "GONPROF_TRIAL "
 CAP_EXIT = 86
 
@@ -39,8 +41,7 @@ def _emit(result: dict) -> None:
 
 
 def _rss() -> int:
-    with open("/proc/self/statm", "rb") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return psutil.Process().memory_info().rss
 
 
 def _watch(cap: int, baseline: int) -> None:

@@ -14,10 +14,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from ._version import __version__
 
@@ -220,10 +219,10 @@ def info(
     if (arch is None) == (mode is None):
         raise fail("give --arch NAME (an architecture) or --mode NAME (a training mode)", EXIT_USAGE)
     if mode is not None:
-        _emit(api.describe_mode(mode), json_out, render.describe_mode)
+        _emit(api.describe_mode(mode), json_out, render.mode_report)
         return
     report = api.describe(arch, parse_shape(input_shape))
-    _emit(report, json_out, render.describe)
+    _emit(report, json_out, render.arch_report)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]

@@ -254,7 +254,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
 
     from .runner import profile_step
     from .data import load_split
-    from .summary import count_params
+    from .summary import param_totals
     from .train import TrainConfig, default_make_step, run_training
 
     data, held = load_split(spec.data, spec.selection())
@@ -277,8 +277,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     if step is not None:
         d = step.models.get("D")
         g = step.models.get("G")
-        rec = rec.replace(d_params=count_params(d)[0] if d is not None else None,
-                          g_params=count_params(g)[0] if g is not None else None,
+        rec = rec.replace(d_params=param_totals(d)[0] if d is not None else None,
+                          g_params=param_totals(g)[0] if g is not None else None,
                           batch_size=_batch_size(result, spec))
     final = Path(result.path) / "samples" / "final.png"
     if final.is_file():

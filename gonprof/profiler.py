@@ -40,7 +40,7 @@ non-finite parameters after the run set ``status="nan"``.
 
 from __future__ import annotations
 
-import math
+import statistics
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -407,8 +407,8 @@ class Profiler:
                 method=self._rss.method if self._rss is not None else "",
                 peak_rss_bytes=max(s.peak_rss_bytes for s in with_rss),  # type: ignore[type-var]
                 peak_rss_delta_bytes=deltas[-1],
-                peak_rss_delta_bytes_median=int(_median(deltas)),
-                rss_baseline_bytes=int(_median(starts)),
+                peak_rss_delta_bytes_median=int(statistics.median(deltas)),
+                rss_baseline_bytes=int(statistics.median(starts)),
             )
         cuda = None
         with_cuda = [s for s in steps if s.cuda_max_memory_allocated_bytes is not None]
@@ -447,12 +447,3 @@ class Profiler:
             phase_time=phase_time,
             steps=steps,
         )
-
-
-def _median(xs: list) -> float:
-    n = len(xs)
-    if n == 0:
-        return math.nan
-    s = sorted(xs)
-    mid = n // 2
-    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2

@@ -39,6 +39,10 @@ STATUSES = ("ok", "oom", "nan", "error", "interrupted")
 DEFAULT_NOISY_THRESHOLD = 0.2
 
 
+#: The phase name of work a step did outside every ``with prof.phase(...)`` block.
+OUTSIDE_PHASES = "(outside phases)"
+
+
 # --------------------------------------------------------------------------
 # generic (de)serialisation of the dataclasses below
 # --------------------------------------------------------------------------
@@ -797,12 +801,8 @@ def _kind_of(record: Any) -> str:
     raise TypeError(f"not a gonprof record: {type(record).__name__}")
 
 
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 # --------------------------------------------------------------------------
-# memory budget records (issue 7): estimates, batch-size fits, scaling fits
+# memory budget records: estimates, batch-size fits, scaling fits
 # --------------------------------------------------------------------------
 
 
@@ -956,9 +956,6 @@ class LinearFit(_JsonRecord):
     slope: float
     r2: float
     n: int
-
-    def predict(self, x: float) -> float:
-        return self.intercept + self.slope * x
 
 
 @dataclass(frozen=True)

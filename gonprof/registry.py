@@ -106,9 +106,6 @@ class Registry(Generic[T]):
 
         return deco
 
-    def remove(self, name: str) -> None:
-        self._entries.pop(name, None)
-
     # -- lookup -------------------------------------------------------
     def get(self, name: str) -> T:
         self.load_plugins()

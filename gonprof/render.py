@@ -354,7 +354,7 @@ def modes_table(rows) -> "Table":
     return table
 
 
-def describe_mode(m) -> "Group":
+def mode_report(m) -> "Group":
     """``gonprof info --mode``: a mode's defaults, its presets' changes and its notes."""
     from rich.console import Group
     from rich.table import Table
@@ -375,7 +375,7 @@ def describe_mode(m) -> "Group":
     return Group(*parts)
 
 
-def describe(report) -> "Group":
+def arch_report(report) -> "Group":
     """``gonprof info``: header, notes and the per-layer table with totals."""
     from rich.console import Group
     from rich.table import Table
@@ -508,7 +508,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     return Group(cost, quality)
 
 
-# -- memory budgets (issue 7): estimates, fits, scaling ------------------------------------
+# -- memory budgets: estimates, fits, scaling ------------------------------------
 
 def render_estimate(e, measured=None) -> "Group":
     """A :class:`~gonprof.records.MemoryEstimate`; with ``measured`` (a ProfileRecord) the measured figures beside it."""

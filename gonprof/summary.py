@@ -88,7 +88,7 @@ class ArchReport:
         return d
 
 
-def count_params(model) -> tuple[int, int]:
+def param_totals(model) -> tuple[int, int]:
     """(all, trainable) parameter counts; shared parameters count once."""
     seen = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in seen.values())
@@ -108,7 +108,7 @@ def build_on_meta(spec: ArchSpec, input_shape=None):
 
 
 def summarize(spec: ArchSpec, origin: str = "") -> ArchSummary:
-    total, trainable = count_params(build_on_meta(spec))
+    total, trainable = param_totals(build_on_meta(spec))
     return ArchSummary(
         name=spec.name, family=spec.family, role=spec.role, params=total, trainable_params=trainable,
         expected_params=spec.expected_params, input_shape=tuple(spec.input_shape), output=spec.output,

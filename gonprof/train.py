@@ -246,18 +246,6 @@ class TrainResult:
         return cls.from_dict(json.loads(s))
 
 
-class TrainProgress:
-    """The progress protocol (all methods optional); this base does nothing."""
-
-    def start(self, total: int, initial: int = 0, description: str = "") -> None: ...
-
-    def update(self, step: int, losses: dict[str, float]) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-    def finish(self, result: TrainResult) -> None: ...
-
-
 # ---------------------------------------------------------------------------
 # helpers
 
@@ -439,12 +427,6 @@ def _call(progress, name: str, *args) -> None:
 
 # ---------------------------------------------------------------------------
 # the loop
-
-
-def train(**kwargs) -> TrainResult:
-    """``run_training(TrainConfig(**kwargs))``; ``resume``, ``make_step``, ``progress`` pass through."""
-    opts = {k: kwargs.pop(k) for k in ("resume", "make_step", "progress", "overwrite") if k in kwargs}
-    return run_training(TrainConfig(**kwargs), **opts)
 
 
 def run_training(config: TrainConfig, *, resume: bool = False,

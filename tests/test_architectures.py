@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gonprof.arch import ShapeError, list_archs
-from gonprof.summary import build_on_meta, count_params
+from gonprof.summary import build_on_meta, param_totals
 
 SPECS = list_archs()
 IDS = [s.name for s in SPECS]
@@ -51,11 +51,11 @@ def _inputs(spec, n, shape=None):
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_parameter_count_matches_spec(spec):
     model = spec.build()
-    total, trainable = count_params(model)
+    total, trainable = param_totals(model)
     assert total == spec.expected_params, spec.params_arithmetic
     if spec.expected_trainable is not None:
         assert trainable == spec.expected_trainable
-    assert count_params(build_on_meta(spec)) == (total, trainable)
+    assert param_totals(build_on_meta(spec)) == (total, trainable)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)

@@ -413,11 +413,11 @@ def test_gon_fast_path_skips_identities_with_the_same_bits_and_keeps_flops_on_d(
 def test_gon_keeps_identities_when_d_has_in_place_layers():
     from torch import nn
 
-    from gonprof.modes.gon import GONStep, get_mode as _get_mode
+    from gonprof.modes.gon import GONStep
 
     torch.manual_seed(0)
     D = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.LeakyReLU(1.0), nn.ReLU(inplace=True), nn.Linear(8, 1))
-    step = GONStep(D, None, _get_mode("gon").hparams(inner_steps=2), "cpu")
+    step = GONStep(D, None, get_mode("gon").hparams(inner_steps=2), "cpu")
     step.input_shape = (1, 4, 4)
     step.optimise(step.noise(3))
     assert step.skipped_identities(step.noise(2)) == []

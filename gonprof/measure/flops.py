@@ -40,15 +40,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from gonprof.records import FlopFigures, ModuleFlops
-
-try:  # the registry of formulas; present since torch 2.1
-    from torch.utils.flop_counter import flop_registry as _TORCH_FLOP_REGISTRY
-except ImportError:  # pragma: no cover - very old torch
-    _TORCH_FLOP_REGISTRY = {}
+from gonprof.records import OUTSIDE_PHASES, FlopFigures, ModuleFlops
 
 _NODE_KEY = "gonprof_module"
-OUTSIDE_PHASES = "(outside phases)"
 
 #: Ops (by packet name without the ``aten.`` prefix) that do no arithmetic.
 NO_ARITHMETIC = frozenset(
@@ -77,9 +71,9 @@ _META_OPS = frozenset(
 
 def flop_registry() -> dict:
     """The formula registry this counter uses (torch's, including later registrations)."""
-    import torch.utils.flop_counter as fc
+    from torch.utils.flop_counter import flop_registry as registry
 
-    return dict(getattr(fc, "flop_registry", _TORCH_FLOP_REGISTRY))
+    return dict(registry)
 
 
 def op_name(func: Any) -> str:

@@ -39,10 +39,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_iter
 
 from gonprof.measure.params import optimizer_state_tensors
-from gonprof.records import LiveMemory
+from gonprof.records import OUTSIDE_PHASES, LiveMemory
 
 PARAM, BUFFER, GRAD, OPTIM, ACT = "param", "buffer", "grad", "optim", "act"
-OUTSIDE_PHASES = "(outside phases)"
 
 
 def _storage(t: torch.Tensor) -> Optional[Any]:

@@ -9,29 +9,12 @@ checkpoints, so a step is reproducible and a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from .base import IncompatibleError, ModeSpec, TrainStep, get_mode, no_phase
-
-
-# -- compatibility ------------------------------------------------------------
-
-def check_compatible(spec: ModeSpec, D_spec, G=None, G_spec=None) -> None:
-    """Raise :class:`IncompatibleError` (one line) when ``spec`` cannot train ``D_spec``."""
-    if D_spec is not None and getattr(D_spec, "role", "discriminator") != "discriminator":
-        raise IncompatibleError(
-            f"{D_spec.name} is a {D_spec.role}, not a discriminator; mode {spec.name} trains discriminators")
-    if D_spec is not None and not spec.accepts(D_spec.output):
-        raise IncompatibleError(
-            f"mode {spec.name} cannot train {D_spec.name}: its output is {D_spec.output}, "
-            f"mode {spec.name} accepts {' or '.join(spec.outputs)}")
-    if spec.needs_generator and G is None:
-        raise IncompatibleError(f"mode {spec.name} needs a generator and none was given")
-    if G_spec is not None and getattr(G_spec, "role", "generator") != "generator":
-        raise IncompatibleError(f"{G_spec.name} is a {G_spec.role}, not a generator")
+from .base import IncompatibleError, TrainStep, no_phase
 
 
 def output_kind(D_spec) -> str:
@@ -164,10 +147,6 @@ def detached(losses: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def mean_of(values: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([v.detach().reshape(()) for v in values]).mean()
-
-
 # -- the GAN skeleton -------------------------------------------------------------
 
 class GANStep(TrainStep):
@@ -229,11 +208,5 @@ def adam(params, hp: dict, prefix: str = "") -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-def spec_of(mode: str) -> ModeSpec:
-    return get_mode(mode)
-
-
-PhaseFn = Callable[[str], Any]
-__all__ = ["check_compatible", "GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam",
-           "no_phase", "PhaseFn", "mean_of", "spec_of", "output_kind",
+__all__ = ["GANStep", "frozen", "eval_mode", "detached", "sample_latent", "adam", "no_phase", "output_kind",
            "identity_ops", "identity_ops_skipped", "identity_skip_check"]

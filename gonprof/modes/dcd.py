@@ -36,8 +36,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._common import GANStep, adam, check_compatible, detached, frozen
-from .base import IncompatibleError, get_mode, no_phase, register_mode
+from ._common import GANStep, adam, detached, frozen
+from .base import IncompatibleError, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 64,          # configs/sn_cifar10_unconditional.yml batchsize: 64
@@ -144,7 +144,6 @@ class DCDStep(GANStep):
     ),
 )
 def make_dcd(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("dcd"), D_spec, G, G_spec)
     if hparams["langevin"] not in ("pixel", "latent"):
         raise IncompatibleError(f"dcd: langevin must be 'pixel' or 'latent', not {hparams['langevin']!r}")
     return DCDStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import GANStep, adam, check_compatible, detached, frozen
-from .base import get_mode, no_phase, register_mode
+from ._common import GANStep, adam, detached, frozen
+from .base import no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 128,     # "we define a batch (say batch_size=128)"
@@ -80,6 +80,5 @@ class GANBCEStep(GANStep):
     ),
 )
 def make_gan(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("gan"), D_spec, G, G_spec)
     return GANBCEStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                       adam(G.parameters(), hparams))

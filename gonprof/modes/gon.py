@@ -58,9 +58,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (check_compatible, detached, eval_mode, frozen, identity_ops, identity_ops_skipped,
+from ._common import (detached, eval_mode, frozen, identity_ops, identity_ops_skipped,
                       identity_skip_check)
-from .base import TrainStep, get_mode, no_phase, register_mode
+from .base import TrainStep, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
@@ -405,5 +405,4 @@ class GONStep(TrainStep):
     cpu_only_hparams={"channels_last": False},
 )
 def make_gon(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("gon"), D_spec)
     return GONStep(D, D_spec, hparams, device)

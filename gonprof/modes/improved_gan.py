@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import GANStep, adam, check_compatible, detached, eval_mode, frozen
-from .base import IncompatibleError, get_mode, no_phase, register_mode
+from ._common import GANStep, adam, detached, eval_mode, frozen
+from .base import IncompatibleError, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 100,        # --batch-size 100
@@ -197,6 +197,5 @@ class ImprovedGANStep(GANStep):
     ),
 )
 def make_improved_gan(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("improved-gan"), D_spec, G, G_spec)
     return ImprovedGANStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                            adam(G.parameters(), hparams))

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import GANStep, check_compatible, detached, frozen
-from .base import get_mode, no_phase, register_mode
+from ._common import GANStep, detached, frozen
+from .base import no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 32,      # evaluate.py: batch_size = 32
@@ -107,7 +107,6 @@ class LSGANStep(GANStep):
     ),
 )
 def make_lsgan(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("lsgan"), D_spec, G, G_spec)
     tf = bool(hparams["tf_rmsprop"])
     return LSGANStep(D, D_spec, G, G_spec, hparams, device, rmsprop(D.parameters(), hparams["lr"], tf),
                      rmsprop(G.parameters(), hparams["lr"], tf))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import GANStep, adam, check_compatible, detached, frozen
-from .base import get_mode, no_phase, register_mode
+from ._common import GANStep, adam, detached, frozen
+from .base import no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 50,         # gan_mnist.py BATCH_SIZE = 50
@@ -88,6 +88,5 @@ class WGANGPStep(GANStep):
     ),
 )
 def make_wgan_gp(D, D_spec, G, G_spec, hparams, device):
-    check_compatible(get_mode("wgan-gp"), D_spec, G, G_spec)
     return WGANGPStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                       adam(G.parameters(), hparams))
