@@ -1,0 +1,32 @@
+"""Typed, schema-versioned records of everything gonprof measures; JSON and CSV.
+
+Every quantity carries its unit in its field name (``..._bytes``, ``..._s``,
+``flops_...``), so a record read back from JSON or a CSV row needs no legend.
+Nothing here imports torch: records load and render without it.
+
+- :mod:`.base`: constants, JSON conversion, :class:`JsonRecord` (the base of
+  every record, with its schema check), atomic writes, failure classes;
+- :mod:`.profile`: :class:`ProfileRecord` (one profiled run) and its parts;
+- :mod:`.compare`: :class:`QualityRecord`, :class:`RunRecord` (a compare or
+  score row) and the Pareto front;
+- :mod:`.budget`: :class:`MemoryEstimate`, :class:`FitRecord`, :class:`ScalingRecord`;
+- :mod:`.files`: results files (:func:`save_records`, :func:`load_records`).
+"""
+
+from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STATUSES, JsonRecord, RecordError,
+                   RequestError, atomic_write, classify_failure, looks_oom, to_jsonable)
+from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
+from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
+from .files import RECORD_KINDS, load_records, save_records
+from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
+                      ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, records_to_csv)
+
+__all__ = [
+    "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",
+    "RequestError", "atomic_write", "classify_failure", "looks_oom", "to_jsonable",
+    "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
+    "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
+    "RECORD_KINDS", "load_records", "save_records",
+    "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
+    "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "records_to_csv",
+]

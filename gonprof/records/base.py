@@ -1,0 +1,190 @@
+"""The base of every record: constants, JSON conversion, one JSON base class with its schema check,
+atomic writes and the failure classes.  No torch here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from typing import Any, Optional, Union
+
+SCHEMA_VERSION = 1
+
+#: Allowed values of ``ProfileRecord.status``.
+STATUSES = ("ok", "oom", "nan", "error", "interrupted")
+
+#: Spread threshold above which timing is flagged noisy: (p90 - p10) / median.
+DEFAULT_NOISY_THRESHOLD = 0.2
+
+
+#: The phase name of work a step did outside every ``with prof.phase(...)`` block.
+OUTSIDE_PHASES = "(outside phases)"
+
+
+# --------------------------------------------------------------------------
+# generic (de)serialisation of the dataclasses below
+# --------------------------------------------------------------------------
+
+
+def to_jsonable(obj: Any, finite: bool = False) -> Any:
+    """``obj`` as JSON types: dataclasses and dicts as dicts (keys as text), lists and tuples as lists,
+    one-element tensors and numpy scalars as numbers, paths / devices / dtypes as text, anything
+    else as its ``repr``; an object with a ``to_dict()`` method is what that returns.
+    ``finite=True`` writes NaN and infinities as None (strict JSON)."""
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict) and not isinstance(obj, type):
+        return to_jsonable(to_dict(), finite)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name), finite) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v, finite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, finite) for v in obj]
+    if isinstance(obj, float):
+        return None if finite and not math.isfinite(obj) else obj
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    item = getattr(obj, "item", None)  # one-element tensors, numpy scalars
+    size = getattr(obj, "size", None)
+    if callable(item) and (getattr(obj, "ndim", 0) == 0 or (callable(getattr(obj, "numel", None)) and obj.numel() == 1)
+                           or size == 1):
+        return to_jsonable(item(), finite)
+    if type(obj).__name__ in ("PosixPath", "WindowsPath", "device", "dtype"):
+        return str(obj)
+    return repr(obj)
+
+
+
+
+def _from_plain(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _from_plain(args[0], value)
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_from_dict(tp, value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], v) for v in value)
+        return tuple(_from_plain(a, v) for a, v in zip(args, value))
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_from_plain(arg, v) for v in value]
+    if origin is dict:
+        args = typing.get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _from_plain(vt, v) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _dataclass_from_dict(cls: type, data: dict) -> Any:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _from_plain(hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+class _Serialisable:
+    def to_dict(self) -> dict:
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return _dataclass_from_dict(cls, data)
+
+
+
+class JsonRecord(_Serialisable):
+    """The base of every record the tool writes: ``to_json`` / ``from_json`` (refusing a schema newer
+    than this version understands) / ``replace``."""
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        data = json.loads(text)
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"record schema_version {version} is newer than this gonprof understands ({SCHEMA_VERSION})"
+            )
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
+
+class RequestError(ValueError):
+    """A request that cannot be made as asked (a device that is not here, a bad option value); one line."""
+
+
+class RecordError(ValueError):
+    """A results file is missing, unreadable or not gonprof's; the message is one line."""
+
+
+def atomic_write(path: Any, data: "str | bytes | Any") -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one.
+
+    ``data`` is text, bytes, or a callable ``data(tmp_path)`` that writes the
+    file itself (``lambda p: torch.save(obj, p)``).  It goes to a temporary
+    file beside ``path`` (named after this process, so two processes never
+    share one) that replaces ``path`` in one rename.
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        elif isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            data(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def looks_oom(text: str) -> bool:
+    """Whether an error message says memory ran out (torch, the C allocator, the kernel)."""
+    text = text.lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
+def classify_failure(exc: BaseException) -> "tuple[str, str]":
+    """(status, one-line message) of an exception that ended a run: ``interrupted``, ``oom`` or ``error``.
+
+    ``oom`` is a MemoryError, torch's OutOfMemoryError (by name: this module does
+    not import torch) or any error whose message says memory ran out.
+    """
+    first = (str(exc).strip().splitlines() or [""])[0]
+    message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", message
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, MemoryError) or "OutOfMemoryError" in names or looks_oom(first):
+        return "oom", message
+    return "error", message
+
+

@@ -1,0 +1,121 @@
+"""Records of ``gonprof compare`` and ``gonprof score``: sample quality, rows, and the Pareto front."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .base import SCHEMA_VERSION, JsonRecord
+from .profile import ProfileRecord
+
+@dataclass(frozen=True)
+class QualityRecord(JsonRecord):
+    """Quality of one sample set; every figure is at ``n_samples`` vs ``n_reference``."""
+
+    fid: float
+    kid_mean: float
+    kid_std: float
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+    class_coverage: float
+    class_entropy_nats: float
+    mean_confidence: float
+    classifier_score: float
+    n_samples: int
+    n_reference: int
+    extractor: str = "gonprof-mnist-cnn-v1"  # gonprof.metrics.classifier.EXTRACTOR_NAME
+    weights_hash: str = ""
+    seed: int = 0
+    kid_subsets: int = 100  # gonprof.metrics.kid.KID_SUBSETS
+    kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
+    classes: Optional[list] = None  # the kept classes scored against (None: all); coverage / entropy are over them
+    predicted_classes: dict = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
+    on_class_fraction: Optional[float] = None  # share of samples predicted as a kept class (None: no selection)
+    n_held_out: Optional[int] = None  # held-out real images of the kept classes the reference was drawn from
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QualityRecord":
+        """Inverse of ``to_dict``; keys this version does not know are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class RunRecord(JsonRecord):
+    """One row of ``gonprof compare``: a (mode, architecture) pair trained, profiled and scored.
+
+    ``kind`` is ``"run"`` for a trained pair and ``"floor"`` for the real-vs-real
+    row (real held-out images scored like samples, at the same N).  A run that
+    failed keeps its status and message and whatever was measured before.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    kind: str = "run"
+    status: str = "ok"
+    message: str = ""
+    mode: Optional[str] = None
+    arch: Optional[str] = None
+    generator: Optional[str] = None
+    preset: Optional[str] = None
+    batch_size: Optional[int] = None
+    seed: int = 0
+    device: str = "cpu"
+    d_params: Optional[int] = None  # discriminator parameters (count)
+    g_params: Optional[int] = None  # generator parameters (count); None when the mode has none
+    train_steps: Optional[int] = None  # optimization steps trained before scoring
+    train_time_s: Optional[float] = None  # wall time of those steps
+    time_budget_s: Optional[float] = None
+    profile: Optional[ProfileRecord] = None  # figures of steps profiled after training
+    quality: Optional[QualityRecord] = None
+    samples_png: Optional[str] = None  # the run's final sample grid
+    run_dir: Optional[str] = None
+    wall_time_s: Optional[float] = None  # the whole row: train + profile + score
+    variant: Optional[str] = None  # a preset row's name for its own hyper-parameters (e.g. "inner sgd")
+    hparams: dict = field(default_factory=dict)  # the overrides this row ran with
+    classes: Optional[list] = None  # data selection: kept labels (None: all)
+    per_class: Optional[int] = None  # data selection: first N training images of each kept class
+
+    @property
+    def label(self) -> str:
+        if self.kind == "floor":
+            return "real (floor)"
+        return f"{self.mode} / {self.arch}" + (f" ({self.variant})" if self.variant else "")
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "kind": self.kind, "status": self.status, "message": self.message, "mode": self.mode,
+            "arch": self.arch, "generator": self.generator, "batch_size": self.batch_size, "seed": self.seed,
+            "device": self.device, "d_params": self.d_params, "g_params": self.g_params,
+            "train_steps": self.train_steps, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s,
+            "variant": self.variant, "classes": self.classes, "per_class": self.per_class,
+        }
+        if self.profile is not None:
+            row.update({f"profile.{k}": v for k, v in self.profile.to_row().items()
+                        if k not in ("arch", "mode", "batch_size", "generator", "status", "message")})
+        if self.quality is not None:
+            row.update({f"quality.{k}": v for k, v in self.quality.to_dict().items()})
+        return row
+
+
+def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
+    """The memory figure compare rows are ranked by: the tensor-level peak of a profiled step."""
+    return rec.profile.peak_live_bytes if rec.profile is not None else None
+
+
+def pareto_front(rows: "list[RunRecord]") -> set[int]:
+    """Indices of the trained rows no other row beats on both peak memory and FID (lower is better)."""
+    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
+           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
+           and math.isfinite(r.quality.fid)]
+    front = set()
+    for i, m, f in pts:
+        dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
+        if not dominated:
+            front.add(i)
+    return front
+
+

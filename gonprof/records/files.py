@@ -1,0 +1,71 @@
+"""Results files: several records of one kind in one JSON file, written atomically, read back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import SCHEMA_VERSION, RecordError, atomic_write
+from .budget import FitRecord, MemoryEstimate, ScalingRecord
+from .compare import RunRecord
+from .profile import ProfileRecord
+
+#: Record types a results file may hold, by the ``kind`` written beside them.
+RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
+                                  "fit": FitRecord, "scaling": ScalingRecord}
+
+
+def save_records(records: "list[Any]", path: Any) -> None:
+    """Write records to a JSON file, atomically (a crash never leaves half a file).
+
+    The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
+    "records": [...]}``; :func:`load_records` reads it back.
+    """
+    from pathlib import Path
+
+    from .._version import __version__
+
+    kinds = {_kind_of(r) for r in records}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot save records of different kinds together: {sorted(kinds)}")
+    payload = {"gonprof": __version__, "kind": kinds.pop() if kinds else "profile",
+               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records]}
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(payload, indent=2, allow_nan=True))
+
+
+def load_records(path: Any) -> "list[Any]":
+    """Read a file written by :func:`save_records` (or one bare record)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and "records" in data:
+        kind, items = data.get("kind", "profile"), data["records"]
+    elif isinstance(data, dict) and "schema_version" in data:
+        kind, items = "profile", [data]
+    else:
+        raise RecordError(f"{path}: not a gonprof results file")
+    cls = RECORD_KINDS.get(kind)
+    if cls is None:
+        raise RecordError(f"{path}: unknown record kind {kind!r}")
+    try:
+        return [cls.from_json(json.dumps(item)) for item in items]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RecordError(f"{path}: malformed {kind} record ({exc})") from None
+
+
+def _kind_of(record: Any) -> str:
+    for kind, cls in RECORD_KINDS.items():
+        if isinstance(record, cls):
+            return kind
+    raise TypeError(f"not a gonprof record: {type(record).__name__}")

@@ -1,0 +1,445 @@
+"""Records of a profiled run: :class:`ProfileRecord` and its parts.
+
+- :class:`Environment`: torch / python / device / host facts, threads and load average.
+- :class:`ModelParams`: per-model parameter and buffer counts and bytes.
+- :class:`PersistentBytes`: parameter / buffer / gradient / optimizer-state bytes held between steps.
+- :class:`FlopFigures`: FLOPs of one whole step (FLOPs = 2 x MACs), per phase, module and operator.
+- :class:`LiveMemory`: tensor-level live bytes during the measuring step (peak, split by category).
+- :class:`RssFigures`: the process's resident-set high-water mark per timed step.
+- :class:`CudaMemory`: ``max_memory_allocated`` / ``max_memory_reserved``.
+- :class:`TimingStats`: median / p10 / p90 / mean of step (or phase) times.
+- :class:`StepRecord`: the raw figures of each timed step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .base import DEFAULT_NOISY_THRESHOLD, SCHEMA_VERSION, STATUSES, JsonRecord, _Serialisable
+
+# --------------------------------------------------------------------------
+# parts
+# --------------------------------------------------------------------------
+
+
+def host_load() -> dict:
+    """The machine's load at this moment: 1-minute load average, cores, and whether it exceeds them.
+
+    ``warning`` is one line to show when the load average exceeds the cores
+    (timings taken then are not comparable with a quiet machine's).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not every platform has a load average
+        return {"load_average_1m": None, "cpu_count": cores, "overloaded": False}
+    out = {"load_average_1m": load, "cpu_count": cores, "overloaded": load > cores}
+    if out["overloaded"]:
+        out["warning"] = (f"load average {load:g} exceeds this machine's {cores} cores: "
+                          "timings are not comparable with a quiet machine's")
+    return out
+
+
+@dataclass(frozen=True)
+class Environment(_Serialisable):
+    torch_version: str = ""
+    python_version: str = ""
+    platform: str = ""
+    host: str = ""
+    cpu_count: int = 0
+    device: str = "cpu"
+    device_name: str = ""
+    cuda_version: Optional[str] = None
+    gonprof_version: str = ""
+    torch_threads: Optional[int] = None  # torch.get_num_threads() when captured
+    load_average_1m: Optional[float] = None  # the host's 1-minute load average when captured
+
+    @classmethod
+    def capture(cls, device: Any = "cpu") -> "Environment":
+        """Facts about this process (imports torch)."""
+        import os
+        import platform as _platform
+        import socket
+
+        import torch
+
+        from .._version import __version__
+
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        if dev.type == "cuda" and torch.cuda.is_available():
+            name = torch.cuda.get_device_name(dev)
+        else:
+            name = _platform.processor() or _platform.machine()
+        return cls(
+            torch_version=torch.__version__,
+            python_version=_platform.python_version(),
+            platform=_platform.platform(),
+            host=socket.gethostname(),
+            cpu_count=os.cpu_count() or 0,
+            device=str(dev),
+            device_name=name,
+            cuda_version=torch.version.cuda,
+            gonprof_version=__version__,
+            torch_threads=torch.get_num_threads(),
+            load_average_1m=host_load()["load_average_1m"],
+        )
+
+
+@dataclass(frozen=True)
+class ModelParams(_Serialisable):
+    """Structure of one model: counts are elements, bytes are ``numel * element_size``."""
+
+    name: str
+    params_total: int
+    params_trainable: int
+    params_frozen: int
+    param_tensors: int
+    buffer_tensors: int
+    buffer_elements: int
+    param_bytes: int
+    buffer_bytes: int
+    param_bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+    buffer_bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PersistentBytes(_Serialisable):
+    """State held between steps, exact from the tensors (each storage counted once).
+
+    Taken at the end of the measuring step: parameters, buffers, the ``.grad``
+    tensors present, and every tensor in ``optimizer.state``.
+    """
+
+    param_bytes: int = 0
+    buffer_bytes: int = 0
+    grad_bytes: int = 0
+    optimizer_state_bytes: int = 0
+    param_bytes_by_model: dict[str, int] = field(default_factory=dict)
+    grad_bytes_by_model: dict[str, int] = field(default_factory=dict)
+    optimizer_state_bytes_by_optimizer: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.param_bytes + self.buffer_bytes + self.grad_bytes + self.optimizer_state_bytes
+
+
+@dataclass(frozen=True)
+class ModuleFlops(_Serialisable):
+    """FLOPs attributed to one module, inclusive of its submodules."""
+
+    module: str
+    module_type: str
+    forward_flops: int
+    backward_flops: int
+
+    @property
+    def flops(self) -> int:
+        return self.forward_flops + self.backward_flops
+
+
+@dataclass(frozen=True)
+class FlopFigures(_Serialisable):
+    """FLOPs of one whole step (FLOPs = 2 x MACs), from torch.utils.flop_counter formulas.
+
+    ``flops_per_step`` = ``forward_flops`` + ``backward_flops``: everything that
+    ran in the step (every forward, every backward including ``autograd.grad``
+    and double backward, the optimizer).  Ops without a formula add nothing to
+    the totals and are listed in ``uncounted_ops`` (arithmetic ops, name -> calls)
+    or ``no_arithmetic_ops`` (views, copies, allocation, fills).
+    ``flops_by_module`` rows are inclusive; FLOPs that ran outside every known
+    module (e.g. losses, penalties, optimizer) are in ``flops_outside_modules``.
+    """
+
+    flops_per_step: int
+    forward_flops: int
+    backward_flops: int
+    flops_by_phase: dict[str, int] = field(default_factory=dict)
+    flops_by_operator: dict[str, int] = field(default_factory=dict)
+    flops_by_module: tuple[ModuleFlops, ...] = ()
+    flops_outside_modules: int = 0
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+    no_arithmetic_ops: dict[str, int] = field(default_factory=dict)
+    method: str = "TorchDispatchMode over torch.utils.flop_counter.flop_registry; FLOPs = 2 x MACs"
+
+
+@dataclass(frozen=True)
+class LiveMemory(_Serialisable):
+    """Tensor-level live bytes during the measuring step (storage bytes, device-independent).
+
+    Live = persistent state known at the step's start (parameters, buffers,
+    gradients, optimizer state) plus every storage allocated by an op during
+    the step, until it is freed.  The ``peak_live_*`` split is taken at the
+    moment of the peak; a storage counts as gradient / optimizer state when it
+    is one at the end of the step (or was one at the start).
+    ``peak_live_activation_bytes`` = activations and temporaries.
+    Tensors made before the step and not known to the profiler (e.g. the
+    input batch) are not counted.
+    """
+
+    peak_live_bytes: int
+    peak_live_param_bytes: int
+    peak_live_buffer_bytes: int
+    peak_live_grad_bytes: int
+    peak_live_optimizer_state_bytes: int
+    peak_live_activation_bytes: int
+    start_live_bytes: int
+    end_live_bytes: int
+    allocated_bytes: int
+    peak_live_bytes_by_phase: dict[str, int] = field(default_factory=dict)
+    method: str = "TorchDispatchMode storage tracker (weakref on untyped storages)"
+
+    @property
+    def peak_live_delta_bytes(self) -> int:
+        return self.peak_live_bytes - self.start_live_bytes
+
+
+@dataclass(frozen=True)
+class RssFigures(_Serialisable):
+    """Process resident set size during the timed steps.
+
+    For each timed step the baseline is the RSS at the step's start and the
+    peak is the high-water mark during the step.  ``method`` is ``"vmhwm"``
+    (VmHWM from /proc/self/status after writing 5 to /proc/self/clear_refs) or
+    ``"psutil-poll-1ms"`` (a sampling thread; may miss short spikes).
+    """
+
+    method: str
+    peak_rss_bytes: int
+    peak_rss_delta_bytes: int
+    peak_rss_delta_bytes_median: int
+    rss_baseline_bytes: int
+
+
+@dataclass(frozen=True)
+class CudaMemory(_Serialisable):
+    """``torch.cuda.max_memory_allocated`` / ``max_memory_reserved``, reset per timed step (max over steps)."""
+
+    max_memory_allocated_bytes: int
+    max_memory_reserved_bytes: int
+
+
+@dataclass(frozen=True)
+class TimingStats(_Serialisable):
+    """Statistics of wall times in seconds (percentiles linearly interpolated).
+
+    ``spread`` = (p90 - p10) / median; ``noisy`` when spread > ``noisy_threshold``.
+    """
+
+    n: int
+    time_s_median: float
+    time_s_p10: float
+    time_s_p90: float
+    time_s_mean: float
+    time_s_min: float
+    time_s_max: float
+    spread: float
+    noisy: bool
+    noisy_threshold: float = DEFAULT_NOISY_THRESHOLD
+
+
+@dataclass(frozen=True)
+class StepRecord(_Serialisable):
+    """Raw figures of one timed step."""
+
+    index: int
+    step_time_s: float
+    rss_start_bytes: Optional[int] = None
+    peak_rss_bytes: Optional[int] = None
+    phase_time_s: dict[str, float] = field(default_factory=dict)
+    cuda_max_memory_allocated_bytes: Optional[int] = None
+    cuda_max_memory_reserved_bytes: Optional[int] = None
+
+    @property
+    def peak_rss_delta_bytes(self) -> Optional[int]:
+        if self.peak_rss_bytes is None or self.rss_start_bytes is None:
+            return None
+        return self.peak_rss_bytes - self.rss_start_bytes
+
+
+# --------------------------------------------------------------------------
+# the record
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileRecord(JsonRecord):
+    """One profiled run: what was measured, on what, and whether it went well."""
+
+    schema_version: int = SCHEMA_VERSION
+    status: str = "ok"
+    message: str = ""
+    environment: Environment = field(default_factory=Environment)
+    # context, filled by callers (CLI / api)
+    arch: Optional[str] = None
+    mode: Optional[str] = None
+    batch_size: Optional[int] = None
+    generator: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # schedule
+    warmup_steps: int = 0
+    active_steps: int = 0
+    timed_steps: int = 0
+    measuring_step: Optional[int] = None
+    measuring_step_time_s: Optional[float] = None
+    # figures
+    models: tuple[ModelParams, ...] = ()
+    persistent: Optional[PersistentBytes] = None
+    flops: Optional[FlopFigures] = None
+    live_memory: Optional[LiveMemory] = None
+    rss: Optional[RssFigures] = None
+    cuda_memory: Optional[CudaMemory] = None
+    step_time: Optional[TimingStats] = None
+    phase_time: dict[str, TimingStats] = field(default_factory=dict)
+    steps: tuple[StepRecord, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    # -- convenience figures -------------------------------------------------
+    @property
+    def params_total(self) -> int:
+        return sum(m.params_total for m in self.models)
+
+    @property
+    def flops_per_step(self) -> Optional[int]:
+        return self.flops.flops_per_step if self.flops else None
+
+    @property
+    def peak_live_bytes(self) -> Optional[int]:
+        return self.live_memory.peak_live_bytes if self.live_memory else None
+
+    @property
+    def peak_rss_delta_bytes(self) -> Optional[int]:
+        return self.rss.peak_rss_delta_bytes if self.rss else None
+
+    @property
+    def step_time_s_median(self) -> Optional[float]:
+        return self.step_time.time_s_median if self.step_time else None
+
+    def model(self, name: str) -> ModelParams:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat dict of scalars (for CSV): units in every key."""
+        row: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "status": self.status,
+            "message": self.message,
+            "arch": self.arch,
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "generator": self.generator,
+        }
+        for k, v in self.environment.to_dict().items():
+            row[f"env_{k}"] = v
+        row.update(
+            warmup_steps=self.warmup_steps,
+            active_steps=self.active_steps,
+            timed_steps=self.timed_steps,
+            measuring_step_time_s=self.measuring_step_time_s,
+            params_total=self.params_total,
+        )
+        for m in self.models:
+            p = f"model_{m.name}_"
+            row[p + "params_total"] = m.params_total
+            row[p + "params_trainable"] = m.params_trainable
+            row[p + "params_frozen"] = m.params_frozen
+            row[p + "buffer_elements"] = m.buffer_elements
+            row[p + "param_bytes"] = m.param_bytes
+            row[p + "buffer_bytes"] = m.buffer_bytes
+        if self.persistent is not None:
+            pb = self.persistent
+            row.update(
+                param_bytes=pb.param_bytes,
+                buffer_bytes=pb.buffer_bytes,
+                grad_bytes=pb.grad_bytes,
+                optimizer_state_bytes=pb.optimizer_state_bytes,
+                persistent_bytes=pb.total_bytes,
+            )
+        if self.flops is not None:
+            f = self.flops
+            row.update(
+                flops_per_step=f.flops_per_step,
+                forward_flops=f.forward_flops,
+                backward_flops=f.backward_flops,
+                flops_outside_modules=f.flops_outside_modules,
+            )
+            for ph, v in f.flops_by_phase.items():
+                row[f"phase_{ph}_flops"] = v
+            row["uncounted_ops"] = ";".join(f"{k}x{v}" for k, v in sorted(f.uncounted_ops.items()))
+        if self.live_memory is not None:
+            lm = self.live_memory
+            for fl in dataclasses.fields(lm):
+                if fl.name.endswith("_bytes"):
+                    row[fl.name] = getattr(lm, fl.name)
+            row["peak_live_delta_bytes"] = lm.peak_live_delta_bytes
+            for ph, v in lm.peak_live_bytes_by_phase.items():
+                row[f"phase_{ph}_peak_live_bytes"] = v
+        if self.rss is not None:
+            row.update(
+                rss_method=self.rss.method,
+                peak_rss_bytes=self.rss.peak_rss_bytes,
+                peak_rss_delta_bytes=self.rss.peak_rss_delta_bytes,
+                peak_rss_delta_bytes_median=self.rss.peak_rss_delta_bytes_median,
+                rss_baseline_bytes=self.rss.rss_baseline_bytes,
+            )
+        if self.cuda_memory is not None:
+            row.update(
+                cuda_max_memory_allocated_bytes=self.cuda_memory.max_memory_allocated_bytes,
+                cuda_max_memory_reserved_bytes=self.cuda_memory.max_memory_reserved_bytes,
+            )
+
+        def timing(prefix: str, t: TimingStats) -> None:
+            for fl in dataclasses.fields(t):
+                if fl.name == "n":
+                    row[prefix + "n"] = t.n
+                elif fl.name.startswith("time_s"):
+                    row[prefix + fl.name] = getattr(t, fl.name)
+                else:
+                    row[prefix + "time_" + fl.name] = getattr(t, fl.name)
+
+        if self.step_time is not None:
+            timing("step_", self.step_time)
+        for ph, t in self.phase_time.items():
+            timing(f"phase_{ph}_", t)
+        for k, v in self.extra.items():
+            if isinstance(v, (str, int, float, bool)) or v is None:
+                row[f"extra_{k}"] = v
+            else:
+                row[f"extra_{k}"] = json.dumps(v)
+        return row
+
+
+def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
+    """Write records as CSV (union of the rows' keys, in first-seen order)."""
+    import csv
+
+    rows = [r.to_row() for r in records]
+    keys: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+
+    def write(fh: Any) -> None:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+    if hasattr(path_or_file, "write"):
+        write(path_or_file)
+    else:
+        with open(path_or_file, "w", newline="") as fh:
+            write(fh)
+
+
