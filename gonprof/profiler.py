@@ -108,11 +108,10 @@ class _MeasuredPhase:
 
     def __enter__(self) -> None:
         self.cms = []
-        for tracker in (self.prof._flop_counter, self.prof._live_tracker):
-            if tracker is not None:
-                cm = tracker.phase(self.name)
-                cm.__enter__()
-                self.cms.append(cm)
+        for instrument in self.prof._instruments:
+            cm = instrument.phase(self.name)
+            cm.__enter__()
+            self.cms.append(cm)
 
     def __exit__(self, *exc: Any) -> None:
         for cm in reversed(self.cms):
@@ -191,10 +190,8 @@ class Profiler:
         self._message = ""
         self._model_params: tuple = ()
         self._persistent = None
-        self._flops = None
-        self._live = None
-        self._flop_counter: Any = None
-        self._live_tracker: Any = None
+        self._figures: dict[str, Any] = {}  # ProfileRecord field -> an instrument's figures
+        self._instruments: list[Any] = []  # entered on the measuring step, innermost last
         self._measure_t0 = 0.0
         self._measuring_step_time_s: Optional[float] = None
         self._rss: Any = None
@@ -307,15 +304,13 @@ class Profiler:
             self._measure_t0 = self._now()
             # the live-bytes mode below the FLOP mode, so that it sees the ops that
             # really run when the FLOP mode decomposes an op without a formula
-            self._live_tracker = LiveBytesTracker(self.models, self.optimizers)
-            self._live_tracker.__enter__()
-            try:
-                self._flop_counter = FlopCounter(self.models)
-                self._flop_counter.__enter__()
-            except BaseException:
-                self._live_tracker.__exit__(None, None, None)
-                self._live_tracker = None
-                raise
+            for instrument in (LiveBytesTracker(self.models, self.optimizers), FlopCounter(self.models)):
+                try:
+                    instrument.__enter__()
+                except BaseException:
+                    self._exit_instruments()
+                    raise
+                self._instruments.append(instrument)
         elif kind == _TIMED:
             self._phase_times = {}
             if self._is_cuda:
@@ -331,14 +326,10 @@ class Profiler:
         if kind == _MEASURE:
             from gonprof.measure.params import persistent_state
 
-            try:
-                self._flop_counter.__exit__(None, None, None)
-            finally:
-                self._live_tracker.__exit__(None, None, None)
+            instruments = list(self._instruments)
+            self._exit_instruments()
             self._measuring_step_time_s = self._now() - self._measure_t0
-            self._flops = self._flop_counter.figures()
-            self._live = self._live_tracker.figures()
-            self._flop_counter = self._live_tracker = None
+            self._figures = {inst.record_field: inst.figures() for inst in instruments}
             self._persistent = persistent_state(self.models, self.optimizers)
         elif kind == _TIMED:
             t1 = self._now()
@@ -365,16 +356,21 @@ class Profiler:
             )
         self._kind = _DONE
 
+    def _exit_instruments(self) -> None:
+        """Leave the instruments entered so far, innermost first; every one is left even if one fails."""
+        first: BaseException | None = None
+        while self._instruments:
+            try:
+                self._instruments.pop().__exit__(None, None, None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others are left
+                first = first or exc
+        if first is not None:
+            raise first
+
     def _abort_current(self) -> None:
         """Drop the step in progress at exit (begun by the last ``step()``, never ended)."""
         if self._kind == _MEASURE:
-            try:
-                if self._flop_counter is not None:
-                    self._flop_counter.__exit__(None, None, None)
-            finally:
-                if self._live_tracker is not None:
-                    self._live_tracker.__exit__(None, None, None)
-                self._flop_counter = self._live_tracker = None
+            self._exit_instruments()
         elif self._kind == _TIMED and self._rss is not None:
             self._rss.stop()
         self._kind = _DONE
@@ -435,12 +431,12 @@ class Profiler:
             warmup_steps=self.untimed_steps,
             active_steps=self.active,
             timed_steps=len(steps),
-            measuring_step=self.measuring_step if self._flops is not None else None,
+            measuring_step=self.measuring_step if self._figures else None,
             measuring_step_time_s=self._measuring_step_time_s,
             models=self._model_params,
             persistent=self._persistent,
-            flops=self._flops,
-            live_memory=self._live,
+            flops=self._figures.get("flops"),
+            live_memory=self._figures.get("live_memory"),
             rss=rss,
             cuda_memory=cuda,
             step_time=step_time,

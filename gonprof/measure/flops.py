@@ -40,6 +40,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from gonprof.measure.instrument import Instrument
 from gonprof.records import OUTSIDE_PHASES, FlopFigures, ModuleFlops
 
 _NODE_KEY = "gonprof_module"
@@ -202,7 +203,7 @@ class _CountingMode(TorchDispatchMode):
         return out
 
 
-class FlopCounter:
+class FlopCounter(Instrument):
     """Counts FLOPs of everything run inside ``with FlopCounter(models) as fc:``.
 
     ``models``: mapping name -> module (for per-module attribution; may be
@@ -210,7 +211,10 @@ class FlopCounter:
     block, :meth:`figures` returns a :class:`~gonprof.records.FlopFigures`.
     """
 
+    record_field = "flops"
+
     def __init__(self, models: Mapping[str, torch.nn.Module] | None = None, registry: Mapping | None = None) -> None:
+        super().__init__()
         self.scope = ModuleScope(models or {})
         self.registry = dict(registry) if registry is not None else flop_registry()
         self.forward_flops = 0
@@ -220,22 +224,12 @@ class FlopCounter:
         self.self_by_module: dict[Optional[str], list[int]] = {}
         self.uncounted: dict[str, int] = {}
         self.no_arith: dict[str, int] = {}
-        self.phases_used = False
-        self._phase: Optional[str] = None
         self._mode: Optional[_CountingMode] = None
         self._node_hook: Any = None
 
     # -- phases ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        prev = self._phase
-        self._phase = name
-        self.phases_used = True
+    def _phase_started(self, name: str) -> None:
         self.by_phase.setdefault(name, 0)
-        try:
-            yield
-        finally:
-            self._phase = prev
 
     # -- context ----------------------------------------------------------------
     def _on_node(self, node: Any) -> None:

@@ -29,15 +29,15 @@ double backward are tracked like anything else (``torch``'s own
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_iter
 
+from gonprof.measure.instrument import Instrument
 from gonprof.measure.params import optimizer_state_tensors
 from gonprof.records import OUTSIDE_PHASES, LiveMemory
 
@@ -100,7 +100,8 @@ class _TrackingMode(TorchDispatchMode):
         return out
 
 
-class LiveBytesTracker:
+class LiveBytesTracker(Instrument):
+
     """``with LiveBytesTracker(models, optimizers) as mt: <step>``; then :meth:`figures`.
 
     ``models`` / ``optimizers``: mappings name -> object (either may be empty).
@@ -109,12 +110,15 @@ class LiveBytesTracker:
     (default: exact; e.g. an allocator's block rounding for estimates).
     """
 
+    record_field = "live_memory"
+
     def __init__(
         self,
         models: Mapping[str, torch.nn.Module] | None = None,
         optimizers: Mapping[str, Any] | None = None,
         round_bytes: Optional[Callable[[int], int]] = None,
     ) -> None:
+        super().__init__()
         self.round_bytes = round_bytes
         self.models = dict(models or {})
         self.optimizers = dict(optimizers or {})
@@ -127,8 +131,6 @@ class LiveBytesTracker:
         self.allocated_bytes = 0
         self._peak_dirty = False
         self._peak_snapshot: list[tuple[_Entry, int]] = []
-        self._phase: Optional[str] = None
-        self.phases_used = False
         self.peak_by_phase: dict[Optional[str], int] = {}
         self._active = False
         self._mode: Optional[_TrackingMode] = None
@@ -213,18 +215,10 @@ class LiveBytesTracker:
                 self._track(st, ACT)
 
     # -- phases ------------------------------------------------------------------
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        prev = self._phase
-        self._phase = name
-        self.phases_used = True
-        with self._lock:
+    def _phase_started(self, name: str) -> None:
+        with self._lock:  # a phase's peak is at least what was live when it began
             if self.live_bytes > self.peak_by_phase.get(name, -1):
                 self.peak_by_phase[name] = self.live_bytes
-        try:
-            yield
-        finally:
-            self._phase = prev
 
     # -- context -----------------------------------------------------------------
     def __enter__(self) -> "LiveBytesTracker":

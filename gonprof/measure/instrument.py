@@ -1,0 +1,48 @@
+"""The base of gonprof's instruments: what the Profiler drives on its measuring step.
+
+An :class:`Instrument` is a context manager around one step (``with inst:``),
+labels parts of it (``with inst.phase("sample"):``) and afterwards reports its
+figures (:meth:`figures`), a typed record that goes into the
+:class:`~gonprof.records.ProfileRecord` field named :attr:`record_field`.  The
+FLOP counter and the live-bytes tracker are instruments; the Profiler holds a
+list of them and treats them alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional
+
+
+class Instrument:
+    """Enter / exit around a step, phases inside it, figures after it."""
+
+    record_field: str = ""  # the ProfileRecord field the figures fill
+
+    def __init__(self) -> None:
+        self._phase: Optional[str] = None
+        self.phases_used = False
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Attribute what runs inside the block to phase ``name`` (blocks nest; the innermost wins)."""
+        prev = self._phase
+        self._phase = name
+        self.phases_used = True
+        self._phase_started(name)
+        try:
+            yield
+        finally:
+            self._phase = prev
+
+    def _phase_started(self, name: str) -> None:
+        """Hook: a phase block begins (instruments note their per-phase starting point here)."""
+
+    def __enter__(self) -> "Instrument":
+        raise NotImplementedError
+
+    def __exit__(self, *exc: Any) -> None:
+        raise NotImplementedError
+
+    def figures(self) -> Any:
+        raise NotImplementedError
