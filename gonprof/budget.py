@@ -22,13 +22,11 @@ calls in this process: nothing real is allocated, ``cuda`` works without a GPU.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .records import BatchTrial, FitRecord, LinearFit, ScalingRecord
@@ -226,42 +224,30 @@ def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", gen
               timeout_s: float = 900.0) -> BatchTrial:
     """Measure one batch size in a fresh process (``python -m gonprof.worker fit-trial``); status ``measured``,
     ``oom``, ``killed`` or ``error``; ``peak_bytes`` = the compared figure (see the module docstring)."""
+    import tempfile
+
+    from .isolation import run_worker
+
     spec = dict(arch=arch, mode=mode, batch_size=int(batch_size), device=device, generator=generator,
                 preset=preset, input_shape=list(input_shape) if input_shape else None, hparams=hparams or {},
                 seed=seed, steps=steps, time_steps=time_steps, cap_bytes=cap_bytes)
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "gonprof.worker", "fit-trial", json.dumps(spec)],
-                              capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return BatchTrial(batch_size=int(batch_size), status="error", elapsed_s=time.perf_counter() - t0,
-                          message=f"trial timed out after {timeout_s:.0f} s")
-    elapsed = time.perf_counter() - t0
-    return parse_worker_output(int(batch_size), proc.returncode, proc.stdout, proc.stderr, device, elapsed)
+    with tempfile.TemporaryDirectory(prefix="gonprof-trial-") as tmp:
+        outcome = run_worker("fit-trial", spec, Path(tmp), timeout_s=timeout_s)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    return trial_from_outcome(int(batch_size), outcome, device)
 
 
-def parse_worker_output(batch_size: int, returncode: int, stdout: str, stderr: str, device: str = "cpu",
-                        elapsed: Optional[float] = None) -> BatchTrial:
-    """The trial a worker's exit code and output describe (a death by signal is ``killed``)."""
-    from .budget_worker import PREFIX
-
-    result = None
-    for line in stdout.splitlines():
-        if line.startswith(PREFIX):
-            result = json.loads(line[len(PREFIX):])
+def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTrial:
+    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``)."""
+    result, elapsed = outcome.result, outcome.wall_s
     if result is None:
-        if returncode is not None and returncode < 0:
-            import signal
-
-            try:
-                name = signal.Signals(-returncode).name
-            except ValueError:
-                name = str(-returncode)
+        if outcome.signal_name:
             return BatchTrial(batch_size=batch_size, status="killed", elapsed_s=elapsed,
-                              message=f"trial process killed by {name} (out of memory?)")
-        tail = (stderr or "").strip().splitlines()[-1:] or [f"exit code {returncode}"]
+                              message=f"trial process killed by {outcome.signal_name} (out of memory?)")
+        _, message = outcome.failure()
         return BatchTrial(batch_size=batch_size, status="error", elapsed_s=elapsed,
-                          message=f"trial process failed: {tail[0][:300]}")
+                          message=f"trial process failed: {message}"[:300])
     fields = {k: result.get(k) for k in ("peak_live_bytes", "input_bytes", "peak_rss_delta_bytes", "peak_rss_bytes",
                                           "rss_baseline_bytes", "cuda_max_memory_allocated_bytes",
                                           "cuda_max_memory_reserved_bytes", "step_time_s")}

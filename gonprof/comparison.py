@@ -24,9 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,44 +311,20 @@ def _batch_size(result, spec: RunSpec) -> Optional[int]:
 # -- running rows, each in its own process ------------------------------------------
 
 def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
-    """Run one row in a fresh Python process; its failure is a record, never an exception."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    spec_path, result_path = workdir / "spec.json", workdir / "result.json"
-    spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
-    result_path.unlink(missing_ok=True)
-    base = spec.base_record()
-    t0 = time.perf_counter()
-    with open(log_path, "w") as log:
-        # A new session: Ctrl-C reaches this process only, which then stops the worker.
-        proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", "compare-row", str(spec_path),
-                                 str(result_path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    """Run one row in a fresh Python process (:mod:`gonprof.isolation`); its failure is a record, never an
+    exception."""
+    from .isolation import run_worker
+
+    out = run_worker("compare-row", spec.to_dict(), workdir, log_path=log_path)
+    if out.result is not None:
         try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return base.replace(status="interrupted", message="interrupted (Ctrl-C); earlier rows are kept",
-                                wall_time_s=round(time.perf_counter() - t0, 3))
-    if result_path.is_file():
-        try:
-            return RunRecord.from_json(result_path.read_text())
+            return RunRecord.from_dict(out.result)
         except (ValueError, TypeError, KeyError) as exc:
-            return base.replace(status="error", message=f"unreadable worker result: {exc}")
-    wall = round(time.perf_counter() - t0, 3)
-    if code == -signal.SIGKILL:
-        return base.replace(status="oom", wall_time_s=wall,
-                            message="worker killed by SIGKILL (most likely the kernel's out-of-memory killer)")
-    tail = _last_line(log_path)
-    status = "oom" if looks_oom(tail) else "error"
-    return base.replace(status=status, wall_time_s=wall, message=f"worker exited with status {code}: {tail}")
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip()[:300] if lines else ""
+            return spec.base_record().replace(status="error", message=f"unreadable worker result: {exc}")
+    status, message = out.failure()
+    if status == "interrupted":
+        message = "interrupted (Ctrl-C); earlier rows are kept"
+    return spec.base_record().replace(status=status, message=message, wall_time_s=round(out.wall_s, 3))
 
 
 def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional[str | os.PathLike] = None,

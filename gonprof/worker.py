@@ -8,10 +8,11 @@ runs in a fresh interpreter started through this module:
     torch threads and the memory cap (``RLIMIT_DATA``) from the spec, training
     progress on this process's output (the row's ``worker.log``), the row's
     record written atomically to ``RESULT.json``.
-``fit-trial SPEC_JSON``
+``fit-trial SPEC.json RESULT.json``
     one batch-size trial of ``gonprof fit`` / ``--scaling``
-    (:func:`gonprof.budget_worker.main`): a ``GONPROF_TRIAL {...}`` line on
-    standard output.
+    (:func:`gonprof.budget_worker.main`), its figures written to ``RESULT.json``.
+
+Both are started by :func:`gonprof.isolation.run_worker`.
 
 It sits at the top of the layers (beside the command line), since it wires a
 workflow to progress on the console.
@@ -23,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-USAGE = "usage: python -m gonprof.worker compare-row SPEC.json RESULT.json | fit-trial SPEC_JSON"
+USAGE = "usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json"
 
 
 def compare_row(spec_path: str, result_path: str) -> int:
@@ -48,10 +49,10 @@ def compare_row(spec_path: str, result_path: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "compare-row":
         return compare_row(argv[1], argv[2])
-    if len(argv) == 2 and argv[0] == "fit-trial":
+    if len(argv) == 3 and argv[0] == "fit-trial":
         from .budget_worker import main as fit_trial
 
-        return fit_trial(argv[1:])
+        return fit_trial(argv[1], argv[2])
     sys.stderr.write(USAGE + "\n")
     return 2
 

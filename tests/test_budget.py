@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gonprof.budget import (BatchTrial, classify, fit_batch, least_squares, parse_bytes, parse_worker_output,
-                            run_trial, scaling, search_batch)
+from gonprof.budget import (BatchTrial, classify, fit_batch, least_squares, parse_bytes, run_trial, scaling,
+                            search_batch, trial_from_outcome)
 from gonprof.records import FitRecord, ScalingRecord, load_records, save_records
 
 GiB = 2**30
@@ -94,15 +94,20 @@ def test_classify():
     assert classify(BatchTrial(batch_size=2, status="oom"), 99).status == "oom"
 
 
-def test_worker_output_parsing():
-    ok = 'noise\nGONPROF_TRIAL {"status": "measured", "peak_live_bytes": 10, "input_bytes": 5, "step_time_s": 0.1}\n'
-    t = parse_worker_output(3, 0, ok, "")
-    assert (t.status, t.peak_bytes, t.peak_live_bytes) == ("measured", 15, 10)
-    assert parse_worker_output(3, -9, "", "").status == "killed"
-    assert parse_worker_output(3, 1, "", "Traceback\nRuntimeError: x").status == "error"
-    cuda = 'GONPROF_TRIAL {"status": "measured", "peak_live_bytes": 10, "input_bytes": 5, ' \
-           '"cuda_max_memory_allocated_bytes": 2048}'
-    assert parse_worker_output(3, 0, cuda, "", device="cuda").peak_bytes == 2048
+def test_trial_from_a_worker_outcome():
+    from gonprof.isolation import Outcome
+
+    ok = Outcome(result={"status": "measured", "peak_live_bytes": 10, "input_bytes": 5, "step_time_s": 0.1},
+                 returncode=0, tail="", wall_s=1.0)
+    t = trial_from_outcome(3, ok)
+    assert (t.status, t.peak_bytes, t.peak_live_bytes) == ("measured", 15, 10)  # live + input on the CPU
+    killed = trial_from_outcome(3, Outcome(result=None, returncode=-9, tail="", wall_s=1.0))
+    assert killed.status == "killed" and "SIGKILL" in killed.message
+    failed = trial_from_outcome(3, Outcome(result=None, returncode=1, tail="RuntimeError: x", wall_s=1.0))
+    assert failed.status == "error" and "RuntimeError: x" in failed.message
+    cuda = Outcome(result={"status": "measured", "peak_live_bytes": 10, "input_bytes": 5,
+                           "cuda_max_memory_allocated_bytes": 2048}, returncode=0, tail="", wall_s=1.0)
+    assert trial_from_outcome(3, cuda, device="cuda").peak_bytes == 2048
 
 
 def test_a_trial_process_that_is_killed_does_not_crash_the_caller():

@@ -21,6 +21,7 @@ from gonprof import comparison as cmp
 from gonprof import render
 from gonprof.cli import app
 from gonprof.comparison import PRESETS, RunSpec, compare, plan
+from gonprof.isolation import last_line
 from gonprof.modes.base import IncompatibleError
 from gonprof.plots import compare_plot
 from gonprof.records import (LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, looks_oom, pareto_front,
@@ -325,10 +326,10 @@ def test_isolated_out_of_memory_row_then_an_ok_row(tmp_path):
 
 def test_worker_log_tail_and_oom_detection(tmp_path):
     # what run_isolated reports when a worker dies without writing its result
-    assert cmp._last_line(tmp_path / "missing.log") == ""
+    assert last_line(tmp_path / "missing.log") == ""
     (tmp_path / "x.log").write_text("a\n\nTraceback\nMemoryError: Cannot allocate memory\n\n")
-    assert cmp._last_line(tmp_path / "x.log") == "MemoryError: Cannot allocate memory"
-    assert looks_oom(cmp._last_line(tmp_path / "x.log"))
+    assert last_line(tmp_path / "x.log") == "MemoryError: Cannot allocate memory"
+    assert looks_oom(last_line(tmp_path / "x.log"))
 
 
 # -- the command line --------------------------------------------------------------------------------
