@@ -15,7 +15,11 @@ round times every path once, so a slow spell of a shared machine hits all alike)
 * FLOPs of one fast inner iteration per sample (forward + input-gradient backward,
   counted by gonprof.measure.flops over torch's formulas, FLOPs = 2 x MACs), the
   fast path's achieved GFLOP/s, the machine's own float32 matmul GFLOP/s
-  (2048 x 2048 x 2048, same threads) and the fraction.
+  (2048 x 2048 x 2048, same threads) and the fraction;
+* where the time goes: the ops of one fast iteration by self CPU time
+  (torch.profiler) beside their share of the FLOPs, which says why the fraction
+  stops where it stops (ops that take time and do no counted arithmetic, or do
+  their arithmetic slowly).
 
 Early stopping is switched off (the threshold is 0) so that every path runs
 exactly the iterations timed.  Targets: ratio >= 15x, >= 70% of the matmul rate.
@@ -24,10 +28,13 @@ exactly the iterations timed.  Targets: ratio >= 15x, >= 70% of the matmul rate.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
-import torch
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep torch.profiler's start / stop lines off the output
+
+import torch  # noqa: E402
 
 
 def matmul_gflops(n: int = 2048, reps: int = 3) -> float:
@@ -67,6 +74,34 @@ def rate(step, x0: torch.Tensor, iters: int, batched: bool) -> float:
     return x0.shape[0] * iters / dt
 
 
+def breakdown(step, x0: torch.Tensor, top: int = 6) -> list[tuple[str, float, float]]:
+    """Where one fast inner iteration spends its time: (op, share of self CPU time, share of FLOPs), the
+    ``top`` ops by time, from torch.profiler and gonprof's FLOP counter on the same iteration."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gonprof.measure.flops import FlopCounter
+
+    step.hparams["inner_steps"] = 1
+    step.optimise(x0, batched=True)  # warm
+    with FlopCounter({"D": step.models["D"]}) as fc:
+        step.optimise(x0, batched=True)
+    flops = fc.figures().flops_by_operator
+    total_flops = sum(flops.values()) or 1
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step.optimise(x0, batched=True)
+    # the profiler sees the kernels (mkldnn_convolution) where the counter sees the op with the formula
+    family = {"mkldnn_convolution": "convolution", "_convolution": "convolution", "conv2d": "convolution"}
+    time_by: dict[str, float] = {}
+    for e in prof.key_averages():
+        if e.key.startswith("aten::"):
+            name = e.key.split("::", 1)[1]
+            name = family.get(name, name)
+            time_by[name] = time_by.get(name, 0.0) + e.self_cpu_time_total
+    total_t = sum(time_by.values()) or 1.0
+    rows = sorted(time_by.items(), key=lambda kv: -kv[1])[:top]
+    return [(name, t / total_t, flops.get(f"aten.{name}", 0) / total_flops) for name, t in rows]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -101,8 +136,6 @@ def main() -> None:
             rows[key].append(value)
     med = {k: statistics.median(v) for k, v in rows.items()}
 
-    import os
-
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(f"gon-mnist-conv inner loop, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {load}; medians of {args.rounds} interleaved rounds")
@@ -117,6 +150,9 @@ def main() -> None:
     print(f"fast path achieved: {med['fast'] * flops / 1e9:.1f} GFLOP/s; float32 matmul {args.matmul_n}^3: "
           f"{med['matmul']:.1f} GFLOP/s; fraction {med['fraction']:.1%} (per round "
           f"{min(rows['fraction']):.1%}-{max(rows['fraction']):.1%}; target >= 70%)")
+    print("where one fast iteration's time goes (self CPU time by op, torch.profiler; FLOPs by op, gonprof):")
+    for name, t_share, f_share in breakdown(fast, xb):
+        print(f"  {name:<40s} {t_share:6.1%} of the time  {f_share:6.1%} of the FLOPs")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,4 @@ def test_gon_fast_vs_seed_benchmark_smoke():
     # + 32*16*9*784 + 2*16*16*9*784, fc 12544*1024 + 1024*256 + 256*128 + 128*2 = 95,127,808; the input
     # gradient costs the same again, so 2 x 2 x 95,127,808 = 380,511,232 FLOPs
     assert "380.5 MFLOP" in proc.stdout
+    assert "of the time" in proc.stdout and "of the FLOPs" in proc.stdout  # the breakdown by op
