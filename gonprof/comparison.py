@@ -207,6 +207,8 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
         from .data import Selection, load_split
 
         load_split(shared.get("data"), Selection.parse(shared.get("classes"), shared.get("per_class")))
+    for m, _, row_hp, _ in rows:  # every value checked against its mode's rules before anything runs
+        get_mode(m).hparams(shared.get("preset"), **{**row_hp, **scoped[m]})
     return [RunSpec(mode=m, arch=a, hparams={**row_hp, **scoped[m]}, variant=variant, **shared)
             for m, a, row_hp, variant in rows]
 

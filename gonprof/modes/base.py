@@ -36,6 +36,90 @@ def no_phase(name: str):
     return contextlib.nullcontext()
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+#: Integer hyper-parameters that must be at least 1 (other integers: at least 0).
+POSITIVE_INTS = ("batch_size", "n_critic", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
+
+
+@dataclass(frozen=True)
+class Param:
+    """The type and range one hyper-parameter accepts.
+
+    ``kind``: ``int``, ``float``, ``bool``, ``choice`` (one of ``choices``) or
+    ``betas`` (two numbers in [0, 1)).  Numbers lie in ``[low, high]``, or
+    above ``low`` when ``low_open``.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple = ()
+
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind == "betas":
+            return "two numbers in [0, 1), e.g. [0.5, 0.999]"
+        what = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{what} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        return what
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` as the type this parameter takes; a one-line IncompatibleError when it cannot be."""
+        bad = IncompatibleError(f"hyper-parameter {name}={value!r}: expected {self.allowed()}")
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise bad
+        if self.kind == "choice":
+            if value in self.choices:
+                return value
+            raise bad
+        if self.kind == "betas":
+            if (isinstance(value, (list, tuple)) and len(value) == 2
+                    and all(_is_number(v) and 0 <= v < 1 for v in value)):
+                return tuple(float(v) for v in value)
+            raise bad
+        if not _is_number(value) or (self.kind == "int" and float(value) != int(value)):
+            raise bad
+        v = int(value) if self.kind == "int" else float(value)
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            raise bad
+        if self.high is not None and v > self.high:
+            raise bad
+        return v
+
+
+def _is_number(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def infer_param(name: str, default: Any) -> Param:
+    """The rule a hyper-parameter gets from its default when its mode declares none: booleans, integers
+    >= 0 (>= 1 for :data:`POSITIVE_INTS`), non-negative numbers (> 0 for learning rates), betas, and a
+    text default as the only choice."""
+    if isinstance(default, bool):
+        return Param("bool")
+    if isinstance(default, int):
+        return Param("int", low=1 if name in POSITIVE_INTS else 0)
+    if isinstance(default, float):
+        return Param("float", low=0.0, low_open="lr" in name.split("_"))
+    if isinstance(default, (tuple, list)) and len(default) == 2:
+        return Param("betas")
+    return Param("choice", choices=(default,))
+
+
 @dataclass(frozen=True)
 class ModeSpec:
     name: str
@@ -52,6 +136,11 @@ class ModeSpec:
     # What the memory estimator must know of the mode (gonprof.estimate):
     inner_loop_hparams: tuple[str, ...] = ()  # count iterations of a loop whose peak repeats (capped)
     cpu_only_hparams: dict = field(default_factory=dict)  # CPU-only fast paths -> the value that turns them off
+    params: dict = field(default_factory=dict)  # name -> Param, where the rule inferred from the default won't do
+
+    def param(self, name: str) -> Param:
+        """The rule hyper-parameter ``name`` is checked against (declared, else inferred from its default)."""
+        return self.params.get(name) or infer_param(name, self.defaults[name])
 
     def accepts(self, output_kind: str) -> bool:
         import fnmatch
@@ -76,7 +165,8 @@ class ModeSpec:
                 f"mode {self.name!r} has no hyper-parameter {', '.join(sorted(unknown))} "
                 f"(it has: {', '.join(sorted(hp))})")
         hp.update(overrides)
-        return hp
+        # every value is checked against its rule before anything is built (defaults and presets included)
+        return {k: self.param(k).check(k, v) for k, v in hp.items()}
 
 
 class TrainStep:

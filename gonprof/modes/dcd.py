@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import GANStep, adam, detached, frozen
-from .base import IncompatibleError, no_phase, register_mode
+from .base import IncompatibleError, Param, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 64,          # configs/sn_cifar10_unconditional.yml batchsize: 64
@@ -130,6 +130,8 @@ class DCDStep(GANStep):
     default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
+    params={"langevin": Param("choice", choices=("pixel", "latent")),
+            "temperature": Param("float", low=0.0, low_open=True)},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Song et al. 2020, Discriminator Contrastive Divergence; MinkaiXu/Discriminator-Contrastive-Divergence "

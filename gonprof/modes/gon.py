@@ -60,7 +60,7 @@ from torch import nn
 
 from ._common import (detached, eval_mode, frozen, identity_ops, identity_ops_skipped,
                       identity_skip_check)
-from .base import TrainStep, no_phase, register_mode
+from .base import Param, TrainStep, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
@@ -397,6 +397,8 @@ class GONStep(TrainStep):
     default_arch="gon-mnist-mlp",
     needs_generator=False,
     outputs=("score", "logits[2]"),
+    params={"inner_opt": Param("choice", choices=INNER_OPTS), "real_class": Param("int", low=0, high=1),
+            "inner_lr": Param("float", low=0.0, low_open=True)},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Tuli et al. 2021, arXiv 2110.02912; imperial-qore/GON_MNIST (src/gen.py, main.py)",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from ._common import GANStep, detached, frozen
-from .base import no_phase, register_mode
+from .base import Param, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 32,      # evaluate.py: batch_size = 32
@@ -94,6 +94,7 @@ class LSGANStep(GANStep):
     default_arch="lsgan-original",
     needs_generator=True,
     outputs=("score", "logits[2]"),
+    params={"reduction": Param("choice", choices=("sum", "mean"))},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="SunnerLi/GAS (evaluate.py train(), model.py LSGAN.build); Mao et al. 2016",
