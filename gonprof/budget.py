@@ -195,7 +195,7 @@ def search_batch(
         msg = "no batch size fits" + (f" (batch {', '.join(map(str, small))} too small to train)" if small else "")
     elif hi is None:
         msg = f"max_batch {max_batch} fits; the limit may be higher"
-    return lo, hi, tuple(trials), "ok", msg
+    return lo, hi, tuple(trials), "ok" if lo else "none-fits", msg
 
 
 # --------------------------------------------------------------------------

@@ -55,6 +55,30 @@ ThreadsOpt = Annotated[
 ]
 
 
+def check_outputs(**paths: Optional[Path]) -> None:
+    """Refuse, before any work, an output path that cannot be written: one line, exit 2.
+
+    ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.
+    """
+    for option, path in paths.items():
+        if path is None:
+            continue
+        path = Path(path)
+        flag = "--" + option.replace("_", "-")
+        if option == "out":
+            if path.exists() and not path.is_dir():
+                raise fail(f"{flag} {path}: is a file, not a folder", EXIT_USAGE)
+        elif path.is_dir():
+            raise fail(f"{flag} {path}: is a folder; give a file name", EXIT_USAGE)
+        ancestor = path if option == "out" and path.is_dir() else path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
+        if not os.access(ancestor, os.W_OK):
+            raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
+
+
 def parse_selection(classes: Optional[str], per_class: Optional[int]):
     """The data selection of --classes / --per-class; a bad one is a usage error."""
     from .data import Selection
@@ -259,6 +283,7 @@ def profile(
     from .records import records_to_csv, save_records
 
     load_plugins(plugin)
+    check_outputs(json=json_path, csv=csv_path)
     names = ARCHITECTURES.match(arch)
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
@@ -350,6 +375,7 @@ def fit(
     from .records import save_records
 
     load_plugins(plugin)
+    check_outputs(json=json_path, plot=plot)
     err = _stderr()
     err.print(f"fitting {arch} on {device} into {memory}"
               + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
@@ -396,6 +422,7 @@ def train(
     from .progress import RichProgress
 
     load_plugins(plugin)
+    check_outputs(out=out)
     hparams = parse_sets(hparam)
     if labels is not None:
         hparams["labels"] = labels
@@ -419,7 +446,7 @@ def train(
         _stderr().print(f"interrupted; continue with: gonprof train --out {result.path} --resume")
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status != "ok":
-        raise fail(f"{result.status}: {result.message}")
+        raise fail(result.message if result.status == "error" else f"{result.status}: {result.message}")
 
 
 def parse_sets(items: Optional[List[str]]) -> dict:
@@ -469,6 +496,7 @@ def compare(
     from .records import records_to_csv
 
     load_plugins(plugin)
+    check_outputs(out=out, json=json_path, csv=csv_path, plot=plot)
     selection = parse_selection(classes, per_class)
     err = _stderr()
 
@@ -506,6 +534,12 @@ def compare(
     err.print(f"results: {res.json_path} (gonprof report re-renders them)")
     if any(r.status == "interrupted" for r in res.rows):
         raise typer.Exit(EXIT_INTERRUPTED)
+    runs = [r for r in res.rows if r.kind == "run"]
+    failed = [r for r in runs if r.status != "ok"]
+    if failed:
+        err.print(f"[yellow]{len(failed)} of {len(runs)} runs failed[/]")
+    if runs and len(failed) == len(runs):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()
@@ -525,6 +559,7 @@ def score(
         import torch
 
         torch.set_num_threads(threads)
+    check_outputs(json=json_path)
     err = _stderr()
     with err.status("scoring ..."):
         res = api.score(samples_path, classes=classes, n=samples, seed=seed)

@@ -39,7 +39,8 @@ class UnknownNameError(RegistryError, KeyError):
     def __init__(self, kind: str, name: str, suggestions: list[str]):
         self.kind, self.name, self.suggestions = kind, name, suggestions
         hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
-        super().__init__(f"unknown {kind} {name!r}{hint} (see `gonprof list`)")
+        where = "gonprof list --modes" if kind == "mode" else "gonprof list"
+        super().__init__(f"unknown {kind} {name!r}{hint} (see `{where}`)")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

@@ -51,6 +51,9 @@ def load_records(path: Any) -> "list[Any]":
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if isinstance(data, dict) and "records" in data:
         kind, items = data.get("kind", "profile"), data["records"]
+    elif isinstance(data, dict) and "steps_done" in data and "path" in data:
+        raise RecordError(f"{path}: the result of a training run (gonprof train); gonprof report renders "
+                          f"profile, compare, score, estimate, fit and scaling files")
     elif isinstance(data, dict) and "schema_version" in data:
         kind, items = "profile", [data]
     else:

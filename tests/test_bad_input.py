@@ -1,0 +1,69 @@
+"""Bad input held at the door: output paths checked before any work, honest exit codes, files report cannot
+render refused, and the small messages (no doubled prefix, the modes hint)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gonprof.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("keep me\n")
+    return f
+
+
+@pytest.mark.parametrize("args", [
+    lambda f: ["compare", "gan", "--steps", 1, "--json", f / "x.json"],
+    lambda f: ["compare", "gan", "--steps", 1, "--out", f],
+    lambda f: ["compare", "gan", "--steps", 1, "--csv", f / "x.csv"],
+    lambda f: ["train", "--arch", "mlp-gan", "--steps", 1, "--out", f],
+    lambda f: ["profile", "--arch", "inception-k8", "--json", f / "x.json"],
+    lambda f: ["fit", "--arch", "inception-k8", "--memory", "64MiB", "--estimate", "--plot", f / "x.png"],
+    lambda f: ["score", f, "--json", f / "x.json"],
+])
+def test_unwritable_outputs_are_refused_before_any_work(args, a_file):
+    res = invoke(*args(a_file))
+    assert res.exit_code == 2, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "is a file" in res.output
+    assert a_file.read_text() == "keep me\n"  # nothing already written changed
+
+
+def test_fit_where_nothing_fits_exits_1(tmp_path):
+    out = tmp_path / "fit.json"
+    res = invoke("fit", "--arch", "inception-k8", "--memory", "1KiB", "--estimate", "--json", out)
+    assert res.exit_code == 1, res.output
+    assert "no batch size fits" in res.output
+    assert json.loads(out.read_text())["records"][0]["status"] == "none-fits"  # the record is kept
+
+
+def test_report_refuses_a_train_result_in_one_line(tmp_path):
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"status": "ok", "message": "", "steps_done": 3, "steps_total": 3,
+                                  "path": str(tmp_path), "schema_version": 1}))
+    res = invoke("report", result)
+    assert res.exit_code == 1
+    assert len(res.output.strip().splitlines()) == 1 and "training run" in res.output
+
+
+def test_unknown_mode_points_at_the_modes_list():
+    res = invoke("compare", "lsgen", "--steps", 1)
+    assert res.exit_code == 2 and "(see `gonprof list --modes`)" in res.output
+
+
+def test_compare_exits_1_when_every_row_failed(tmp_path):
+    # lsgan-original at batch 5000 under a 1.5 GiB cap (as in test_compare): the row fails, the command says so
+    res = invoke("compare", "lsgan", "--arch", "lsgan-original", "--steps", 1, "--samples", 20, "--profile-steps", 1,
+                 "--batch-size", 5000, "--memory-limit", "1536MiB", "--out", tmp_path / "c")
+    assert res.exit_code == 1, res.output
+    assert "1 of 1 runs failed" in res.output
+    assert (tmp_path / "c" / "results.json").is_file()
