@@ -29,7 +29,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 PluginOpt = Annotated[
     Optional[List[Path]],
@@ -444,7 +444,7 @@ def train(
     out_console.print(f"run directory: {result.path}")
     if result.status == "interrupted":
         _stderr().print(f"interrupted; continue with: gonprof train --out {result.path} --resume")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED)
     if result.status != "ok":
         raise fail(result.message if result.status == "error" else f"{result.status}: {result.message}")
 

@@ -212,6 +212,7 @@ class TrainResult:
     resumed_from: int | None = None
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None
+    stopped_by: str | None = None  # the signal (SIGINT, SIGTERM) that stopped an interrupted run
     schema_version: int = RESULT_SCHEMA
 
     @property
@@ -392,31 +393,71 @@ def _preserved(step, device: torch.device, seed: int):
 
 
 class _SigintCatcher:
-    """First SIGINT sets ``requested``; the second raises KeyboardInterrupt."""
+    """The first SIGINT or SIGTERM sets ``requested`` (and ``signal_name``); a second one raises
+    KeyboardInterrupt.  Installed only in the main thread, over Python's default handlers."""
 
     def __init__(self, on_first: Callable[[], None] | None = None):
         self.requested = False
+        self.signal_name: str | None = None
         self.on_first = on_first
-        self._old = None
+        self._old: dict = {}
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
         if self.on_first:
             with contextlib.suppress(Exception):
                 self.on_first()
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                if signal.getsignal(sig) is default:
+                    self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
         return False
+
+
+class RunLock:
+    """An OS lock on ``OUT/run.lock`` held for a run's life, so one process at a time owns a run directory.
+
+    The holder's pid is written into the file; a second process is refused with one line naming it.
+    """
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / "run.lock"
+        self._fh = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise TrainError(f"{self.path.parent}: in use by another gonprof train (pid {holder}); "
+                             "wait for it or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the file releases the lock
+            self._fh = None
 
 
 def _call(progress, name: str, *args) -> None:
@@ -454,8 +495,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         out = _default_out(config)
     else:
         out = Path(config.out).expanduser()
-    ckpt_path, cfg_path, log_path, res_path = (out / "checkpoint.pt", out / "config.json",
-                                               out / "log.jsonl", out / "result.json")
+    ckpt_path, cfg_path, res_path = out / "checkpoint.pt", out / "config.json", out / "result.json"
     stored_cfg = None
     if resume:
         if not cfg_path.exists() or not ckpt_path.exists():
@@ -516,7 +556,21 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         labelled_idx = balanced_subset(train_data, n_labels, config.seed)
         step.set_labelled(train_data.images[labelled_idx].to(device), train_data.labels[labelled_idx].to(device))
 
-    # -- start or resume -------------------------------------------------------
+    # -- start or resume: from here on this process owns the run directory -----
+    lock = RunLock(out).acquire()
+    try:
+        return _start(config, step, out, device, resume, stored_cfg, train_data, held_data, test_data, test_error_fn,
+                      batch_size, total, per_epoch, sample_every, ckpt_every, log_every, labelled_idx, hparams,
+                      selection, load, progress, catch_sigint)
+    finally:
+        lock.release()
+
+
+def _start(config, step, out, device, resume, stored_cfg, train_data, held_data, test_data, test_error_fn,
+           batch_size, total, per_epoch, sample_every, ckpt_every, log_every, labelled_idx, hparams, selection,
+           load, progress, catch_sigint) -> TrainResult:
+    ckpt_path, cfg_path, log_path, res_path = (out / "checkpoint.pt", out / "config.json",
+                                               out / "log.jsonl", out / "result.json")
     start_step, elapsed0, last_losses = 0, 0.0, {}
     if resume:
         ckpt = _load_checkpoint(ckpt_path)
@@ -654,7 +708,7 @@ class _Run:
     # -- the loop --------------------------------------------------------------
     def loop(self, data: ImageData, batch_size: int, start: int, catch_sigint: bool) -> TrainResult:
         cfg, k = self.config, start
-        status, message, tb = "ok", "", None
+        status, message, tb, stopped_by = "ok", "", None, None
         in_step = False
         catcher = _SigintCatcher(lambda: _call(self.progress, "note",
                                                "stopping after this step (Ctrl-C again to stop now)"))
@@ -692,6 +746,7 @@ class _Run:
                     if catch_sigint and catcher.requested and k < self.total:
                         if self.checkpoint_step != k:
                             self.save_checkpoint(k)
+                        stopped_by = catcher.signal_name
                         status = "interrupted"
                         message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
                         break
@@ -699,7 +754,7 @@ class _Run:
                 self.save_grid(None, at=k)
                 message = f"trained {self.total} steps"
         except KeyboardInterrupt:
-            status = "interrupted"
+            status, stopped_by = "interrupted", catcher.signal_name or "SIGINT"
             if not in_step:
                 self.save_checkpoint(k)
             message = (f"interrupted after step {k} of {self.total}; --resume continues "
@@ -716,7 +771,8 @@ class _Run:
             status=status, message=message, steps_done=k, steps_total=self.total,
             checkpoint_step=self.checkpoint_step, final_losses=dict(self.last_losses),
             wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.arch, mode=cfg.mode,
-            seed=cfg.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb)
+            seed=cfg.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb,
+            stopped_by=stopped_by)
 
 
 # ---------------------------------------------------------------------------
