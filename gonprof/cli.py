@@ -105,12 +105,25 @@ def _stderr():
     return Console(stderr=True, highlight=False)
 
 
+class _Results:
+    """The results console: what it prints is first fitted to its width (tables that cannot keep every
+    number whole become one block per row, render.fit_width)."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def print(self, renderable, *args, **kwargs):
+        from . import render
+
+        self.console.print(render.fit_width(renderable, self.console), *args, **kwargs)
+
+
 def _stdout():
     """Results console; when stdout is a file or pipe, wide enough that tables keep their columns."""
     from rich.console import Console
 
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=200 if wide else None)
+    return _Results(Console(highlight=False, width=200 if wide else None))
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> "typer.Exit":

@@ -123,3 +123,50 @@ def test_saved_json_is_strict_enough_to_reload(saved):
     for name in ("profile", "estimate", "fit", "scaling"):
         payload = json.loads((saved["dir"] / f"{name}.json").read_text())
         assert payload["records"] and payload["kind"]
+
+
+_NUM = __import__("re").compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _numbers(text: str) -> set[str]:
+    return set(_NUM.findall(text))
+
+
+def _fitted(renderable, width: int) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None)
+    console.print(render.fit_width(renderable, console))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_every_table_keeps_every_number_whole_at_narrow_widths(saved, width):
+    """Each table kind, rendered at 80 and 120 columns, shows every number the 300-column rendering shows
+    (tables that cannot fit drop descriptive columns, then turn into one block per row)."""
+    kinds = {
+        "list": lambda: render.architectures_table(api.list_architectures()),
+        "profile": lambda: render.render_any([saved["profile"]]),
+        "profiles": lambda: render.render_records([saved["profile"], saved["profile"]]),
+        "compare": lambda: render.compare_table(saved["compare"]),
+        "estimate": lambda: render.render_estimate(saved["estimate"]),
+        "fit": lambda: render.render_fit(saved["fit"]),
+        "scaling": lambda: render.render_scaling(saved["scaling"]),
+    }
+    def descriptive_numbers(r) -> set[str]:
+        """Numbers in the columns a narrow terminal may drop (render.DESCRIPTIVE: sources, shapes)."""
+        from rich.console import Group
+        from rich.table import Table
+
+        if isinstance(r, Group):
+            return set().union(*(descriptive_numbers(x) for x in r.renderables)) if r.renderables else set()
+        if isinstance(r, Table):
+            return {n for c in r.columns if render._plain(c.header) in render.DESCRIPTIVE
+                    for cell in c._cells for n in _numbers(render._plain(cell))}
+        return set()
+
+    for kind, make in kinds.items():
+        wide = _numbers(_fitted(make(), 300)) - descriptive_numbers(make())
+        narrow = _fitted(make(), width)
+        missing = wide - _numbers(narrow)
+        assert not missing, f"{kind} at {width} columns cuts {sorted(missing)[:8]}"
+        assert max(len(line) for line in narrow.splitlines()) <= width, kind
