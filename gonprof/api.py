@@ -78,7 +78,7 @@ def _profile_data(data, shape, selection=None):
 def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
             batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
             seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None,
-            classes=None, per_class: int | None = None):
+            classes=None, per_class: int | None = None, force: bool = False):
     """Profile ``steps`` optimization steps of ``arch`` trained as ``mode``; returns a ProfileRecord.
 
     Builds the step, feeds it batches of real (embedded MNIST) or synthetic
@@ -97,6 +97,8 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     selection = Selection.parse(classes, per_class)
     check_device(device)
     mode = mode or default_mode(arch)
+    check_fits(arch, mode, batch_size=batch_size, device=device, generator=generator, preset=preset,
+               input_shape=input_shape, hparams=hparams, force=force)
     step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
                       seed=seed, **(hparams or {}))
     batch_size = int(batch_size or step.hparams.get("batch_size", 64))
@@ -126,6 +128,40 @@ def check_device(device: str, need_real: bool = True, hint: str = "") -> str:
     return device
 
 
+def available_bytes(device: str = "cpu") -> int:
+    """Memory a step may still take: the system's available memory on the CPU, the device's free memory
+    on CUDA."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits(arch: str, mode: str | None = None, *, batch_size: int | None = None, device: str = "cpu",
+               generator: str | None = None, preset: str | None = None, input_shape: Shape | None = None,
+               hparams: dict | None = None, force: bool = False):
+    """Estimate a step's peak on meta tensors (nothing allocated) and refuse, with one line, a batch whose
+    estimate exceeds the memory available (:func:`available_bytes`), unless ``force``.  Returns the
+    MemoryEstimate."""
+    from .estimate import estimate_step_memory
+    from .modes import get_mode
+    from .records import TooBigError
+
+    mode = mode or default_mode(arch)
+    bs = batch_size or int(get_mode(mode).hparams(preset, **(hparams or {})).get("batch_size", 64))
+    est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
+                               input_shape=input_shape, hparams=hparams, max_inner_steps=2)
+    free = available_bytes(device)
+    if est.peak_bytes > free and not force:
+        raise TooBigError(f"{arch} ({mode}) at batch {bs}: one step needs about {est.peak_bytes / 2**30:,.2f} GiB "
+                          f"(estimated on meta tensors), more than the {free / 2**30:,.2f} GiB available on "
+                          f"{device}; lower the batch size, or pass --force to run it anyway")
+    return est
+
+
 def _cuda_here() -> bool:
     import torch
 
@@ -146,8 +182,8 @@ def estimate(arch: str, mode: str | None = None, *, batch_size: int | None = Non
     bs = batch_size or int(get_mode(mode).hparams(preset, **(hparams or {})).get("batch_size", 64))
     est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
                                input_shape=input_shape, seed=seed, hparams=hparams)
-    if measure is None:
-        measure = device == "cpu" or _cuda_here()
+    if measure is None:  # measure when the device is here and the step fits in it
+        measure = (device == "cpu" or _cuda_here()) and est.peak_bytes <= available_bytes(device)
     measured = None
     if measure:
         measured = profile(arch, mode, generator=generator, preset=preset, batch_size=bs, device=device, warmup=2,
@@ -193,7 +229,7 @@ def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", esti
 
 
 def train(config=None, *, resume: bool = False, progress=None, make_step=None, overwrite: bool = False,
-          **fields):
+          force: bool = False, **fields):
     """Train one (architecture, mode) pair and record it in a run directory; returns the TrainResult.
 
     Pass a :class:`gonprof.train.TrainConfig`, or its fields as keywords (``mode`` defaults to the
@@ -215,7 +251,28 @@ def train(config=None, *, resume: bool = False, progress=None, make_step=None, o
             fields["mode"] = fields.get("mode") or default_mode(fields["arch"])
             check_device(fields.get("device", "cpu"))
             config = TrainConfig(**fields)
+    if make_step is None:  # a step of the zoo: refuse one that cannot fit before anything is written
+        check_fits(config.arch, config.mode, batch_size=config.batch_size, device=config.device,
+                   generator=config.generator, preset=config.preset, hparams=dict(config.hparams), force=force)
     return run_training(config, resume=resume, progress=progress, make_step=make_step, overwrite=overwrite)
+
+
+def _check_memory_limit(limit: int) -> None:
+    """Refuse a --memory-limit below what a worker needs just to start: the data segment of a process
+    that has imported torch and gonprof (this one, once torch is loaded)."""
+    import importlib
+
+    import psutil
+
+    from .records import RequestError
+
+    importlib.import_module("torch")  # a worker imports it before anything else
+
+    footprint = int(psutil.Process().memory_info().data)
+    if limit < footprint:
+        raise RequestError(f"--memory-limit {limit / 2**20:,.0f} MiB is below a worker's start-up footprint "
+                           f"({footprint / 2**20:,.0f} MiB of data segment once torch is imported); "
+                           "allow more than that for the run itself")
 
 
 class CompareResult(list):
@@ -234,7 +291,7 @@ class CompareResult(list):
 
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
             preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
-            on_row=None, **settings) -> CompareResult:
+            on_row=None, force: bool = False, **settings) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
     ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
@@ -255,11 +312,16 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         from .records import RequestError
 
         try:
-            settings["memory_limit_bytes"] = parse_bytes(limit)
+            settings["memory_limit_bytes"] = limit = parse_bytes(limit)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
+    if limit:
+        _check_memory_limit(int(limit))
     check_device(settings.get("device", "cpu"))
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
+    for s in specs:  # a row whose step cannot fit is refused before any row runs
+        check_fits(s.arch, s.mode, batch_size=s.batch_size, device=s.device, generator=s.generator, preset=s.preset,
+                   hparams=s.hparams, force=force)
     n, held = comparison.scoring_n(specs[0])
     out = Path(out) if out else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
     if on_plan:

@@ -49,6 +49,9 @@ PerClassOpt = Annotated[
     Optional[int],
     typer.Option("--per-class", help="Keep the first N training images of each kept class (few-shot)."),
 ]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
+]
 ThreadsOpt = Annotated[
     Optional[int],
     typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
@@ -146,9 +149,9 @@ def _run_errors() -> tuple[type, ...]:
     errors: list[type] = []
     from .data import DataError
     from .plots import PlotError
-    from .records import RecordError
+    from .records import RecordError, TooBigError
 
-    errors += [DataError, RecordError, PlotError]
+    errors += [DataError, RecordError, PlotError, TooBigError]
     try:
         from .train import TrainError
 
@@ -287,6 +290,7 @@ def profile(
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
+    force: ForceOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -315,7 +319,8 @@ def profile(
         with err.status(f"profiling {name} ..."):
             rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
                               warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape,
-                              hparams=hparams, classes=selection.classes, per_class=selection.per_class)
+                              hparams=hparams, classes=selection.classes, per_class=selection.per_class,
+                              force=force)
         records.append(rec)
         if json_path:
             save_records(records, json_path)  # after each run: nothing finished is lost
@@ -427,6 +432,7 @@ def train(
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
+    force: ForceOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -447,7 +453,7 @@ def train(
                   per_class=selection.per_class)
     if resume and arch is None:  # continue the run stored in --out
         fields = {k: fields[k] for k in ("out", "steps", "batch_size", "threads")}
-    result = api.train(resume=resume, progress=RichProgress(console=_stderr()), **fields)
+    result = api.train(resume=resume, progress=RichProgress(console=_stderr()), force=force, **fields)
     out_console = _stdout()
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (result.final_losses or {}).items() if v is not None)
     of_total = "" if result.time_bounded else f"/{result.steps_total}"
@@ -493,10 +499,11 @@ def compare(
     device: DeviceOpt = "cpu",
     samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
     profile_steps: Annotated[int, typer.Option("--profile-steps", min=1, help="Timed steps profiled after training.")] = 5,
-    memory_limit: Annotated[Optional[str], typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB); a run past it is recorded as oom.")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB): the worker process's data segment (RLIMIT_DATA), which counts torch's own start-up footprint too; a run past it is a row with status oom.")] = None,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
+    force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
@@ -534,7 +541,7 @@ def compare(
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
                       classes=list(selection.classes) if selection.classes is not None else None,
-                      per_class=selection.per_class)
+                      per_class=selection.per_class, force=force)
     if csv_path:
         records_to_csv(res.rows, csv_path)
     _stdout().print(render.compare_table(res.rows))

@@ -318,14 +318,22 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     from .isolation import run_worker
 
     out = run_worker("compare-row", spec.to_dict(), workdir, log_path=log_path)
+    cap = spec.memory_limit_bytes
     if out.result is not None:
         try:
-            return RunRecord.from_dict(out.result)
+            rec = RunRecord.from_dict(out.result)
         except (ValueError, TypeError, KeyError) as exc:
             return spec.base_record().replace(status="error", message=f"unreadable worker result: {exc}")
+        if cap and rec.status == "error" and ("ImportError" in rec.message or "MemoryError" in rec.message):
+            # an import or allocation that failed under the cap: the cap, not the code
+            rec = rec.replace(status="oom", message=f"out of memory under --memory-limit {cap / 2**20:,.0f} MiB: "
+                                                    f"{rec.message}")
+        return rec
     status, message = out.failure()
     if status == "interrupted":
         message = "interrupted (Ctrl-C); earlier rows are kept"
+    elif cap:  # under a cap, a worker that dies without a record ran out of it
+        status, message = "oom", f"out of memory under --memory-limit {cap / 2**20:,.0f} MiB: {message}"
     return spec.base_record().replace(status=status, message=message, wall_time_s=round(out.wall_s, 3))
 
 

@@ -67,3 +67,25 @@ def test_compare_exits_1_when_every_row_failed(tmp_path):
     assert res.exit_code == 1, res.output
     assert "1 of 1 runs failed" in res.output
     assert (tmp_path / "c" / "results.json").is_file()
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_anything_runs(tmp_path):
+    # gon-mnist-conv at batch 10^8: the meta-tensor estimate is hundreds of TiB
+    res = invoke("profile", "--arch", "gon-mnist-conv", "--set", "batch_size=100000000")
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
+    assert "estimated on meta tensors" in res.output and "--force" in res.output
+    res = invoke("train", "--arch", "gon-mnist-conv", "--steps", 1, "--set", "batch_size=100000000",
+                 "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "--force" in res.output and not (tmp_path / "run").exists()
+
+
+def test_estimate_never_runs_a_step_that_cannot_fit():
+    res = invoke("profile", "--arch", "gon-mnist-conv", "--set", "batch_size=100000", "--estimate")
+    assert res.exit_code == 0, res.output
+    assert "measured" not in res.output.split("rounding")[0]  # the estimate alone, no measured column
+
+
+def test_a_memory_limit_below_the_start_up_footprint_is_refused(tmp_path):
+    res = invoke("compare", "gan", "--steps", 1, "--memory-limit", "1MiB", "--out", tmp_path / "c")
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert "start-up footprint" in res.output and not (tmp_path / "c").exists()

@@ -14,7 +14,7 @@ Nothing here imports torch: records load and render without it.
 """
 
 from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STATUSES, JsonRecord, RecordError,
-                   RequestError, atomic_write, classify_failure, looks_oom, to_jsonable)
+                   RequestError, TooBigError, atomic_write, classify_failure, looks_oom, to_jsonable)
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .files import RECORD_KINDS, load_records, save_records
@@ -23,7 +23,7 @@ from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelPar
 
 __all__ = [
     "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",
-    "RequestError", "atomic_write", "classify_failure", "looks_oom", "to_jsonable",
+    "RequestError", "TooBigError", "atomic_write", "classify_failure", "looks_oom", "to_jsonable",
     "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "RECORD_KINDS", "load_records", "save_records",

@@ -136,6 +136,10 @@ class RequestError(ValueError):
     """A request that cannot be made as asked (a device that is not here, a bad option value); one line."""
 
 
+class TooBigError(Exception):
+    """A step that, by its estimate, needs more memory than the process or device has; one line."""
+
+
 class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 
