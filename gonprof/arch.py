@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .registry import Registry
+from .registry import Registry, RegistryError
 
 Shape = tuple[int, int, int]
 ROLES = ("discriminator", "generator")
@@ -33,6 +33,11 @@ ROLES = ("discriminator", "generator")
 
 class ShapeError(ValueError):
     """An architecture cannot be built for the requested input shape."""
+
+
+class ArchError(RegistryError):
+    """An architecture's builder is broken (it raised, returned no module, or miscounts); one line naming
+    the architecture and the file that registered it."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +82,37 @@ class ArchSpec:
             return int(self.output[7:-1])
         raise ValueError(f"{self.name}: unknown output kind {self.output!r}")
 
+    @property
+    def where(self) -> str:
+        """The file that defines the builder (a plugin's path, or the zoo module's)."""
+        code = getattr(self.builder, "__code__", None)
+        return code.co_filename if code is not None else getattr(self.builder, "__module__", "?")
+
     def build(self, input_shape: Shape | None = None):
+        """The model for ``input_shape`` (default: the spec's); a broken builder is an :class:`ArchError`."""
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
         if len(shape) != 3 or any(int(d) <= 0 for d in shape):
             raise ShapeError(f"{self.name}: input shape must be C,H,W with positive sizes, got {shape}")
-        return self.builder(input_shape=tuple(int(d) for d in shape))
+        try:
+            model = self.builder(input_shape=tuple(int(d) for d in shape))
+        except ShapeError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ArchError(f"architecture {self.name} ({self.where}): its builder failed: "
+                            f"{type(exc).__name__}: {first}") from exc
+        if not (callable(getattr(model, "parameters", None)) and callable(model)):
+            raise ArchError(f"architecture {self.name} ({self.where}): its builder returned "
+                            f"{type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    def check_count(self, model) -> None:
+        """Refuse a model built at the default shape whose parameter count is not the declared one."""
+        seen = {id(p): p for p in model.parameters()}
+        total = sum(p.numel() for p in seen.values())
+        if total != self.expected_params:
+            raise ArchError(f"architecture {self.name} ({self.where}): built with {total:,} parameters, "
+                            f"its spec declares {self.expected_params:,}")
 
 
 ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", "gonprof.architectures")

@@ -441,6 +441,10 @@ def architectures_table(rows) -> "Table":
     table.add_column("default mode")
     table.add_column("source repository", max_width=48)
     for r in rows:
+        if r.error:
+            table.add_row(r.name, r.family, r.role, "[red]broken[/]", ",".join(map(str, r.input_shape)), r.output,
+                          r.default_mode or "", r.repo or r.source)
+            continue
         params = f"{r.params:,}"
         if not r.matches_expected:
             params += f" [red](spec says {r.expected_params:,})[/]"
@@ -448,6 +452,11 @@ def architectures_table(rows) -> "Table":
             params += f" [dim]({r.trainable_params:,} trainable)[/]"
         table.add_row(r.name, r.family, r.role, params, ",".join(map(str, r.input_shape)), r.output,
                       r.default_mode or "", r.repo or r.source)
+    broken = [r.error for r in rows if r.error]
+    if broken:
+        table.caption = "\n".join(broken)
+        table.caption_style = "red"
+        table.caption_justify = "left"
     return table
 
 

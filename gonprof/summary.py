@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .arch import ArchSpec
+from .arch import ArchSpec, ShapeError
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ArchSummary:
     default_generator: str | None
     origin: str  # the module or plugin file that registered it
     notes: tuple[str, ...] = ()
+    error: str = ""  # why it could not be built ("" when it was)
 
     @property
     def matches_expected(self) -> bool:
@@ -108,10 +109,17 @@ def build_on_meta(spec: ArchSpec, input_shape=None):
 
 
 def summarize(spec: ArchSpec, origin: str = "") -> ArchSummary:
-    total, trainable = param_totals(build_on_meta(spec))
+    """What ``gonprof list`` shows of one architecture; a broken builder is a summary with its ``error``."""
+    from .arch import ArchError
+
+    error = ""
+    try:
+        total, trainable = param_totals(build_on_meta(spec))
+    except (ArchError, ShapeError) as exc:
+        total, trainable, error = 0, 0, str(exc)
     return ArchSummary(
         name=spec.name, family=spec.family, role=spec.role, params=total, trainable_params=trainable,
         expected_params=spec.expected_params, input_shape=tuple(spec.input_shape), output=spec.output,
         source=spec.source.paper, repo=spec.source.repo, default_mode=spec.default_mode,
-        default_generator=spec.default_generator, origin=origin, notes=tuple(spec.notes),
+        default_generator=spec.default_generator, origin=origin, notes=tuple(spec.notes), error=error,
     )

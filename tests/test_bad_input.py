@@ -89,3 +89,41 @@ def test_a_memory_limit_below_the_start_up_footprint_is_refused(tmp_path):
     res = invoke("compare", "gan", "--steps", 1, "--memory-limit", "1MiB", "--out", tmp_path / "c")
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
     assert "start-up footprint" in res.output and not (tmp_path / "c").exists()
+
+
+BROKEN_PLUGIN = '''
+import torch.nn as nn
+from gonprof.arch import register_arch, Source
+
+@register_arch("t-returns-str", family="t", role="discriminator", source=Source("t"), expected_params=1,
+               default_mode="gan")
+def a(input_shape=(1, 28, 28)):
+    return "not a module"
+
+@register_arch("t-raises", family="t", role="discriminator", source=Source("t"), expected_params=1,
+               default_mode="gan")
+def b(input_shape=(1, 28, 28)):
+    raise ValueError("boom")
+
+@register_arch("t-miscounts", family="t", role="discriminator", source=Source("t"), expected_params=7,
+               default_mode="gan")
+def c(input_shape=(1, 28, 28)):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1))  # 784 + 1 = 785 parameters, not 7
+'''
+
+
+def test_broken_plugins_are_one_line_and_list_still_lists_the_rest(tmp_path):
+    plugin = tmp_path / "broken_plugin.py"
+    plugin.write_text(BROKEN_PLUGIN)
+    res = invoke("list", "--plugin", plugin, "--json")
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert rows["inception-k32"]["params"] == 216_705 and rows["inception-k32"]["error"] == ""
+    assert "returned str, not a torch.nn.Module" in rows["t-returns-str"]["error"]
+    assert "builder failed: ValueError: boom" in rows["t-raises"]["error"]
+    assert str(plugin) in rows["t-raises"]["error"]
+    for arch, message in [("t-returns-str", "returned str"), ("t-raises", "ValueError: boom"),
+                          ("t-miscounts", "built with 785 parameters, its spec declares 7")]:
+        res = invoke("profile", "--arch", arch, "--plugin", plugin)
+        assert res.exit_code == 2, res.output
+        assert len(res.output.strip().splitlines()) == 1 and message in res.output and str(plugin) in res.output

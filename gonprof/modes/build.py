@@ -76,7 +76,10 @@ def build_step(mode: str, arch: str, generator: str | None = None, preset: str |
         raise IncompatibleError(f"mode {mode} trains without a generator; drop --generator {generator}")
     dev = torch.device(device)
     torch.manual_seed(int(seed))
-    D = D_spec.build(shape).to(dev)
+    D = D_spec.build(shape)
+    if shape == tuple(D_spec.input_shape):
+        D_spec.check_count(D)  # a plugin that miscounts is refused before anything runs
+    D = D.to(dev)
     G = G_spec.build(shape).to(dev) if G_spec is not None else None
     step = spec.factory(D, D_spec, G, G_spec, hparams, dev)
     step.input_shape = shape
