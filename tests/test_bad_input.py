@@ -112,18 +112,29 @@ def c(input_shape=(1, 28, 28)):
 '''
 
 
+def _run(*args):
+    """The CLI in a fresh process: plugins register into the process's registries, so keep them out of ours."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    p = subprocess.run([sys.executable, "-m", "gonprof.cli", *map(str, args)], capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "COLUMNS": "200"})
+    return SimpleNamespace(exit_code=p.returncode, output=p.stdout + p.stderr, stdout=p.stdout)
+
+
 def test_broken_plugins_are_one_line_and_list_still_lists_the_rest(tmp_path):
     plugin = tmp_path / "broken_plugin.py"
     plugin.write_text(BROKEN_PLUGIN)
-    res = invoke("list", "--plugin", plugin, "--json")
+    res = _run("list", "--plugin", plugin, "--json")
     assert res.exit_code == 0, res.output
-    rows = {r["name"]: r for r in json.loads(res.output)}
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
     assert rows["inception-k32"]["params"] == 216_705 and rows["inception-k32"]["error"] == ""
     assert "returned str, not a torch.nn.Module" in rows["t-returns-str"]["error"]
     assert "builder failed: ValueError: boom" in rows["t-raises"]["error"]
     assert str(plugin) in rows["t-raises"]["error"]
     for arch, message in [("t-returns-str", "returned str"), ("t-raises", "ValueError: boom"),
                           ("t-miscounts", "built with 785 parameters, its spec declares 7")]:
-        res = invoke("profile", "--arch", arch, "--plugin", plugin)
+        res = _run("profile", "--arch", arch, "--plugin", plugin)
         assert res.exit_code == 2, res.output
         assert len(res.output.strip().splitlines()) == 1 and message in res.output and str(plugin) in res.output
