@@ -29,7 +29,9 @@ the first starting at ``__enter__``):
 - Further ``prof.step()`` calls are ignored; ``prof.done`` becomes True.
 
 A step's time includes everything between its two ``prof.step()`` calls,
-so data loading in the loop counts unless it sits outside them.  Phases time
+so data loading in the loop counts unless it sits outside them: put it in
+``with prof.between():`` (before the step's work), which begins the step
+again after the block, clock, RSS and instruments alike.  Phases time
 each ``with prof.phase(name)`` block on timed steps (summed if a phase runs
 several times in a step) and label FLOPs and live bytes on the measuring step.
 
@@ -40,9 +42,10 @@ non-finite parameters after the run set ``status="nan"``.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
@@ -276,6 +279,21 @@ class Profiler:
         self._end(self._index)
         self._index += 1
         self._begin(self._index)
+
+    @contextlib.contextmanager
+    def between(self) -> Iterator[None]:
+        """``with prof.between():`` work between two steps (loading or preparing the next batch), kept out
+        of every measured interval: the step that ``prof.step()`` (or entering) just began is begun again
+        after the block, so its clock, RSS and instruments start after it.  Use it before the step's work."""
+        index, kind = self._index, self._kind
+        if kind not in (_MEASURE, _TIMED) or not self._entered or self._exited:
+            yield
+            return
+        self._abort_current()
+        try:
+            yield
+        finally:
+            self._begin(index)
 
     def phase(self, name: str) -> Any:
         """``with prof.phase("name"):`` labels part of a step."""

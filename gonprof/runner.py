@@ -28,8 +28,10 @@ def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int 
     try:
         with prof:
             while not prof.done:
-                real, labels = next(batches)
-                losses = step.step(real.to(dev, non_blocking=True), labels.to(dev), phase=prof.phase)
+                with prof.between():  # the batch (its shuffle, the copy to the device) is not the step
+                    real, labels = next(batches)
+                    real, labels = real.to(dev, non_blocking=True), labels.to(dev)
+                losses = step.step(real, labels, phase=prof.phase)
                 prof.step()
                 bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
                 if bad:

@@ -363,3 +363,35 @@ def test_overhead_on_timed_steps_is_small():
     ratio = statistics.median(profiled) / statistics.median(plain)
     print(f"overhead ratio profiled/unprofiled median step time: {ratio:.3f}")
     assert ratio <= 1.03
+
+
+def test_an_empty_step_measures_zero_bytes_when_its_batch_is_made_between_steps():
+    """Batch preparation inside prof.between() is no part of the step: an empty step's peak is 0 B,
+    and the timed steps do not include it."""
+    import time
+
+    from gonprof.profiler import Profiler
+
+    prof = Profiler(models={}, optimizers={}, warmup=1, active=2)
+    with prof:
+        while not prof.done:
+            with prof.between():
+                batch = torch.randperm(10_000)  # 80,000 B, as a loader's shuffle makes
+                time.sleep(0.05)
+            prof.step()
+    rec = prof.report()
+    assert rec.live_memory.peak_live_bytes == 0 and rec.live_memory.start_live_bytes == 0
+    assert all(s.step_time_s < 0.04 for s in rec.steps)  # the 50 ms of preparation are not in the steps
+    assert batch.numel() == 10_000
+
+
+def test_batch_preparation_inside_the_interval_is_counted_without_between():
+    from gonprof.profiler import Profiler
+
+    prof = Profiler(models={}, optimizers={}, warmup=1, active=1)
+    with prof:
+        while not prof.done:
+            batch = torch.randperm(10_000)
+            prof.step()
+    assert prof.report().live_memory.peak_live_bytes == 80_000  # 10,000 int64
+    assert batch.numel() == 10_000
