@@ -224,7 +224,6 @@ class FlopCounter(Instrument):
         self.self_by_module: dict[Optional[str], list[int]] = {}
         self.uncounted: dict[str, int] = {}
         self.no_arith: dict[str, int] = {}
-        self._mode: Optional[_CountingMode] = None
         self._node_hook: Any = None
 
     # -- phases ---------------------------------------------------------------
@@ -245,16 +244,13 @@ class FlopCounter(Instrument):
         self.scope.__enter__()
         self._node_hook = torch.autograd.graph.node_creation_hook(self._on_node)
         self._node_hook.__enter__()
-        self._mode = _CountingMode(self)
-        self._mode.__enter__()
+        self._watch(_CountingMode(self))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if self._mode is not None:
-                self._mode.__exit__(*exc)
+            self._unwatch(*exc)
         finally:
-            self._mode = None
             if self._node_hook is not None:
                 self._node_hook.__exit__(*exc)
                 self._node_hook = None

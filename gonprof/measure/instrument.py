@@ -22,6 +22,18 @@ class Instrument:
     def __init__(self) -> None:
         self._phase: Optional[str] = None
         self.phases_used = False
+        self._mode: Any = None  # the dispatch mode that watches the step's ops, while entered
+
+    def _watch(self, mode: Any) -> None:
+        """Start watching the step's ops through ``mode`` (a TorchDispatchMode)."""
+        self._mode = mode
+        mode.__enter__()
+
+    def _unwatch(self, *exc: Any) -> None:
+        """Stop watching (idempotent)."""
+        mode, self._mode = self._mode, None
+        if mode is not None:
+            mode.__exit__(*exc)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

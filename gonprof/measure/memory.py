@@ -133,7 +133,6 @@ class LiveBytesTracker(Instrument):
         self._peak_snapshot: list[tuple[_Entry, int]] = []
         self.peak_by_phase: dict[Optional[str], int] = {}
         self._active = False
-        self._mode: Optional[_TrackingMode] = None
         self._result: Optional[LiveMemory] = None
 
     # -- bookkeeping -----------------------------------------------------------
@@ -231,16 +230,13 @@ class LiveBytesTracker(Instrument):
             self.start_bytes = self.live_bytes
             self.peak_bytes = self.live_bytes
             self._snapshot()
-        self._mode = _TrackingMode(self)
-        self._mode.__enter__()
+        self._watch(_TrackingMode(self))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if self._mode is not None:
-                self._mode.__exit__(*exc)
+            self._unwatch(*exc)
         finally:
-            self._mode = None
             with self._lock:
                 if self._peak_dirty:
                     self._snapshot()
