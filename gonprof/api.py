@@ -281,6 +281,7 @@ class CompareResult(list):
 
     def __init__(self, rows, specs, out, json_path, n_samples: int, n_held_out: int, grid):
         super().__init__(rows)
+        self.write_errors: list[str] = []  # results-file writes that failed (the rows are still here)
         self.specs, self.out, self.json_path = specs, out, json_path
         self.n_samples, self.n_held_out, self.grid = n_samples, n_held_out, grid
 
@@ -326,10 +327,13 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     out = Path(out) if out else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
     if on_plan:
         on_plan(specs, n, held)
+    write_errors: list[str] = []
     rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
-                              on_row=on_row)
+                              on_row=on_row, write_errors=write_errors)
     grid = comparison.grid_image(rows, out / "samples.png")
-    return CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
+    res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
+    res.write_errors = write_errors
+    return res
 
 
 class ScoreResult:

@@ -82,6 +82,27 @@ def check_outputs(**paths: Optional[Path]) -> None:
             raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
 
 
+class Outputs:
+    """Writes of a command's output files: a write that fails is remembered, the results are still
+    printed, and :meth:`finish` then reports each failure in one line and exits 1."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def write(self, what, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            self.errors.append(f"{what} not written: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            return None
+
+    def finish(self) -> None:
+        for message in self.errors[:-1]:
+            _stderr().print(f"[bold red]gonprof: error:[/] {message}", soft_wrap=True)
+        if self.errors:
+            raise fail(self.errors[-1], EXIT_FAILURE)
+
+
 def parse_selection(classes: Optional[str], per_class: Optional[int]):
     """The data selection of --classes / --per-class; a bad one is a usage error."""
     from .data import Selection
@@ -313,7 +334,7 @@ def profile(
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                         batch_sizes, json_path, hparams)
         return
-    err = _stderr()
+    err, outputs = _stderr(), Outputs()
     records = []
     for name in names:
         with err.status(f"profiling {name} ..."):
@@ -322,12 +343,12 @@ def profile(
                               hparams=hparams, classes=selection.classes, per_class=selection.per_class,
                               force=force)
         records.append(rec)
-        if json_path:
-            save_records(records, json_path)  # after each run: nothing finished is lost
+        if json_path:  # after each run: nothing finished is lost
+            outputs.write(f"--json {json_path}", save_records, records, json_path)
         if rec.status == "interrupted":
             break
     if csv_path:
-        records_to_csv(records, csv_path)
+        outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
     env = records[0].environment
     if env is not None and env.load_average_1m is not None and env.load_average_1m > (env.cpu_count or 1):
         err.print(f"[yellow]gonprof: warning: load average {env.load_average_1m:g} exceeded this machine's "
@@ -337,6 +358,7 @@ def profile(
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
         err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {r.message}[/]")
+    outputs.finish()
     if any(r.status == "interrupted" for r in records):
         raise typer.Exit(EXIT_INTERRUPTED)
     if failed:
@@ -369,7 +391,9 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         records.append(est)
         out.print(render.render_estimate(est, measured=measured))
     if json_path:
-        save_records(records, json_path)
+        outputs = Outputs()
+        outputs.write(f"--json {json_path}", save_records, records, json_path)
+        outputs.finish()
 
 
 @app.command()
@@ -401,12 +425,15 @@ def fit(
                   max_batch=max_batch, hparams=parse_sets(hparam),
                   progress=lambda trial: err.print(f"  batch {trial.batch_size}: {trial.status}"))
     _stdout().print(render.render_fit(rec))
+    outputs = Outputs()
     if json_path:
-        save_records([rec], json_path)
+        outputs.write(f"--json {json_path}", save_records, [rec], json_path)
     if plot:
         from .plots import fit_plot
 
-        err.print(f"plot: {fit_plot(rec, plot)}")
+        if outputs.write(f"--plot {plot}", fit_plot, rec, plot):
+            err.print(f"plot: {plot}")
+    outputs.finish()
     if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)
 
@@ -542,16 +569,21 @@ def compare(
                       hparams=parse_sets(hparam),
                       classes=list(selection.classes) if selection.classes is not None else None,
                       per_class=selection.per_class, force=force)
-    if csv_path:
-        records_to_csv(res.rows, csv_path)
     _stdout().print(render.compare_table(res.rows))
+    outputs = Outputs()
+    outputs.errors += res.write_errors
+    if csv_path:
+        outputs.write(f"--csv {csv_path}", records_to_csv, res.rows, csv_path)
     if res.grid:
         err.print(f"sample grids side by side: {res.grid}")
     if plot:
         from .plots import compare_plot
 
-        err.print(f"plot: {compare_plot(res.rows, plot)}")
-    err.print(f"results: {res.json_path} (gonprof report re-renders them)")
+        if outputs.write(f"--plot {plot}", compare_plot, res.rows, plot):
+            err.print(f"plot: {plot}")
+    if not res.write_errors:
+        err.print(f"results: {res.json_path} (gonprof report re-renders them)")
+    outputs.finish()
     if any(r.status == "interrupted" for r in res.rows):
         raise typer.Exit(EXIT_INTERRUPTED)
     runs = [r for r in res.rows if r.kind == "run"]
@@ -591,9 +623,13 @@ def score(
     if json_path:
         from .records import atomic_write
 
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(json_path, json.dumps(res.to_json(), indent=2, allow_nan=True) + "\n")
-        err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
+        outputs = Outputs()
+        outputs.write(f"--json {json_path}", lambda: (json_path.parent.mkdir(parents=True, exist_ok=True),
+                                                      atomic_write(json_path, json.dumps(res.to_json(), indent=2,
+                                                                                         allow_nan=True) + "\n")))
+        if not outputs.errors:
+            err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
+        outputs.finish()
 
 
 @app.command()
@@ -607,9 +643,11 @@ def report(
     from .records import records_to_csv
 
     records = api.report(path)
-    if csv_path:
-        records_to_csv(records, csv_path)
     _stdout().print(render.render_any(records))
+    if csv_path:
+        outputs = Outputs()
+        outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
+        outputs.finish()
 
 
 def _emit(obj, json_out: bool, renderer) -> None:

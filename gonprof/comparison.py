@@ -340,7 +340,8 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
 def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional[str | os.PathLike] = None,
             floor: bool = True, isolate: bool = True,
             on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
-            on_row: Optional[Callable[[RunRecord], None]] = None) -> list[RunRecord]:
+            on_row: Optional[Callable[[RunRecord], None]] = None,
+            write_errors: Optional[list] = None) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
     ``out`` holds one folder per row (run directory, worker log) and, unless
@@ -371,7 +372,11 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
             folder.mkdir(parents=True, exist_ok=True)
             rec = run_spec(spec)
         rows.append(rec)
-        save_records(rows, json_path)
+        try:
+            save_records(rows, json_path)
+        except OSError as exc:  # the rows go on (and are printed); the caller reports the failed write
+            if write_errors is not None and not write_errors:
+                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
         if on_row:
             on_row(rec)
         if rec.status == "interrupted":

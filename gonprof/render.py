@@ -656,9 +656,8 @@ def render_estimate(e, measured=None) -> "Group":
         "at the peak")
     row("  activations + temporaries", e.peak_live_activation_bytes, lm.peak_live_activation_bytes if lm else None,
         "at the peak")
-    row("input batch", e.input_bytes, "in the above" if measured is not None else None,
-        "float32 images + int64 labels" + ("; the measured step loads its batch, so its rows include it"
-                                           if measured is not None else ""))
+    row("input batch", e.input_bytes, "not in it" if measured is not None else None,
+        "float32 images + int64 labels, made before the step (in neither peak above)")
     if e.persistent is not None:
         row("persistent state", e.persistent.total_bytes,
             measured.persistent.total_bytes if measured is not None and measured.persistent else None,

@@ -138,3 +138,34 @@ def test_broken_plugins_are_one_line_and_list_still_lists_the_rest(tmp_path):
         res = _run("profile", "--arch", arch, "--plugin", plugin)
         assert res.exit_code == 2, res.output
         assert len(res.output.strip().splitlines()) == 1 and message in res.output and str(plugin) in res.output
+
+
+def test_a_write_that_fails_at_the_end_is_one_line_after_the_results(capsys):
+    import typer
+
+    from gonprof.cli import Outputs
+
+    def boom(*_):
+        raise PermissionError(13, "Permission denied", "/nope/x.json")
+
+    out = Outputs()
+    assert out.write("--json /nope/x.json", boom) is None and out.write("fine", lambda: 7) == 7
+    with pytest.raises(typer.Exit) as exit_info:
+        out.finish()
+    assert exit_info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--json /nope/x.json not written: Permission denied" in err
+
+
+def test_compare_keeps_its_rows_when_the_results_file_cannot_be_written(tmp_path, monkeypatch):
+    import gonprof.comparison as cmp
+
+    def refuse(*_):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cmp, "save_records", refuse)
+    errors: list = []
+    specs = cmp.plan(["gan"], steps=1, batch_size=8, n_samples=20, profile_steps=1)
+    rows = cmp.compare(specs, out=tmp_path, isolate=False, write_errors=errors)
+    assert [r.kind for r in rows] == ["floor", "run"] and rows[1].status == "ok"
+    assert errors == [f"{tmp_path / 'results.json'} not written: Permission denied"]
