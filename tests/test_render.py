@@ -160,8 +160,8 @@ def test_every_table_keeps_every_number_whole_at_narrow_widths(saved, width):
         if isinstance(r, Group):
             return set().union(*(descriptive_numbers(x) for x in r.renderables)) if r.renderables else set()
         if isinstance(r, Table):
-            return {n for c in r.columns if render._plain(c.header) in render.DESCRIPTIVE
-                    for cell in c._cells for n in _numbers(render._plain(cell))}
+            return {n for c in r.columns if render.width._plain(c.header) in render.DESCRIPTIVE
+                    for cell in c._cells for n in _numbers(render.width._plain(cell))}
         return set()
 
     for kind, make in kinds.items():

@@ -1,0 +1,226 @@
+"""Tables of ProfileRecords: one profile in full, or several as one table."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Sequence
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from gonprof.records import ProfileRecord, TimingStats
+
+from .formats import (_mflop, _mib, _ms, _status, _timing_cell, _title, format_bytes, format_count, format_flops,
+                      format_seconds)
+
+# --------------------------------------------------------------------------
+# one record
+# --------------------------------------------------------------------------
+
+
+def summary_table(rec: ProfileRecord) -> Table:
+    t = Table(title=_title(rec), show_header=True, header_style="bold")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_column("what it counts")
+    t.add_row("status", _status(rec), rec.message or "")
+    t.add_row("device", rec.environment.device, rec.environment.device_name)
+    t.add_row(
+        "steps (count)",
+        f"{rec.warmup_steps} + {rec.timed_steps}",
+        "untimed (incl. the measuring step) + timed",
+    )
+    t.add_row("params (count)", format_count(rec.params_total), "all models, total")
+    if rec.flops is not None:
+        f = rec.flops
+        t.add_row("FLOPs / step", format_flops(f.flops_per_step), "whole step, FLOPs = 2 x MACs")
+        t.add_row("  forward", format_flops(f.forward_flops), "outside the autograd engine")
+        t.add_row("  backward", format_flops(f.backward_flops), "inside the autograd engine")
+    if rec.persistent is not None:
+        p = rec.persistent
+        t.add_row("persistent state", format_bytes(p.total_bytes), "params + buffers + grads + optimizer state")
+    if rec.live_memory is not None:
+        lm = rec.live_memory
+        t.add_row("peak live tensors", format_bytes(lm.peak_live_bytes), "tensor storages, incl. persistent state")
+        t.add_row("  activations", format_bytes(lm.peak_live_activation_bytes), "activations + temporaries at the peak")
+    if rec.rss is not None:
+        t.add_row(
+            "peak RSS delta",
+            format_bytes(rec.rss.peak_rss_delta_bytes),
+            f"over RSS at step start ({format_bytes(rec.rss.rss_baseline_bytes)}), method {rec.rss.method}",
+        )
+    if rec.cuda_memory is not None:
+        t.add_row("CUDA max allocated", format_bytes(rec.cuda_memory.max_memory_allocated_bytes), "reset per step")
+        t.add_row("CUDA max reserved", format_bytes(rec.cuda_memory.max_memory_reserved_bytes), "reset per step")
+    if rec.step_time is not None and rec.step_time.n:
+        st = rec.step_time
+        t.add_row(
+            "step time median",
+            format_seconds(st.time_s_median),
+            f"p10 {format_seconds(st.time_s_p10)}, p90 {format_seconds(st.time_s_p90)}, n={st.n}"
+            + (f"; NOISY: spread {st.spread:.0%} > {st.noisy_threshold:.0%}" if st.noisy else ""),
+        )
+    return t
+
+
+def params_table(rec: ProfileRecord) -> Table:
+    t = Table(title="parameters", header_style="bold")
+    for col in ("model", "total (count)", "trainable (count)", "frozen (count)", "buffers (elements)", "params (MiB)", "buffers (MiB)", "dtypes"):
+        t.add_column(col, justify="left" if col in ("model", "dtypes") else "right")
+    for m in rec.models:
+        t.add_row(
+            m.name,
+            format_count(m.params_total),
+            format_count(m.params_trainable),
+            format_count(m.params_frozen),
+            format_count(m.buffer_elements),
+            _mib(m.param_bytes),
+            _mib(m.buffer_bytes),
+            ", ".join(sorted(m.param_bytes_by_dtype)),
+        )
+    return t
+
+
+def memory_table(rec: ProfileRecord) -> Optional[Table]:
+    p, lm = rec.persistent, rec.live_memory
+    if p is None and lm is None:
+        return None
+    t = Table(title="memory (MiB = 2**20 bytes)", header_style="bold")
+    t.add_column("category")
+    t.add_column("persistent, end of step (MiB)", justify="right")
+    t.add_column("at peak of live tensors (MiB)", justify="right")
+    rows = [
+        ("parameters", p.param_bytes if p else None, lm.peak_live_param_bytes if lm else None),
+        ("buffers", p.buffer_bytes if p else None, lm.peak_live_buffer_bytes if lm else None),
+        ("gradients", p.grad_bytes if p else None, lm.peak_live_grad_bytes if lm else None),
+        ("optimizer state", p.optimizer_state_bytes if p else None, lm.peak_live_optimizer_state_bytes if lm else None),
+        ("activations + temporaries", None, lm.peak_live_activation_bytes if lm else None),
+        ("total", p.total_bytes if p else None, lm.peak_live_bytes if lm else None),
+    ]
+    for name, a, b in rows:
+        t.add_row(name, _mib(a), _mib(b))
+    return t
+
+
+def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Optional[Table]:
+    f = rec.flops
+    if f is None:
+        return None
+    t = Table(title="FLOPs of one step (MFLOP = 10**6 FLOPs; FLOPs = 2 x MACs)", header_style="bold")
+    t.add_column("where")
+    t.add_column("type")
+    t.add_column("forward (MFLOP)", justify="right")
+    t.add_column("backward (MFLOP)", justify="right")
+    t.add_column("total (MFLOP)", justify="right")
+    for m in f.flops_by_module[:max_modules]:
+        depth = m.module.count(".")
+        t.add_row("  " * depth + m.module, m.module_type, _mflop(m.forward_flops), _mflop(m.backward_flops), _mflop(m.flops))
+    if len(f.flops_by_module) > max_modules:
+        t.add_row(f"... {len(f.flops_by_module) - max_modules} more modules", "", "", "", "")
+    t.add_row("(outside modules)", "", "", "", _mflop(f.flops_outside_modules))
+    for ph, v in f.flops_by_phase.items():
+        t.add_row(f"phase {ph}", "", "", "", _mflop(v))
+    t.add_row(Text("step total", style="bold"), "", _mflop(f.forward_flops), _mflop(f.backward_flops), _mflop(f.flops_per_step))
+    return t
+
+
+def uncounted_table(rec: ProfileRecord) -> Optional[Table]:
+    f = rec.flops
+    if f is None or not f.uncounted_ops:
+        return None
+    t = Table(title="ops that ran with no FLOP formula (not in the totals)", header_style="bold")
+    t.add_column("op")
+    t.add_column("calls (count)", justify="right")
+    for k, v in sorted(f.uncounted_ops.items(), key=lambda kv: (-kv[1], kv[0])):
+        t.add_row(k, format_count(v))
+    return t
+
+
+def timing_table(rec: ProfileRecord) -> Optional[Table]:
+    if rec.step_time is None and not rec.phase_time:
+        return None
+    t = Table(title="time (ms), timed steps only", header_style="bold")
+    for col in ("what", "median (ms)", "p10 (ms)", "p90 (ms)", "mean (ms)", "n (steps)", "spread (p90-p10)/median"):
+        t.add_column(col, justify="left" if col == "what" else "right")
+
+    def row(name: str, s: TimingStats) -> None:
+        t.add_row(
+            name,
+            _ms(s.time_s_median),
+            _ms(s.time_s_p10),
+            _ms(s.time_s_p90),
+            _ms(s.time_s_mean),
+            str(s.n),
+            Text(f"{s.spread:.1%}" + (" noisy" if s.noisy else ""), style="yellow" if s.noisy else ""),
+        )
+
+    if rec.step_time is not None:
+        row("step", rec.step_time)
+    for name, s in rec.phase_time.items():
+        row(f"phase {name}", s)
+    if rec.measuring_step_time_s is not None:
+        t.add_row("measuring step (untimed, 1 step)", _ms(rec.measuring_step_time_s), "", "", "", "1", "")
+    return t
+
+
+def render_record(rec: ProfileRecord) -> Group:
+    """All tables of one record as a rich renderable."""
+    parts: list[Any] = [summary_table(rec)]
+    if rec.models:
+        parts.append(params_table(rec))
+    for fn in (memory_table, flops_table, uncounted_table, timing_table):
+        tbl = fn(rec)
+        if tbl is not None:
+            parts.append(tbl)
+    return Group(*parts)
+
+
+# --------------------------------------------------------------------------
+# several records
+# --------------------------------------------------------------------------
+
+COMPARE_COLUMNS = (
+    "arch",
+    "mode",
+    "status",
+    "params (count)",
+    "FLOPs/step (MFLOP)",
+    "persistent (MiB)",
+    "peak live (MiB)",
+    "activations at peak (MiB)",
+    "peak RSS delta (MiB)",
+    "step median (ms)",
+    "step p10-p90 (ms)",
+)
+
+
+def render_records(records: Sequence[ProfileRecord], title: str = "gonprof profiles") -> Table:
+    """One row per record; each column header says its unit."""
+    t = Table(title=title, header_style="bold")
+    for col in COMPARE_COLUMNS:
+        t.add_column(col, justify="left" if col in ("arch", "mode", "status") else "right")
+    for r in records:
+        st = r.step_time
+        t.add_row(
+            r.arch or "-",
+            r.mode or "-",
+            _status(r),
+            format_count(r.params_total),
+            _mflop(r.flops_per_step),
+            _mib(r.persistent.total_bytes if r.persistent else None),
+            _mib(r.peak_live_bytes),
+            _mib(r.live_memory.peak_live_activation_bytes if r.live_memory else None),
+            _mib(r.peak_rss_delta_bytes),
+            _timing_cell(st),
+            "-" if st is None or st.n == 0 else f"{st.time_s_p10 * 1e3:,.3f}-{st.time_s_p90 * 1e3:,.3f}",
+        )
+    return t
+
+
+def print_record(rec: ProfileRecord | Iterable[ProfileRecord], console: Optional[Console] = None) -> None:
+    """Print one record's tables, or a comparison table of several."""
+    console = console or Console()
+    if isinstance(rec, ProfileRecord):
+        console.print(render_record(rec))
+    else:
+        console.print(render_records(list(rec)))
