@@ -100,8 +100,9 @@ NOTES = (
     "learns 20x slower and draws noise for hundreds of steps; the default D learning rate is 1e-4 (1e-3 "
     "collapses and oscillates). The default inner optimiser is 'normalized' (each sample moves by inner_lr "
     "per pixel in RMS along its own gradient) rather than the seed's Adam on the input, which gives "
-    "near-zero-gradient background pixels full-size steps and leaves speckle: on one digit it scored the "
-    "better FID at the same cost (README, preset gon-inner).",
+    "near-zero-gradient background pixels full-size steps: on one digit it scored a better FID than Adam "
+    "on both seeds tried, at about the same cost, and ties with langevin, which costs up to 30% more time "
+    "(README, preset gon-inner).",
     "seed preset = GON_MNIST's procedure (batch 1, parameter gradients on in the inner loop, 1 new fake "
     "and 20 single-sample D updates per step); preset seed-optimizers runs the seed's optimisers batched "
     "with input-only gradients (the same inner-loop maths per sample). Sample grids and scoring always "
