@@ -292,7 +292,7 @@ class CompareResult(list):
 
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
             preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
-            on_row=None, force: bool = False, **settings) -> CompareResult:
+            on_row=None, force: bool = False, resume: bool = False, on_reuse=None, **settings) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
     ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
@@ -300,7 +300,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     ...).  ``on_plan(specs, n_samples, n_held_out)`` is called once the request is checked and before
     anything runs; ``on_start(i, n, spec)`` and ``on_row(record)`` as each row starts and ends.  ``out``
     defaults to ``runs/compare-<time>``; rows are saved to ``json_path`` (default ``OUT/results.json``)
-    after each one.
+    after each one.  ``resume=True`` continues the comparison in ``out``: rows that finished with the same
+    settings are kept (``on_reuse(record)``), the rest run.
     """
     import time
     from pathlib import Path
@@ -329,7 +330,7 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         on_plan(specs, n, held)
     write_errors: list[str] = []
     rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
-                              on_row=on_row, write_errors=write_errors)
+                              on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse)
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

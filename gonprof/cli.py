@@ -530,6 +530,7 @@ def compare(
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
     force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
@@ -543,6 +544,12 @@ def compare(
     from .records import records_to_csv
 
     load_plugins(plugin)
+    if resume is not None:
+        if out is not None and Path(out) != resume:
+            raise fail(f"--resume {resume} continues that folder; drop --out {out}", EXIT_USAGE)
+        if not resume.is_dir():
+            raise fail(f"--resume {resume}: no such comparison folder", EXIT_USAGE)
+        out = resume
     check_outputs(out=out, json=json_path, csv=csv_path, plot=plot)
     selection = parse_selection(classes, per_class)
     err = _stderr()
@@ -558,6 +565,9 @@ def compare(
         err.print("[floor] real images scored as samples ..." if spec.kind == "floor" else
                   f"[{i}/{total - 1}] {spec.label} ...")
 
+    def on_reuse(rec):
+        err.print(f"[kept] {rec.label}: finished earlier with the same settings")
+
     def on_row(rec):
         err.print(f"      {rec.status}" + (f": {rec.message}" if rec.message else "")
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
@@ -568,7 +578,7 @@ def compare(
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
                       classes=list(selection.classes) if selection.classes is not None else None,
-                      per_class=selection.per_class, force=force)
+                      per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse)
     _stdout().print(render.compare_table(res.rows))
     outputs = Outputs()
     outputs.errors += res.write_errors

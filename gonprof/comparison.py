@@ -341,16 +341,22 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
             floor: bool = True, isolate: bool = True,
             on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
             on_row: Optional[Callable[[RunRecord], None]] = None,
-            write_errors: Optional[list] = None) -> list[RunRecord]:
+            write_errors: Optional[list] = None, resume: bool = False,
+            on_reuse: Optional[Callable[[RunRecord], None]] = None) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
-    ``out`` holds one folder per row (run directory, worker log) and, unless
-    ``json_path`` says otherwise, ``results.json``.  ``on_start(i, n, spec)``
-    and ``on_row(record)`` report progress; nothing here prints.
+    ``out`` holds one folder per row (its ``spec.json``, run directory, worker
+    log) and, unless ``json_path`` says otherwise, ``results.json``.
+    ``resume=True`` continues a comparison in ``out``: a row that finished
+    (status ok) with the very same spec is kept as it is (``on_reuse(record)``),
+    every other row (failed, interrupted, never run, or asked with other
+    settings) runs.  ``on_start(i, n, spec)`` and ``on_row(record)`` report
+    progress; nothing here prints.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = Path(json_path) if json_path else out / "results.json"
+    done = finished_rows(out, json_path) if resume else {}
     rows: list[RunRecord] = []
     todo = list(specs)
     if todo:  # every row scores at one N, at which the selection's held-out images give a floor
@@ -364,12 +370,19 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         spec = dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec
+        kept = done.get(folder.name)
+        if kept is not None and kept[0] == spec.to_dict():
+            rows.append(kept[1])
+            if on_reuse:
+                on_reuse(kept[1])
+            continue
         if on_start:
             on_start(i, len(todo), spec)
         if isolate:
             rec = run_isolated(spec, folder, folder / "worker.log")
         else:
             folder.mkdir(parents=True, exist_ok=True)
+            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             rec = run_spec(spec)
         rows.append(rec)
         try:
@@ -382,6 +395,28 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         if rec.status == "interrupted":
             break
     return rows
+
+
+def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord]]:
+    """The rows of an earlier comparison in ``out`` that finished: row folder -> (its spec, its record)."""
+    from .records import RecordError, load_records
+
+    try:
+        records = load_records(json_path)
+    except RecordError:
+        return {}
+    done = {}
+    for rec in records:
+        if rec.status != "ok":
+            continue
+        folder = "floor" if rec.kind == "floor" else (Path(rec.run_dir).parent.name if rec.run_dir else None)
+        spec_path = out / folder / "spec.json" if folder else None
+        if spec_path is not None and spec_path.is_file():
+            try:
+                done[folder] = (json.loads(spec_path.read_text()), rec)
+            except ValueError:
+                continue
+    return done
 
 
 def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]:

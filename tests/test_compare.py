@@ -403,3 +403,30 @@ def test_cli_report_missing_file_fails_in_one_line(tmp_path):
 def test_save_records_refuses_mixed_kinds(tmp_path):
     with pytest.raises(ValueError):
         save_records([RunRecord(), ProfileRecord()], tmp_path / "x.json")
+
+
+def test_resume_keeps_finished_rows_and_reruns_the_rest(tmp_path):
+    """A sweep stopped part-way (its second row interrupted) continues with --resume: the floor and the
+    finished row are kept as they were, the interrupted row runs, and a row asked with other settings runs."""
+    specs = plan(["gan", "lsgan"], steps=1, n_samples=N, profile_steps=1, batch_size=8)
+    rows = compare(specs, out=tmp_path, isolate=False)
+    assert [r.status for r in rows] == ["ok", "ok", "ok"]
+    # make the lsgan row look interrupted, as Ctrl-C leaves it
+    interrupted = rows[2].replace(status="interrupted", message="interrupted (Ctrl-C)")
+    save_records([rows[0], rows[1], interrupted], tmp_path / "results.json")
+    kept, started = [], []
+    again = compare(specs, out=tmp_path, isolate=False, resume=True, on_reuse=kept.append,
+                    on_start=lambda i, n, s: started.append(s.label))
+    assert [r.label for r in kept] == ["real (floor)", "gan / mlp-gan"] and started == ["lsgan / lsgan-original"]
+    assert again[0] == rows[0] and again[1] == rows[1] and again[2].status == "ok"
+    assert load_records(tmp_path / "results.json") == again
+    # other settings for a row: it runs again
+    changed = plan(["gan", "lsgan"], steps=2, n_samples=N, profile_steps=1, batch_size=8)
+    started.clear()
+    compare(changed, out=tmp_path, isolate=False, resume=True, on_start=lambda i, n, s: started.append(s.label))
+    assert started == ["gan / mlp-gan", "lsgan / lsgan-original"]
+
+
+def test_cli_resume_needs_the_folder(tmp_path):
+    res = invoke("compare", "gan", "--steps", 1, "--resume", tmp_path / "nope")
+    assert res.exit_code == 2 and "no such comparison folder" in res.output
