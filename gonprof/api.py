@@ -292,7 +292,8 @@ class CompareResult(list):
 
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
             preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
-            on_row=None, force: bool = False, resume: bool = False, on_reuse=None, **settings) -> CompareResult:
+            on_row=None, force: bool = False, resume: bool = False, on_reuse=None, jobs: int = 1,
+            **settings) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
     ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
@@ -321,6 +322,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         _check_memory_limit(int(limit))
     check_device(settings.get("device", "cpu"))
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
+    if jobs > 1:
+        comparison.core_slots(jobs)  # rows that would share cores are refused before anything runs
     for s in specs:  # a row whose step cannot fit is refused before any row runs
         check_fits(s.arch, s.mode, batch_size=s.batch_size, device=s.device, generator=s.generator, preset=s.preset,
                    hparams=s.hparams, force=force)
@@ -330,7 +333,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         on_plan(specs, n, held)
     write_errors: list[str] = []
     rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
-                              on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse)
+                              on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse,
+                              jobs=jobs)
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

@@ -531,6 +531,7 @@ def compare(
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Run up to N rows at once, each pinned to its own cores (torch threads to match).")] = 1,
     force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
@@ -562,14 +563,16 @@ def compare(
                   soft_wrap=True)
 
     def on_start(i, total, spec):
-        err.print("[floor] real images scored as samples ..." if spec.kind == "floor" else
-                  f"[{i}/{total - 1}] {spec.label} ...")
+        where = f" on cores {','.join(map(str, spec.cpus))}" if spec.cpus else ""
+        err.print(f"[floor] real images scored as samples{where} ..." if spec.kind == "floor" else
+                  f"[{i}/{total - 1}] {spec.label}{where} ...")
 
     def on_reuse(rec):
         err.print(f"[kept] {rec.label}: finished earlier with the same settings")
 
     def on_row(rec):
-        err.print(f"      {rec.status}" + (f": {rec.message}" if rec.message else "")
+        who = f"{rec.label}: " if jobs > 1 else ""  # rows end out of order when they run at once
+        err.print(f"      {who}{rec.status}" + (f": {rec.message}" if rec.message else "")
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
 
     res = api.compare(list(modes or []), list(arch) if arch else None, preset=preset, out=out, json_path=json_path,
@@ -578,7 +581,8 @@ def compare(
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
                       classes=list(selection.classes) if selection.classes is not None else None,
-                      per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse)
+                      per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse,
+                      jobs=jobs)
     _stdout().print(render.compare_table(res.rows))
     outputs = Outputs()
     outputs.errors += res.write_errors

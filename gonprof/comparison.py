@@ -56,6 +56,7 @@ class RunSpec:
     hparams: dict = field(default_factory=dict)
     run_dir: Optional[str] = None
     memory_limit_bytes: Optional[int] = None  # cap on the worker's data segment (RLIMIT_DATA)
+    cpus: Optional[list] = None  # the cores the worker is pinned to (--jobs); None: any
     classes: Optional[list] = None  # data selection for training and scoring (None: all labels)
     per_class: Optional[int] = None  # first N training images of each kept class (None: all)
     threads: Optional[int] = None  # torch threads in the worker (None: torch's default)
@@ -84,7 +85,8 @@ class RunSpec:
         return RunRecord(kind=self.kind, mode=self.mode, arch=self.arch, generator=self.generator,
                          preset=self.preset, batch_size=self.batch_size, seed=self.seed, device=self.device,
                          time_budget_s=self.time_budget_s, run_dir=self.run_dir, variant=self.variant,
-                         hparams=dict(self.hparams), classes=self.classes, per_class=self.per_class)
+                         hparams=dict(self.hparams), classes=self.classes, per_class=self.per_class,
+                         cpus=self.cpus)
 
 
 # -- presets -------------------------------------------------------------------------
@@ -317,7 +319,11 @@ def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
     exception."""
     from .isolation import run_worker
 
-    out = run_worker("compare-row", spec.to_dict(), workdir, log_path=log_path)
+    return record_of(spec, run_worker("compare-row", spec.to_dict(), workdir, log_path=log_path))
+
+
+def record_of(spec: RunSpec, out) -> RunRecord:
+    """The record a row's worker :class:`~gonprof.isolation.Outcome` stands for."""
     cap = spec.memory_limit_bytes
     if out.result is not None:
         try:
@@ -342,7 +348,7 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
             on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
             on_row: Optional[Callable[[RunRecord], None]] = None,
             write_errors: Optional[list] = None, resume: bool = False,
-            on_reuse: Optional[Callable[[RunRecord], None]] = None) -> list[RunRecord]:
+            on_reuse: Optional[Callable[[RunRecord], None]] = None, jobs: int = 1) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
     ``out`` holds one folder per row (its ``spec.json``, run directory, worker
@@ -350,8 +356,11 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     ``resume=True`` continues a comparison in ``out``: a row that finished
     (status ok) with the very same spec is kept as it is (``on_reuse(record)``),
     every other row (failed, interrupted, never run, or asked with other
-    settings) runs.  ``on_start(i, n, spec)`` and ``on_row(record)`` report
-    progress; nothing here prints.
+    settings) runs.  ``jobs`` > 1 runs that many rows at once, each worker
+    pinned to its own disjoint set of cores (:func:`core_slots`) with torch
+    threads to match; the results file keeps the plan's order.
+    ``on_start(i, n, spec)`` and ``on_row(record)`` report progress; nothing
+    here prints.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -366,12 +375,17 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         first = todo[0]
         todo.insert(0, RunSpec(kind="floor", n_samples=first.n_samples, seed=first.seed, device=first.device,
                                data=first.data, classes=first.classes, per_class=first.per_class))
+    placed = []
     for i, spec in enumerate(todo):
         name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
-        spec = dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec
+        placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
+                       folder))
+    if jobs > 1 and isolate:
+        return _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors)
+    for i, (spec, folder) in enumerate(placed):
         kept = done.get(folder.name)
-        if kept is not None and kept[0] == spec.to_dict():
+        if kept is not None and same_settings(kept[0], spec.to_dict()):
             rows.append(kept[1])
             if on_reuse:
                 on_reuse(kept[1])
@@ -395,6 +409,82 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         if rec.status == "interrupted":
             break
     return rows
+
+
+def same_settings(a: dict, b: dict) -> bool:
+    """Whether two row specs ask for the same run (the cores and threads a row ran with aside)."""
+    ignore = ("cpus", "threads")
+    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
+    """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
+    fewer cores than jobs (rows would share cores and their timings would not compare)."""
+    import os
+
+    from .records import RequestError
+
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
+    if jobs > len(cores):
+        raise RequestError(f"--jobs {jobs}: this process may use {len(cores)} cores, so rows would share them; "
+                           f"use --jobs {len(cores)} or fewer")
+    per = len(cores) // jobs
+    return [cores[k * per:(k + 1) * per] for k in range(jobs)]
+
+
+def _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors) -> list[RunRecord]:
+    """Up to ``jobs`` rows at once, each in a worker pinned to its own cores; see :func:`compare`."""
+    import time as _time
+
+    from .isolation import Worker
+
+    free = core_slots(jobs)
+    results: dict[int, RunRecord] = {}
+    running: dict[int, tuple[Any, RunSpec, list]] = {}
+    pending = list(enumerate(placed))
+
+    def save() -> None:
+        rows = [results[i] for i in sorted(results)]
+        try:
+            save_records(rows, json_path)
+        except OSError as exc:
+            if write_errors is not None and not write_errors:
+                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
+
+    try:
+        while pending or running:
+            while pending and free:
+                i, (spec, folder) = pending.pop(0)
+                kept = done.get(folder.name)
+                if kept is not None and same_settings(kept[0], spec.to_dict()):
+                    results[i] = kept[1]
+                    if on_reuse:
+                        on_reuse(kept[1])
+                    continue
+                cores = free.pop(0)
+                spec = dataclasses.replace(spec, cpus=cores, threads=spec.threads or len(cores))
+                if on_start:
+                    on_start(i, len(placed), spec)
+                running[i] = (Worker("compare-row", spec.to_dict(), folder), spec, cores)
+            for i in list(running):
+                worker, spec, cores = running[i]
+                outcome = worker.poll()
+                if outcome is None:
+                    continue
+                del running[i]
+                free.append(cores)
+                results[i] = record_of(spec, outcome)
+                save()
+                if on_row:
+                    on_row(results[i])
+            _time.sleep(0.1)
+    except KeyboardInterrupt:
+        for i, (worker, spec, _) in running.items():
+            worker.kill()
+            results[i] = spec.base_record().replace(status="interrupted",
+                                                    message="interrupted (Ctrl-C); finished rows are kept")
+        save()
+    return [results[i] for i in sorted(results)]
 
 
 def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord]]:

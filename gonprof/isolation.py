@@ -74,34 +74,60 @@ def last_line(path: Path) -> str:
     return lines[-1].strip()[:300] if lines else ""
 
 
+class Worker:
+    """One started worker process (:func:`start_worker`); :meth:`poll` without blocking, :meth:`kill`."""
+
+    def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.spec_path, self.result_path = self.workdir / "spec.json", self.workdir / "result.json"
+        self.log_path = Path(log_path) if log_path is not None else self.workdir / "worker.log"
+        self.spec_path.write_text(json.dumps(spec, indent=2))
+        self.result_path.unlink(missing_ok=True)
+        self.t0 = time.perf_counter()
+        self._log = open(self.log_path, "w")
+        # a new session: Ctrl-C reaches the parent only, which then stops the worker
+        self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", kind, str(self.spec_path),
+                                      str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.interrupted = self.timed_out = False
+
+    def poll(self) -> Optional[Outcome]:
+        """The outcome once the process has ended, else None."""
+        if self.proc.poll() is None:
+            return None
+        return self._outcome()
+
+    def wait(self, timeout_s: Optional[float] = None) -> Outcome:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            self.kill()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.kill()
+        return self._outcome()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def _outcome(self) -> Outcome:
+        self._log.close()
+        result, unreadable = None, ""
+        if self.result_path.is_file() and not self.interrupted:
+            try:
+                result = json.loads(self.result_path.read_text())
+            except (OSError, ValueError) as exc:
+                unreadable = str(exc)
+        return Outcome(result=result, returncode=self.proc.returncode, tail=last_line(self.log_path),
+                       wall_s=time.perf_counter() - self.t0, interrupted=self.interrupted,
+                       timed_out=self.timed_out, unreadable=unreadable)
+
+
 def run_worker(kind: str, spec: dict[str, Any], workdir: Path, *, log_path: Optional[Path] = None,
                timeout_s: Optional[float] = None) -> Outcome:
-    """Run ``python -m gonprof.worker KIND`` on ``spec`` in a fresh process; see the module docstring."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    spec_path, result_path = workdir / "spec.json", workdir / "result.json"
-    log_path = Path(log_path) if log_path is not None else workdir / "worker.log"
-    spec_path.write_text(json.dumps(spec, indent=2))
-    result_path.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    interrupted = timed_out = False
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", kind, str(spec_path), str(result_path)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            code, timed_out = proc.wait(), True
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGKILL)
-            code, interrupted = proc.wait(), True
-    wall = time.perf_counter() - t0
-    result, unreadable = None, ""
-    if result_path.is_file() and not interrupted:
-        try:
-            result = json.loads(result_path.read_text())
-        except (OSError, ValueError) as exc:
-            unreadable = str(exc)
-    return Outcome(result=result, returncode=code, tail=last_line(log_path), wall_s=wall, interrupted=interrupted,
-                   timed_out=timed_out, unreadable=unreadable)
+    """Run ``python -m gonprof.worker KIND`` on ``spec`` in a fresh process and wait for it."""
+    return Worker(kind, spec, workdir, log_path).wait(timeout_s)

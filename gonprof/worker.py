@@ -35,6 +35,10 @@ def compare_row(spec_path: str, result_path: str) -> int:
     from .records import atomic_write
 
     spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
+    if spec.cpus:  # --jobs: this row's own cores, shared with no other row
+        import os
+
+        os.sched_setaffinity(0, spec.cpus)
     if spec.threads:
         import torch
 

@@ -430,3 +430,25 @@ def test_resume_keeps_finished_rows_and_reruns_the_rest(tmp_path):
 def test_cli_resume_needs_the_folder(tmp_path):
     res = invoke("compare", "gan", "--steps", 1, "--resume", tmp_path / "nope")
     assert res.exit_code == 2 and "no such comparison folder" in res.output
+
+
+def test_core_slots_are_disjoint_and_refuse_sharing():
+    assert cmp.core_slots(2, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+    assert cmp.core_slots(3, [0, 1, 2, 3, 4, 5, 6]) == [[0, 1], [2, 3], [4, 5]]
+    from gonprof.records import RequestError
+
+    with pytest.raises(RequestError, match="--jobs 3: this process may use 2 cores"):
+        cmp.core_slots(3, [0, 1])
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores to run two rows at once")
+def test_jobs_runs_rows_at_once_on_disjoint_cores(tmp_path):
+    res = invoke("compare", "gan", "lsgan", "--steps", 1, "--samples", N, "--profile-steps", 1, "--jobs", 2,
+                 "--out", tmp_path / "c")
+    assert res.exit_code == 0, res.output
+    rows = load_records(tmp_path / "c" / "results.json")
+    assert [r.kind for r in rows] == ["floor", "run", "run"] and all(r.status == "ok" for r in rows)
+    runs = [r for r in rows if r.kind == "run"]
+    assert all(r.cpus and len(r.cpus) == 1 for r in runs)  # each pinned, one core of the two
+    assert [r.mode for r in runs] == ["gan", "lsgan"]  # the plan's order, whichever finished first
+    assert "on cores" in res.output

@@ -78,6 +78,7 @@ class RunRecord(JsonRecord):
     hparams: dict = field(default_factory=dict)  # the overrides this row ran with
     classes: Optional[list] = None  # data selection: kept labels (None: all)
     per_class: Optional[int] = None  # data selection: first N training images of each kept class
+    cpus: Optional[list] = None  # the cores the row's worker was pinned to (compare --jobs)
 
     @property
     def label(self) -> str:

@@ -15,16 +15,15 @@ _NUMBER = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?( ?[a-zA-Z%/]+)?( / [\d,.]+)?( \
 
 def whole_numbers(table: Table) -> Table:
     """Keep every number of ``table`` whole on a narrow terminal: a column whose cells are all numbers
-    (with or without a unit) gets no wrapping and a minimum width of its widest cell, so rich narrows the
-    prose columns instead (they wrap).  Returns the table."""
+    (with or without a unit) gets a minimum width of its widest cell, so rich wraps headers and narrows
+    the prose columns instead.  Returns the table."""
     for col in table.columns:
         cells = [Text.from_markup(c).plain if isinstance(c, str) else getattr(c, "plain", str(c)) for c in col._cells]
         cells = [c for c in cells if c.strip()]
         if cells and all(_NUMBER.match(c.strip()) for c in cells):
-            col.no_wrap = True
+            # as wide as its widest number: the numbers never wrap, the header may
             col.min_width = max(max(len(c) for c in cells), col.min_width or 0)
-            col.overflow = "fold"
-        elif not col.no_wrap:
+        if not col.no_wrap:
             col.overflow = "fold"
     return table
 
@@ -68,6 +67,9 @@ def _fits(table: Table, width: int) -> bool:
     narrow = _as_text(table, width)
     if max((len(line.rstrip()) for line in narrow.splitlines()), default=0) > width:
         return False
+    words = set(narrow.split())
+    if any(w not in words for c in table.columns for w in _plain(c.header).split()):
+        return False  # a header cut short
     return set(_NUMBERS_IN.findall(_as_text(table, 1000))) <= set(_NUMBERS_IN.findall(narrow))
 
 
