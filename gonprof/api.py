@@ -293,6 +293,7 @@ class CompareResult(list):
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
             preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
             on_row=None, force: bool = False, resume: bool = False, on_reuse=None, jobs: int = 1,
+            executor: str = "local", address: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0,
             **settings) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
@@ -322,6 +323,18 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         _check_memory_limit(int(limit))
     check_device(settings.get("device", "cpu"))
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
+    from .records import RequestError
+
+    if executor not in ("local", "ray"):
+        raise RequestError(f"--executor must be local or ray, not {executor!r}")
+    if executor == "ray":
+        comparison.import_ray()  # without the extra: one line saying how to install it
+        if jobs > 1:
+            raise RequestError("--jobs is the local executor's; with --executor ray the cluster schedules the rows")
+        if cpus_per_run < 1 or gpus_per_run < 0 or int(gpus_per_run) != gpus_per_run:
+            raise RequestError("--cpus-per-run must be at least 1 and --gpus-per-run a whole number of GPUs")
+    elif address is not None:
+        raise RequestError("--address is the ray executor's; add --executor ray")
     if jobs > 1:
         comparison.core_slots(jobs)  # rows that would share cores are refused before anything runs
     for s in specs:  # a row whose step cannot fit is refused before any row runs
@@ -334,7 +347,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     write_errors: list[str] = []
     rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
                               on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse,
-                              jobs=jobs)
+                              jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
+                              gpus_per_run=int(gpus_per_run))
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

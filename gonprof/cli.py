@@ -97,8 +97,10 @@ class Outputs:
             return None
 
     def finish(self) -> None:
+        from rich.markup import escape
+
         for message in self.errors[:-1]:
-            _stderr().print(f"[bold red]gonprof: error:[/] {message}", soft_wrap=True)
+            _stderr().print(f"[bold red]gonprof: error:[/] {escape(message)}", soft_wrap=True)
         if self.errors:
             raise fail(self.errors[-1], EXIT_FAILURE)
 
@@ -152,7 +154,9 @@ def _stdout():
 
 def fail(message: str, code: int = EXIT_FAILURE) -> "typer.Exit":
     """Print one line to stderr and return the Exit to raise."""
-    _stderr().print(f"[bold red]gonprof: error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    _stderr().print(f"[bold red]gonprof: error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -532,6 +536,10 @@ def compare(
     threads: ThreadsOpt = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Run up to N rows at once, each pinned to its own cores (torch threads to match).")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local (one subprocess per row, the default) or ray (each row a task in a fresh Ray worker; needs the ray extra).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")] = None,
+    cpus_per_run: Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: CPUs each row reserves (and its torch threads).")] = 1,
+    gpus_per_run: Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each row reserves (rows never share one).")] = 0,
     force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
@@ -571,7 +579,7 @@ def compare(
         err.print(f"[kept] {rec.label}: finished earlier with the same settings")
 
     def on_row(rec):
-        who = f"{rec.label}: " if jobs > 1 else ""  # rows end out of order when they run at once
+        who = f"{rec.label}: " if jobs > 1 or executor == "ray" else ""  # rows may end out of order
         err.print(f"      {who}{rec.status}" + (f": {rec.message}" if rec.message else "")
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
 
@@ -582,7 +590,8 @@ def compare(
                       hparams=parse_sets(hparam),
                       classes=list(selection.classes) if selection.classes is not None else None,
                       per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse,
-                      jobs=jobs)
+                      jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
+                      gpus_per_run=gpus_per_run)
     _stdout().print(render.compare_table(res.rows))
     outputs = Outputs()
     outputs.errors += res.write_errors

@@ -348,7 +348,9 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
             on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
             on_row: Optional[Callable[[RunRecord], None]] = None,
             write_errors: Optional[list] = None, resume: bool = False,
-            on_reuse: Optional[Callable[[RunRecord], None]] = None, jobs: int = 1) -> list[RunRecord]:
+            on_reuse: Optional[Callable[[RunRecord], None]] = None, jobs: int = 1,
+            executor: str = "local", address: Optional[str] = None, cpus_per_run: int = 1,
+            gpus_per_run: int = 0) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
     ``out`` holds one folder per row (its ``spec.json``, run directory, worker
@@ -358,7 +360,9 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     every other row (failed, interrupted, never run, or asked with other
     settings) runs.  ``jobs`` > 1 runs that many rows at once, each worker
     pinned to its own disjoint set of cores (:func:`core_slots`) with torch
-    threads to match; the results file keeps the plan's order.
+    threads to match; the results file keeps the plan's order.  ``executor="ray"``
+    runs every row as a Ray task in a fresh worker process (see :func:`_compare_ray`)
+    on the cluster at ``address`` (None: a local one, started and stopped here).
     ``on_start(i, n, spec)`` and ``on_row(record)`` report progress; nothing
     here prints.
     """
@@ -381,6 +385,9 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
                        folder))
+    if executor == "ray":
+        return _compare_ray(placed, done, json_path, address, cpus_per_run, gpus_per_run, on_start, on_row,
+                            on_reuse, write_errors)
     if jobs > 1 and isolate:
         return _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors)
     for i, (spec, folder) in enumerate(placed):
@@ -484,6 +491,99 @@ def _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse,
             results[i] = spec.base_record().replace(status="interrupted",
                                                     message="interrupted (Ctrl-C); finished rows are kept")
         save()
+    return [results[i] for i in sorted(results)]
+
+
+RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
+
+
+def import_ray():
+    """Ray, or a one-line RequestError telling how to install it."""
+    from .records import RequestError
+
+    try:
+        import ray
+    except ImportError:
+        raise RequestError(RAY_MISSING) from None
+    return ray
+
+
+def _ray_row(spec_dict: dict) -> dict:
+    """One row inside a Ray task (a fresh worker process: the remote function has max_calls=1)."""
+    import resource
+
+    spec = RunSpec.from_dict(spec_dict)
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    if spec.memory_limit_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
+    return run_spec(spec).to_dict()
+
+
+def _compare_ray(placed, done, json_path, address, cpus_per_run, gpus_per_run, on_start, on_row, on_reuse,
+                 write_errors) -> list[RunRecord]:
+    """Every row as a Ray task: ``max_calls=1`` so each runs in a fresh worker process (a reused one would
+    carry the last row's resident memory into this row's RSS peak), ``cpus_per_run`` CPUs and whole GPUs
+    each; rows come back as they finish, the results file is rewritten after each, Ctrl-C cancels what has
+    not finished, and a row whose worker or node died is a row with status ``lost``."""
+    ray = import_ray()
+    from ray import exceptions as rx
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # max_retries=0: a row whose worker or node died is reported, never silently run again
+    remote = ray.remote(max_calls=1, max_retries=0, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_ray_row)
+    results: dict[int, RunRecord] = {}
+    pending: dict[Any, tuple[int, RunSpec]] = {}
+
+    def save() -> None:
+        try:
+            save_records([results[i] for i in sorted(results)], json_path)
+        except OSError as exc:
+            if write_errors is not None and not write_errors:
+                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
+
+    try:
+        for i, (spec, folder) in enumerate(placed):
+            kept = done.get(folder.name)
+            if kept is not None and same_settings(kept[0], spec.to_dict()):
+                results[i] = kept[1]
+                if on_reuse:
+                    on_reuse(kept[1])
+                continue
+            spec = dataclasses.replace(spec, threads=spec.threads or cpus_per_run)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+            if on_start:
+                on_start(i, len(placed), spec)
+            pending[remote.remote(spec.to_dict())] = (i, spec)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i, spec = pending.pop(ref)
+                try:
+                    results[i] = RunRecord.from_dict(ray.get(ref))
+                except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OwnerDiedError, rx.ObjectLostError) as exc:
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    results[i] = spec.base_record().replace(status="lost", message=f"{type(exc).__name__}: {first}")
+                except rx.RayTaskError as exc:
+                    status, message = classify_failure(exc.as_instanceof_cause())
+                    results[i] = spec.base_record().replace(status=status, message=message)
+                save()
+                if on_row:
+                    on_row(results[i])
+    except KeyboardInterrupt:
+        for ref, (i, spec) in pending.items():
+            ray.cancel(ref, force=True)
+            results[i] = spec.base_record().replace(status="interrupted",
+                                                    message="interrupted (Ctrl-C); finished rows are kept")
+        save()
+    finally:
+        if started_here:
+            ray.shutdown()
     return [results[i] for i in sorted(results)]
 
 
