@@ -241,8 +241,14 @@ def train(config=None, *, resume: bool = False, progress=None, make_step=None, o
     if config is None:
         if resume and fields.get("arch") is None and fields.get("out") is not None:
             stored = load_run_config(fields["out"])
-            config = stored.replace(**{k: v for k, v in fields.items()
-                                       if k in ("steps", "batch_size", "threads") and v is not None})
+            given = {k: v for k, v in fields.items()
+                     if k in ("steps", "epochs", "batch_size", "threads", "time_budget_s") and v is not None}
+            if "steps" in given or "epochs" in given:  # a new bound replaces the stored ones
+                given.setdefault("steps", None)
+                given.setdefault("epochs", None)
+                given.setdefault("time_budget_s", None)
+            config = stored.replace(**given)
+            check_device(config.device)
         else:
             if fields.get("arch") is None:
                 from .records import RequestError

@@ -242,6 +242,9 @@ def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTr
     """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``)."""
     result, elapsed = outcome.result, outcome.wall_s
     if result is None:
+        if outcome.timed_out or outcome.interrupted:  # not a verdict on the batch size
+            _, message = outcome.failure()
+            return BatchTrial(batch_size=batch_size, status="error", elapsed_s=elapsed, message=message)
         if outcome.signal_name:
             return BatchTrial(batch_size=batch_size, status="killed", elapsed_s=elapsed,
                               message=f"trial process killed by {outcome.signal_name} (out of memory?)")

@@ -80,6 +80,11 @@ def check_outputs(**paths: Optional[Path]) -> None:
             raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
         if not os.access(ancestor, os.W_OK):
             raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
+        if option == "plot":
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib") is None:
+                raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
 
 
 class Outputs:
@@ -90,11 +95,15 @@ class Outputs:
         self.errors: list[str] = []
 
     def write(self, what, fn, *args, **kwargs):
+        from .plots import PlotError
+
         try:
             return fn(*args, **kwargs)
         except OSError as exc:
             self.errors.append(f"{what} not written: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-            return None
+        except PlotError as exc:
+            self.errors.append(f"{what} not written: {exc}")
+        return None
 
     def finish(self) -> None:
         from rich.markup import escape
@@ -184,6 +193,22 @@ def _run_errors() -> tuple[type, ...]:
     except ImportError:  # pragma: no cover
         pass
     return tuple(errors)
+
+
+def _stop_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_workers_on_termination() -> None:
+    """SIGTERM and SIGHUP take the Ctrl-C path, so that the worker processes a command started are
+    stopped and the rows already finished kept (compare, fit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _stop_as_interrupt)
 
 
 def guarded(fn):
@@ -320,6 +345,8 @@ def profile(
     plugin: PluginOpt = None,
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
+    from rich.markup import escape
+
     from . import api, render
     from .arch import ARCHITECTURES
     from .records import records_to_csv, save_records
@@ -335,6 +362,10 @@ def profile(
 
         torch.set_num_threads(threads)
     if scaling or estimate:
+        ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
+                                            ("--per-class", per_class), ("--force", force)) if given]
+        if ignored:
+            raise fail(f"{ignored[0]} does not apply to --estimate / --scaling (their records go to --json)", EXIT_USAGE)
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                         batch_sizes, json_path, hparams)
         return
@@ -361,7 +392,7 @@ def profile(
     out.print(render.render_record(records[0]) if len(records) == 1 else render.render_records(records))
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
-        err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {r.message}[/]")
+        err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {escape(r.message)}[/]")
     outputs.finish()
     if any(r.status == "interrupted" for r in records):
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -380,7 +411,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
             sizes = [int(b) for b in batch_sizes.split(",")]
         except ValueError:
             raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
-    err, out, records = _stderr(), _stdout(), []
+    err, out, records, failed = _stderr(), _stdout(), [], []
     for name in names:
         if scaling:
             with err.status(f"scaling {name} over batch sizes {sizes} ..."):
@@ -388,6 +419,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
                                   generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams)
             records.append(rec)
             out.print(render.render_scaling(rec))
+            if rec.status != "ok":
+                failed.append(f"{name}: {rec.message or rec.status}")
             continue
         with err.status(f"estimating {name} on {device} (and measuring it where the device is here) ..."):
             est, measured = api.estimate(name, mode, batch_size=batch_size, device=device, generator=generator,
@@ -398,6 +431,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         outputs = Outputs()
         outputs.write(f"--json {json_path}", save_records, records, json_path)
         outputs.finish()
+    if failed:
+        raise fail(f"scaling failed: {failed[0]}")
 
 
 @app.command()
@@ -422,6 +457,7 @@ def fit(
 
     load_plugins(plugin)
     check_outputs(json=json_path, plot=plot)
+    stop_workers_on_termination()
     err = _stderr()
     err.print(f"fitting {arch} on {device} into {memory}"
               + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
@@ -483,7 +519,7 @@ def train(
                   classes=list(selection.classes) if selection.classes is not None else None,
                   per_class=selection.per_class)
     if resume and arch is None:  # continue the run stored in --out
-        fields = {k: fields[k] for k in ("out", "steps", "batch_size", "threads")}
+        fields = {k: fields[k] for k in ("out", "steps", "epochs", "batch_size", "threads", "time_budget_s")}
     result = api.train(resume=resume, progress=RichProgress(console=_stderr()), force=force, **fields)
     out_console = _stdout()
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (result.final_losses or {}).items() if v is not None)
@@ -549,6 +585,8 @@ def compare(
     plugin: PluginOpt = None,
 ) -> None:
     """Train, profile and score each (mode, architecture) pair; one table of quality beside memory."""
+    from rich.markup import escape
+
     from . import api, render
     from .records import records_to_csv
 
@@ -560,6 +598,7 @@ def compare(
             raise fail(f"--resume {resume}: no such comparison folder", EXIT_USAGE)
         out = resume
     check_outputs(out=out, json=json_path, csv=csv_path, plot=plot)
+    stop_workers_on_termination()
     selection = parse_selection(classes, per_class)
     err = _stderr()
 
@@ -580,7 +619,7 @@ def compare(
 
     def on_row(rec):
         who = f"{rec.label}: " if jobs > 1 or executor == "ray" else ""  # rows may end out of order
-        err.print(f"      {who}{rec.status}" + (f": {rec.message}" if rec.message else "")
+        err.print(f"      {escape(who)}{rec.status}" + (f": {escape(rec.message)}" if rec.message else "")
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
 
     res = api.compare(list(modes or []), list(arch) if arch else None, preset=preset, out=out, json_path=json_path,

@@ -205,10 +205,20 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
     if "steps" not in shared and "time_budget_s" not in shared:
         shared["time_budget_s"] = DEFAULT_TIME_BUDGET_S
     scoped = scope_hparams(dict(shared.pop("hparams", {}) or {}), list(dict.fromkeys(m for m, *_ in rows)))
+    for m, _, row_hp, variant in rows:  # a preset row's own settings define it (and its label)
+        clash = sorted(set(row_hp) & set(scoped[m]))
+        if clash:
+            raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
+                                    "drop it, or compare the variants you want without the preset")
     if "classes" in shared or "per_class" in shared:  # a bad selection fails here, before anything runs
-        from .data import Selection, load_split
+        from .data import Selection, SelectionError, load_split
 
-        load_split(shared.get("data"), Selection.parse(shared.get("classes"), shared.get("per_class")))
+        kept = len(load_split(shared.get("data"), Selection.parse(shared.get("classes"), shared.get("per_class")))[0])
+        for m, a, row_hp, _ in rows:
+            batch = shared.get("batch_size") or get_mode(m).hparams(shared.get("preset"), **row_hp).get("batch_size", 64)
+            if batch > kept:
+                raise SelectionError(f"{m} / {a}: batch size {batch} exceeds the selection's {kept} training "
+                                     f"images; pass --batch-size {kept} or fewer, or keep more images")
     for m, _, row_hp, _ in rows:  # every value checked against its mode's rules before anything runs
         get_mode(m).hparams(shared.get("preset"), **{**row_hp, **scoped[m]})
     return [RunSpec(mode=m, arch=a, hparams={**row_hp, **scoped[m]}, variant=variant, **shared)
@@ -338,7 +348,9 @@ def record_of(spec: RunSpec, out) -> RunRecord:
     status, message = out.failure()
     if status == "interrupted":
         message = "interrupted (Ctrl-C); earlier rows are kept"
-    elif cap:  # under a cap, a worker that dies without a record ran out of it
+    elif cap and (out.signal_name in ("SIGKILL", "SIGSEGV", "SIGABRT") or looks_oom(out.tail)
+                  or "ImportError" in out.tail or "MemoryError" in out.tail):
+        # under a cap, a worker killed or failing to import or allocate ran out of it
         status, message = "oom", f"out of memory under --memory-limit {cap / 2**20:,.0f} MiB: {message}"
     return spec.base_record().replace(status=status, message=message, wall_time_s=round(out.wall_s, 3))
 

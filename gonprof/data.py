@@ -19,8 +19,9 @@ the images it trains on and the images it scores against.  The embedded MNIST
 test split trains on its first 5,000 images and holds out the last 5,000 (the
 quality classifier's training and reference halves); an IDX folder holding
 both a ``train`` and a ``t10k`` split trains on ``train`` and holds out
-``t10k``; any other single-split source trains on its first half and holds
-out the second.
+``t10k`` (for MNIST's own ``t10k``, only its last 5,000 images: the first
+5,000 trained the quality extractor); any other single-split source trains
+on its first half and holds out the second.
 
 A :class:`Selection` (``--classes 0,3 --per-class 10``) keeps the training
 images of some classes, the first N of each (in file order, so it is
@@ -286,6 +287,8 @@ def load_split(data: str | os.PathLike | None = None,
         train, held = load_dataset(data).split(EMBEDDED_TRAIN)
     elif str(data) != "synthetic" and Path(data).is_dir() and set(available_splits(data)) >= {"train", "t10k"}:
         train, held = load_idx_folder(data, "train"), load_idx_folder(data, "t10k")
+        if _is_embedded_split(held):  # MNIST's own test split: its first half trained the quality extractor
+            held = held.split(EMBEDDED_TRAIN)[1]
     else:
         whole = load_dataset(data)
         train, held = whole.split(len(whole) // 2)
@@ -294,6 +297,13 @@ def load_split(data: str | os.PathLike | None = None,
     if len(train) == 0:
         raise SelectionError(f"the selection ({selection.label()}) keeps no training image of {train.name}")
     return train, held
+
+
+def _is_embedded_split(data: ImageData) -> bool:
+    """Whether ``data`` holds exactly the embedded MNIST test split's images."""
+    if tuple(data.images.shape) != (10_000, 1, 28, 28):
+        return False
+    return bool(torch.equal(data.images, load_dataset(None).images))
 
 
 def synthetic(n: int = 512, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,

@@ -43,6 +43,7 @@ def compare_plot(rows, path) -> Path:
     ax.set_title("gonprof compare: quality vs memory (* Pareto-optimal)")
     fig.tight_layout()
     path = Path(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -65,6 +66,7 @@ def fit_plot(rec, path) -> Path:
     ax.legend()
     fig.tight_layout()
     path = Path(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -115,7 +115,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import DataError, ImageData, Selection, load_split
+from .data import ImageData, Selection, SelectionError, load_split
 from .records import atomic_write, classify_failure, host_load, to_jsonable
 
 CHECKPOINT_FORMAT = 1
@@ -531,7 +531,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     else:
         batch_size = int(config.batch_size or hparams.get("batch_size") or DEFAULT_BATCH_SIZE)
     if batch_size > len(train_data):
-        raise DataError(f"{train_data.name}: batch size {batch_size} exceeds the {len(train_data)} training images")
+        raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training images; "
+                             f"pass --batch-size {len(train_data)} or fewer, or keep more images")
     per_epoch = len(train_data) // batch_size
     if config.steps is not None:
         total = int(config.steps)
@@ -738,7 +739,9 @@ class _Run:
                         self.save_grid(k)
                     if k % self.ckpt_every == 0 or k == self.total:
                         self.save_checkpoint(k)
-                    if cfg.time_budget_s is not None and self.elapsed() >= cfg.time_budget_s and k < self.total:
+                    # the budget counts this invocation's training (a resumed run gets it afresh)
+                    if cfg.time_budget_s is not None and self.elapsed() - self.elapsed0 >= cfg.time_budget_s \
+                            and k < self.total:
                         self.save_checkpoint(k)
                         self.save_grid(None, at=k)
                         message = f"time budget of {cfg.time_budget_s:g} s reached after {k} steps"
@@ -750,9 +753,9 @@ class _Run:
                         status = "interrupted"
                         message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
                         break
-            if status == "ok" and not message:
-                self.save_grid(None, at=k)
-                message = f"trained {self.total} steps"
+                if status == "ok" and not message:  # still under the catcher: a stop now ends the run ok
+                    self.save_grid(None, at=k)
+                    message = f"trained {self.total} steps"
         except KeyboardInterrupt:
             status, stopped_by = "interrupted", catcher.signal_name or "SIGINT"
             if not in_step:

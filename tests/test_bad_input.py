@@ -169,3 +169,28 @@ def test_compare_keeps_its_rows_when_the_results_file_cannot_be_written(tmp_path
     rows = cmp.compare(specs, out=tmp_path, isolate=False, write_errors=errors)
     assert [r.kind for r in rows] == ["floor", "run"] and rows[1].status == "ok"
     assert errors == [f"{tmp_path / 'results.json'} not written: Permission denied"]
+
+
+def test_few_shot_selections_smaller_than_the_batch_are_refused_up_front(tmp_path):
+    res = invoke("train", "--arch", "gon-mnist-mlp", "--classes", 0, "--per-class", 10, "--steps", 1,
+                 "--out", tmp_path / "run")
+    assert res.exit_code == 2 and "--batch-size 10 or fewer" in res.output and not (tmp_path / "run").exists()
+    res = invoke("compare", "gon", "--classes", 0, "--per-class", 10, "--steps", 1, "--out", tmp_path / "c")
+    assert res.exit_code == 2 and "--batch-size 10 or fewer" in res.output and not (tmp_path / "c").exists()
+
+
+def test_a_scoped_set_may_not_rewrite_a_preset_rows_own_settings(tmp_path):
+    res = invoke("compare", "--preset", "gon-inner", "--steps", 1, "--set", "gon.inner_opt=adam", "--out", tmp_path)
+    assert res.exit_code == 2 and "sets it per row" in res.output
+
+
+def test_estimate_and_scaling_refuse_options_they_do_not_use_and_fail_honestly():
+    res = invoke("profile", "--arch", "inception-k8", "--estimate", "--csv", "x.csv")
+    assert res.exit_code == 2 and "--csv does not apply" in res.output
+    res = invoke("profile", "--arch", "lsgan-original", "--scaling", "--estimate", "--batch-sizes", 1)
+    assert res.exit_code == 1 and "scaling failed" in res.output  # batch norm cannot train on one sample
+
+
+def test_markup_in_messages_is_printed_as_text():
+    res = invoke("info", "--arch", "[/x]")
+    assert res.exit_code == 2 and "[/x]" in res.output

@@ -49,3 +49,32 @@ def test_sigterm_checkpoints_writes_the_status_and_result_and_exits_143(tmp_path
     last = json.loads(log.read_text().strip().splitlines()[-1])
     assert last["status"] == "interrupted" and last["step"] == result["steps_done"]
     assert result["checkpoint_step"] == result["steps_done"]  # resumable from where it stopped
+
+
+def test_a_time_bounded_run_resumes_with_a_new_bound(tmp_path):
+    """The stored budget is spent: --resume --steps N trains to N; a fresh --time-budget counts from the resume."""
+    from gonprof import api
+
+    out = str(tmp_path / "run")
+    first = api.train(arch="mlp-gan", mode="gan", data="synthetic", batch_size=8, sample_every=0, out=out,
+                      time_budget_s=0.5)
+    assert first.status == "ok" and first.time_bounded
+    more = api.train(out=out, resume=True, steps=first.steps_done + 3)
+    assert more.status == "ok" and more.steps_done == first.steps_done + 3 and not more.time_bounded
+
+
+def test_resume_an_epochs_run_with_steps(tmp_path):
+    from gonprof import api
+
+    out = str(tmp_path / "run")
+    api.train(arch="mlp-gan", mode="gan", data="synthetic", batch_size=64, sample_every=0, out=out, epochs=1)
+    more = api.train(out=out, resume=True, steps=6)  # 256 training images / 64 = 4 steps an epoch
+    assert more.status == "ok" and more.steps_done == 6
+
+
+def test_a_timed_out_trial_is_an_error_not_too_big():
+    from gonprof.budget import trial_from_outcome
+    from gonprof.isolation import Outcome
+
+    t = trial_from_outcome(8, Outcome(result=None, returncode=-9, tail="", wall_s=900.0, timed_out=True))
+    assert t.status == "error" and "timed out" in t.message

@@ -153,3 +153,17 @@ def test_cli_selection_errors_exit_2_with_one_line(args, tmp_path):
     assert res.exit_code == 2, res.output
     assert len(res.output.strip().splitlines()) == 1 and "error" in res.output
     assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_an_mnist_folder_never_scores_against_the_extractors_training_images(tmp_path):
+    """With MNIST's own t10k beside a train split, the held-out images are t10k's last 5,000 only."""
+    import shutil
+
+    from gonprof.data import EMBEDDED_DIR
+
+    for split in ("train", "t10k"):  # the embedded test split stands in for both
+        shutil.copy(EMBEDDED_DIR / "t10k-images-idx3-ubyte.gz", tmp_path / f"{split}-images-idx3-ubyte.gz")
+        shutil.copy(EMBEDDED_DIR / "t10k-labels-idx1-ubyte.gz", tmp_path / f"{split}-labels-idx1-ubyte.gz")
+    train, held = load_split(str(tmp_path))
+    assert len(train) == 10_000 and len(held) == 5_000
+    assert torch.equal(held.images, load_dataset().images[5000:])

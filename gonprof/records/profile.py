@@ -439,6 +439,9 @@ def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
     if hasattr(path_or_file, "write"):
         write(path_or_file)
     else:
+        from pathlib import Path
+
+        Path(path_or_file).parent.mkdir(parents=True, exist_ok=True)
         with open(path_or_file, "w", newline="") as fh:
             write(fh)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from .formats import _mib, _ms, format_count
@@ -83,7 +84,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
         else:
             cells += ["-"] * (len(cols) - 2)
         cells.append(r.status if r.status == "ok" and not r.message else
-                     (f"[red]{r.status}[/]: " if r.status != "ok" else "ok: ") + r.message)
+                     (f"[red]{r.status}[/]: " if r.status != "ok" else "ok: ") + escape(r.message))
         quality.add_row(*cells, style="dim" if r.kind == "floor" else None)
     return Group(cost, quality)
 

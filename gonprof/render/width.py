@@ -108,8 +108,8 @@ def stacked(table: Table) -> Group:
     for i in range(table.row_count):
         block = Table(show_header=False, box=None, padding=(0, 1), title=plain(columns[0][i]) if columns else None,
                       title_justify="left", title_style="bold")
-        block.add_column("figure", style="dim")
-        block.add_column("value", no_wrap=True)
+        block.add_column("figure", style="dim", no_wrap=True, min_width=max((len(h) for h in headers[1:]), default=0))
+        block.add_column("value", overflow="fold")
         for h, col in zip(headers[1:], columns[1:]):
             cell = col[i] if i < len(col) else ""
             if plain(cell).strip():
