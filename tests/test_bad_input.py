@@ -194,3 +194,30 @@ def test_estimate_and_scaling_refuse_options_they_do_not_use_and_fail_honestly()
 def test_markup_in_messages_is_printed_as_text():
     res = invoke("info", "--arch", "[/x]")
     assert res.exit_code == 2 and "[/x]" in res.output
+
+
+def test_data_pointing_at_a_file_says_so(tmp_path):
+    f = tmp_path / "train-images-idx3-ubyte.gz"
+    f.write_bytes(b"\x1f\x8b")
+    res = invoke("train", "--arch", "mlp-gan", "--steps", 1, "--data", f, "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "is a file; --data takes the folder" in res.output
+
+
+def test_the_final_grid_is_not_sampled_twice(tmp_path, monkeypatch):
+    """With a grid due at the last step, final.png is that grid copied, not a second sampling."""
+    from gonprof.modes.gan import GANBCEStep
+    from gonprof.train import TrainConfig, run_training
+
+    calls = []
+    real_sample = GANBCEStep.sample
+
+    def counting(self, n):
+        calls.append(n)
+        return real_sample(self, n)
+
+    monkeypatch.setattr(GANBCEStep, "sample", counting)
+    res = run_training(TrainConfig(arch="mlp-gan", mode="gan", data="synthetic", steps=2, batch_size=8,
+                                   sample_every=2, out=str(tmp_path / "run")))
+    assert res.status == "ok" and calls == [64]  # the step-2 grid only
+    samples = tmp_path / "run" / "samples"
+    assert (samples / "final.png").read_bytes() == (samples / "step_000002.png").read_bytes()
