@@ -121,6 +121,10 @@ class _MeasuredPhase:
             cm.__exit__(*exc)
 
 
+#: RSS growth beyond the tensor-level growth above which a record warns (and beyond the tensor growth itself).
+UNTRACKED_FLAG_BYTES = 32 * 2**20
+
+
 class Profiler:
     """Profile the steps of a training loop.  See the module docstring for the schedule.
 
@@ -437,7 +441,18 @@ class Profiler:
             ts = [s.phase_time_s[name] for s in steps if name in s.phase_time_s]
             if ts:
                 phase_time[name] = summarize(ts, self.noisy_threshold)
+        live = self._figures.get("live_memory")
+        untracked, warnings = None, []
+        if rss is not None and live is not None:
+            untracked = rss.peak_rss_delta_bytes_median - (live.peak_live_bytes - live.start_live_bytes)
+            if untracked > max(UNTRACKED_FLAG_BYTES, live.peak_live_bytes - live.start_live_bytes):
+                warnings.append(f"the step's RSS grew {untracked / 2**20:,.1f} MiB beyond its live tensors: memory "
+                                "the tensor-level tracker cannot see (tensors over foreign memory such as "
+                                "torch.from_numpy, kernel scratch, allocator caching); read peak RSS beside the "
+                                "tensor peak")
         return ProfileRecord(
+            untracked_bytes=untracked,
+            warnings=tuple(warnings),
             status=status,
             message=message,
             environment=self._environment or Environment.capture(self.device),

@@ -395,3 +395,34 @@ def test_batch_preparation_inside_the_interval_is_counted_without_between():
             prof.step()
     assert prof.report().live_memory.peak_live_bytes == 80_000  # 10,000 int64
     assert batch.numel() == 10_000
+
+
+def test_memory_the_tracker_cannot_see_shows_as_a_flagged_gap():
+    """A 64 MiB tensor over numpy memory (torch.from_numpy) made inside each step is invisible to the
+    tensor-level tracker; the record shows it as RSS beyond the live tensors, with a warning.  In a fresh
+    process, so that no earlier test's resident pages blur the RSS figures."""
+    from clean_process import run_clean
+
+    out = run_clean("""
+import numpy as np
+from gonprof.profiler import Profiler
+prof = Profiler(models={}, optimizers={}, warmup=1, active=3)
+with prof:
+    while not prof.done:
+        t = torch.from_numpy(np.ones(16 * 2**20, dtype=np.float32))  # 64 MiB, outside the dispatcher
+        t = None
+        prof.step()
+rec = prof.report()
+print(json.dumps({"untracked": rec.untracked_bytes, "live": rec.live_memory.peak_live_bytes,
+                  "warnings": list(rec.warnings)}))
+""")
+    assert out["live"] == 0  # the tracker saw nothing
+    assert out["untracked"] >= 60 * 2**20
+    assert out["warnings"] and "beyond its live tensors" in out["warnings"][0]
+
+
+def test_an_ordinary_step_has_no_untracked_warning():
+    from gonprof import api
+
+    rec = api.profile("inception-k8", batch_size=8, warmup=1, steps=2)
+    assert rec.untracked_bytes is not None and not rec.warnings

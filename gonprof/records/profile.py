@@ -296,6 +296,11 @@ class ProfileRecord(JsonRecord):
     step_time: Optional[TimingStats] = None
     phase_time: dict[str, TimingStats] = field(default_factory=dict)
     steps: tuple[StepRecord, ...] = ()
+    # RSS growth beyond what the tensor-level tracker saw: median timed-step RSS delta minus the measuring
+    # step's live-tensor growth (peak - start).  Memory the dispatcher cannot see: tensors over foreign
+    # memory (torch.from_numpy), kernel scratch, allocator caching.  None without both figures.
+    untracked_bytes: Optional[int] = None
+    warnings: tuple[str, ...] = ()  # what a reader must know before trusting a figure
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -49,6 +49,9 @@ def summary_table(rec: ProfileRecord) -> Table:
             format_bytes(rec.rss.peak_rss_delta_bytes),
             f"over RSS at step start ({format_bytes(rec.rss.rss_baseline_bytes)}), method {rec.rss.method}",
         )
+    if rec.untracked_bytes is not None:
+        t.add_row("RSS beyond tensors", format_bytes(rec.untracked_bytes),
+                  "median RSS delta minus live-tensor growth: memory the tracker cannot see")
     if rec.cuda_memory is not None:
         t.add_row("CUDA max allocated", format_bytes(rec.cuda_memory.max_memory_allocated_bytes), "reset per step")
         t.add_row("CUDA max reserved", format_bytes(rec.cuda_memory.max_memory_reserved_bytes), "reset per step")
@@ -166,6 +169,8 @@ def timing_table(rec: ProfileRecord) -> Optional[Table]:
 def render_record(rec: ProfileRecord) -> Group:
     """All tables of one record as a rich renderable."""
     parts: list[Any] = [summary_table(rec)]
+    if rec.warnings:
+        parts.append(Text("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
     if rec.models:
         parts.append(params_table(rec))
     for fn in (memory_table, flops_table, uncounted_table, timing_table):
