@@ -378,6 +378,17 @@ class Profiler:
             )
         self._kind = _DONE
 
+    def _compiled_warning(self) -> list[str]:
+        """A warning when a model is torch.compile'd: the measuring step's dispatch modes make Dynamo run
+        the frame eagerly, so FLOPs and live bytes describe eager execution while the timed steps ran
+        compiled.  Never a silent mix."""
+        compiled = [name for name, m in self.models.items() if type(m).__name__ == "OptimizedModule"]
+        if not compiled:
+            return []
+        return [f"{', '.join(compiled)} compiled with torch.compile: FLOPs and the tensor-level memory figures "
+                "describe the eager execution of the same maths (the measuring step runs eagerly under gonprof's "
+                "dispatch modes); step times, RSS and CUDA figures describe the compiled execution"]
+
     def _exit_instruments(self) -> None:
         """Leave the instruments entered so far, innermost first; every one is left even if one fails."""
         first: BaseException | None = None
@@ -442,7 +453,7 @@ class Profiler:
             if ts:
                 phase_time[name] = summarize(ts, self.noisy_threshold)
         live = self._figures.get("live_memory")
-        untracked, warnings = None, []
+        untracked, warnings = None, list(self._compiled_warning())
         if rss is not None and live is not None:
             untracked = rss.peak_rss_delta_bytes_median - (live.peak_live_bytes - live.start_live_bytes)
             if untracked > max(UNTRACKED_FLAG_BYTES, live.peak_live_bytes - live.start_live_bytes):

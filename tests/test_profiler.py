@@ -426,3 +426,24 @@ def test_an_ordinary_step_has_no_untracked_warning():
 
     rec = api.profile("inception-k8", batch_size=8, warmup=1, steps=2)
     assert rec.untracked_bytes is not None and not rec.warnings
+
+
+def test_a_compiled_model_is_never_a_silent_mix():
+    """torch.compile'd models: the record says which figures describe eager and which compiled execution."""
+    import torch.nn as nn
+
+    from gonprof.profiler import Profiler
+
+    model = nn.Linear(4, 1)
+    compiled = torch.compile(model)  # the wrapper is enough to be detected; nothing is compiled here
+    prof = Profiler(models={"D": compiled}, optimizers={}, warmup=1, active=1)
+    with prof:
+        while not prof.done:
+            prof.step()
+    rec = prof.report()
+    assert any("compiled with torch.compile" in w and "eager" in w for w in rec.warnings)
+    plain = Profiler(models={"D": model}, optimizers={}, warmup=1, active=1)
+    with plain:
+        while not plain.done:
+            plain.step()
+    assert not plain.report().warnings
