@@ -288,6 +288,7 @@ class CompareResult(list):
     def __init__(self, rows, specs, out, json_path, n_samples: int, n_held_out: int, grid):
         super().__init__(rows)
         self.write_errors: list[str] = []  # results-file writes that failed (the rows are still here)
+        self.claims: list = []  # the preset's claims, each with its verdict (gonprof.claims)
         self.specs, self.out, self.json_path = specs, out, json_path
         self.n_samples, self.n_held_out, self.grid = n_samples, n_held_out, grid
 
@@ -300,7 +301,7 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
             preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
             on_row=None, force: bool = False, resume: bool = False, on_reuse=None, jobs: int = 1,
             executor: str = "local", address: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0,
-            **settings) -> CompareResult:
+            quick: bool = False, **settings) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
     ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
@@ -331,6 +332,10 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
     from .records import RequestError
 
+    if quick and not preset:
+        raise RequestError("--quick picks a preset's short budget; name a --preset")
+    if quick:
+        settings["quick"] = True
     if executor not in ("local", "ray"):
         raise RequestError(f"--executor must be local or ray, not {executor!r}")
     if executor == "ray":
@@ -358,6 +363,16 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors
+    from . import claims
+
+    res.claims = claims.judge(preset, list(rows))
+    if res.claims and not write_errors:  # the verdicts join the rows in the results file
+        from .records import save_records
+
+        try:
+            save_records(list(rows), res.json_path, extra={"claims": [v.to_dict() for v in res.claims]})
+        except OSError as exc:
+            res.write_errors.append(f"{res.json_path} not written: {exc.strerror or exc}")
     return res
 
 

@@ -576,6 +576,7 @@ def compare(
     address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")] = None,
     cpus_per_run: Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: CPUs each row reserves (and its torch threads).")] = 1,
     gpus_per_run: Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each row reserves (rows never share one).")] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); claims that need the full budget say inconclusive.")] = False,
     force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
@@ -630,8 +631,10 @@ def compare(
                       classes=list(selection.classes) if selection.classes is not None else None,
                       per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse,
                       jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
-                      gpus_per_run=gpus_per_run)
+                      gpus_per_run=gpus_per_run, quick=quick)
     _stdout().print(render.compare_table(res.rows))
+    if res.claims:
+        _stdout().print(render.claims_table(res.claims, f"the claims of preset {preset}"))
     outputs = Outputs()
     outputs.errors += res.write_errors
     if csv_path:

@@ -95,20 +95,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The GAS study: six discriminators under LSGAN, 2000 iterations of batch 32.
     "gas": {"pairs": [("lsgan", a) for a in ("lsgan-original", "depthwise-inception", "inception-k32",
                                               "depthwise-inception-dense", "inception-k16", "inception-k8")],
-            "steps": 2000, "batch_size": 32},
+            "steps": 2000, "batch_size": 32, "quick": {"steps": 100}},
     # GON's discriminators trained as GONs, against GANs with their own seed architectures.
     "gon-vs-gan": {"pairs": [("gon", "gon-mnist-conv"), ("gon", "gon-mnist-mlp"), ("gan", "mlp-gan"),
-                             ("lsgan", "lsgan-original")]},
+                             ("lsgan", "lsgan-original")], "quick": {"time_budget_s": 30.0}},
     # The study GON users ask for: GON (MLP and conv) and the GAN modes on one digit, one budget.
     "gon-digit": {"pairs": [("gon", "gon-mnist-mlp"), ("gon", "gon-mnist-conv"), ("gan", "mlp-gan"),
                             ("lsgan", "lsgan-original"), ("wgan-gp", "dcd-mnist-sn"), ("dcd", "dcd-mnist-sn")],
-                  "classes": [0], "time_budget_s": 300.0},
+                  "classes": [0], "time_budget_s": 300.0, "quick": {"time_budget_s": 60.0}},
     # GON's inner optimiser on the one-digit task: the seed's Adam on the input against the others.
     "gon-inner": {"pairs": [("gon", "gon-mnist-mlp", {"inner_opt": "adam"}, "adam"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "normalized"}, "normalized"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 50.0}, "sgd")],
-                  "classes": [0], "time_budget_s": 300.0},
+                  "classes": [0], "time_budget_s": 300.0, "quick": {"steps": 30}},
 }
 
 #: RunSpec fields a preset may set (explicit settings win).
@@ -167,7 +167,10 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
             raise IncompatibleError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
         if archs:
             raise IncompatibleError(f"preset {preset} names its own architectures; drop --arch")
-        p = PRESETS[preset]
+        p = dict(PRESETS[preset])
+        if common.pop("quick", False):  # the preset's short budget, for a look in minutes
+            p.pop("steps", None), p.pop("time_budget_s", None)
+            p.update(p.get("quick", {}))
         for key in PRESET_SETTINGS:
             if common.get(key) is None and key in p and not (key == "time_budget_s" and common.get("steps")):
                 common[key] = p[key]

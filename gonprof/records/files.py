@@ -15,7 +15,7 @@ RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord,
                                   "fit": FitRecord, "scaling": ScalingRecord}
 
 
-def save_records(records: "list[Any]", path: Any) -> None:
+def save_records(records: "list[Any]", path: Any, extra: "dict | None" = None) -> None:
     """Write records to a JSON file, atomically (a crash never leaves half a file).
 
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
@@ -29,7 +29,7 @@ def save_records(records: "list[Any]", path: Any) -> None:
     if len(kinds) > 1:
         raise ValueError(f"cannot save records of different kinds together: {sorted(kinds)}")
     payload = {"gonprof": __version__, "kind": kinds.pop() if kinds else "profile",
-               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records]}
+               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records], **(extra or {})}
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from rich.console import Group
 
 from .budget import render_estimate, render_fit, render_scaling
-from .compare import compare_table, score_table
+from .compare import claims_table, compare_table, score_table
 from .formats import MIB, format_bytes, format_count, format_flops, format_seconds
 from .profile import (flops_table, memory_table, params_table, print_record, render_record, render_records,
                       summary_table, timing_table, uncounted_table)
@@ -26,7 +26,7 @@ __all__ = [
     "MIB", "format_bytes", "format_count", "format_flops", "format_seconds",
     "summary_table", "params_table", "memory_table", "flops_table", "uncounted_table", "timing_table",
     "render_record", "render_records", "print_record",
-    "compare_table", "score_table", "render_estimate", "render_fit", "render_scaling",
+    "claims_table", "compare_table", "score_table", "render_estimate", "render_fit", "render_scaling",
     "architectures_table", "modes_table", "mode_report", "arch_report",
     "DESCRIPTIVE", "fit_width", "stacked", "whole_numbers", "render_any",
 ]

@@ -123,3 +123,18 @@ def score_table(rows, source: str = "") -> "Group":
         cells += [f"{q.mean_confidence:.3f}", shown or "-"]
         t.add_row(*cells, style="dim" if r.kind == "floor" else None)
     return Group(t)
+
+
+def claims_table(verdicts, title: str = "the source's claims") -> "Table":
+    """Claim | source figure | measured here | verdict (with its reason); the mapping of each source
+    quantity to a defined figure goes in the last column."""
+    t = Table(title=f"gonprof compare: {title}", title_justify="left")
+    for c in ("claim", "source figure", "measured here", "verdict", "measured as"):
+        t.add_column(c)
+    colour = {"holds": "green", "does not hold": "red"}
+    for v in verdicts:
+        style = colour.get(v.verdict, "yellow")
+        verdict = f"[{style}]{v.verdict}[/]" + (f": {escape(v.reason)}" if v.reason else "")
+        t.add_row(escape(v.claim), escape(v.source_figure), escape(v.measured), verdict, escape(v.maps_to))
+    return t
+
