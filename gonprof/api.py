@@ -329,7 +329,6 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     if limit:
         _check_memory_limit(int(limit))
     check_device(settings.get("device", "cpu"))
-    specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
     from .records import RequestError
 
     if quick and not preset:
@@ -348,6 +347,7 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         raise RequestError("--address is the ray executor's; add --executor ray")
     if jobs > 1:
         comparison.core_slots(jobs)  # rows that would share cores are refused before anything runs
+    specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
     for s in specs:  # a row whose step cannot fit is refused before any row runs
         check_fits(s.arch, s.mode, batch_size=s.batch_size, device=s.device, generator=s.generator, preset=s.preset,
                    hparams=s.hparams, force=force)

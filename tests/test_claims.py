@@ -92,3 +92,20 @@ def test_claims_table_renders_every_verdict_and_quick_needs_a_preset():
     assert text.count("inconclusive") == 4 and text.count("does not hold") == 2 and "777 vs 489 MB" in text
     res = CliRunner().invoke(app, ["compare", "gan", "--quick", "--steps", "1"])
     assert res.exit_code == 2 and "--quick picks a preset's short budget" in res.output
+
+
+def test_api_compare_passes_quick_to_the_plan(monkeypatch):
+    from gonprof import api, comparison
+
+    seen = {}
+
+    def stop(specs, n, held):
+        seen["steps"] = {s.steps for s in specs}
+        raise KeyboardInterrupt  # nothing needs to run
+
+    import pytest
+
+    with pytest.raises(KeyboardInterrupt):
+        api.compare(preset="gas", quick=True, on_plan=stop, out="/tmp/unused-quick-check")
+    assert seen["steps"] == {100}
+    assert comparison.PRESETS["gas"]["quick"] == {"steps": 100}
