@@ -87,7 +87,7 @@ def _memory_ratio(base: str, other: str, claimed: float) -> Callable:
         if ratio >= 0.9 * claimed:
             return measured, HOLDS, ""
         if ratio < 1.0 + 0.5 * (claimed - 1.0):
-            return measured, FAILS, f"less than half the claimed saving of {claimed:g}x"
+            return measured, FAILS, f"less than half the claimed saving of {claimed:.2f}x"
         return measured, UNSURE, "between half the claimed saving and 90% of it"
     return judge
 
