@@ -15,13 +15,7 @@ from gonprof.metrics.validation import CLEAN, NOISE, ValidationTable, main, mark
 N = 300  # images per set in the validation tests (the README's table uses 1,000)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions: on a busy 2-core box, a second thread costs ten times what it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _lit(h=28, w=28, points=((14, 14),)):

@@ -15,12 +15,7 @@ from gonprof.modes.gon import GONStep
 from gonprof.records import Environment, host_load
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_sgd_step_is_x_minus_lr_g_clamped():

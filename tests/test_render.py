@@ -25,11 +25,8 @@ def _text(renderable, width: int = 160) -> str:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(tmp_path_factory, one_thread):
     """One small record of every kind, measured once and saved as the CLI saves them."""
-    import torch
-
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("records")
     prof = api.profile("inception-k8", batch_size=4, warmup=1, steps=2)
     save_records([prof], d / "profile.json")

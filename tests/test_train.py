@@ -23,13 +23,7 @@ from gonprof.train import (TrainConfig, TrainError, TrainResult, balanced_subset
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The fake's ops are tiny; with 2 threads on a busy 2-core box OpenMP waits dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class FakeStep(TrainStep):
