@@ -92,6 +92,7 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     an impossible selection) raise before anything runs.
     """
     from .data import Selection
+    from .modes.base import batch_size_of
     from .modes.build import build_step
 
     selection = Selection.parse(classes, per_class)
@@ -101,7 +102,7 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
                input_shape=input_shape, hparams=hparams, force=force)
     step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
                       seed=seed, **(hparams or {}))
-    batch_size = int(batch_size or step.hparams.get("batch_size", 64))
+    batch_size = int(batch_size or batch_size_of(step.hparams))
     if batch_size <= 0:
         from .modes.base import IncompatibleError
 
@@ -151,7 +152,7 @@ def check_fits(arch: str, mode: str | None = None, *, batch_size: int | None = N
     from .records import TooBigError
 
     mode = mode or default_mode(arch)
-    bs = batch_size or int(get_mode(mode).hparams(preset, **(hparams or {})).get("batch_size", 64))
+    bs = batch_size or get_mode(mode).batch_size(preset, **(hparams or {}))
     est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
                                input_shape=input_shape, hparams=hparams, max_inner_steps=2)
     free = available_bytes(device)
@@ -179,15 +180,16 @@ def estimate(arch: str, mode: str | None = None, *, batch_size: int | None = Non
 
     check_device(device, need_real=False)
     mode = mode or default_mode(arch)
-    bs = batch_size or int(get_mode(mode).hparams(preset, **(hparams or {})).get("batch_size", 64))
+    bs = batch_size or get_mode(mode).batch_size(preset, **(hparams or {}))
     est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
                                input_shape=input_shape, seed=seed, hparams=hparams)
     if measure is None:  # measure when the device is here and the step fits in it
         measure = (device == "cpu" or _cuda_here()) and est.peak_bytes <= available_bytes(device)
     measured = None
     if measure:
+        # force: the fit was just decided on this very estimate; do not estimate again
         measured = profile(arch, mode, generator=generator, preset=preset, batch_size=bs, device=device, warmup=2,
-                           steps=1, seed=seed, input_shape=input_shape, hparams=hparams)
+                           steps=1, seed=seed, input_shape=input_shape, hparams=hparams, force=True)
     return est, measured
 
 

@@ -121,12 +121,16 @@ def parse_selection(classes: Optional[str], per_class: Optional[int]):
     return Selection.parse(classes, per_class)
 
 
-def set_threads(threads: Optional[int]) -> None:
-    """Apply --threads, and warn once when the machine is busier than its cores."""
+def apply_threads(threads: Optional[int]) -> None:
+    """Apply --threads (None: torch's own default)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def warn_if_loaded() -> None:
+    """One warning line when the machine is busier than its cores (timings then do not compare)."""
     from .records import host_load
 
     load = host_load()
@@ -357,10 +361,7 @@ def profile(
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
                                             ("--per-class", per_class), ("--force", force)) if given]
@@ -516,8 +517,7 @@ def train(
     fields = dict(arch=arch, mode=mode, generator=generator, preset=preset, steps=steps, epochs=epochs,
                   batch_size=batch_size, seed=seed, data=data, device=device, out=str(out) if out else None,
                   sample_every=sample_every, hparams=hparams, time_budget_s=time_budget, threads=threads,
-                  classes=list(selection.classes) if selection.classes is not None else None,
-                  per_class=selection.per_class)
+                  **selection.to_dict())
     if resume and arch is None:  # continue the run stored in --out
         fields = {k: fields[k] for k in ("out", "steps", "epochs", "batch_size", "threads", "time_budget_s")}
     result = api.train(resume=resume, progress=RichProgress(console=_stderr()), force=force, **fields)
@@ -604,7 +604,7 @@ def compare(
     err = _stderr()
 
     def on_plan(specs, n, held):
-        set_threads(None)  # the load warning; --threads applies inside each row's worker
+        warn_if_loaded()  # --threads applies inside each row's worker
         budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
         err.print(f"comparing {len(specs)} runs ({budget} of training each, {specs[0].selection().label()}) and "
                   f"the real-vs-real floor; scored on {n} samples against {n} of {held} held-out images",
@@ -628,8 +628,7 @@ def compare(
                       batch_size=batch_size, seed=seed, data=data, device=device, n_samples=samples,
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
-                      classes=list(selection.classes) if selection.classes is not None else None,
-                      per_class=selection.per_class, force=force, resume=resume is not None, on_reuse=on_reuse,
+                      **selection.to_dict(), force=force, resume=resume is not None, on_reuse=on_reuse,
                       jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
                       gpus_per_run=gpus_per_run, quick=quick)
     _stdout().print(render.compare_table(res.rows))
@@ -672,10 +671,7 @@ def score(
     """Score images from anywhere against held-out real digits, beside the real-vs-real floor at the same N."""
     from . import api, render
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     check_outputs(json=json_path)
     err = _stderr()
     with err.status("scoring ..."):

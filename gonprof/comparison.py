@@ -213,17 +213,18 @@ def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optiona
         if clash:
             raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
                                     "drop it, or compare the variants you want without the preset")
+    # every value checked against its mode's rules before anything runs
+    resolved = [get_mode(m).hparams(shared.get("preset"), **{**row_hp, **scoped[m]}) for m, _, row_hp, _ in rows]
     if "classes" in shared or "per_class" in shared:  # a bad selection fails here, before anything runs
         from .data import Selection, SelectionError, load_split
+        from .modes.base import batch_size_of
 
         kept = len(load_split(shared.get("data"), Selection.parse(shared.get("classes"), shared.get("per_class")))[0])
-        for m, a, row_hp, _ in rows:
-            batch = shared.get("batch_size") or get_mode(m).hparams(shared.get("preset"), **row_hp).get("batch_size", 64)
+        for (m, a, _, _), hp in zip(rows, resolved):
+            batch = shared.get("batch_size") or batch_size_of(hp)
             if batch > kept:
                 raise SelectionError(f"{m} / {a}: batch size {batch} exceeds the selection's {kept} training "
                                      f"images; pass --batch-size {kept} or fewer, or keep more images")
-    for m, _, row_hp, _ in rows:  # every value checked against its mode's rules before anything runs
-        get_mode(m).hparams(shared.get("preset"), **{**row_hp, **scoped[m]})
     return [RunSpec(mode=m, arch=a, hparams={**row_hp, **scoped[m]}, variant=variant, **shared)
             for m, a, row_hp, variant in rows]
 
@@ -406,11 +407,9 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     if jobs > 1 and isolate:
         return _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors)
     for i, (spec, folder) in enumerate(placed):
-        kept = done.get(folder.name)
-        if kept is not None and same_settings(kept[0], spec.to_dict()):
-            rows.append(kept[1])
-            if on_reuse:
-                on_reuse(kept[1])
+        kept = _kept_row(done, spec, folder, on_reuse)
+        if kept is not None:
+            rows.append(kept)
             continue
         if on_start:
             on_start(i, len(todo), spec)
@@ -421,16 +420,33 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
             (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             rec = run_spec(spec)
         rows.append(rec)
-        try:
-            save_records(rows, json_path)
-        except OSError as exc:  # the rows go on (and are printed); the caller reports the failed write
-            if write_errors is not None and not write_errors:
-                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
+        _save_rows(rows, json_path, write_errors)
         if on_row:
             on_row(rec)
         if rec.status == "interrupted":
             break
     return rows
+
+
+def _kept_row(done: dict, spec: RunSpec, folder: Path, on_reuse) -> Optional[RunRecord]:
+    """The earlier record of a row that finished with the same settings (``resume``), reported through
+    ``on_reuse``; None when the row must run."""
+    kept = done.get(folder.name)
+    if kept is None or not same_settings(kept[0], spec.to_dict()):
+        return None
+    if on_reuse:
+        on_reuse(kept[1])
+    return kept[1]
+
+
+def _save_rows(rows: list[RunRecord], json_path: Path, write_errors: Optional[list]) -> None:
+    """Rewrite the results file; a write that fails is noted once in ``write_errors`` (the caller reports
+    it after printing the rows) and the comparison goes on."""
+    try:
+        save_records(rows, json_path)
+    except OSError as exc:
+        if write_errors is not None and not write_errors:
+            write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
 
 
 def same_settings(a: dict, b: dict) -> bool:
@@ -442,8 +458,6 @@ def same_settings(a: dict, b: dict) -> bool:
 def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
     """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
     fewer cores than jobs (rows would share cores and their timings would not compare)."""
-    import os
-
     from .records import RequestError
 
     cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
@@ -466,22 +480,15 @@ def _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse,
     pending = list(enumerate(placed))
 
     def save() -> None:
-        rows = [results[i] for i in sorted(results)]
-        try:
-            save_records(rows, json_path)
-        except OSError as exc:
-            if write_errors is not None and not write_errors:
-                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
+        _save_rows([results[i] for i in sorted(results)], json_path, write_errors)
 
     try:
         while pending or running:
             while pending and free:
                 i, (spec, folder) = pending.pop(0)
-                kept = done.get(folder.name)
-                if kept is not None and same_settings(kept[0], spec.to_dict()):
-                    results[i] = kept[1]
-                    if on_reuse:
-                        on_reuse(kept[1])
+                kept = _kept_row(done, spec, folder, on_reuse)
+                if kept is not None:
+                    results[i] = kept
                     continue
                 cores = free.pop(0)
                 spec = dataclasses.replace(spec, cpus=cores, threads=spec.threads or len(cores))
@@ -555,19 +562,13 @@ def _compare_ray(placed, done, json_path, address, cpus_per_run, gpus_per_run, o
     pending: dict[Any, tuple[int, RunSpec]] = {}
 
     def save() -> None:
-        try:
-            save_records([results[i] for i in sorted(results)], json_path)
-        except OSError as exc:
-            if write_errors is not None and not write_errors:
-                write_errors.append(f"{json_path} not written: {exc.strerror or exc}")
+        _save_rows([results[i] for i in sorted(results)], json_path, write_errors)
 
     try:
         for i, (spec, folder) in enumerate(placed):
-            kept = done.get(folder.name)
-            if kept is not None and same_settings(kept[0], spec.to_dict()):
-                results[i] = kept[1]
-                if on_reuse:
-                    on_reuse(kept[1])
+            kept = _kept_row(done, spec, folder, on_reuse)
+            if kept is not None:
+                results[i] = kept
                 continue
             spec = dataclasses.replace(spec, threads=spec.threads or cpus_per_run)
             folder.mkdir(parents=True, exist_ok=True)

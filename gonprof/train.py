@@ -116,13 +116,13 @@ import numpy as np
 import torch
 
 from .data import ImageData, Selection, SelectionError, load_split
+from .modes.base import batch_size_of
 from .records import atomic_write, classify_failure, host_load, to_jsonable
 
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
 DEFAULT_STEPS = 1000
 BUDGET_ONLY_STEPS = 10**9  # the step bound of a run limited by time_budget_s alone
-DEFAULT_BATCH_SIZE = 64
 GRID_NROW = 8
 GRID_N = GRID_NROW * GRID_NROW
 STATUSES = ("ok", "nan", "interrupted", "error")
@@ -529,7 +529,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     if config.batch_size is None and stored_cfg is not None:
         batch_size = int(stored_cfg["resolved"]["batch_size"])  # a resume keeps the run's batch size
     else:
-        batch_size = int(config.batch_size or hparams.get("batch_size") or DEFAULT_BATCH_SIZE)
+        batch_size = int(config.batch_size or batch_size_of(hparams))
     if batch_size > len(train_data):
         raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training images; "
                              f"pass --batch-size {len(train_data)} or fewer, or keep more images")

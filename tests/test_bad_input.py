@@ -177,6 +177,11 @@ def test_few_shot_selections_smaller_than_the_batch_are_refused_up_front(tmp_pat
     assert res.exit_code == 2 and "--batch-size 10 or fewer" in res.output and not (tmp_path / "run").exists()
     res = invoke("compare", "gon", "--classes", 0, "--per-class", 10, "--steps", 1, "--out", tmp_path / "c")
     assert res.exit_code == 2 and "--batch-size 10 or fewer" in res.output and not (tmp_path / "c").exists()
+    # a batch that fits, given through --set, is the one checked
+    from gonprof.comparison import plan
+
+    [spec] = plan(["gon"], classes=[0], per_class=10, steps=1, hparams={"gon.batch_size": 8})
+    assert spec.hparams == {"batch_size": 8}
 
 
 def test_a_scoped_set_may_not_rewrite_a_preset_rows_own_settings(tmp_path):

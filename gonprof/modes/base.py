@@ -38,6 +38,8 @@ def no_phase(name: str):
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 #: Integer hyper-parameters that must be at least 1 (other integers: at least 0).
+DEFAULT_BATCH_SIZE = 64  # the batch of a mode that names none
+
 POSITIVE_INTS = ("batch_size", "n_critic", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
 
 
@@ -120,6 +122,11 @@ def infer_param(name: str, default: Any) -> Param:
     return Param("choice", choices=(default,))
 
 
+def batch_size_of(hparams: dict) -> int:
+    """The batch size resolved hyper-parameters ask for (``batch_size``, else :data:`DEFAULT_BATCH_SIZE`)."""
+    return int(hparams.get("batch_size") or DEFAULT_BATCH_SIZE)
+
+
 @dataclass(frozen=True)
 class ModeSpec:
     name: str
@@ -137,6 +144,11 @@ class ModeSpec:
     inner_loop_hparams: tuple[str, ...] = ()  # count iterations of a loop whose peak repeats (capped)
     cpu_only_hparams: dict = field(default_factory=dict)  # CPU-only fast paths -> the value that turns them off
     params: dict = field(default_factory=dict)  # name -> Param, where the rule inferred from the default won't do
+
+    def batch_size(self, preset: str | None = None, **overrides) -> int:
+        """The batch size a step of this mode takes: ``batch_size`` among the (checked) hyper-parameters,
+        else :data:`DEFAULT_BATCH_SIZE`."""
+        return batch_size_of(self.hparams(preset, **overrides))
 
     def param(self, name: str) -> Param:
         """The rule hyper-parameter ``name`` is checked against (declared, else inferred from its default)."""
