@@ -35,25 +35,41 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """How far the rows of a comparison trained: the fewest steps and the shortest time of any row."""
+
+    steps: int = 0
+    time_s: float = 0.0
+
+    def short_of(self, steps: Optional[int], time_s: Optional[float]) -> str:
+        """Why this budget is below a claim's (\"\" when it is not)."""
+        if steps and self.steps < steps:
+            return f"trained {self.steps:,} of the {steps:,} iterations the claim is judged at"
+        if time_s and self.time_s < time_s:
+            return f"trained {self.time_s:,.0f} s of the {time_s:,.0f} s the claim is judged at"
+        return ""
+
+
+@dataclass(frozen=True)
 class Claim:
     text: str
     source_figure: str
     maps_to: str
-    judge: Callable[[dict[str, RunRecord], int], tuple[str, str, str]]  # rows by arch, budget -> (measured, verdict, reason)
-    needs_budget: Optional[int] = None  # the training steps the claim was made at (quality claims)
+    judge: Callable[[dict[str, RunRecord], Budget], tuple[str, str, str]]  # rows by key -> (measured, verdict, reason)
+    needs_steps: Optional[int] = None  # quality claims: the training steps the claim was made at
+    needs_time_s: Optional[float] = None  # ... or the training time (presets with a time budget)
 
-    def verdict(self, rows: dict[str, RunRecord], steps: int) -> Verdict:
-        if self.needs_budget and steps < self.needs_budget:
-            measured, _, _ = _safe(self.judge, rows, steps)
-            return Verdict(self.text, self.source_figure, measured, self.maps_to, UNSURE,
-                           f"trained {steps:,} of the source's {self.needs_budget:,} iterations")
-        measured, verdict, reason = _safe(self.judge, rows, steps)
+    def verdict(self, rows: dict[str, RunRecord], budget: Budget) -> Verdict:
+        measured, verdict, reason = _safe(self.judge, rows, budget)
+        short = budget.short_of(self.needs_steps, self.needs_time_s)
+        if short and measured != "-":  # a row that did not finish says so; otherwise the budget decides
+            verdict, reason = UNSURE, short
         return Verdict(self.text, self.source_figure, measured, self.maps_to, verdict, reason)
 
 
-def _safe(judge, rows, steps) -> tuple[str, str, str]:
+def _safe(judge, rows, budget) -> tuple[str, str, str]:
     try:
-        return judge(rows, steps)
+        return judge(rows, budget)
     except _Missing as exc:
         return "-", UNSURE, str(exc)
 
@@ -62,10 +78,10 @@ class _Missing(Exception):
     """A row a claim needs did not finish."""
 
 
-def _row(rows: dict[str, RunRecord], arch: str) -> RunRecord:
-    r = rows.get(arch)
+def _row(rows: dict[str, RunRecord], key: str) -> RunRecord:
+    r = rows.get(key)
     if r is None or r.status != "ok" or r.profile is None:
-        raise _Missing(f"no finished {arch} row")
+        raise _Missing(f"no finished {key} row")
     return r
 
 
@@ -81,7 +97,7 @@ def _quality(rows, arch):
 
 
 def _memory_ratio(base: str, other: str, claimed: float) -> Callable:
-    def judge(rows, steps):
+    def judge(rows, budget):
         ratio = _peak(rows, base) / _peak(rows, other)
         measured = f"{ratio:.2f}x ({_peak(rows, base) / 2**20:,.1f} / {_peak(rows, other) / 2**20:,.1f} MiB)"
         if ratio >= 0.9 * claimed:
@@ -93,7 +109,7 @@ def _memory_ratio(base: str, other: str, claimed: float) -> Callable:
 
 
 def _fid_close(base: str, other: str) -> Callable:
-    def judge(rows, steps):
+    def judge(rows, budget):
         a, b = _quality(rows, base).fid, _quality(rows, other).fid
         measured = f"FID {b:,.1f} against {a:,.1f}"
         if b <= 1.25 * a:
@@ -105,7 +121,7 @@ def _fid_close(base: str, other: str) -> Callable:
 
 
 def _crashes(base: str, arch: str) -> Callable:
-    def judge(rows, steps):
+    def judge(rows, budget):
         q, ref = _quality(rows, arch), _quality(rows, base)
         measured = f"precision {q.precision:.2f}, FID {q.fid:,.1f} (original {ref.fid:,.1f})"
         if q.precision < 0.1:
@@ -117,7 +133,7 @@ def _crashes(base: str, arch: str) -> Callable:
 
 
 def _collapses(arch: str) -> Callable:
-    def judge(rows, steps):
+    def judge(rows, budget):
         q = _quality(rows, arch)
         measured = f"class coverage {q.class_coverage:.0%}, entropy {q.class_entropy_nats:.2f} nats"
         if q.class_coverage <= 0.5:
@@ -128,9 +144,112 @@ def _collapses(arch: str) -> Callable:
     return judge
 
 
+def _saving(gon: str, gan: str, claimed: float) -> Callable:
+    """GON's peak against a GAN's as a saving (1 - gon / gan), against a claimed saving ("up to")."""
+    def judge(rows, budget):
+        a, b = _peak(rows, gon), _peak(rows, gan)
+        saving = 1.0 - a / b
+        measured = f"{saving:+.0%} ({a / 2**20:,.2f} / {b / 2**20:,.2f} MiB)"
+        if saving >= 0.9 * claimed:
+            return measured, HOLDS, ""
+        if saving <= 0.0:
+            return measured, FAILS, "GON needs as much memory as the GAN or more"
+        return measured, UNSURE, f"a saving, smaller than 90% of the claimed {claimed:.0%}"
+    return judge
+
+
+def _time_ratio(gon: str, gan: str, claimed: float) -> Callable:
+    """GON's median step time over a GAN's, against a claimed ratio (1.05 = 5% more)."""
+    def judge(rows, budget):
+        a, b = _row(rows, gon).profile.step_time_s_median, _row(rows, gan).profile.step_time_s_median
+        if not a or not b:
+            raise _Missing("no timed steps")
+        ratio = a / b
+        measured = f"{ratio:,.2f}x ({a * 1e3:,.1f} / {b * 1e3:,.1f} ms per step)"
+        if ratio <= 1.25 * claimed:
+            return measured, HOLDS, ""
+        if ratio > 2.0 * claimed:
+            return measured, FAILS, f"more than twice the claimed {claimed:.2f}x"
+        return measured, UNSURE, f"between 1.25x and 2x the claimed {claimed:.2f}x"
+    return judge
+
+
+def _on_digit(key: str) -> Callable:
+    def judge(rows, budget):
+        q = _quality(rows, key)
+        if q.on_class_fraction is None:
+            raise _Missing(f"{key} was not trained on a class selection")
+        measured = f"{q.on_class_fraction:.0%} read as the kept class, confidence {q.mean_confidence:.2f}"
+        if q.on_class_fraction >= 0.8:
+            return measured, HOLDS, ""
+        if q.on_class_fraction < 0.5:
+            return measured, FAILS, "fewer than half the samples read as the digit"
+        return measured, UNSURE, "between 50% and 80% read as the digit"
+    return judge
+
+
+def _test_error(key: str, paper: float) -> Callable:
+    """Semi-supervised test error (a fraction) against the paper's (a fraction): holds within 1.5x + 0.5 pp."""
+    def judge(rows, budget):
+        r = _row(rows, key)
+        if r.test_error is None:
+            raise _Missing(f"{key} has no test error")
+        measured = f"{r.test_error:.2%} of {r.n_test:,} held-out images"
+        if r.test_error <= 1.5 * paper + 0.005:
+            return measured, HOLDS, ""
+        return measured, FAILS, f"above 1.5x the paper's {paper:.2%} plus 0.5 points"
+    return judge
+
+
+def _refinement(key: str) -> Callable:
+    """FID of the same samples after the critic's Langevin refinement against before."""
+    def judge(rows, budget):
+        r = _row(rows, key)
+        if r.quality is None or r.quality_unrefined is None:
+            raise _Missing(f"{key} has no before/after scores")
+        before, after = r.quality_unrefined.fid, r.quality.fid
+        measured = f"FID {before:,.1f} -> {after:,.1f} (N={r.quality.n_samples:,})"
+        if after <= 0.95 * before:
+            return measured, HOLDS, ""
+        if after >= before:
+            return measured, FAILS, "refinement did not lower FID"
+        return measured, UNSURE, "less than 5% lower: within FID's sampling noise at this N"
+    return judge
+
+
+def _param_counts(key: str, d: int, g: int) -> Callable:
+    def judge(rows, budget):
+        r = _row(rows, key)
+        measured = f"{r.d_params:,} / {r.g_params:,}"
+        if (r.d_params, r.g_params) == (d, g):
+            return measured, HOLDS, ""
+        return measured, FAILS, f"the source's pair has {d:,} / {g:,}"
+    return judge
+
+
+def _recognisable(key: str) -> Callable:
+    def judge(rows, budget):
+        q = _quality(rows, key)
+        measured = f"classifier confidence {q.mean_confidence:.2f}, class coverage {q.class_coverage:.0%}"
+        if q.mean_confidence >= 0.8 and q.class_coverage >= 0.9:
+            return measured, HOLDS, ""
+        if q.mean_confidence < 0.5:
+            return measured, FAILS, "the classifier reads most samples as no digit"
+        return measured, UNSURE, "confident on some samples, or some digits missing"
+    return judge
+
+
 GAS_STEPS = 2000
 _GAS_SIZE = ("GAS's discriminator 'size (MB)' was a TensorFlow process figure on a GPU; mapped to the "
              "tensor-level peak of a profiled step (MiB)")
+
+GON_TIME_S = 300.0  # the gon preset's budget: the source gives none for its few-shot figure
+IGAN_STEPS = 300 * 600  # openai/improved-gan: 300 epochs of 600 batches of 100 (60,000 images)
+_IGAN_ERROR = ("classification error of argmax D(x) on the held-out images (the paper: MNIST's 10,000 test "
+               "images, D trained beside 60,000; the offline split trains on 5,000)")
+DCD_STEPS = 500  # the dcd preset's budget: the source fine-tunes a pre-trained CIFAR-10 critic, no MNIST run
+_DCD_FID = "FID of the same N samples before (G(z)) and after refinement: same z, critic and reference"
+MLP_GAN_STEPS = 500 * 469  # the tutorial: 500 epochs of 469 batches of 128 (60,000 images)
 
 #: Each preset's claims.
 CLAIMS: dict[str, tuple[Claim, ...]] = {
@@ -141,15 +260,60 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
               _memory_ratio("lsgan-original", "depthwise-inception", 777 / 199)),
         Claim("inception-k32 performs about as well as lsgan-original", "approximately the same",
               "FID against held-out images, same N", _fid_close("lsgan-original", "inception-k32"),
-              needs_budget=GAS_STEPS),
+              needs_steps=GAS_STEPS),
         Claim("depthwise-inception crashes (no correct images)", "crash", "precision (k-NN manifold)",
-              _crashes("lsgan-original", "depthwise-inception"), needs_budget=GAS_STEPS),
+              _crashes("lsgan-original", "depthwise-inception"), needs_steps=GAS_STEPS),
         Claim("inception-k16 suffers mode collapse", "mode collapse", "class coverage of the samples",
-              _collapses("inception-k16"), needs_budget=GAS_STEPS),
+              _collapses("inception-k16"), needs_steps=GAS_STEPS),
         Claim("inception-k8 suffers mode collapse", "mode collapse", "class coverage of the samples",
-              _collapses("inception-k8"), needs_budget=GAS_STEPS),
+              _collapses("inception-k8"), needs_steps=GAS_STEPS),
+    ),
+    "gon": (
+        Claim("GON generates the trained digit from 10 shots", "generated zeros, few-shot (GON_MNIST README)",
+              "share of samples the quality classifier reads as the kept digit", _on_digit("gon"),
+              needs_time_s=GON_TIME_S),
+        Claim("GON needs up to 58% less memory than a GAN", "up to 58% less (time series, Raspberry Pi)",
+              "tensor-level peak of a profiled step; the GAN trains the same discriminator with a generator",
+              _saving("gon", "gan", 0.58)),
+        Claim("GON takes about 5% more training time than a GAN", "5% more (time series, Raspberry Pi)",
+              "median wall time of a profiled step, same data and batch", _time_ratio("gon", "gan", 1.05)),
+        Claim("GON's samples are about as good as the GAN's", "comparable or better (paper)",
+              "FID against held-out images of the kept digit, same N", _fid_close("gan", "gon"),
+              needs_time_s=GON_TIME_S),
+    ),
+    "improved-gan": tuple(
+        Claim(f"test error at {n} labels is {paper:.2%}", f"{paper:.2%} (paper); {repro:.2%} (reproduction)",
+              _IGAN_ERROR, _test_error(f"labels-{n}", paper), needs_steps=IGAN_STEPS)
+        for n, paper, repro in ((20, 0.1677, 0.1952), (50, 0.0221, 0.0569), (100, 0.0093, 0.0433),
+                                (200, 0.0090, 0.0398))),
+    "dcd": (
+        Claim("Langevin refinement in pixel space improves G's samples", "CIFAR-10 FID 21.67 (no MNIST figure)",
+              _DCD_FID, _refinement("pixel"), needs_steps=DCD_STEPS),
+        Claim("Langevin refinement in latent space improves G's samples", "CIFAR-10 FID 16.24 (no MNIST figure)",
+              _DCD_FID, _refinement("latent"), needs_steps=DCD_STEPS),
+    ),
+    "mlp-gan": (
+        Claim("the pair has 1.46M / 1.49M parameters", "1,460,225 / 1,486,352 (Keras summaries)",
+              "parameter counts of the trained discriminator / generator", _param_counts("gan", 1_460_225, 1_486_352)),
+        Claim("the GAN draws recognisable digits", "recognisable digits after 500 epochs",
+              "the quality classifier's mean confidence and class coverage", _recognisable("gan"),
+              needs_steps=MLP_GAN_STEPS),
     ),
 }
+
+
+def _rows_by_key(rows: list[RunRecord]) -> dict[str, RunRecord]:
+    """Trained rows under each name a claim may use: variant, mode, architecture, ``mode/arch``.
+
+    A name two rows share is dropped, so that a claim never reads the wrong row.
+    """
+    seen: dict[str, list[RunRecord]] = {}
+    for r in rows:
+        if r.kind != "run":
+            continue
+        for key in dict.fromkeys(k for k in (r.variant, r.mode, r.arch, f"{r.mode}/{r.arch}") if k):
+            seen.setdefault(key, []).append(r)
+    return {k: v[0] for k, v in seen.items() if len(v) == 1}
 
 
 def judge(preset: Optional[str], rows: list[RunRecord]) -> list[Verdict]:
@@ -157,6 +321,8 @@ def judge(preset: Optional[str], rows: list[RunRecord]) -> list[Verdict]:
     claims = CLAIMS.get(preset or "", ())
     if not claims:
         return []
-    by_arch = {r.arch: r for r in rows if r.kind == "run" and r.arch}
-    steps = min((r.train_steps or 0 for r in by_arch.values()), default=0)
-    return [c.verdict(by_arch, steps) for c in claims]
+    trained = [r for r in rows if r.kind == "run"]
+    budget = Budget(steps=min((r.train_steps or 0 for r in trained), default=0),
+                    time_s=min((max(r.time_budget_s or 0.0, r.train_time_s or 0.0) for r in trained), default=0.0))
+    by_key = _rows_by_key(rows)
+    return [c.verdict(by_key, budget) for c in claims]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from . import claims
 from .records import RunRecord, classify_failure, looks_oom, save_records
 
 DEFAULT_TIME_BUDGET_S = 120.0
@@ -95,7 +96,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The GAS study: six discriminators under LSGAN, 2000 iterations of batch 32.
     "gas": {"pairs": [("lsgan", a) for a in ("lsgan-original", "depthwise-inception", "inception-k32",
                                               "depthwise-inception-dense", "inception-k16", "inception-k8")],
-            "steps": 2000, "batch_size": 32, "quick": {"steps": 100}},
+            "steps": claims.GAS_STEPS, "batch_size": 32, "quick": {"steps": 100}},
     # GON's discriminators trained as GONs, against GANs with their own seed architectures.
     "gon-vs-gan": {"pairs": [("gon", "gon-mnist-conv"), ("gon", "gon-mnist-mlp"), ("gan", "mlp-gan"),
                              ("lsgan", "lsgan-original")], "quick": {"time_budget_s": 30.0}},
@@ -109,6 +110,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                             ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 50.0}, "sgd")],
                   "classes": [0], "time_budget_s": 300.0, "quick": {"steps": 30}},
+    # GON_MNIST's setting, 10 shots of one digit, and a GAN training the same discriminator on the same images.
+    "gon": {"pairs": [("gon", "gon-mnist-mlp"), ("gan", "gon-mnist-mlp")], "classes": [0], "per_class": 10,
+            "batch_size": 10, "time_budget_s": claims.GON_TIME_S, "quick": {"time_budget_s": 60.0}},
+    # Improved-GAN's semi-supervised test error at the paper's four label counts (openai: 300 epochs of 600).
+    "improved-gan": {"pairs": [("improved-gan", "improved-gan-mlp", {"labels": n}, f"labels-{n}")
+                               for n in (20, 50, 100, 200)],
+                     "steps": claims.IGAN_STEPS, "quick": {"steps": 1500}},
+    # DCD: the same G(z) scored before and after the critic's Langevin refinement, in pixel and latent space.
+    "dcd": {"pairs": [("dcd", "dcd-mnist-sn", {"langevin": "pixel"}, "pixel"),
+                      ("dcd", "dcd-mnist-sn", {"langevin": "latent"}, "latent")],
+            "steps": claims.DCD_STEPS, "quick": {"steps": 30}},
+    # The Keras MLP GAN tutorial: BCE, batch 128, 500 epochs of 469 batches.
+    "mlp-gan": {"pairs": [("gan", "mlp-gan")], "steps": claims.MLP_GAN_STEPS, "quick": {"steps": 2000}},
 }
 
 #: RunSpec fields a preset may set (explicit settings win).
@@ -310,12 +324,25 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
         return rec.replace(message=f"not scored: the quality classifier takes 1x28x28 images, data is {data.shape}")
     from .metrics.scores import score_samples
 
+    if callable(getattr(step, "test_error", None)):  # a classifier discriminator (improved-gan)
+        rec = rec.replace(test_error=step.test_error(held.images, held.labels), n_test=len(held))
     torch.manual_seed(spec.seed)
-    samples = step.sample(spec.n_samples).detach().cpu()
+    unrefined = None
+    if callable(getattr(step, "sample_with_unrefined", None)):  # a refining sampler (dcd)
+        unrefined, samples = step.sample_with_unrefined(spec.n_samples)
+        unrefined = unrefined.detach().cpu()
+    else:
+        samples = step.sample(spec.n_samples)
+    samples = samples.detach().cpu()
     if not bool(torch.isfinite(samples).all()):
         return rec.replace(status="nan", message="samples contain NaN or infinite values")
-    return rec.replace(quality=score_samples(samples, held, n=spec.n_samples, seed=spec.seed,
-                                             classes=spec.classes))
+
+    def score(x):
+        return score_samples(x, held, n=spec.n_samples, seed=spec.seed, classes=spec.classes)
+
+    if unrefined is not None and bool(torch.isfinite(unrefined).all()):
+        rec = rec.replace(quality_unrefined=score(unrefined))
+    return rec.replace(quality=score(samples))
 
 
 def _batch_size(result, spec: RunSpec) -> Optional[int]:

@@ -47,7 +47,7 @@ def test_six_gas_claims_with_verdicts_at_the_full_budget():
 def test_a_quick_budget_leaves_quality_claims_inconclusive_but_judges_memory():
     v = {x.claim: x for x in claims.judge("gas", _gas(steps=100))}
     quality = [x for x in v.values() if "memory" not in x.claim]
-    assert all(x.verdict == claims.UNSURE and "trained 100 of the source's 2,000" in x.reason for x in quality)
+    assert all(x.verdict == claims.UNSURE and "trained 100 of the 2,000 iterations" in x.reason for x in quality)
     assert v["inception-k32 needs 1.59x less discriminator memory than lsgan-original"].verdict == claims.FAILS
 
 

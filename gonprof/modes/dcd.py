@@ -86,18 +86,40 @@ class DCDStep(GANStep):
             with torch.no_grad():
                 return self.G(z)
 
-    def negatives(self, n: int) -> torch.Tensor:
+    def refine(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G(z), its Langevin refinement): the same starting samples before and after."""
+        start = self.fake_from(z)
         if self.hparams["langevin"] == "latent":
-            return self.langevin_latent(self.latent(n))
-        return self.langevin_pixel(self.fake_nograd(n))
+            return start, self.langevin_latent(z)
+        return start, self.langevin_pixel(start)
+
+    def fake_from(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G(z)
+
+    def negatives(self, n: int) -> torch.Tensor:
+        z = self.latent(n)
+        if self.hparams["langevin"] == "latent":
+            return self.langevin_latent(z)
+        return self.langevin_pixel(self.fake_from(z))
+
+    def sample_with_unrefined(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G(z), the same samples refined by the Langevin steps), each clamped to [-1, 1].
+
+        The refined half is what :meth:`sample` draws; the unrefined half is
+        what refinement is judged against (same z, same critic, same N).
+        """
+        raw, refined = [], []
+        with frozen(self.G):
+            for i in range(0, n, self.sample_chunk):
+                a, b = self.refine(self.latent(min(self.sample_chunk, n - i)))
+                raw.append(a)
+                refined.append(b)
+        return torch.cat(raw).clamp(-1, 1), torch.cat(refined).clamp(-1, 1)
 
     def sample(self, n: int) -> torch.Tensor:
         """Refined samples: G(z) followed by the Langevin steps (the semi-amortized sampler)."""
-        out = []
-        with frozen(self.G):
-            for i in range(0, n, self.sample_chunk):
-                out.append(self.negatives(min(self.sample_chunk, n - i)))
-        return torch.cat(out).clamp(-1, 1)
+        return self.sample_with_unrefined(n)[1]
 
     def step(self, real, labels=None, phase=no_phase):
         hp = self.hparams

@@ -79,6 +79,10 @@ class RunRecord(JsonRecord):
     classes: Optional[list] = None  # data selection: kept labels (None: all)
     per_class: Optional[int] = None  # data selection: first N training images of each kept class
     cpus: Optional[list] = None  # the cores the row's worker was pinned to (compare --jobs)
+    # the mode's samples before its refinement (dcd: G(z) without the Langevin steps), scored at the same N
+    quality_unrefined: Optional[QualityRecord] = None
+    test_error: Optional[float] = None  # improved-gan: fraction of held-out images argmax D(x) misclassifies
+    n_test: Optional[int] = None  # held-out labelled images test_error was measured on
 
     @property
     def label(self) -> str:
@@ -99,6 +103,10 @@ class RunRecord(JsonRecord):
                         if k not in ("arch", "mode", "batch_size", "generator", "status", "message")})
         if self.quality is not None:
             row.update({f"quality.{k}": v for k, v in self.quality.to_dict().items()})
+        if self.quality_unrefined is not None:
+            row.update({f"quality_unrefined.{k}": v for k, v in self.quality_unrefined.to_dict().items()})
+        if self.test_error is not None:
+            row.update({"test_error": self.test_error, "n_test": self.n_test})
         return row
 
 
