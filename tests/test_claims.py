@@ -109,3 +109,108 @@ def test_api_compare_passes_quick_to_the_plan(monkeypatch):
         api.compare(preset="gas", quick=True, on_plan=stop, out="/tmp/unused-quick-check")
     assert seen["steps"] == {100}
     assert comparison.PRESETS["gas"]["quick"] == {"steps": 100}
+
+
+# -- the other seeds' presets ----------------------------------------------------------------
+
+def _q(fid=100.0, on_class=None, confidence=0.9, coverage=1.0, n=1000):
+    return QualityRecord(fid=fid, kid_mean=0.0, kid_std=0.0, precision=0.8, recall=0.5, density=1.0,
+                         coverage=0.5, class_coverage=coverage, class_entropy_nats=1.0, mean_confidence=confidence,
+                         classifier_score=5.0, n_samples=n, n_reference=n, on_class_fraction=on_class)
+
+
+def _timed(mode, arch, peak_mib, step_ms, **kw):
+    from gonprof.records import TimingStats
+
+    rec = _row(arch, peak_mib).replace(mode=mode, **kw)
+    s = step_ms / 1e3
+    t = TimingStats(time_s_median=s, time_s_p10=s, time_s_p90=s, time_s_mean=s, n=3, time_s_min=s, time_s_max=s,
+                    spread=0.0, noisy=False)
+    return rec.replace(profile=rec.profile.replace(step_time=t))
+
+
+def _gon(gon_mib=6.0, gan_mib=10.0, gon_ms=105.0, gan_ms=100.0, on_class=0.9, time_s=300.0):
+    return [_timed("gon", "gon-mnist-mlp", gon_mib, gon_ms, quality=_q(fid=50.0, on_class=on_class),
+                   time_budget_s=time_s),
+            _timed("gan", "gon-mnist-mlp", gan_mib, gan_ms, quality=_q(fid=45.0, on_class=0.99),
+                   time_budget_s=time_s)]
+
+
+def test_gon_claims_read_the_gon_and_gan_rows_of_one_architecture():
+    v = {x.claim: x for x in claims.judge("gon", _gon())}
+    assert len(v) == 4
+    mem = v["GON needs up to 58% less memory than a GAN"]
+    assert mem.verdict == claims.UNSURE and mem.measured.startswith("+40%")  # 1 - 6/10 = 40% < 0.9 x 58%
+    assert claims.judge("gon", _gon(gon_mib=4.0))[1].verdict == claims.HOLDS  # 60% >= 52.2%
+    assert claims.judge("gon", _gon(gon_mib=11.0))[1].verdict == claims.FAILS  # GON needs more
+    time_ = v["GON takes about 5% more training time than a GAN"]
+    assert time_.verdict == claims.HOLDS and time_.measured.startswith("1.05x")  # 105 / 100 <= 1.25 x 1.05
+    assert claims.judge("gon", _gon(gon_ms=900.0))[2].verdict == claims.FAILS  # 9x > 2 x 1.05
+    assert v["GON generates the trained digit from 10 shots"].verdict == claims.HOLDS  # 90% on the digit
+    assert v["GON's samples are about as good as the GAN's"].verdict == claims.HOLDS  # 50 <= 1.25 x 45
+    assert claims.judge("gon", _gon(on_class=0.3))[0].verdict == claims.FAILS
+
+
+def test_gon_quality_claims_wait_for_the_time_budget_but_memory_and_time_do_not():
+    v = claims.judge("gon", _gon(time_s=60.0))
+    assert [x.verdict for x in v] == [claims.UNSURE, claims.UNSURE, claims.HOLDS, claims.UNSURE]
+    assert "trained 60 s of the 300 s" in v[0].reason
+
+
+def _igan(errors, steps=claims.IGAN_STEPS):
+    return [_row("improved-gan-mlp", 20.0, steps=steps).replace(mode="improved-gan", variant=f"labels-{n}",
+                                                                test_error=e, n_test=5000)
+            for n, e in zip((20, 50, 100, 200), errors)]
+
+
+def test_improved_gan_test_error_per_label_count():
+    # paper: 16.77 / 2.21 / 0.93 / 0.90 %; holds up to 1.5x the paper's plus half a point
+    v = claims.judge("improved-gan", _igan([0.25, 0.038, 0.0433, 0.0185]))
+    assert [x.verdict for x in v] == [claims.HOLDS, claims.HOLDS, claims.FAILS, claims.HOLDS]
+    # 0.25 <= 1.5 x 0.1677 + 0.005 = 0.2566; 0.038 <= 0.03815; 0.0433 > 0.01895; 0.0185 <= 0.0185
+    assert v[2].measured == "4.33% of 5,000 held-out images" and "0.93% (paper); 4.33% (reproduction)" == v[2].source_figure
+    assert all(x.verdict == claims.UNSURE for x in claims.judge("improved-gan", _igan([0.01] * 4, steps=1500)))
+    assert "5,000" in v[0].maps_to  # the offline split is said plainly
+
+
+def _dcd(pixel=(100.0, 80.0), latent=(100.0, 98.0), steps=claims.DCD_STEPS):
+    return [_row("dcd-mnist-sn", 30.0, steps=steps).replace(mode="dcd", variant=name, quality=_q(fid=after),
+                                                            quality_unrefined=_q(fid=before))
+            for name, (before, after) in (("pixel", pixel), ("latent", latent))]
+
+
+def test_dcd_refinement_is_judged_on_the_same_samples_before_and_after():
+    v = claims.judge("dcd", _dcd())
+    assert v[0].verdict == claims.HOLDS and v[0].measured == "FID 100.0 -> 80.0 (N=1,000)"  # 80 <= 95
+    assert v[1].verdict == claims.UNSURE  # 98: less than 5% lower
+    assert claims.judge("dcd", _dcd(latent=(100.0, 101.0)))[1].verdict == claims.FAILS
+    assert all(x.verdict == claims.UNSURE for x in claims.judge("dcd", _dcd(steps=30)))
+    missing = claims.judge("dcd", [_dcd()[0].replace(quality_unrefined=None)])
+    assert missing[0].verdict == claims.UNSURE and "no before/after" in missing[0].reason
+    assert "no finished latent row" in missing[1].reason
+
+
+def test_mlp_gan_parameter_counts_need_no_budget_and_digits_do():
+    row = _row("mlp-gan", 12.0, steps=2000).replace(mode="gan", d_params=1_460_225, g_params=1_486_352,
+                                                     quality=_q(confidence=0.95, coverage=1.0))
+    v = claims.judge("mlp-gan", [row])
+    assert v[0].verdict == claims.HOLDS and v[0].measured == "1,460,225 / 1,486,352"
+    assert v[1].verdict == claims.UNSURE  # 2,000 of 234,500 steps
+    full = row.replace(train_steps=claims.MLP_GAN_STEPS)
+    assert claims.judge("mlp-gan", [full])[1].verdict == claims.HOLDS
+    assert claims.judge("mlp-gan", [full.replace(quality=_q(confidence=0.3))])[1].verdict == claims.FAILS
+    assert claims.judge("mlp-gan", [full.replace(d_params=1)])[0].verdict == claims.FAILS
+
+
+def test_a_name_two_rows_share_is_never_read():
+    rows = _gon()
+    by = claims._rows_by_key(rows)
+    assert "gon-mnist-mlp" not in by and by["gon"].mode == "gon" and by["gan/gon-mnist-mlp"].mode == "gan"
+
+
+def test_every_preset_with_claims_plans_and_has_a_quick_budget():
+    from gonprof.comparison import PRESETS
+
+    for name in claims.CLAIMS:
+        assert name in PRESETS and "quick" in PRESETS[name]
+        assert plan([], preset=name, quick=True)

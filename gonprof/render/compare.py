@@ -65,22 +65,33 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     held = f" of {scored.n_held_out}" if scored is not None and scored.n_held_out else ""
     what = "held-out real images" + (f" of class{'es' if len(kept) > 1 else ''} {','.join(map(str, kept))}"
                                      if kept is not None else "")
+    refined = any(r.quality_unrefined is not None for r in rows)
+    tested = any(r.test_error is not None for r in rows)
     quality = Table(title=f"{title}: quality of the samples", title_justify="left",
                     caption=f"N={n} samples vs {n}{held} {what} in the features of {extractor}; "
                             "the floor row scores real images the same way; * Pareto-optimal on "
-                            "(peak live memory, FID)", caption_justify="left")
-    cols = ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
-        (["on-class (%)"] if kept is not None else []) + ["status"]
+                            "(peak live memory, FID)" + ("; FID before refinement: the same samples as drawn by G, "
+                                                         "before the critic's Langevin steps" if refined else "")
+                            + ("; test error: argmax D(x) on the held-out images" if tested else ""),
+                    caption_justify="left")
+    cols = ["run", "FID"] + (["FID before refinement"] if refined else []) + [
+        "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
+        (["on-class (%)"] if kept is not None else []) + (["test error (%)"] if tested else []) + ["status"]
     for c in cols:
         quality.add_column(c, justify="left" if c in ("run", "status") else "right", no_wrap=c == "run")
     for i, r in enumerate(rows):
         q = r.quality
         cells = [label(i, r)]
         if q is not None:
-            cells += [f"{q.fid:,.2f}", f"{q.kid_mean:,.2f}", f"{q.precision:.3f}", f"{q.recall:.3f}",
+            cells.append(f"{q.fid:,.2f}")
+            if refined:
+                cells.append(f"{r.quality_unrefined.fid:,.2f}" if r.quality_unrefined is not None else "-")
+            cells += [f"{q.kid_mean:,.2f}", f"{q.precision:.3f}", f"{q.recall:.3f}",
                       f"{100 * q.class_coverage:.0f}", f"{q.class_entropy_nats:.3f}"]
             if kept is not None:
                 cells.append(f"{100 * q.on_class_fraction:.0f}" if q.on_class_fraction is not None else "-")
+            if tested:
+                cells.append(f"{100 * r.test_error:.2f}" if r.test_error is not None else "-")
         else:
             cells += ["-"] * (len(cols) - 2)
         cells.append(r.status if r.status == "ok" and not r.message else
