@@ -193,29 +193,55 @@ def estimate(arch: str, mode: str | None = None, *, batch_size: int | None = Non
     return est, measured
 
 
+def _executor(executor: str, jobs: int, address, cpus_per_run: int, gpus_per_run: int, device: str,
+              estimate: bool):
+    """The executor of measured trials or points (:class:`gonprof.executors.Executor`), checked: a bad
+    combination is one line before anything runs."""
+    from .executors import Executor
+    from .records import RequestError
+
+    runner = Executor.checked(executor, jobs, address, cpus_per_run, gpus_per_run, device)
+    if estimate and not runner.default:
+        raise RequestError("--estimate runs its trials in this process on meta tensors (milliseconds each); "
+                           "--jobs and --executor ray place measured trials: drop one or the other")
+    return runner
+
+
 def scaling(arch: str, mode: str | None = None, *, batch_sizes=(1, 2, 4, 8, 16, 32), device: str = "cpu",
             estimate: bool = False, generator: str | None = None, preset: str | None = None,
-            input_shape: Shape | None = None, seed: int = 0, hparams: dict | None = None, progress=None):
+            input_shape: Shape | None = None, seed: int = 0, hparams: dict | None = None, progress=None,
+            jobs: int = 1, executor: str = "local", address: str | None = None, cpus_per_run: int = 1,
+            gpus_per_run: int = 0):
     """Peak memory (and step time when measured) against batch size, fitted as fixed + per sample.
 
-    Without the device (CUDA on a machine without a GPU) the points are estimated.
+    Without the device (CUDA on a machine without a GPU, and no Ray cluster to run on) the points are
+    estimated.  Measured points each run in their own worker process: one at a time, ``jobs`` at once
+    each pinned to its own cores, or (``executor="ray"``) as Ray tasks on the cluster at ``address``
+    (None: a local one) with ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  ``progress(point)``
+    as each point finishes.
     """
     from .budget import scaling as _scaling
 
     check_device(device, need_real=False)
-    measurable = device == "cpu" or _cuda_here()
+    measurable = device == "cpu" or _cuda_here() or executor == "ray"
+    runner = _executor(executor, jobs, address, cpus_per_run, gpus_per_run, device, estimate)
     return _scaling(arch, mode or default_mode(arch), batch_sizes=batch_sizes, device=device,
                     estimate=estimate or not measurable, generator=generator, preset=preset,
-                    input_shape=input_shape, seed=seed, hparams=hparams, progress=progress)
+                    input_shape=input_shape, seed=seed, hparams=hparams, progress=progress, executor=runner)
 
 
 def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", estimate: bool = False,
         generator: str | None = None, preset: str | None = None, max_batch: int = 65536,
-        hparams: dict | None = None, progress=None):
+        hparams: dict | None = None, progress=None, jobs: int = 1, executor: str = "local",
+        address: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0, on_plan=None):
     """The largest batch whose step peak stays within ``memory`` (bytes or text like ``"4GiB"``); a FitRecord.
 
     Measured trials each run in their own process, guided by estimates; ``estimate=True`` estimates only
-    (any device, CUDA without a GPU).
+    (any device, CUDA without a GPU).  The search's trials depend on the ones before, so ``jobs`` > 1 (each
+    trial pinned to its own cores) or ``executor="ray"`` (as :func:`scaling`) runs it in rounds of
+    independent trials: the estimate's answer and the size above it in one round, or the interval cut into
+    more parts than two (:func:`gonprof.budget.search_batch`).  ``on_plan()`` once the request is checked,
+    before any trial; ``progress(trial)`` as each trial finishes.
     """
     from .budget import fit_batch, parse_bytes
     from .records import RequestError
@@ -224,10 +250,13 @@ def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", esti
         budget = parse_bytes(memory)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    check_device(device, need_real=not estimate, hint="; add --estimate to fit without one")
+    check_device(device, need_real=not estimate and executor != "ray", hint="; add --estimate to fit without one")
+    runner = _executor(executor, jobs, address, cpus_per_run, gpus_per_run, device, estimate)
+    if on_plan:
+        on_plan()
     return fit_batch(arch, mode or default_mode(arch), memory_bytes=budget, device=device, estimate=estimate,
                      guide=not estimate, generator=generator, preset=preset, max_batch=max_batch,
-                     progress=progress, hparams=hparams)
+                     progress=progress, hparams=hparams, executor=runner)
 
 
 def train(config=None, *, resume: bool = False, progress=None, make_step=None, overwrite: bool = False,
@@ -337,18 +366,9 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         raise RequestError("--quick picks a preset's short budget; name a --preset")
     if quick:
         settings["quick"] = True
-    if executor not in ("local", "ray"):
-        raise RequestError(f"--executor must be local or ray, not {executor!r}")
-    if executor == "ray":
-        comparison.import_ray()  # without the extra: one line saying how to install it
-        if jobs > 1:
-            raise RequestError("--jobs is the local executor's; with --executor ray the cluster schedules the rows")
-        if cpus_per_run < 1 or gpus_per_run < 0 or int(gpus_per_run) != gpus_per_run:
-            raise RequestError("--cpus-per-run must be at least 1 and --gpus-per-run a whole number of GPUs")
-    elif address is not None:
-        raise RequestError("--address is the ray executor's; add --executor ray")
-    if jobs > 1:
-        comparison.core_slots(jobs)  # rows that would share cores are refused before anything runs
+    from .executors import Executor
+
+    runner = Executor.checked(executor, jobs, address, cpus_per_run, gpus_per_run, settings.get("device", "cpu"))
     specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
     for s in specs:  # a row whose step cannot fit is refused before any row runs
         check_fits(s.arch, s.mode, batch_size=s.batch_size, device=s.device, generator=s.generator, preset=s.preset,
@@ -360,8 +380,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     write_errors: list[str] = []
     rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
                               on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse,
-                              jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
-                              gpus_per_run=int(gpus_per_run))
+                              jobs=runner.jobs, executor=runner.name, address=runner.address,
+                              cpus_per_run=runner.cpus_per_run, gpus_per_run=runner.gpus_per_run)
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

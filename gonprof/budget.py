@@ -12,7 +12,13 @@ Which peak is held against the budget (``FitRecord.compared``):
   (includes the batch on the GPU); with ``estimate=True`` its estimate.
 
 Measured trials each run in their own process (``python -m
-gonprof.worker fit-trial``, :mod:`gonprof.budget_worker`): a trial that raises out-of-memory (``oom``) or dies
+gonprof.worker fit-trial``, :mod:`gonprof.budget_worker`), placed by an
+executor (:mod:`gonprof.executors`: one at a time, ``--jobs N`` at once on
+disjoint cores, or Ray tasks).  Scaling points are independent and run as
+many at once as the executor holds; a fit is a search, so with room for
+several trials it runs in rounds (:func:`search_batch`'s ``width``): the
+trials of a round are independent, each round depends on the one before.
+A trial that raises out-of-memory (``oom``) or dies
 (``killed``: the OOM killer, or the trial's own RSS cap, by default twice the
 budget and at most 80 % of the memory available) counts as too big; the
 search goes on.  Any other error stops the search (``status="error"``).
@@ -26,7 +32,6 @@ import math
 import re
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .records import BatchTrial, FitRecord, LinearFit, ScalingRecord
@@ -101,94 +106,140 @@ def classify(trial: BatchTrial, memory_bytes: int) -> BatchTrial:
     return dataclasses.replace(trial, status="fits" if ok else "too-big")
 
 
+#: Called with every trial of a round as it finishes (a round's trials may finish in any order).
+Finished = Callable[[BatchTrial], None]
+
+
+def _gallop(edge: int, stride: int, n: int, step: int, bound: int) -> list[int]:
+    """The next ``n`` sizes of a gallop from ``edge``: ``edge + step*stride``, then the stride doubling each
+    time, clamped to ``bound`` (max_batch going up, 1 going down); stops at the bound."""
+    out = []
+    while len(out) < n and edge != bound:
+        edge = min(edge + stride, bound) if step > 0 else max(edge - stride, bound)
+        out.append(edge)
+        stride *= 2
+    return out
+
+
 def search_batch(
-    trial: Callable[[int], BatchTrial], memory_bytes: int, max_batch: int = 65536,
-    progress: Optional[Callable[[BatchTrial], None]] = None, start: Optional[int] = None,
+    trial: Optional[Callable[[int], BatchTrial]], memory_bytes: int, max_batch: int = 65536,
+    progress: Optional[Callable[[BatchTrial], None]] = None, start: Optional[int] = None, width: int = 1,
+    rounds: Optional[Callable[[list[int], Finished], None]] = None,
 ) -> tuple[Optional[int], Optional[int], tuple[BatchTrial, ...], str, str]:
     """Largest ``b <= max_batch`` with ``trial(b)`` fitting: 1, 2, 4, ... then binary search.
 
     With ``start`` (a guess, e.g. from an estimate) the search gallops from it
-    instead (start, start+1, start+2, start+4, ... or start-1, start-2, ...),
+    instead (start, start+1, start+3, start+7, ... or start-1, start-3, ...),
     then binary-searches: a right guess costs two trials.
+
+    ``width`` > 1 runs the search in rounds of up to ``width`` trials at once
+    through ``rounds(sizes, finished)``, which runs the sizes (e.g. on an
+    executor, :mod:`gonprof.executors`) and calls ``finished(trial)`` as each
+    ends: a round takes the next ``width`` sizes of the doubling (or of the
+    gallop: a guess and the sizes above it), and the binary search splits the
+    interval into ``width + 1`` parts instead of two.  Within a round the
+    trials are read from the smallest size up, as the one-at-a-time search
+    would have run them; sizes past the first that does not fit were run for
+    nothing.  ``width=1`` is the one-at-a-time search exactly.
 
     Returns ``(answer, first_too_big, trials, status, message)``; answer 0 when
     a batch of 1 does not fit, None when a trial errored (the message says
     which; ``first_too_big`` then holds the largest fit seen so far's successor
-    bound if any).  Assumes the peak grows with the batch size.
+    bound if any).  Ctrl-C (KeyboardInterrupt from a trial or a round) ends
+    the search with status ``interrupted`` and the trials that finished.
+    ``trials`` are in the order they finished.  Assumes the peak grows with
+    the batch size.
     """
     trials: list[BatchTrial] = []
     seen: dict[int, BatchTrial] = {}
+    width = max(1, int(width))
 
-    def run(b: int) -> BatchTrial:
-        if b in seen:
-            return seen[b]
-        t = classify(trial(b), memory_bytes)
+    def finished(t: BatchTrial) -> None:
+        t = classify(t, memory_bytes)
         trials.append(t)
-        seen[b] = t
+        seen[t.batch_size] = t
         if progress is not None:
             progress(t)
-        return t
+
+    def run(sizes: list[int]) -> list[BatchTrial]:
+        todo = [b for b in dict.fromkeys(sizes) if b not in seen]
+        if rounds is not None and todo:
+            rounds(todo, finished)
+        else:
+            for b in todo:
+                finished(trial(b))
+        return [seen[b] for b in sizes]
+
+    def stop(t: BatchTrial):
+        return None, hi, tuple(trials), "error", f"batch {t.batch_size}: {t.message or t.status}"
 
     lo, hi = 0, None
-    if start is not None:
-        # gallop from the hint: +1, +2, +4, ... while it fits, or -1, -2, -4, ... while it does not
-        b = max(1, min(int(start), max_batch))
-        t = run(b)
-        if t.status == "fits":
-            lo, stride = b, 1
-            while lo < max_batch:
-                nb = min(lo + stride, max_batch)
-                t = run(nb)
-                if t.status == "fits":
-                    lo, stride = nb, stride * 2
-                elif t.status in TOO_BIG or t.status == "too-small":
-                    hi = nb
-                    break
-                else:
-                    return None, hi, tuple(trials), "error", f"batch {nb}: {t.message or t.status}"
-        elif t.status in TOO_BIG or t.status == "too-small":
-            hi, stride = b, 1
-            while hi > 1:
-                nb = max(1, hi - stride)
-                t = run(nb)
-                if t.status == "fits":
-                    lo = nb
-                    break
-                elif t.status in TOO_BIG or t.status == "too-small":
-                    hi, stride = nb, stride * 2
-                else:
-                    return None, hi, tuple(trials), "error", f"batch {nb}: {t.message or t.status}"
+    try:
+        if start is not None:
+            b = max(1, min(int(start), max_batch))
+            first, *ups = run([b] + _gallop(b, 1, width - 1, +1, max_batch))
+            if first.status == "fits":
+                # gallop up from the guess: +1, +2, +4, ... while it fits
+                lo, stride = b, 1
+                while lo < max_batch and hi is None:
+                    for t in ups:
+                        if t.status == "fits":
+                            lo, stride = t.batch_size, stride * 2
+                        elif t.status in TOO_BIG or t.status == "too-small":
+                            hi = t.batch_size
+                            break
+                        else:
+                            return stop(t)
+                    if hi is None and lo < max_batch:
+                        ups = run(_gallop(lo, stride, width, +1, max_batch))
+            elif first.status in TOO_BIG or first.status == "too-small":
+                # gallop down from the guess: -1, -2, -4, ... until one fits
+                hi, stride = b, 1
+                while hi > 1 and not lo:
+                    for t in run(_gallop(hi, stride, width, -1, 1)):
+                        if t.status == "fits":
+                            lo = t.batch_size
+                            break
+                        elif t.status in TOO_BIG or t.status == "too-small":
+                            hi, stride = t.batch_size, stride * 2
+                        else:
+                            return stop(t)
+            else:
+                return stop(first)
         else:
-            return None, hi, tuple(trials), "error", f"batch {b}: {t.message or t.status}"
-    else:
-        b = 1
-        while True:
-            t = run(b)
-            if t.status == "too-small":
-                if b >= max_batch:
-                    hi = b
-                    break
+            b, done = 1, False
+            while not done:
+                for t in run(_doubling(b, width, max_batch)):
+                    b = t.batch_size
+                    if t.status == "too-small":
+                        if b >= max_batch:
+                            hi, done = b, True
+                            break
+                    elif t.status == "fits":
+                        lo = b
+                        if b >= max_batch:
+                            done = True
+                            break
+                    elif t.status in TOO_BIG:
+                        hi, done = b, True
+                        break
+                    else:
+                        return stop(t)
                 b = min(b * 2, max_batch)
-            elif t.status == "fits":
-                lo = b
-                if b >= max_batch:
+        while hi is not None and hi - lo > 1:
+            # binary search, or the interval split into width + 1 parts
+            cut = sorted({lo + (hi - lo) * j // (width + 1) for j in range(1, width + 1)} - {lo, hi})
+            for t in run(cut):
+                if t.status == "fits":
+                    lo = t.batch_size
+                elif t.status in TOO_BIG or t.status == "too-small":
+                    hi = t.batch_size
                     break
-                b = min(b * 2, max_batch)
-            elif t.status in TOO_BIG:
-                hi = b
-                break
-            else:
-                return None, hi, tuple(trials), "error", f"batch {b}: {t.message or t.status}"
-    if hi is not None:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            t = run(mid)
-            if t.status == "fits":
-                lo = mid
-            elif t.status in TOO_BIG or t.status == "too-small":
-                hi = mid
-            else:
-                return None, hi, tuple(trials), "error", f"batch {mid}: {t.message or t.status}"
+                else:
+                    return stop(t)
+    except KeyboardInterrupt:
+        return None, hi, tuple(trials), "interrupted", (f"interrupted (Ctrl-C) after {len(trials)} finished "
+                                                        "trials, kept in this record")
     msg = ""
     if lo == 0:
         small = [t.batch_size for t in trials if t.status == "too-small"]
@@ -196,6 +247,14 @@ def search_batch(
     elif hi is None:
         msg = f"max_batch {max_batch} fits; the limit may be higher"
     return lo, hi, tuple(trials), "ok" if lo else "none-fits", msg
+
+
+def _doubling(b: int, n: int, max_batch: int) -> list[int]:
+    """``b``, ``2b``, ``4b``, ... (``n`` sizes at most), clamped to and stopping at ``max_batch``."""
+    out = [b]
+    while len(out) < n and out[-1] < max_batch:
+        out.append(min(out[-1] * 2, max_batch))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -209,40 +268,82 @@ def _available_bytes() -> Optional[int]:
     return int(psutil.virtual_memory().available)
 
 
-def default_cap(memory_bytes: int) -> Optional[int]:
-    """RSS a measured CPU trial may grow by before it is killed: 2x the budget (+256 MiB), <= 80 % of MemAvailable."""
+def default_cap(memory_bytes: int, at_once: int = 1) -> Optional[int]:
+    """RSS a measured CPU trial may grow by before it is killed: 2x the budget (+256 MiB), <= 80 % of
+    MemAvailable shared by the ``at_once`` trials that run together."""
     cap = 2 * int(memory_bytes) + 256 * 2**20
     avail = _available_bytes()
     if avail is not None:
-        cap = min(cap, int(avail * 0.8))
+        cap = min(cap, int(avail * 0.8) // max(1, at_once))
     return cap
+
+
+#: Seconds a measured trial may run before its worker is stopped (its trial then says so, status error).
+TRIAL_TIMEOUT_S = 900.0
+
+
+def trial_spec(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: Optional[str] = None,
+               preset: Optional[str] = None, input_shape: Any = None, hparams: Optional[dict] = None, seed: int = 0,
+               steps: int = 2, time_steps: int = 1, cap_bytes: Optional[int] = None) -> dict:
+    """The spec of one measured trial (``python -m gonprof.worker fit-trial``, :mod:`gonprof.budget_worker`)."""
+    return dict(arch=arch, mode=mode, batch_size=int(batch_size), device=device, generator=generator,
+                preset=preset, input_shape=list(input_shape) if input_shape else None, hparams=hparams or {},
+                seed=seed, steps=steps, time_steps=time_steps, cap_bytes=cap_bytes)
+
+
+def measured_rounds(session, spec_of: Callable[[int], dict], device: str = "cpu",
+                    timeout_s: Optional[float] = TRIAL_TIMEOUT_S) -> Callable[[list[int], Finished], None]:
+    """``rounds(sizes, finished)`` for :func:`search_batch` and :func:`scaling`: each size a measured trial in
+    its own worker process on an executor's ``session`` (:mod:`gonprof.executors`), ``finished(trial)`` as
+    each ends, with the cores it ran on.  Ctrl-C stops the running trials and raises KeyboardInterrupt once
+    the finished ones are reported."""
+    from .executors import Job
+
+    def rounds(sizes: list[int], finished: Finished) -> None:
+        import dataclasses
+
+        cores: dict[int, Optional[list]] = {}
+
+        def started(k: int, spec: dict) -> None:
+            cores[k] = spec.get("cpus")
+
+        def done(k: int, outcome) -> None:
+            t = trial_from_outcome(sizes[k], outcome, device)  # the cores the worker saw, or those it was given
+            finished(t if t.cpus else dataclasses.replace(t, cpus=cores.get(k)))
+
+        session.run([Job("fit-trial", spec_of(b), timeout_s=timeout_s) for b in sizes], on_start=started,
+                    on_done=done)
+        if session.interrupted:
+            raise KeyboardInterrupt
+
+    return rounds
 
 
 def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: Optional[str] = None,
               preset: Optional[str] = None, input_shape: Any = None, hparams: Optional[dict] = None, seed: int = 0,
               steps: int = 2, time_steps: int = 1, cap_bytes: Optional[int] = None,
-              timeout_s: float = 900.0) -> BatchTrial:
+              timeout_s: float = TRIAL_TIMEOUT_S) -> BatchTrial:
     """Measure one batch size in a fresh process (``python -m gonprof.worker fit-trial``); status ``measured``,
     ``oom``, ``killed`` or ``error``; ``peak_bytes`` = the compared figure (see the module docstring)."""
-    import tempfile
+    from .executors import Executor
 
-    from .isolation import run_worker
-
-    spec = dict(arch=arch, mode=mode, batch_size=int(batch_size), device=device, generator=generator,
-                preset=preset, input_shape=list(input_shape) if input_shape else None, hparams=hparams or {},
-                seed=seed, steps=steps, time_steps=time_steps, cap_bytes=cap_bytes)
-    with tempfile.TemporaryDirectory(prefix="gonprof-trial-") as tmp:
-        outcome = run_worker("fit-trial", spec, Path(tmp), timeout_s=timeout_s)
-    if outcome.interrupted:
-        raise KeyboardInterrupt
-    return trial_from_outcome(int(batch_size), outcome, device)
+    spec = trial_spec(arch, mode, batch_size, device=device, generator=generator, preset=preset,
+                      input_shape=input_shape, hparams=hparams, seed=seed, steps=steps, time_steps=time_steps,
+                      cap_bytes=cap_bytes)
+    got: list[BatchTrial] = []
+    with Executor().session() as session:
+        measured_rounds(session, lambda b: spec, device, timeout_s)([int(batch_size)], got.append)
+    return got[0]
 
 
 def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTrial:
-    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``)."""
+    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``,
+    a Ray worker or node that died ``lost``)."""
     result, elapsed = outcome.result, outcome.wall_s
     if result is None:
-        if outcome.timed_out or outcome.interrupted:  # not a verdict on the batch size
+        if outcome.lost:
+            return BatchTrial(batch_size=batch_size, status="lost", elapsed_s=elapsed, message=outcome.lost)
+        if outcome.timed_out or outcome.interrupted or outcome.error:  # not a verdict on the batch size
             _, message = outcome.failure()
             return BatchTrial(batch_size=batch_size, status="error", elapsed_s=elapsed, message=message)
         if outcome.signal_name:
@@ -261,7 +362,7 @@ def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTr
         elif fields["peak_live_bytes"] is not None:
             peak = fields["peak_live_bytes"] + (fields["input_bytes"] or 0)
     return BatchTrial(batch_size=batch_size, status=result.get("status", "error"), peak_bytes=peak,
-                      elapsed_s=elapsed, message=result.get("message", ""), **fields)
+                      elapsed_s=elapsed, message=result.get("message", ""), cpus=result.get("cpus"), **fields)
 
 
 def estimate_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", **kwargs: Any) -> BatchTrial:
@@ -303,16 +404,26 @@ def _resolve(arch: str, mode: Optional[str]) -> str:
 
 
 def _trial_fn(arch: str, mode: str, device: str, estimate: bool, generator: Optional[str], preset: Optional[str],
-              input_shape: Any, hparams: Optional[dict], seed: int, steps: int, time_steps: int,
-              cap_bytes: Optional[int], trial: Optional[Callable[[int], BatchTrial]]) -> Callable[[int], BatchTrial]:
+              input_shape: Any, hparams: Optional[dict], seed: int, steps: int,
+              trial: Optional[Callable[[int], BatchTrial]]) -> Optional[Callable[[int], BatchTrial]]:
+    """The in-process trial: the one given (tests), an estimate, or None (measured trials run on an executor)."""
     if trial is not None:
         return trial
     if estimate:
         return lambda b: estimate_trial(arch, mode, b, device=device, generator=generator, preset=preset,
                                         input_shape=input_shape, hparams=hparams, seed=seed, steps=steps)
-    return lambda b: run_trial(arch, mode, b, device=device, generator=generator, preset=preset,
-                               input_shape=input_shape, hparams=hparams, seed=seed, steps=steps,
-                               time_steps=time_steps, cap_bytes=cap_bytes)
+    return None
+
+
+def _executor_notes(executor, width: int, what: str) -> list[str]:
+    """What the record says about where its measured trials ran (nothing for one local trial at a time)."""
+    if executor.default:
+        return []
+    if executor.name == "ray":
+        return [f"{what} ran as Ray tasks ({executor.describe()}), up to {width} at once"]
+    return [f"{what} ran up to {width} at once, each in its own process pinned to its own cores (torch threads "
+            f"to match; each one's cpus); step times were taken beside the others (memory bandwidth and caches "
+            "shared), memory figures are each process's own"]
 
 
 def _environment(device: str):
@@ -352,6 +463,7 @@ def fit_batch(
     progress: Optional[Callable[[BatchTrial], None]] = None,
     trial: Optional[Callable[[int], BatchTrial]] = None,
     guide: bool = False,
+    executor: Any = None,
 ) -> FitRecord:
     """The largest batch size whose step peak stays within ``memory_bytes`` (an int or ``"4GiB"``).
 
@@ -364,6 +476,13 @@ def fit_batch(
     answer by estimates, then measure from there (two measured trials when
     the estimate is right, instead of about 2 log2(B)).  Errors in the
     request (unknown names) raise before any trial.
+
+    ``executor`` (:class:`gonprof.executors.Executor`; default one local
+    worker at a time) places the measured trials: with room for several at
+    once (``--jobs N``, a Ray cluster) the search runs in rounds of that many
+    trials (:func:`search_batch`'s ``width``), each trial's cap a share of the
+    memory available.  Ctrl-C keeps the finished trials in a record with
+    status ``interrupted``.
     """
     memory_bytes = parse_bytes(memory_bytes)
     mode = _resolve(arch, mode)
@@ -372,10 +491,10 @@ def fit_batch(
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     is_cpu = not str(device).startswith("cuda")
-    if cap_bytes is None and is_cpu and not estimate and trial is None:
-        cap_bytes = default_cap(memory_bytes)
-    fn = _trial_fn(arch, mode, device, estimate, generator, preset, input_shape, hparams, seed, steps, time_steps,
-                   cap_bytes, trial)
+    from .executors import Executor
+
+    executor = executor or Executor()
+    fn = _trial_fn(arch, mode, device, estimate, generator, preset, input_shape, hparams, seed, steps, trial)
     notes = []
     start = None
     if guide and not estimate and trial is None:
@@ -386,7 +505,27 @@ def fit_batch(
             start = g.batch_size
             notes.append(f"guided: the estimate's answer {g.batch_size} was measured first "
                          f"({len(g.trials)} estimate trials not listed)")
-    answer, first_bad, trials, status, message = search_batch(fn, memory_bytes, int(max_batch), progress, start)
+    search = FitRecord.search
+    if fn is not None:  # estimates (or given trials) in this process, one after another
+        answer, first_bad, trials, status, message = search_batch(fn, memory_bytes, int(max_batch), progress, start)
+    else:
+        with executor.session() as session:
+            width = session.width
+            if cap_bytes is None and is_cpu:
+                cap_bytes = default_cap(memory_bytes, width)
+
+            def spec_of(b: int) -> dict:
+                return trial_spec(arch, mode, b, device=device, generator=generator, preset=preset,
+                                  input_shape=input_shape, hparams=hparams, seed=seed, steps=steps,
+                                  time_steps=time_steps, cap_bytes=cap_bytes)
+
+            answer, first_bad, trials, status, message = search_batch(
+                None, memory_bytes, int(max_batch), progress, start, width=width,
+                rounds=measured_rounds(session, spec_of, device))
+        if width > 1:
+            search = (f"rounds of up to {width} trials at once: the guess and the sizes above it, or 1, 2, 4, ... "
+                      f"then the interval between the last fit and the first failure cut into {width + 1} parts")
+        notes += _executor_notes(executor, width, "trials")
     if cap_bytes:
         notes.append(f"each trial ran in its own process, killed past {cap_bytes:,} B of RSS growth")
     if estimate:
@@ -395,7 +534,7 @@ def fit_batch(
                      estimate=bool(estimate), memory_bytes=memory_bytes, batch_size=answer, first_too_big=first_bad,
                      max_batch=int(max_batch), compared=compared_figure(device, estimate), trials=trials,
                      environment=_environment(device), notes=tuple(notes), preset=preset,
-                     hparams=dict(hparams or {}))
+                     hparams=dict(hparams or {}), search=search)
 
 
 def scaling(
@@ -415,13 +554,18 @@ def scaling(
     cap_bytes: Optional[int] = None,
     progress: Optional[Callable[[BatchTrial], None]] = None,
     trial: Optional[Callable[[int], BatchTrial]] = None,
+    executor: Any = None,
 ) -> ScalingRecord:
     """Peak memory (and step time, when measured) at each batch size, fitted as fixed + per sample.
 
     ``memory_fit.intercept`` = fixed bytes, ``memory_fit.slope`` = bytes per
     sample (on ``peak_bytes``, see ``compared``); ``time_fit`` likewise in
     seconds (None for estimates).  Points that failed are kept with their
-    status and left out of the fits.
+    status and left out of the fits.  Measured points each run in their own
+    worker process, placed by ``executor`` (:class:`gonprof.executors.Executor`;
+    default one local worker at a time; the points are independent, so
+    ``--jobs N`` or a Ray cluster runs that many at once).  Ctrl-C keeps the
+    finished points, fitted, in a record with status ``interrupted``.
     """
     mode = _resolve(arch, mode)
     if trial is None:
@@ -429,14 +573,34 @@ def scaling(
     sizes = sorted({int(b) for b in batch_sizes})
     if not sizes or sizes[0] < 1:
         raise ValueError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    fn = _trial_fn(arch, mode, device, estimate, generator, preset, input_shape, hparams, seed, steps, time_steps,
-                   cap_bytes, trial)
-    points = []
-    for b in sizes:
-        t = fn(b)
-        points.append(t)
+    from .executors import Executor
+
+    executor = executor or Executor()
+    fn = _trial_fn(arch, mode, device, estimate, generator, preset, input_shape, hparams, seed, steps, trial)
+    done: dict[int, BatchTrial] = {}
+
+    def finished(t: BatchTrial) -> None:
+        done[t.batch_size] = t
         if progress is not None:
             progress(t)
+
+    notes = ["fits: peak_bytes = intercept (fixed bytes) + slope (bytes per sample) x batch size; "
+             "step time likewise in seconds"]
+    interrupted = False
+    try:
+        if fn is not None:  # estimates (or given trials) in this process, one after another
+            for b in sizes:
+                finished(fn(b))
+        else:
+            with executor.session() as session:
+                measured_rounds(session, lambda b: trial_spec(
+                    arch, mode, b, device=device, generator=generator, preset=preset, input_shape=input_shape,
+                    hparams=hparams, seed=seed, steps=steps, time_steps=time_steps, cap_bytes=cap_bytes),
+                    device)(sizes, finished)
+            notes += _executor_notes(executor, session.width, "points")
+    except KeyboardInterrupt:
+        interrupted = True
+    points = [done[b] for b in sizes if b in done]
     good = [p for p in points if p.status == "measured" and p.peak_bytes is not None]
     mem_fit = least_squares([p.batch_size for p in good], [p.peak_bytes for p in good]) if good else None
     timed = [p for p in good if p.step_time_s is not None]
@@ -446,8 +610,10 @@ def scaling(
     if bad:
         status = "error" if not good else "ok"
         message = "; ".join(f"batch {p.batch_size}: {p.status} {p.message}".strip() for p in bad)
-    notes = ["fits: peak_bytes = intercept (fixed bytes) + slope (bytes per sample) x batch size; "
-             "step time likewise in seconds"]
+    if interrupted:
+        status = "interrupted"
+        message = (f"interrupted (Ctrl-C) after {len(points)} of {len(sizes)} points; the finished ones are kept "
+                   "and fitted" + (f"; {message}" if message else ""))
     if estimate:
         notes.append("estimated on meta tensors: no step times")
     return ScalingRecord(status=status, message=message, arch=arch, mode=mode, generator=generator,

@@ -16,7 +16,9 @@ then ``time_steps`` timed ones.  RESULT.json holds:
   start and their difference (None without timed steps);
 - on cuda, ``max_memory_allocated`` / ``max_memory_reserved`` of the timed steps;
 - ``step_time_s``: the median timed step (without timed steps: the measuring
-  step's time).
+  step's time);
+- ``cpus``: when the executor pinned the trial to cores (``--jobs N``), the
+  cores this process ran on, as the kernel reports them.
 
 A memory cap (``cap_bytes``, RSS over the baseline at the start) is watched
 by a thread polling the RSS every 2 ms: past it the process writes ``killed``
@@ -85,6 +87,7 @@ def run(spec: dict, result_path: str) -> dict:
     rss, cuda = rec.rss, rec.cuda_memory
     return {
         "status": "measured",
+        "cpus": sorted(os.sched_getaffinity(0)) if spec.get("cpus") else None,
         "input_bytes": b * (math.prod(shape) * 4 + 8),
         "peak_live_bytes": rec.live_memory.peak_live_bytes,
         "peak_rss_bytes": rss.peak_rss_bytes if rss else None,

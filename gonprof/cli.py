@@ -56,6 +56,17 @@ ThreadsOpt = Annotated[
     Optional[int],
     typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
 ]
+# Where independent runs go (compare's rows, fit's trials, --scaling's points): gonprof.executors
+JobsOpt = Annotated[int, typer.Option("--jobs", min=1, help="Run up to N at once, each in its own process pinned to its own cores (torch threads to match).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (one subprocess each, the default) or ray (each a task in a fresh Ray worker; needs the ray extra).")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")]
+CpusPerRunOpt = Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: CPUs each run reserves (and its torch threads).")]
+GpusPerRunOpt = Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each run reserves (runs never share one).")]
+
+
+def executor_options(jobs: int, executor: str, address: Optional[str], cpus_per_run: int, gpus_per_run: int) -> dict:
+    """The executor options as the api's keywords."""
+    return dict(jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
 
 
 def check_outputs(**paths: Optional[Path]) -> None:
@@ -341,6 +352,11 @@ def profile(
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="--scaling: measure up to N points at once, each in its own process pinned to its own cores.")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="--scaling: local (the default) or ray (each point a task in a fresh Ray worker; ray extra).")] = "local",
+    address: AddressOpt = None,
+    cpus_per_run: CpusPerRunOpt = 1,
+    gpus_per_run: GpusPerRunOpt = 0,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
@@ -362,13 +378,17 @@ def profile(
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
     apply_threads(threads)
+    placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
+    if not scaling and placement != executor_options(1, "local", None, 1, 0):
+        raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
+                   "a profile runs its steps in this process", EXIT_USAGE)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
                                             ("--per-class", per_class), ("--force", force)) if given]
         if ignored:
             raise fail(f"{ignored[0]} does not apply to --estimate / --scaling (their records go to --json)", EXIT_USAGE)
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                        batch_sizes, json_path, hparams)
+                        batch_sizes, json_path, hparams, placement)
         return
     err, outputs = _stderr(), Outputs()
     records = []
@@ -402,8 +422,9 @@ def profile(
 
 
 def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                    batch_sizes, json_path, hparams) -> None:
-    """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling), per architecture."""
+                    batch_sizes, json_path, hparams, placement) -> None:
+    """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling, its points placed by
+    ``placement``: the executor options), per architecture."""
     from . import api, render
     from .records import save_records
 
@@ -413,13 +434,18 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         except ValueError:
             raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
     err, out, records, failed = _stderr(), _stdout(), [], []
+    if scaling:
+        stop_workers_on_termination()
     for name in names:
         if scaling:
             with err.status(f"scaling {name} over batch sizes {sizes} ..."):
                 rec = api.scaling(name, mode, batch_sizes=sizes, device=device, estimate=estimate,
-                                  generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams)
+                                  generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams,
+                                  progress=None if estimate else lambda p: err.print(_trial_line(p)), **placement)
             records.append(rec)
             out.print(render.render_scaling(rec))
+            if rec.status == "interrupted":
+                break
             if rec.status != "ok":
                 failed.append(f"{name}: {rec.message or rec.status}")
             continue
@@ -432,6 +458,9 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         outputs = Outputs()
         outputs.write(f"--json {json_path}", save_records, records, json_path)
         outputs.finish()
+    if scaling and any(r.status == "interrupted" for r in records):
+        raise fail("interrupted; the finished points are kept" + (f" in {json_path}" if json_path else ""),
+                   EXIT_INTERRUPTED)
     if failed:
         raise fail(f"scaling failed: {failed[0]}")
 
@@ -449,10 +478,19 @@ def fit(
     max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 65536,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the fit record (every trial) here.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Peak memory against batch size, to this PNG (plot extra).")] = None,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    cpus_per_run: CpusPerRunOpt = 1,
+    gpus_per_run: GpusPerRunOpt = 0,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
-    """The largest batch whose step peak stays within a memory budget; each trial isolated."""
+    """The largest batch whose step peak stays within a memory budget; each trial isolated.
+
+    The search depends on its earlier trials, so --jobs N (or a Ray cluster) runs it in rounds of N
+    independent trials: the estimate's answer and the sizes above it, or the interval cut into N + 1 parts.
+    """
     from . import api, render
     from .records import save_records
 
@@ -460,11 +498,14 @@ def fit(
     check_outputs(json=json_path, plot=plot)
     stop_workers_on_termination()
     err = _stderr()
-    err.print(f"fitting {arch} on {device} into {memory}"
-              + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
+
+    def on_plan():
+        err.print(f"fitting {arch} on {device} into {memory}"
+                  + (" by estimates" if estimate else ", measuring each trial in its own process (guided by estimates)"))
+
     rec = api.fit(arch, mode, memory=memory, device=device, estimate=estimate, generator=generator, preset=preset,
-                  max_batch=max_batch, hparams=parse_sets(hparam),
-                  progress=lambda trial: err.print(f"  batch {trial.batch_size}: {trial.status}"))
+                  max_batch=max_batch, hparams=parse_sets(hparam), progress=lambda trial: err.print(_trial_line(trial)),
+                  on_plan=on_plan, **executor_options(jobs, executor, address, cpus_per_run, gpus_per_run))
     _stdout().print(render.render_fit(rec))
     outputs = Outputs()
     if json_path:
@@ -475,8 +516,16 @@ def fit(
         if outputs.write(f"--plot {plot}", fit_plot, rec, plot):
             err.print(f"plot: {plot}")
     outputs.finish()
+    if rec.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
     if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _trial_line(trial) -> str:
+    """One line per finished trial or point (they may finish out of order)."""
+    where = f" (cores {','.join(map(str, trial.cpus))})" if trial.cpus else ""
+    return f"  batch {trial.batch_size}: {trial.status}{where}"
 
 
 @app.command()
@@ -571,11 +620,11 @@ def compare(
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Run up to N rows at once, each pinned to its own cores (torch threads to match).")] = 1,
-    executor: Annotated[str, typer.Option("--executor", help="local (one subprocess per row, the default) or ray (each row a task in a fresh Ray worker; needs the ray extra).")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")] = None,
-    cpus_per_run: Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: CPUs each row reserves (and its torch threads).")] = 1,
-    gpus_per_run: Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each row reserves (rows never share one).")] = 0,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    cpus_per_run: CpusPerRunOpt = 1,
+    gpus_per_run: GpusPerRunOpt = 0,
     quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); claims that need the full budget say inconclusive.")] = False,
     force: ForceOpt = False,
     hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
@@ -629,8 +678,7 @@ def compare(
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
                       **selection.to_dict(), force=force, resume=resume is not None, on_reuse=on_reuse,
-                      jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run,
-                      gpus_per_run=gpus_per_run, quick=quick)
+                      **executor_options(jobs, executor, address, cpus_per_run, gpus_per_run), quick=quick)
     _stdout().print(render.compare_table(res.rows))
     if res.claims:
         _stdout().print(render.claims_table(res.claims, f"the claims of preset {preset}"))

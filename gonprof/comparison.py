@@ -2,9 +2,11 @@
 
 Each pair runs in its own Python subprocess (``python -m gonprof.worker
 compare-row SPEC.json RESULT.json``), so that one run's memory peak, crash or
-out-of-memory kill cannot touch another's figures.  A run that fails becomes a
-row with its status; Ctrl-C stops the current run and keeps the rows already
-finished; the results file is rewritten after every row.
+out-of-memory kill cannot touch another's figures; :mod:`gonprof.executors`
+runs them one at a time, ``--jobs N`` at once on disjoint cores, or as Ray
+tasks.  A run that fails becomes a row with its status; Ctrl-C stops the
+running rows and keeps the rows already finished; the results file is
+rewritten after every row.
 
 One row, in order:
 
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from . import claims
+from .executors import Executor, Job
 from .records import RunRecord, classify_failure, looks_oom, save_records
 
 DEFAULT_TIME_BUDGET_S = 120.0
@@ -353,15 +356,7 @@ def _batch_size(result, spec: RunSpec) -> Optional[int]:
         return spec.batch_size
 
 
-# -- running rows, each in its own process ------------------------------------------
-
-def run_isolated(spec: RunSpec, workdir: Path, log_path: Path) -> RunRecord:
-    """Run one row in a fresh Python process (:mod:`gonprof.isolation`); its failure is a record, never an
-    exception."""
-    from .isolation import run_worker
-
-    return record_of(spec, run_worker("compare-row", spec.to_dict(), workdir, log_path=log_path))
-
+# -- running rows, each in its own process (gonprof.executors) -----------------------
 
 def record_of(spec: RunSpec, out) -> RunRecord:
     """The record a row's worker :class:`~gonprof.isolation.Outcome` stands for."""
@@ -378,7 +373,7 @@ def record_of(spec: RunSpec, out) -> RunRecord:
         return rec
     status, message = out.failure()
     if status == "interrupted":
-        message = "interrupted (Ctrl-C); earlier rows are kept"
+        message = "interrupted (Ctrl-C); finished rows are kept"
     elif cap and (out.signal_name in ("SIGKILL", "SIGSEGV", "SIGABRT") or looks_oom(out.tail)
                   or "ImportError" in out.tail or "MemoryError" in out.tail):
         # under a cap, a worker killed or failing to import or allocate ran out of it
@@ -401,13 +396,15 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
     ``resume=True`` continues a comparison in ``out``: a row that finished
     (status ok) with the very same spec is kept as it is (``on_reuse(record)``),
     every other row (failed, interrupted, never run, or asked with other
-    settings) runs.  ``jobs`` > 1 runs that many rows at once, each worker
-    pinned to its own disjoint set of cores (:func:`core_slots`) with torch
-    threads to match; the results file keeps the plan's order.  ``executor="ray"``
-    runs every row as a Ray task in a fresh worker process (see :func:`_compare_ray`)
-    on the cluster at ``address`` (None: a local one, started and stopped here).
-    ``on_start(i, n, spec)`` and ``on_row(record)`` report progress; nothing
-    here prints.
+    settings) runs.  Each row runs in its own worker process, placed by the
+    executor of :mod:`gonprof.executors`: ``jobs`` > 1 runs that many rows at
+    once, each worker pinned to its own disjoint set of cores with torch
+    threads to match; ``executor="ray"`` runs every row as a Ray task in a
+    fresh worker on the cluster at ``address`` (None: a local one, started and
+    stopped here), ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  The
+    results file keeps the plan's order.  ``isolate=False`` runs the rows in
+    this process, one after another (tests).  ``on_start(i, n, spec)`` and
+    ``on_row(record)`` report progress; nothing here prints.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -428,24 +425,19 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
                        folder))
-    if executor == "ray":
-        return _compare_ray(placed, done, json_path, address, cpus_per_run, gpus_per_run, on_start, on_row,
-                            on_reuse, write_errors)
-    if jobs > 1 and isolate:
-        return _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors)
-    for i, (spec, folder) in enumerate(placed):
+    if isolate:
+        return _compare_workers(placed, done, json_path, Executor(executor, jobs, address, cpus_per_run, gpus_per_run),
+                                on_start, on_row, on_reuse, write_errors)
+    for i, (spec, folder) in enumerate(placed):  # every row in this process (tests)
         kept = _kept_row(done, spec, folder, on_reuse)
         if kept is not None:
             rows.append(kept)
             continue
         if on_start:
             on_start(i, len(todo), spec)
-        if isolate:
-            rec = run_isolated(spec, folder, folder / "worker.log")
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
-            rec = run_spec(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        rec = run_spec(spec)
         rows.append(rec)
         _save_rows(rows, json_path, write_errors)
         if on_row:
@@ -453,6 +445,46 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional
         if rec.status == "interrupted":
             break
     return rows
+
+
+def _compare_workers(placed, done, json_path, executor: Executor, on_start, on_row, on_reuse,
+                     write_errors) -> list[RunRecord]:
+    """Every row not kept from an earlier run as a worker job of ``executor`` (:mod:`gonprof.executors`):
+    rows come back as they finish, the results file (in the plan's order) is rewritten after each, and
+    Ctrl-C keeps the finished rows beside the interrupted ones."""
+    results: dict[int, RunRecord] = {}
+    todo: list[tuple[int, RunSpec, Path]] = []
+    for i, (spec, folder) in enumerate(placed):
+        kept = _kept_row(done, spec, folder, on_reuse)
+        if kept is not None:
+            results[i] = kept
+        else:
+            todo.append((i, spec, folder))
+    running: dict[int, RunSpec] = {}  # each row's spec as it runs (its cores and threads set)
+
+    def save() -> None:
+        _save_rows([results[i] for i in sorted(results)], json_path, write_errors)
+
+    def started(k: int, spec: dict) -> None:
+        running[k] = RunSpec.from_dict(spec)
+        if on_start:
+            on_start(todo[k][0], len(placed), running[k])
+
+    def finished(k: int, outcome) -> None:
+        results[todo[k][0]] = rec = record_of(running[k], outcome)
+        save()
+        if on_row:
+            on_row(rec)
+
+    jobs = [Job("compare-row", spec.to_dict(), folder) for _, spec, folder in todo]
+    with executor.session() as session:
+        outcomes = session.run(jobs, on_start=started, on_done=finished)
+    stopped = [k for k, out in outcomes.items() if out.interrupted]
+    for k in stopped:
+        results[todo[k][0]] = record_of(running[k], outcomes[k])
+    if stopped:
+        save()
+    return [results[i] for i in sorted(results)]
 
 
 def _kept_row(done: dict, spec: RunSpec, folder: Path, on_reuse) -> Optional[RunRecord]:
@@ -480,154 +512,6 @@ def same_settings(a: dict, b: dict) -> bool:
     """Whether two row specs ask for the same run (the cores and threads a row ran with aside)."""
     ignore = ("cpus", "threads")
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
-
-
-def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
-    """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
-    fewer cores than jobs (rows would share cores and their timings would not compare)."""
-    from .records import RequestError
-
-    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
-    if jobs > len(cores):
-        raise RequestError(f"--jobs {jobs}: this process may use {len(cores)} cores, so rows would share them; "
-                           f"use --jobs {len(cores)} or fewer")
-    per = len(cores) // jobs
-    return [cores[k * per:(k + 1) * per] for k in range(jobs)]
-
-
-def _compare_parallel(placed, done, json_path, jobs, on_start, on_row, on_reuse, write_errors) -> list[RunRecord]:
-    """Up to ``jobs`` rows at once, each in a worker pinned to its own cores; see :func:`compare`."""
-    import time as _time
-
-    from .isolation import Worker
-
-    free = core_slots(jobs)
-    results: dict[int, RunRecord] = {}
-    running: dict[int, tuple[Any, RunSpec, list]] = {}
-    pending = list(enumerate(placed))
-
-    def save() -> None:
-        _save_rows([results[i] for i in sorted(results)], json_path, write_errors)
-
-    try:
-        while pending or running:
-            while pending and free:
-                i, (spec, folder) = pending.pop(0)
-                kept = _kept_row(done, spec, folder, on_reuse)
-                if kept is not None:
-                    results[i] = kept
-                    continue
-                cores = free.pop(0)
-                spec = dataclasses.replace(spec, cpus=cores, threads=spec.threads or len(cores))
-                if on_start:
-                    on_start(i, len(placed), spec)
-                running[i] = (Worker("compare-row", spec.to_dict(), folder), spec, cores)
-            for i in list(running):
-                worker, spec, cores = running[i]
-                outcome = worker.poll()
-                if outcome is None:
-                    continue
-                del running[i]
-                free.append(cores)
-                results[i] = record_of(spec, outcome)
-                save()
-                if on_row:
-                    on_row(results[i])
-            _time.sleep(0.1)
-    except KeyboardInterrupt:
-        for i, (worker, spec, _) in running.items():
-            worker.kill()
-            results[i] = spec.base_record().replace(status="interrupted",
-                                                    message="interrupted (Ctrl-C); finished rows are kept")
-        save()
-    return [results[i] for i in sorted(results)]
-
-
-RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
-
-
-def import_ray():
-    """Ray, or a one-line RequestError telling how to install it."""
-    from .records import RequestError
-
-    try:
-        import ray
-    except ImportError:
-        raise RequestError(RAY_MISSING) from None
-    return ray
-
-
-def _ray_row(spec_dict: dict) -> dict:
-    """One row inside a Ray task (a fresh worker process: the remote function has max_calls=1)."""
-    import resource
-
-    spec = RunSpec.from_dict(spec_dict)
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    if spec.memory_limit_bytes:
-        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
-    return run_spec(spec).to_dict()
-
-
-def _compare_ray(placed, done, json_path, address, cpus_per_run, gpus_per_run, on_start, on_row, on_reuse,
-                 write_errors) -> list[RunRecord]:
-    """Every row as a Ray task: ``max_calls=1`` so each runs in a fresh worker process (a reused one would
-    carry the last row's resident memory into this row's RSS peak), ``cpus_per_run`` CPUs and whole GPUs
-    each; rows come back as they finish, the results file is rewritten after each, Ctrl-C cancels what has
-    not finished, and a row whose worker or node died is a row with status ``lost``."""
-    ray = import_ray()
-    from ray import exceptions as rx
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    # max_retries=0: a row whose worker or node died is reported, never silently run again
-    remote = ray.remote(max_calls=1, max_retries=0, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_ray_row)
-    results: dict[int, RunRecord] = {}
-    pending: dict[Any, tuple[int, RunSpec]] = {}
-
-    def save() -> None:
-        _save_rows([results[i] for i in sorted(results)], json_path, write_errors)
-
-    try:
-        for i, (spec, folder) in enumerate(placed):
-            kept = _kept_row(done, spec, folder, on_reuse)
-            if kept is not None:
-                results[i] = kept
-                continue
-            spec = dataclasses.replace(spec, threads=spec.threads or cpus_per_run)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
-            if on_start:
-                on_start(i, len(placed), spec)
-            pending[remote.remote(spec.to_dict())] = (i, spec)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i, spec = pending.pop(ref)
-                try:
-                    results[i] = RunRecord.from_dict(ray.get(ref))
-                except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OwnerDiedError, rx.ObjectLostError) as exc:
-                    first = (str(exc).strip().splitlines() or [""])[0]
-                    results[i] = spec.base_record().replace(status="lost", message=f"{type(exc).__name__}: {first}")
-                except rx.RayTaskError as exc:
-                    status, message = classify_failure(exc.as_instanceof_cause())
-                    results[i] = spec.base_record().replace(status=status, message=message)
-                save()
-                if on_row:
-                    on_row(results[i])
-    except KeyboardInterrupt:
-        for ref, (i, spec) in pending.items():
-            ray.cancel(ref, force=True)
-            results[i] = spec.base_record().replace(status="interrupted",
-                                                    message="interrupted (Ctrl-C); finished rows are kept")
-        save()
-    finally:
-        if started_here:
-            ray.shutdown()
-    return [results[i] for i in sorted(results)]
 
 
 def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord]]:

@@ -38,6 +38,8 @@ class Outcome:
     interrupted: bool = False  # Ctrl-C here stopped it
     timed_out: bool = False
     unreadable: str = ""  # why RESULT.json could not be read, when it exists
+    lost: str = ""  # the worker was lost with the Ray worker or node that held it (gonprof.executors)
+    error: str = ""  # the worker could not be run at all (e.g. its folder could not be made on a Ray node)
 
     @property
     def signal_name(self) -> Optional[str]:
@@ -49,10 +51,15 @@ class Outcome:
             return str(-self.returncode)
 
     def failure(self) -> tuple[str, str]:
-        """(status, one-line message) for a worker that left no result: ``interrupted``, ``oom``
-        (killed by SIGKILL, or its last words say memory ran out) or ``error``."""
+        """(status, one-line message) for a worker that left no result: ``interrupted``, ``lost``
+        (with its Ray worker or node), ``oom`` (killed by SIGKILL, or its last words say memory ran out)
+        or ``error``."""
         if self.interrupted:
             return "interrupted", "interrupted (Ctrl-C)"
+        if self.lost:
+            return "lost", self.lost
+        if self.error:
+            return "error", self.error
         if self.timed_out:
             return "error", f"worker timed out after {self.wall_s:.0f} s"
         if self.unreadable:
@@ -77,7 +84,8 @@ def last_line(path: Path) -> str:
 class Worker:
     """One started worker process (:func:`start_worker`); :meth:`poll` without blocking, :meth:`kill`."""
 
-    def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None):
+    def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None,
+                 timeout_s: Optional[float] = None, die_with_parent: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.spec_path, self.result_path = self.workdir / "spec.json", self.workdir / "result.json"
@@ -87,18 +95,24 @@ class Worker:
         self.t0 = time.perf_counter()
         self._log = open(self.log_path, "w")
         # a new session: Ctrl-C reaches the parent only, which then stops the worker
+        # die_with_parent: killed with this process (a cancelled Ray task must not leave its worker running)
         self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", kind, str(self.spec_path),
                                       str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent() if die_with_parent else None)
+        self.timeout_s = timeout_s
         self.interrupted = self.timed_out = False
 
     def poll(self) -> Optional[Outcome]:
-        """The outcome once the process has ended, else None."""
+        """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
         if self.proc.poll() is None:
-            return None
+            if self.timeout_s is None or time.perf_counter() - self.t0 <= self.timeout_s:
+                return None
+            self.timed_out = True
+            self.kill()
         return self._outcome()
 
     def wait(self, timeout_s: Optional[float] = None) -> Outcome:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -127,7 +141,19 @@ class Worker:
                        timed_out=self.timed_out, unreadable=unreadable)
 
 
+def _die_with_parent():
+    """A function for the child to run between fork and exec that asks Linux to SIGKILL it when its parent
+    dies (prctl PR_SET_PDEATHSIG), looked up here, before the fork; None where there is no prctl."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+
+
 def run_worker(kind: str, spec: dict[str, Any], workdir: Path, *, log_path: Optional[Path] = None,
-               timeout_s: Optional[float] = None) -> Outcome:
+               timeout_s: Optional[float] = None, die_with_parent: bool = False) -> Outcome:
     """Run ``python -m gonprof.worker KIND`` on ``spec`` in a fresh process and wait for it."""
-    return Worker(kind, spec, workdir, log_path).wait(timeout_s)
+    return Worker(kind, spec, workdir, log_path, timeout_s, die_with_parent).wait()

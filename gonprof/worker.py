@@ -5,14 +5,17 @@ runs in a fresh interpreter started through this module:
 
 ``compare-row SPEC.json RESULT.json``
     one row of ``gonprof compare`` (:func:`gonprof.comparison.run_spec`):
-    torch threads and the memory cap (``RLIMIT_DATA``) from the spec, training
+    the memory cap (``RLIMIT_DATA``) from the spec, training
     progress on this process's output (the row's ``worker.log``), the row's
     record written atomically to ``RESULT.json``.
 ``fit-trial SPEC.json RESULT.json``
     one batch-size trial of ``gonprof fit`` / ``--scaling``
     (:func:`gonprof.budget_worker.main`), its figures written to ``RESULT.json``.
 
-Both are started by :func:`gonprof.isolation.run_worker`.
+Both first apply the placement their executor wrote into the spec
+(:func:`place`: the cores, ``cpus``, and torch ``threads``).  Both are started
+by :class:`gonprof.isolation.Worker`, which the executors
+(:mod:`gonprof.executors`: local, ``--jobs N``, Ray) drive.
 
 It sits at the top of the layers (beside the command line), since it wires a
 workflow to progress on the console.
@@ -27,6 +30,19 @@ from pathlib import Path
 USAGE = "usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json"
 
 
+def place(spec: dict) -> None:
+    """Apply the placement an executor gave the work (:mod:`gonprof.executors`): the cores it is pinned to
+    (``cpus``, --jobs: shared with no other run) and its torch threads (``threads``)."""
+    if spec.get("cpus"):
+        import os
+
+        os.sched_setaffinity(0, spec["cpus"])
+    if spec.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(spec["threads"]))
+
+
 def compare_row(spec_path: str, result_path: str) -> int:
     import resource
 
@@ -35,14 +51,6 @@ def compare_row(spec_path: str, result_path: str) -> int:
     from .records import atomic_write
 
     spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
-    if spec.cpus:  # --jobs: this row's own cores, shared with no other row
-        import os
-
-        os.sched_setaffinity(0, spec.cpus)
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
     if spec.memory_limit_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
     rec = run_spec(spec, progress=RichProgress())
@@ -51,6 +59,8 @@ def compare_row(spec_path: str, result_path: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] in ("compare-row", "fit-trial"):
+        place(json.loads(Path(argv[1]).read_text()))
     if len(argv) == 3 and argv[0] == "compare-row":
         return compare_row(argv[1], argv[2])
     if len(argv) == 3 and argv[0] == "fit-trial":

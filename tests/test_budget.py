@@ -43,11 +43,12 @@ def test_parse_bytes_rejects_with_one_line(text):
 
 # -- the search ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("width", [1, 2, 5])
 @pytest.mark.parametrize("budget", [1, 40, 103, 1000, 9999, 123457])
 @pytest.mark.parametrize("start", [None, 1, 3, 64, 5000])
-def test_search_is_exact_on_a_monotone_peak(budget, start):
+def test_search_is_exact_on_a_monotone_peak(budget, start, width):
     peak = lambda b: 100 + 7 * b + (b * b) // 50  # noqa: E731 - monotone, not linear
-    answer, first_bad, trials, status, _ = search_batch(_trial(peak), budget, 65536, start=start)
+    answer, first_bad, trials, status, _ = search_batch(_trial(peak), budget, 65536, start=start, width=width)
     fits = [b for b in range(0, 70000) if peak(b) <= budget]
     expected = max(fits) if fits else 0
     assert status == ("ok" if expected else "none-fits")  # nothing fitting is a failure (gonprof fit exits 1)
@@ -56,6 +57,61 @@ def test_search_is_exact_on_a_monotone_peak(budget, start):
         assert peak(answer) <= budget < peak(answer + 1)
     assert first_bad == answer + 1
     assert len({t.batch_size for t in trials}) == len(trials)  # no size tried twice
+
+
+def _rounds(peak, log):
+    """A round runner that runs its sizes (largest first, as parallel trials may finish) and logs each round."""
+    def rounds(sizes, finished):
+        log.append(list(sizes))
+        for b in sorted(sizes, reverse=True):
+            finished(BatchTrial(batch_size=b, status="measured", peak_bytes=peak(b)))
+    return rounds
+
+
+def test_rounds_of_two_settle_a_right_guess_in_one_round():
+    log = []
+    answer, first_bad, trials, status, _ = search_batch(None, 500, 65536, start=50, width=2,
+                                                        rounds=_rounds(lambda b: 10 * b, log))
+    assert (answer, first_bad, status) == (50, 51, "ok")
+    assert log == [[50, 51]]  # the guess and the size above it, at once
+    assert [t.batch_size for t in trials] == [51, 50]  # in the order they finished
+
+
+def test_rounds_cut_the_interval_into_width_plus_one_parts():
+    # width 3, peak 10 b in 250: 1, 2, 4 fit; 8, 16 fit and 32 does not; (16, 32) cut at 20, 24, 28; then (24, 28)
+    log = []
+    answer, first_bad, _, status, _ = search_batch(None, 250, 65536, width=3, rounds=_rounds(lambda b: 10 * b, log))
+    assert (answer, first_bad, status) == (25, 26, "ok")
+    assert log == [[1, 2, 4], [8, 16, 32], [20, 24, 28], [25, 26, 27]]
+    one = []
+    search_batch(_trial(lambda b: 10 * b, one), 250, 65536)
+    assert len(one) == 10 > len(log)  # one at a time: ten rounds of one
+
+
+def test_ctrl_c_ends_a_search_with_the_finished_trials():
+    calls = []
+
+    def trial(b):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(b)
+        return BatchTrial(batch_size=b, status="measured", peak_bytes=b)
+
+    rec = fit_batch("x", "y", memory_bytes=1000, trial=trial, max_batch=1000)
+    assert rec.status == "interrupted" and rec.batch_size is None and "2 finished trials" in rec.message
+    assert [t.batch_size for t in rec.trials] == [1, 2]
+
+
+def test_ctrl_c_keeps_and_fits_the_finished_scaling_points():
+    def trial(b):
+        if b == 4:
+            raise KeyboardInterrupt
+        return BatchTrial(batch_size=b, status="measured", peak_bytes=100 + 10 * b, step_time_s=0.001 * b)
+
+    sc = scaling("x", "y", batch_sizes=(1, 2, 4), trial=trial)
+    assert sc.status == "interrupted" and "after 2 of 3 points" in sc.message
+    assert [p.batch_size for p in sc.points] == [1, 2]
+    assert sc.memory_fit.intercept == pytest.approx(100) and sc.memory_fit.slope == pytest.approx(10)
 
 
 def test_search_stops_at_max_batch():

@@ -3,7 +3,7 @@
 Budgets are tiny (2 training steps, 1 profiled step, N=50 scored samples), so
 the figures mean nothing; the tests check the plumbing.  Most rows run in this
 process (``isolate=False``); one test goes through the worker subprocesses
-(``run_isolated``) with a memory cap that makes a row fail out of memory.
+(the local executor, :mod:`gonprof.executors`) with a memory cap that makes a row fail out of memory.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def test_isolated_out_of_memory_row_then_an_ok_row(tmp_path):
 
 
 def test_worker_log_tail_and_oom_detection(tmp_path):
-    # what run_isolated reports when a worker dies without writing its result
+    # what a row's record says when its worker dies without writing its result
     assert last_line(tmp_path / "missing.log") == ""
     (tmp_path / "x.log").write_text("a\n\nTraceback\nMemoryError: Cannot allocate memory\n\n")
     assert last_line(tmp_path / "x.log") == "MemoryError: Cannot allocate memory"
@@ -430,15 +430,6 @@ def test_resume_keeps_finished_rows_and_reruns_the_rest(tmp_path):
 def test_cli_resume_needs_the_folder(tmp_path):
     res = invoke("compare", "gan", "--steps", 1, "--resume", tmp_path / "nope")
     assert res.exit_code == 2 and "no such comparison folder" in res.output
-
-
-def test_core_slots_are_disjoint_and_refuse_sharing():
-    assert cmp.core_slots(2, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
-    assert cmp.core_slots(3, [0, 1, 2, 3, 4, 5, 6]) == [[0, 1], [2, 3], [4, 5]]
-    from gonprof.records import RequestError
-
-    with pytest.raises(RequestError, match="--jobs 3: this process may use 2 cores"):
-        cmp.core_slots(3, [0, 1])
 
 
 @pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores to run two rows at once")

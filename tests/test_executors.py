@@ -1,4 +1,6 @@
-"""compare's Ray executor: a real local Ray cluster, every row in a fresh worker, a lost row is a row."""
+"""The executors (gonprof.executors) of compare's rows, fit's trials and --scaling's points: one run at a
+time, --jobs N on disjoint cores, and a real local Ray cluster (every run in a fresh worker, a lost run is
+a run with its status, not a hang); bad combinations and a missing Ray are one line."""
 
 from __future__ import annotations
 
@@ -8,14 +10,142 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
 import gonprof.comparison as cmp
-from gonprof.records import load_records
+import gonprof.executors as ex
+from gonprof import api
+from gonprof.budget import run_trial
+from gonprof.cli import app
+from gonprof.executors import Executor, Job, core_slots
+from gonprof.records import FitRecord, RequestError, ScalingRecord, load_records
 
 N = 20
+MLP = dict(hparams={"inner_steps": 2})  # gon-mnist-mlp with a short inner loop: a trial is a few seconds
+CORES = len(os.sched_getaffinity(0))
+two_cores = pytest.mark.skipif(CORES < 2, reason="needs two cores to run two at once")
+runner = CliRunner()
 
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line(res) -> str:
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+# -- the local executor: cores, bad combinations, Ctrl-C ------------------------------------------------
+
+def test_core_slots_are_disjoint_and_refuse_sharing():
+    assert core_slots(2, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+    assert core_slots(3, [0, 1, 2, 3, 4, 5, 6]) == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(RequestError, match="--jobs 3: this process may use 2 cores"):
+        core_slots(3, [0, 1])
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(executor="dask"), "--executor must be local or ray"),
+    (dict(jobs=CORES + 1), f"--jobs {CORES + 1}: this process may use {CORES} cores"),
+    (dict(address="auto"), "--address is the ray executor's"),
+    (dict(cpus_per_run=2), "--cpus-per-run and --gpus-per-run are the ray executor's"),
+    (dict(jobs=2, device="cuda"), "would run side by side on one GPU"),
+    (dict(executor="ray", jobs=2), "--jobs is the local executor's"),
+    (dict(executor="ray", device="cuda"), "needs --gpus-per-run 1 or more"),
+    (dict(executor="ray", cpus_per_run=0), "--cpus-per-run must be at least 1"),
+])
+def test_combinations_that_cannot_be_are_refused(kwargs, words):
+    with pytest.raises(RequestError) as e:
+        Executor.checked(**kwargs)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--jobs", CORES + 1], "this process may use"),
+    (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--estimate", "--jobs", 2], "--estimate runs its trials"),
+    (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--address", "auto"], "the ray executor's"),
+    (["profile", "--arch", "gon-mnist-mlp", "--jobs", 2], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--estimate", "--executor", "ray"], "--estimate runs"),
+    (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--cpus-per-run", 2], "the ray executor's"),
+])
+def test_bad_combinations_on_the_command_line_are_one_line(args, words):
+    res = invoke(*args)
+    assert res.exit_code == 2 and words in one_line(res)
+
+
+@pytest.mark.parametrize("args", [
+    ["compare", "gan", "--steps", 1, "--executor", "ray"],
+    ["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--executor", "ray"],
+    ["profile", "--arch", "gon-mnist-mlp", "--scaling", "--batch-sizes", "2,4", "--executor", "ray"],
+])
+def test_without_ray_the_executor_is_one_line_saying_how_to_install_it(args, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as without the extra
+    res = invoke(*args, "--json", tmp_path / "out" / "r.json")
+    assert res.exit_code == 2 and 'pip install -e ".[ray]"' in one_line(res)
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+@two_cores
+def test_ctrl_c_stops_the_running_jobs_and_keeps_the_finished(tmp_path):
+    quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1}, tmp_path / "quick")
+    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+                                "time_steps": 10**7}, tmp_path / "endless", timeout_s=300)
+    started, done = {}, []
+
+    def on_done(k, outcome):
+        done.append(k)
+        raise KeyboardInterrupt  # Ctrl-C as the first job ends
+
+    with Executor(jobs=2).session() as session:
+        outcomes = session.run([quick, endless], on_start=lambda k, spec: started.update({k: spec["cpus"]}),
+                               on_done=on_done)
+    assert session.interrupted and done == [0]
+    assert outcomes[0].result["status"] == "error" and "no-such-arch" in outcomes[0].result["message"]
+    assert outcomes[1].interrupted and outcomes[1].result is None and outcomes[1].returncode == -9  # killed
+    assert outcomes[1].failure()[0] == "interrupted"
+    assert sorted(started) == [0, 1] and not set(started[0]) & set(started[1])  # each its own cores
+
+
+# -- fit and --scaling with --jobs 2 ----------------------------------------------------------------------
+
+@two_cores
+def test_fit_with_two_jobs_measures_a_round_of_two_on_disjoint_cores(tmp_path):
+    path = tmp_path / "fit.json"
+    res = invoke("fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--set", "inner_steps=2", "--jobs", 2,
+                 "--json", path)
+    assert res.exit_code == 0, res.output
+    [rec] = load_records(path)
+    assert isinstance(rec, FitRecord) and rec.status == "ok"
+    b = rec.batch_size
+    assert rec.trial(b).peak_bytes <= 16 * 2**20 < rec.trial(b + 1).peak_bytes
+    # the cores each trial's worker ran on, as the kernel reported them: one each, none shared
+    cores = [tuple(t.cpus) for t in rec.trials]
+    assert all(len(c) == 1 for c in cores) and len(set(cores)) == 2, cores
+    assert "rounds of up to 2 trials" in rec.search and any("up to 2 at once" in n for n in rec.notes)
+    assert "(cores " in res.output
+
+
+@two_cores
+def test_scaling_with_two_jobs_runs_points_on_disjoint_cores_with_the_same_figures(tmp_path):
+    path = tmp_path / "scaling.json"
+    res = invoke("profile", "--arch", "gon-mnist-mlp", "--scaling", "--batch-sizes", "4,8", "--set", "inner_steps=2",
+                 "--jobs", 2, "--json", path)
+    assert res.exit_code == 0, res.output
+    [rec] = load_records(path)
+    assert isinstance(rec, ScalingRecord) and [p.status for p in rec.points] == ["measured", "measured"]
+    assert sorted(tuple(p.cpus) for p in rec.points) == [(c,) for c in sorted(os.sched_getaffinity(0))[:2]]
+    assert rec.memory_fit.slope > 0
+    # a point measured beside another on its own core has the tensor-level peak it has alone
+    alone = run_trial("gon-mnist-mlp", "gon", 8, steps=2, time_steps=3, **MLP)
+    assert alone.cpus is None and rec.points[1].peak_live_bytes == alone.peak_live_bytes
+
+
+# -- the Ray executor -------------------------------------------------------------------------------------
 
 def test_compare_on_a_local_ray_cluster(tmp_path):
+    # through the command line, which starts a local cluster and stops it (before this module's own cluster)
     out = tmp_path / "c"
     p = subprocess.run([sys.executable, "-m", "gonprof.cli", "compare", "gan", "lsgan", "--steps", "3", "--samples",
                         str(N), "--profile-steps", "1", "--executor", "ray", "--out", str(out), "--json",
@@ -25,30 +155,48 @@ def test_compare_on_a_local_ray_cluster(tmp_path):
     assert [(r.kind, r.status) for r in rows] == [("floor", "ok"), ("run", "ok"), ("run", "ok")]
     assert [r.mode for r in rows[1:]] == ["gan", "lsgan"]
     assert json.loads((out / "01-gan-mlp-gan" / "spec.json").read_text())["threads"] == 1  # --cpus-per-run 1
+    assert (out / "01-gan-mlp-gan" / "worker.log").is_file()  # the row's worker ran in the row's folder
 
 
-def test_a_row_whose_worker_dies_is_lost_not_a_hang(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster (two CPUs) for the tests below; an executor joins a cluster it finds started."""
     ray = pytest.importorskip("ray")  # the optional extra (dev installs it)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
 
-    def dies(spec_dict):
-        os._exit(1)
 
-    monkeypatch.setattr(cmp, "_ray_row", dies)
+def _worker_dies(monkeypatch):
+    def dies(*args):  # defined here, so that Ray sends it by value
+        os._exit(1)  # the Ray worker dies, as it does with its node
+
+    monkeypatch.setattr(ex, "_ray_job", dies)
+
+
+def test_a_row_whose_worker_dies_is_lost_not_a_hang(tmp_path, monkeypatch, ray_cluster):
+    _worker_dies(monkeypatch)
     specs = cmp.plan(["gan"], steps=1, n_samples=N, profile_steps=1)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        rows = cmp.compare(specs, out=tmp_path, floor=False, executor="ray")
-    finally:
-        ray.shutdown()
+    rows = cmp.compare(specs, out=tmp_path, floor=False, executor="ray")
     assert [r.status for r in rows] == ["lost"] and "WorkerCrashedError" in rows[0].message
     assert load_records(tmp_path / "results.json")[0].status == "lost"
 
 
-def test_without_ray_the_executor_is_one_line_saying_how_to_install_it(tmp_path):
-    code = ("import sys; sys.modules['ray'] = None; from gonprof.cli import main; sys.argv = ['gonprof', 'compare', "
-            f"'gan', '--steps', '1', '--executor', 'ray', '--out', {str(tmp_path / 'c')!r}]; main()")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2
-    lines = (p.stdout + p.stderr).strip().splitlines()
-    assert len(lines) == 1 and 'pip install -e ".[ray]"' in lines[0]
-    assert not (tmp_path / "c").exists()
+def test_scaling_points_whose_workers_die_are_lost(monkeypatch, ray_cluster):
+    _worker_dies(monkeypatch)
+    rec = api.scaling("gon-mnist-mlp", batch_sizes=(2, 4), executor="ray", **MLP)
+    assert [p.status for p in rec.points] == ["lost", "lost"] and rec.status == "error"
+    assert "WorkerCrashedError" in rec.points[0].message and rec.memory_fit is None
+
+
+def test_fit_and_scaling_on_a_local_ray_cluster(ray_cluster):
+    seen = []
+    rec = api.fit("gon-mnist-mlp", memory="16MiB", executor="ray", progress=seen.append, **MLP)
+    assert rec.status == "ok", rec.message
+    b = rec.batch_size
+    assert rec.trial(b).peak_bytes <= 16 * 2**20 < rec.trial(b + 1).peak_bytes
+    assert "rounds of up to 2 trials" in rec.search  # the cluster's two CPUs, one per trial
+    assert any("Ray tasks" in n for n in rec.notes) and len(seen) == len(rec.trials)
+    sc = api.scaling("gon-mnist-mlp", batch_sizes=(4, 8), executor="ray", **MLP)
+    assert [p.status for p in sc.points] == ["measured", "measured"] and sc.memory_fit.slope > 0
+    assert all(p.cpus is None for p in sc.points)  # Ray reserves CPUs; it does not pin cores

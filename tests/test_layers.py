@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
      ("gonprof.data", "gonprof.sample_io", "gonprof.measure", "gonprof.metrics", "gonprof.architectures")),
     ("modes", ("gonprof.modes",)),
     ("profiler and runner", ("gonprof.profiler", "gonprof.runner")),
-    ("workflows", ("gonprof.isolation", "gonprof.estimate", "gonprof.budget", "gonprof.budget_worker",
+    ("workflows", ("gonprof.isolation", "gonprof.executors", "gonprof.estimate", "gonprof.budget", "gonprof.budget_worker",
                    "gonprof.comparison", "gonprof.train")),
     ("api", ("gonprof.api",)),
     ("presentation", ("gonprof.render", "gonprof.plots", "gonprof.progress")),

@@ -63,8 +63,8 @@ class BatchTrial(JsonRecord):
     ``FitRecord.compared``); the others are shown beside it.  ``status``:
     ``fits``, ``too-big``, ``oom`` (the step raised out-of-memory), ``killed``
     (the trial process died, e.g. at the memory cap or by the OOM killer),
-    ``error`` (anything else; stops a search) or ``measured`` (a scaling
-    point, no budget).
+    ``error`` (anything else; stops a search), ``lost`` (its Ray worker or node
+    died; stops a search) or ``measured`` (a scaling point, no budget).
     """
 
     batch_size: int
@@ -80,6 +80,7 @@ class BatchTrial(JsonRecord):
     step_time_s: Optional[float] = None
     elapsed_s: Optional[float] = None
     message: str = ""
+    cpus: Optional[list] = None  # the cores the trial's worker was pinned to (--jobs N); None: any
 
 
 @dataclass(frozen=True)

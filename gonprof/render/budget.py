@@ -50,15 +50,27 @@ def render_estimate(e, measured=None) -> "Group":
     return Group(t, Text(f"rounding: {e.rounding}", style="dim"), notes)
 
 
-def _trial_row(t) -> list:
+def _trial_row(t, cores: bool = False) -> list:
     style = {"fits": "green", "measured": "green", "too-big": "yellow"}.get(t.status, "red")
     return [str(t.batch_size), Text(t.status, style=style), _mib(t.peak_bytes), _mib(t.peak_live_bytes),
             _mib(t.peak_rss_delta_bytes), _mib(t.cuda_max_memory_allocated_bytes),
-            _mib(t.cuda_max_memory_reserved_bytes), _ms(t.step_time_s), (t.message or "")[:80]]
+            _mib(t.cuda_max_memory_reserved_bytes), _ms(t.step_time_s)] + (
+        [",".join(map(str, t.cpus)) if t.cpus else "-"] if cores else []) + [(t.message or "")[:80]]
 
 
 _TRIAL_COLUMNS = ("batch (samples)", "status", "compared peak (MiB)", "peak live tensors (MiB)",
                   "peak RSS delta (MiB)", "CUDA max allocated (MiB)", "CUDA max reserved (MiB)", "step (ms)", "note")
+
+
+def _trial_table(title: str, trials) -> Table:
+    """Trials or points, one row each; a ``cores`` column when some ran pinned to cores (--jobs)."""
+    cores = any(t.cpus for t in trials)
+    t = Table(title=title, header_style="bold")
+    for col in _TRIAL_COLUMNS[:-1] + (("cores",) if cores else ()) + _TRIAL_COLUMNS[-1:]:
+        t.add_column(col, justify="left" if col in ("status", "note", "cores") else "right")
+    for tr in trials:
+        t.add_row(*_trial_row(tr, cores))
+    return t
 
 
 def render_fit(rec) -> "Group":
@@ -72,11 +84,7 @@ def render_fit(rec) -> "Group":
         head = Text.assemble(("largest batch", "bold"), f" for {rec.arch} / {rec.mode} on {rec.device} in {budget}"
                              f"{' (estimated)' if rec.estimate else ''}: ", (str(rec.batch_size), "bold green"),
                              nxt + (f" ({rec.message})" if rec.message else ""))
-    t = Table(title="trials (MiB = 2**20 bytes)", header_style="bold")
-    for col in _TRIAL_COLUMNS:
-        t.add_column(col, justify="left" if col in ("status", "note") else "right")
-    for tr in sorted(rec.trials, key=lambda x: x.batch_size):
-        t.add_row(*_trial_row(tr))
+    t = _trial_table("trials (MiB = 2**20 bytes)", sorted(rec.trials, key=lambda x: x.batch_size))
     foot = Text(f"compared with the budget: {rec.compared}\nsearch: {rec.search}"
                 + "".join(f"\n- {n}" for n in rec.notes), style="dim")
     return Group(head, t, foot)
@@ -84,12 +92,8 @@ def render_fit(rec) -> "Group":
 
 def render_scaling(rec) -> "Group":
     """A :class:`~gonprof.records.ScalingRecord`: the points and the fixed + per-sample fits."""
-    t = Table(title=f"scaling: {rec.arch} / {rec.mode} on {rec.device}{' (estimated)' if rec.estimate else ''}",
-              header_style="bold")
-    for col in _TRIAL_COLUMNS:
-        t.add_column(col, justify="left" if col in ("status", "note") else "right")
-    for p in rec.points:
-        t.add_row(*_trial_row(p))
+    t = _trial_table(f"scaling: {rec.arch} / {rec.mode} on {rec.device}{' (estimated)' if rec.estimate else ''}",
+                     rec.points)
     f = Table(title="least-squares fits: fixed + per sample x batch", header_style="bold")
     for col in ("quantity", "fixed", "per sample", "R^2", "points"):
         f.add_column(col, justify="left" if col == "quantity" else "right")
