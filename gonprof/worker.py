@@ -14,6 +14,11 @@ runs in a fresh interpreter started through this module:
 
 Both are started by :func:`gonprof.isolation.run_worker`.
 
+``ddp-rank SPEC.json OUTDIR``
+    one rank of ``gonprof profile --nproc N`` (:func:`gonprof.distributed.run_rank`), started by
+    torch.distributed's elastic launcher with RANK, WORLD_SIZE and LOCAL_RANK in its environment; its
+    record written atomically to ``OUTDIR/rank-R.json``.
+
 It sits at the top of the layers (beside the command line), since it wires a
 workflow to progress on the console.
 """
@@ -24,7 +29,8 @@ import json
 import sys
 from pathlib import Path
 
-USAGE = "usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json"
+USAGE = ("usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json, "
+         "or ddp-rank SPEC.json OUTDIR (under torch.distributed.run)")
 
 
 def compare_row(spec_path: str, result_path: str) -> int:
@@ -57,6 +63,10 @@ def main(argv: list[str]) -> int:
         from .budget_worker import main as fit_trial
 
         return fit_trial(argv[1], argv[2])
+    if len(argv) == 3 and argv[0] == "ddp-rank":
+        from .distributed import run_rank
+
+        return run_rank(argv[1], argv[2])
     sys.stderr.write(USAGE + "\n")
     return 2
 
