@@ -139,12 +139,13 @@ def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: in
                        seed=seed, arch=arch, mode=mode, generator=generator, extra=extra)
     index = rec.measuring_step
     comm = counter.figures(index if index is not None and index < len(counter.steps) else None)
-    if rec.measuring_step is not None and rec.status == "ok":
-        silent = [m for m, b in comm.allreduce_bytes_by_model.items() if b == 0]
+    if rec.measuring_step is not None and rec.status == "ok" and rec.persistent is not None:
+        grads = rec.persistent.grad_bytes_by_model
+        silent = [m for m, b in comm.allreduce_bytes_by_model.items() if b == 0 and grads.get(m, 0) > 0]
         if silent:
             rec = rec.replace(warnings=rec.warnings + (
-                f"{', '.join(silent)} all-reduced nothing on the measuring step: the step never ran "
-                "backward through its DDP wrapper, so its gradients stayed local to each rank",))
+                f"{', '.join(silent)} got gradients on the measuring step but all-reduced nothing: the step "
+                "ran backward without its DDP wrapper, so those gradients stayed local to each rank",))
     return RankRecord(rank=rank, status=rec.status, message=rec.message, profile=rec, comm=comm)
 
 
