@@ -177,7 +177,13 @@ def test_a_failing_rank_is_one_line_naming_it_and_the_record_is_kept(tmp_path, m
     assert rec.status == "error" and rec.rank(1).status == "error"
     # the rank that failed first is named, not its peer that lost the connection to it
     assert rec.message.startswith("rank 1: ") and "rank 1 cannot run this" in rec.message
-    assert "rank 1 cannot run this" in res.stderr and "launcher and rank logs" in rec.message
+    assert "rank 1 cannot run this" in res.stderr and "launcher and rank logs: " in rec.message
+    import shutil
+    from pathlib import Path
+
+    logs = Path(rec.message.rsplit("launcher and rank logs: ", 1)[1].rstrip(")"))
+    assert (logs / "launcher.log").is_file() and (logs / "rank-1.json").is_file()  # kept for the reader
+    shutil.rmtree(logs)
 
 
 # --------------------------------------------------------------------------------------------------
