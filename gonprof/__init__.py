@@ -25,6 +25,9 @@ _LAZY = {
     "profile": "gonprof.api",
     "compare": "gonprof.api",
     "ProfileRecord": "gonprof.records",
+    "DistributedProfileRecord": "gonprof.records",
+    "gather_records": "gonprof.ddp",
+    "count_allreduce": "gonprof.measure.comm",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -63,23 +63,20 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
 def _profile_data(data, shape, selection=None):
     """The source's training images (of the selection) when their shape matches the step's input,
     synthetic ones otherwise."""
-    from .data import load_split, synthetic
+    from .runner import profile_data
 
-    dataset = load_split(data, selection)[0]
-    if tuple(dataset.shape) == tuple(shape):
-        return dataset
-    if data is not None or (selection is not None and not selection.everything):
-        from .arch import ShapeError
-
-        raise ShapeError(f"data {dataset.name} has shape {dataset.shape}, the step expects {tuple(shape)}")
-    return synthetic(2048, tuple(shape))
+    return profile_data(data, shape, selection)
 
 
 def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
             batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
             seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None,
-            classes=None, per_class: int | None = None, force: bool = False):
+            classes=None, per_class: int | None = None, force: bool = False, nproc: int | None = None):
     """Profile ``steps`` optimization steps of ``arch`` trained as ``mode``; returns a ProfileRecord.
+
+    With ``nproc``, the step is profiled on that many data-parallel ranks instead, each on a batch of
+    ``batch_size`` (:func:`profile_distributed`, which also takes each rank's threads): a
+    DistributedProfileRecord.
 
     Builds the step, feeds it batches of real (embedded MNIST) or synthetic
     images, and runs it under :class:`gonprof.Profiler`: ``warmup`` untimed
@@ -91,6 +88,11 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     record's ``status``; errors in the request itself (unknown names, shapes,
     an impossible selection) raise before anything runs.
     """
+    if nproc is not None:
+        return profile_distributed(arch, mode, nproc=nproc, generator=generator, preset=preset,
+                                   batch_size=batch_size, device=device, warmup=warmup, steps=steps, seed=seed,
+                                   data=data, input_shape=input_shape, hparams=hparams, classes=classes,
+                                   per_class=per_class, force=force)
     from .data import Selection
     from .modes.base import batch_size_of
     from .modes.build import build_step
@@ -116,6 +118,90 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
 
     return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
                         arch=arch, mode=mode, generator=step.generator or generator, extra=context)
+
+
+def profile_distributed(arch: str, mode: str | None = None, *, nproc: int, generator: str | None = None,
+                        preset: str | None = None, batch_size: int | None = None, device: str = "cpu",
+                        warmup: int = 2, steps: int = 10, seed: int = 0, data=None, input_shape: Shape | None = None,
+                        hparams: dict | None = None, classes=None, per_class: int | None = None,
+                        force: bool = False, threads: int | None = None, plugins=()):
+    """Profile the same step on ``nproc`` data-parallel ranks; returns a DistributedProfileRecord.
+
+    The ranks are started by torch.distributed's elastic launcher (:mod:`gonprof.distributed`): gloo on
+    the CPU, nccl with one GPU per rank (``device="cuda"``).  Each rank wraps the models in
+    DistributedDataParallel, runs a step on its own batch of ``batch_size`` images (per rank, as torchrun
+    scripts count it) and profiles it as :func:`profile` does, with the bytes DDP all-reduced per step.
+    ``threads`` is each rank's torch threads (default: this machine's cores shared out, at least 1).
+    ``plugins`` are files each rank loads (``--plugin``).  Errors in the request raise before any rank
+    starts; a rank's failure is the record's status.
+    """
+    import os
+    from pathlib import Path
+
+    from .data import Selection
+    from .distributed import RankSpec, launch
+    from .modes import get_mode
+    from .modes.base import IncompatibleError, batch_size_of
+    from .records import RequestError
+
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise RequestError(f"--nproc must be a whole number of ranks, at least 1; got {nproc!r}")
+    if threads is not None and threads < 1:
+        raise RequestError(f"--threads must be at least 1, got {threads}")
+    selection = Selection.parse(classes, per_class)
+    check_device(device)
+    backend = _check_distributed(device, nproc)
+    mode = mode or default_mode(arch)
+    spec = get_mode(mode)
+    resolved = spec.hparams(preset, **(hparams or {}))  # unknown names and bad values: one line, here
+    spec.check_ddp(resolved)
+    bs = int(batch_size or batch_size_of(resolved))
+    if bs <= 0:
+        raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
+    est = check_fits(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
+                     input_shape=input_shape, hparams=hparams, force=force)
+    free = available_bytes("cpu")
+    if device == "cpu" and nproc > 1 and est.peak_bytes * nproc > free and not force:
+        from .records import TooBigError
+
+        raise TooBigError(f"{arch} ({mode}) at batch {bs} per rank: {nproc} ranks on this machine need about "
+                          f"{est.peak_bytes * nproc / 2**30:,.2f} GiB together (estimated on meta tensors), more "
+                          f"than the {free / 2**30:,.2f} GiB available; fewer ranks or a smaller batch, or "
+                          f"--force to run it anyway")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    rank_spec = RankSpec(arch=arch, mode=mode, batch_size=bs, generator=generator, preset=preset, device=device,
+                         warmup=warmup, steps=steps, seed=seed, data=data,
+                         input_shape=list(input_shape) if input_shape else None, hparams=dict(hparams or {}),
+                         classes=list(selection.classes) if selection.classes is not None else None,
+                         per_class=selection.per_class, threads=int(threads or max(1, cores // nproc)),
+                         backend=backend, plugins=[str(Path(p).resolve()) for p in plugins or ()])
+    return launch(rank_spec, nproc)
+
+
+def _check_distributed(device: str, nproc: int) -> str:
+    """The backend for ``nproc`` ranks on ``device`` (gloo on the CPU, nccl on CUDA, one GPU per rank);
+    a one-line RequestError when this machine cannot run them."""
+    import torch.distributed as dist
+
+    from .records import RequestError
+
+    if not dist.is_available():
+        raise RequestError("--nproc needs torch.distributed, which this torch build lacks")
+    if device == "cpu":
+        if not dist.is_gloo_available():
+            raise RequestError("--nproc on the CPU needs torch.distributed's gloo backend, which this torch build lacks")
+        return "gloo"
+    if device != "cuda":
+        raise RequestError(f"--nproc puts rank r on cuda:r; give --device cuda, not {device}")
+    import torch
+
+    have = torch.cuda.device_count()
+    if have < nproc:
+        raise RequestError(f"--nproc {nproc} --device cuda needs one GPU per rank; this machine has {have}")
+    if not dist.is_nccl_available():
+        raise RequestError("--nproc with --device cuda needs torch.distributed's nccl backend, which this torch "
+                           "build lacks")
+    return "nccl"
 
 
 def check_device(device: str, need_real: bool = True, hint: str = "") -> str:

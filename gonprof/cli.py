@@ -360,6 +360,7 @@ def profile(
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Profile the step on N data-parallel ranks (DistributedDataParallel, started by torch.distributed's elastic launcher; gloo on the CPU, nccl with one GPU per rank): one row per rank. --batch-size is per rank; --threads each rank's.")] = None,
     force: ForceOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
@@ -377,6 +378,15 @@ def profile(
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
+    if nproc is not None:
+        if scaling or estimate:
+            raise fail("--nproc does not apply to --estimate / --scaling: they size one process's step", EXIT_USAGE)
+        _profile_ranks(names, nproc, dict(mode=mode, generator=generator, preset=preset, batch_size=batch_size,
+                                          device=device, warmup=warmup, steps=steps, seed=seed, data=data,
+                                          input_shape=shape, hparams=hparams, classes=selection.classes,
+                                          per_class=selection.per_class, force=force, threads=threads,
+                                          plugins=list(plugin or ())), json_path, csv_path)
+        return
     apply_threads(threads)
     placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
     if not scaling and placement != executor_options(1, "local", None, 1, 0):
@@ -414,6 +424,46 @@ def profile(
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
         err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {escape(r.message)}[/]")
+    outputs.finish()
+    if any(r.status == "interrupted" for r in records):
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _profile_ranks(names, nproc, request: dict, json_path, csv_path) -> None:
+    """``profile --nproc N`` (api.profile_distributed), per architecture: one table of ranks each."""
+    from rich.markup import escape
+
+    from . import api, render
+    from .records import records_to_csv, save_records
+
+    stop_workers_on_termination()  # SIGTERM stops the launcher and its ranks, as Ctrl-C does
+    err, outputs, records = _stderr(), Outputs(), []
+    for name in names:
+        with err.status(f"profiling {name} on {nproc} data-parallel rank{'s' if nproc != 1 else ''} ..."):
+            rec = api.profile_distributed(name, nproc=nproc, **request)
+        records.append(rec)
+        if json_path:  # after each run: nothing finished is lost
+            outputs.write(f"--json {json_path}", save_records, records, json_path)
+        if rec.status == "interrupted":
+            break
+    if csv_path:
+        outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
+    loads = [(r.profile.environment.load_average_1m, r.profile.environment.cpu_count)
+             for rec in records for r in rec.ranks if r.profile is not None]
+    busy = [(load, cores) for load, cores in loads if load is not None and load > (cores or 1)]
+    if busy:
+        load, cores = max(busy)
+        err.print(f"[yellow]gonprof: warning: load average {load:g} exceeded this machine's {cores} cores: "
+                  "timings are not comparable with a quiet machine's[/]", soft_wrap=True)
+    out = _stdout()
+    for rec in records:
+        out.print(render.render_distributed(rec))
+    failed = [r for r in records if r.status != "ok"]
+    for r in failed:
+        err.print(f"[yellow]{r.arch} ({r.mode}, {r.world_size} ranks): {r.status}: {escape(r.message)}[/]",
+                  soft_wrap=True)
     outputs.finish()
     if any(r.status == "interrupted" for r in records):
         raise typer.Exit(EXIT_INTERRUPTED)

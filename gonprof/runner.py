@@ -44,6 +44,21 @@ def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int 
     return prof.report()
 
 
+def profile_data(data, shape, selection=None):
+    """The source's training images (of the selection) when their shape matches the step's input,
+    synthetic ones otherwise (a named source or a selection of the wrong shape is a ShapeError)."""
+    from .data import load_split, synthetic
+
+    dataset = load_split(data, selection)[0]
+    if tuple(dataset.shape) == tuple(shape):
+        return dataset
+    if data is not None or (selection is not None and not selection.everything):
+        from .arch import ShapeError
+
+        raise ShapeError(f"data {dataset.name} has shape {dataset.shape}, the step expects {tuple(shape)}")
+    return synthetic(2048, tuple(shape))
+
+
 def _repeat(dataset, n):
     """``dataset`` repeated to ``n`` images (a batch larger than a small selection)."""
     from .data import ImageData

@@ -17,6 +17,11 @@ Both first apply the placement their executor wrote into the spec
 by :class:`gonprof.isolation.Worker`, which the executors
 (:mod:`gonprof.executors`: local, ``--jobs N``, Ray) drive.
 
+``ddp-rank SPEC.json OUTDIR``
+    one rank of ``gonprof profile --nproc N`` (:func:`gonprof.distributed.run_rank`), started by
+    torch.distributed's elastic launcher with RANK, WORLD_SIZE and LOCAL_RANK in its environment; its
+    record written atomically to ``OUTDIR/rank-R.json``.
+
 It sits at the top of the layers (beside the command line), since it wires a
 workflow to progress on the console.
 """
@@ -27,7 +32,8 @@ import json
 import sys
 from pathlib import Path
 
-USAGE = "usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json"
+USAGE = ("usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json, "
+         "or ddp-rank SPEC.json OUTDIR (under torch.distributed.run)")
 
 
 def place(spec: dict) -> None:
@@ -67,6 +73,10 @@ def main(argv: list[str]) -> int:
         from .budget_worker import main as fit_trial
 
         return fit_trial(argv[1], argv[2])
+    if len(argv) == 3 and argv[0] == "ddp-rank":
+        from .distributed import run_rank
+
+        return run_rank(argv[1], argv[2])
     sys.stderr.write(USAGE + "\n")
     return 2
 

@@ -5,6 +5,7 @@
 - :mod:`gonprof.measure.memory`: tensor-level live bytes during a step.
 - :mod:`gonprof.measure.rss`: the process's peak RSS during a step.
 - :mod:`gonprof.measure.timing`: Timer and timing statistics.
+- :mod:`gonprof.measure.comm`: the bytes DistributedDataParallel all-reduces (a counting comm hook).
 
 Names are loaded lazily so that importing this package does not import torch.
 """
@@ -27,6 +28,8 @@ _LAZY = {
     "RssSample": "gonprof.measure.rss",
     "Timer": "gonprof.measure.timing",
     "summarize": "gonprof.measure.timing",
+    "AllreduceCounter": "gonprof.measure.comm",
+    "count_allreduce": "gonprof.measure.comm",
 }
 
 __all__ = list(_LAZY)

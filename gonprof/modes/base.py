@@ -144,11 +144,20 @@ class ModeSpec:
     inner_loop_hparams: tuple[str, ...] = ()  # count iterations of a loop whose peak repeats (capped)
     cpu_only_hparams: dict = field(default_factory=dict)  # CPU-only fast paths -> the value that turns them off
     params: dict = field(default_factory=dict)  # name -> Param, where the rule inferred from the default won't do
+    # hyper-parameter -> (value, why): a setting under which the step cannot run data-parallel (DDP)
+    ddp_refused: dict = field(default_factory=dict)
 
     def batch_size(self, preset: str | None = None, **overrides) -> int:
         """The batch size a step of this mode takes: ``batch_size`` among the (checked) hyper-parameters,
         else :data:`DEFAULT_BATCH_SIZE`."""
         return batch_size_of(self.hparams(preset, **overrides))
+
+    def check_ddp(self, hparams: dict) -> None:
+        """Refuse, in one line, resolved hyper-parameters under which a step cannot run data-parallel."""
+        for name, (value, why) in self.ddp_refused.items():
+            if name in hparams and hparams[name] == value:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                raise IncompatibleError(f"mode {self.name} with {name}={shown} cannot run data-parallel: {why}")
 
     def param(self, name: str) -> Param:
         """The rule hyper-parameter ``name`` is checked against (declared, else inferred from its default)."""

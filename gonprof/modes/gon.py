@@ -406,6 +406,10 @@ class GONStep(TrainStep):
     notes=NOTES,
     inner_loop_hparams=("inner_steps",),
     cpu_only_hparams={"channels_last": False},
+    ddp_refused={"batched": (False, "the seed procedure back-propagates into D's parameters at every inner "
+                                    "iteration and each rank stops its inner loop at its own iteration, so "
+                                    "under DDP the ranks' gradient all-reduces would not match; the fast path "
+                                    "(batched=true, the default) takes input gradients only")},
 )
 def make_gon(D, D_spec, G, G_spec, hparams, device):
     return GONStep(D, D_spec, hparams, device)

@@ -10,6 +10,8 @@ Nothing here imports torch: records load and render without it.
 - :mod:`.compare`: :class:`QualityRecord`, :class:`RunRecord` (a compare or
   score row) and the Pareto front;
 - :mod:`.budget`: :class:`MemoryEstimate`, :class:`FitRecord`, :class:`ScalingRecord`;
+- :mod:`.distributed`: :class:`DistributedProfileRecord` (one ProfileRecord per data-parallel rank, with
+  what DDP all-reduced: :class:`RankRecord`, :class:`CommFigures`);
 - :mod:`.files`: results files (:func:`save_records`, :func:`load_records`).
 """
 
@@ -17,6 +19,7 @@ from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STAT
                    RequestError, TooBigError, atomic_write, classify_failure, looks_oom, to_jsonable)
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
+from .distributed import CommFigures, DistributedProfileRecord, RankRecord
 from .files import RECORD_KINDS, load_records, save_records
 from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
                       ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, records_to_csv)
@@ -26,6 +29,7 @@ __all__ = [
     "RequestError", "TooBigError", "atomic_write", "classify_failure", "looks_oom", "to_jsonable",
     "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
+    "CommFigures", "DistributedProfileRecord", "RankRecord",
     "RECORD_KINDS", "load_records", "save_records",
     "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
     "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "records_to_csv",

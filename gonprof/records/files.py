@@ -8,11 +8,12 @@ from typing import Any
 from .base import SCHEMA_VERSION, RecordError, atomic_write
 from .budget import FitRecord, MemoryEstimate, ScalingRecord
 from .compare import RunRecord
+from .distributed import DistributedProfileRecord
 from .profile import ProfileRecord
 
 #: Record types a results file may hold, by the ``kind`` written beside them.
 RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
-                                  "fit": FitRecord, "scaling": ScalingRecord}
+                                  "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 
 def save_records(records: "list[Any]", path: Any, extra: "dict | None" = None) -> None:
@@ -53,7 +54,7 @@ def load_records(path: Any) -> "list[Any]":
         kind, items = data.get("kind", "profile"), data["records"]
     elif isinstance(data, dict) and "steps_done" in data and "path" in data:
         raise RecordError(f"{path}: the result of a training run (gonprof train); gonprof report renders "
-                          f"profile, compare, score, estimate, fit and scaling files")
+                          f"profile, compare, score, estimate, fit, scaling and distributed files")
     elif isinstance(data, dict) and "schema_version" in data:
         kind, items = "profile", [data]
     else:

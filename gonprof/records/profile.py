@@ -425,10 +425,11 @@ class ProfileRecord(JsonRecord):
 
 
 def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
-    """Write records as CSV (union of the rows' keys, in first-seen order)."""
+    """Write records as CSV (union of the rows' keys, in first-seen order); a record with ``to_rows``
+    (a data-parallel profile) writes one row per rank."""
     import csv
 
-    rows = [r.to_row() for r in records]
+    rows = [row for r in records for row in (r.to_rows() if hasattr(r, "to_rows") else [r.to_row()])]
     keys: list[str] = []
     for r in rows:
         for k in r:

@@ -1,0 +1,242 @@
+"""``gonprof profile --nproc N``: the same step profiled on N data-parallel ranks.
+
+:func:`launch` writes the request (:class:`RankSpec`) as JSON into a fresh folder and starts
+``python -m torch.distributed.run --standalone --nproc-per-node N -m gonprof.worker ddp-rank SPEC OUT``
+(torch.distributed's elastic launcher) in a new session, its output and each rank's output going to log
+files there.  Each rank (:func:`run_rank`) joins the process group (gloo on the CPU, nccl with one GPU per
+rank), builds the step with the same seed as every other rank, wraps its models in
+DistributedDataParallel (:func:`gonprof.ddp.wrap_step`), reseeds torch with ``seed + rank`` for its own
+batches and noise, profiles the step (:func:`gonprof.ddp.profile_rank`) and writes its
+:class:`~gonprof.records.RankRecord` to ``OUT/rank-R.json``.  The launcher then assembles a
+:class:`~gonprof.records.DistributedProfileRecord`.
+
+A rank that fails writes its record with the failure and exits 1; the elastic launcher then stops the
+other ranks (a rank waiting in an all-reduce would wait for ever), which leave no record.  Ctrl-C here
+stops the launcher, which stops the ranks.  The folder is removed when every rank succeeded (or the run
+was interrupted) and kept, named in the record's message, when one failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .records import DistributedProfileRecord, RankRecord
+
+#: How long a rank waits in a collective for the others before it fails (gloo's own default is 30 min).
+COLLECTIVE_TIMEOUT_S = 600
+LAUNCHER = "torch.distributed.run --standalone"
+
+
+@dataclass(frozen=True)
+class RankSpec:
+    """What every rank profiles.  ``batch_size`` is per rank; ``threads`` each rank's torch threads."""
+
+    arch: str
+    mode: str
+    batch_size: int
+    generator: Optional[str] = None
+    preset: Optional[str] = None
+    device: str = "cpu"
+    warmup: int = 2
+    steps: int = 10
+    seed: int = 0
+    data: Optional[str] = None
+    input_shape: Optional[list] = None
+    hparams: dict = field(default_factory=dict)
+    classes: Optional[list] = None
+    per_class: Optional[int] = None
+    threads: int = 1
+    backend: str = "gloo"
+    plugins: list = field(default_factory=list)
+    timeout_s: float = COLLECTIVE_TIMEOUT_S
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RankSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# -- the launcher's side ----------------------------------------------------------------
+
+def launcher_command(nproc: int, spec_path: Path, out_dir: Path) -> list[str]:
+    """The elastic launcher's command line for ``nproc`` ranks on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "--max-restarts=0", f"--log-dir={out_dir / 'logs'}", "--redirects=3",
+            "-m", "gonprof.worker", "ddp-rank", str(spec_path), str(out_dir)]
+
+
+def launch(spec: RankSpec, nproc: int, workdir: Optional[Path] = None) -> DistributedProfileRecord:
+    """Profile ``spec`` on ``nproc`` ranks through the elastic launcher; the assembled record.  Never
+    raises for a failed or interrupted run: that is the record's status."""
+    import shutil
+
+    out = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="gonprof-ddp-"))
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "spec.json"
+    spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec.threads))
+    interrupted = False
+    with open(out / "launcher.log", "w") as log:
+        proc = subprocess.Popen(launcher_command(nproc, spec_path, out), stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)  # Ctrl-C reaches this process only
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            _stop(proc)
+    _stop_leftover_ranks(out, nproc)
+    ranks = []
+    for r in range(nproc):
+        rec = _read_rank(out, r)
+        if rec is None:
+            if interrupted:
+                rec = RankRecord(rank=r, status="interrupted", message="interrupted (Ctrl-C)")
+            else:
+                tail = _rank_log_tail(out, r)
+                rec = RankRecord(rank=r, status="error",
+                                 message="left no record" + (f" (its last words: {tail})" if tail else ""))
+        ranks.append(rec)
+    first = next((r.profile for r in ranks if r.profile is not None), None)
+    record = DistributedProfileRecord.assemble(
+        ranks, world_size=nproc, backend=spec.backend, launcher=LAUNCHER, device=spec.device,
+        threads_per_rank=spec.threads, arch=spec.arch, mode=spec.mode,
+        generator=first.generator if first is not None else spec.generator, batch_size=spec.batch_size,
+        ddp=dict(first.extra.get("ddp", {})) if first is not None else {},
+        extra={"seed": spec.seed, "rank_seeds": "seed + rank", "preset": spec.preset},
+        warnings=tuple(dict.fromkeys(w for r in ranks if r.profile is not None for w in r.profile.warnings)))
+    if interrupted or (record.status == "ok" and proc.returncode == 0):
+        if workdir is None:
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        if record.status == "ok":  # every rank wrote a good record, yet the launcher failed
+            tail = _last_line(out / "launcher.log")
+            record = record.replace(status="error", message=f"the launcher exited with status {proc.returncode}: "
+                                                            f"{tail}")
+        record = record.replace(message=f"{record.message} (launcher and rank logs: {out})")
+    return record
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """Stop the launcher: SIGTERM (it stops its ranks), then SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _stop_leftover_ranks(out: Path, nproc: int) -> None:
+    """SIGKILL any rank still running once the launcher has gone (each wrote its pid at start)."""
+    import psutil
+
+    for r in range(nproc):
+        try:
+            pid = int((out / f"rank-{r}.pid").read_text())
+            p = psutil.Process(pid)
+            if "gonprof.worker" in " ".join(p.cmdline()):
+                p.kill()
+        except (OSError, ValueError, psutil.Error):
+            continue
+
+
+def _read_rank(out: Path, r: int) -> Optional[RankRecord]:
+    path = out / f"rank-{r}.json"
+    try:
+        return RankRecord.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _last_line(path: Path) -> str:
+    from .isolation import last_line
+
+    return last_line(path)
+
+
+def _rank_log_tail(out: Path, r: int) -> str:
+    """The last line rank ``r`` wrote to its stderr (the elastic launcher's per-rank log)."""
+    for path in sorted((out / "logs").glob(f"**/{r}/stderr.log")):
+        tail = _last_line(path)
+        if tail:
+            return tail
+    return ""
+
+
+# -- the rank's side -----------------------------------------------------------------------
+
+def run_rank(spec_path: str, out_dir: str) -> int:
+    """One rank, under the elastic launcher (RANK, WORLD_SIZE, LOCAL_RANK in the environment): profile the
+    step, write ``OUT/rank-R.json``; exit status 0 when the rank's record is ok, else 1."""
+    from .records import atomic_write, classify_failure
+
+    rank = int(os.environ.get("RANK", "0"))
+    out = Path(out_dir)
+    (out / f"rank-{rank}.pid").write_text(str(os.getpid()))
+    try:
+        spec = RankSpec.from_dict(json.loads(Path(spec_path).read_text()))
+        rec = _profile_this_rank(spec, rank, int(os.environ.get("WORLD_SIZE", "1")),
+                                 int(os.environ.get("LOCAL_RANK", str(rank))))
+    except (KeyboardInterrupt, Exception) as exc:
+        status, message = classify_failure(exc)
+        rec = RankRecord(rank=rank, status=status, message=message)
+    atomic_write(out / f"rank-{rank}.json", json.dumps(rec.to_dict(), allow_nan=True))
+    return 0 if rec.status == "ok" else 1
+
+
+def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -> RankRecord:
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    from .data import Selection
+    from .ddp import profile_rank, wrap_step
+    from .measure.comm import AllreduceCounter
+    from .modes.build import build_step
+    from .registry import load_plugin_file
+    from .records import to_jsonable
+    from .runner import profile_data
+
+    torch.set_num_threads(int(spec.threads))
+    for path in spec.plugins:
+        load_plugin_file(Path(path))
+    device, device_ids = spec.device, None
+    if spec.device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device, device_ids = f"cuda:{local_rank}", [local_rank]
+    dist.init_process_group(spec.backend, timeout=datetime.timedelta(seconds=float(spec.timeout_s)))
+    try:
+        step = build_step(spec.mode, spec.arch, generator=spec.generator, preset=spec.preset, device=device,
+                          input_shape=spec.input_shape, seed=spec.seed, **spec.hparams)  # one init on every rank
+        selection = Selection.parse(spec.classes, spec.per_class)
+        shape = tuple(step.input_shape)
+        dataset = profile_data(spec.data, shape, selection)
+        counter = AllreduceCounter()
+        options = wrap_step(step, counter, device_ids=device_ids)
+        torch.manual_seed(spec.seed + rank)  # this rank's own noise
+        extra = {"preset": spec.preset, "seed": spec.seed + rank, "data": dataset.name,
+                 "selection": selection.to_dict(), "train_images": len(dataset), "input_shape": list(shape),
+                 "hparams": to_jsonable(step.hparams), "notes": list(step.notes), "rank": rank,
+                 "world_size": world, "backend": spec.backend, "ddp": options}
+        return profile_rank(step, dataset, counter, rank=rank, batch_size=spec.batch_size, warmup=spec.warmup,
+                            steps=spec.steps, seed=spec.seed + rank, arch=spec.arch, mode=spec.mode,
+                            generator=step.generator or spec.generator, extra=extra)
+    finally:
+        dist.destroy_process_group()
