@@ -209,6 +209,10 @@ def _refinement(key: str) -> Callable:
             raise _Missing(f"{key} has no before/after scores")
         before, after = r.quality_unrefined.fid, r.quality.fid
         measured = f"FID {before:,.1f} -> {after:,.1f} (N={r.quality.n_samples:,})"
+        conf = (r.quality_unrefined.mean_confidence, r.quality.mean_confidence)
+        if max(conf) < 0.5:  # FID maps every noise-like image to about the same place
+            return measured, UNSURE, (f"neither set is read as digits (classifier confidence {conf[0]:.2f} -> "
+                                      f"{conf[1]:.2f}); FID does not rank non-digits")
         if after <= 0.95 * before:
             return measured, HOLDS, ""
         if after >= before:

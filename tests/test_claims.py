@@ -185,6 +185,10 @@ def test_dcd_refinement_is_judged_on_the_same_samples_before_and_after():
     assert v[1].verdict == claims.UNSURE  # 98: less than 5% lower
     assert claims.judge("dcd", _dcd(latent=(100.0, 101.0)))[1].verdict == claims.FAILS
     assert all(x.verdict == claims.UNSURE for x in claims.judge("dcd", _dcd(steps=30)))
+    # samples the classifier does not read as digits (confidence below 0.5 before and after): FID cannot rank them
+    noise = _dcd()[0].replace(quality=_q(fid=80.0, confidence=0.46), quality_unrefined=_q(fid=100.0, confidence=0.40))
+    v = claims.judge("dcd", [noise])[0]
+    assert v.verdict == claims.UNSURE and "confidence 0.40 -> 0.46" in v.reason
     missing = claims.judge("dcd", [_dcd()[0].replace(quality_unrefined=None)])
     assert missing[0].verdict == claims.UNSURE and "no before/after" in missing[0].reason
     assert "no finished latent row" in missing[1].reason
