@@ -478,7 +478,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
         from .records import save_records
 
         try:
-            save_records(list(rows), res.json_path, extra={"claims": [v.to_dict() for v in res.claims]})
+            save_records(list(rows), res.json_path,
+                         extra={"preset": preset, "claims": [v.to_dict() for v in res.claims]})
         except OSError as exc:
             res.write_errors.append(f"{res.json_path} not written: {exc.strerror or exc}")
     return res
@@ -543,3 +544,18 @@ def report(path) -> list:
     from .records import load_records
 
     return load_records(path)
+
+
+def report_claims(path, rows: list | None = None) -> tuple[str | None, list]:
+    """(preset, verdicts on its claims) of a compare results file ((None, []) when it names no preset).
+
+    They are judged again over the file's rows by this version's rules
+    (:func:`gonprof.claims.judge`), so a file and its table never disagree.
+    """
+    from . import claims
+    from .records import load_extra
+
+    preset = load_extra(path).get("preset")
+    if not preset:
+        return None, []
+    return preset, claims.judge(preset, rows if rows is not None else report(path))

@@ -803,6 +803,9 @@ def report(
 
     records = api.report(path)
     _stdout().print(render.render_any(records))
+    preset, verdicts = api.report_claims(path, records)
+    if verdicts:
+        _stdout().print(render.claims_table(verdicts, f"the claims of preset {preset}"))
     if csv_path:
         outputs = Outputs()
         outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)

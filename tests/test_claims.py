@@ -218,3 +218,20 @@ def test_every_preset_with_claims_plans_and_has_a_quick_budget():
     for name in claims.CLAIMS:
         assert name in PRESETS and "quick" in PRESETS[name]
         assert plan([], preset=name, quick=True)
+
+
+def test_report_judges_a_saved_presets_claims_again(tmp_path):
+    from typer.testing import CliRunner
+
+    from gonprof import api
+    from gonprof.cli import app
+
+    rows = _gas(steps=100)
+    save_records(rows, tmp_path / "r.json", extra={"preset": "gas", "claims": []})
+    preset, verdicts = api.report_claims(tmp_path / "r.json")
+    assert preset == "gas" and [v.verdict for v in verdicts] == [v.verdict for v in claims.judge("gas", rows)]
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "r.json")], env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "the claims of preset gas" in res.output and "777 vs 489 MB" in res.output
+    save_records(rows, tmp_path / "plain.json")  # a comparison without a preset has no claims table
+    assert api.report_claims(tmp_path / "plain.json") == (None, [])
+    assert "claims of preset" not in CliRunner().invoke(app, ["report", str(tmp_path / "plain.json")]).output

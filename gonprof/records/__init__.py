@@ -20,7 +20,7 @@ from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STAT
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .distributed import CommFigures, DistributedProfileRecord, RankRecord
-from .files import RECORD_KINDS, load_records, save_records
+from .files import RECORD_KINDS, load_extra, load_records, save_records
 from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
                       ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, records_to_csv)
 
@@ -30,7 +30,7 @@ __all__ = [
     "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "CommFigures", "DistributedProfileRecord", "RankRecord",
-    "RECORD_KINDS", "load_records", "save_records",
+    "RECORD_KINDS", "load_extra", "load_records", "save_records",
     "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
     "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "records_to_csv",
 ]

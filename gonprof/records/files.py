@@ -37,6 +37,19 @@ def save_records(records: "list[Any]", path: Any, extra: "dict | None" = None) -
     atomic_write(path, json.dumps(payload, indent=2, allow_nan=True))
 
 
+def load_extra(path: Any) -> dict:
+    """The keys a results file holds beside its records (a compare preset's name and claims); {} when none."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict) or "records" not in data:
+        return {}
+    return {k: v for k, v in data.items() if k not in ("gonprof", "kind", "schema_version", "records")}
+
+
 def load_records(path: Any) -> "list[Any]":
     """Read a file written by :func:`save_records` (or one bare record)."""
     from pathlib import Path

@@ -54,7 +54,8 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
                  _mib(mem), _mib(p.peak_rss_delta_bytes) if p is not None else "-"]
         if has_cuda:
             cells.append(_mib(p.cuda_memory.max_memory_allocated_bytes) if p is not None and p.cuda_memory else "-")
-        cells += [_ms(t), f"{r.train_steps} / {r.train_time_s:,.0f}" if r.train_steps is not None else "-",
+        cells += [_ms(t), (f"{r.train_steps} / " + (f"{r.train_time_s:,.0f}" if r.train_time_s is not None else "-"))
+                  if r.train_steps is not None else "-",
                   f"{mem / bmem:.2f}" if mem and bmem else "-", f"{t / bt:.2f}" if t and bt else "-"]
         cost.add_row(*cells)
 
