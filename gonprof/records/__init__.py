@@ -18,8 +18,9 @@ from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STAT
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .files import RECORD_KINDS, load_records, save_records
-from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
-                      ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, records_to_csv)
+from .profile import (COMPILED, EAGER, AllocatorMemory, CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
+                      ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, peak_tolerance_bytes,
+                      records_to_csv)
 
 __all__ = [
     "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",
@@ -27,6 +28,7 @@ __all__ = [
     "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "RECORD_KINDS", "load_records", "save_records",
-    "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
-    "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "records_to_csv",
+    "COMPILED", "EAGER", "AllocatorMemory", "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
+    "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "peak_tolerance_bytes",
+    "records_to_csv",
 ]
