@@ -541,12 +541,16 @@ class Profiler:
             who = f"{', '.join(self.compiled_models)} compiled with torch.compile" if self.compiled_models \
                 else "torch.compile'd code ran in the step"
             if run == COMPILED:
+                if source == "allocator":
+                    peak = f"the step peak is the allocator peak of untimed step {alloc.step}, which ran compiled"
+                elif source is not None:
+                    peak = "the step peak is the tensor-level one (eager maths): no allocator peak of the compiled step"
+                else:
+                    peak = "no memory figures were taken"
                 warnings.append(
                     f"{who}: FLOPs and the tensor-level peak describe the eager maths of the step (compiled frames "
-                    "run eagerly under gonprof's dispatch modes); the step peak"
-                    + (f" is the allocator peak of untimed step {alloc.step}, which ran compiled" if source == "allocator"
-                       else " is the tensor-level one (eager maths): the compiled step's allocator peak was not taken")
-                    + "; step times and RSS describe the compiled execution")
+                    f"run eagerly under gonprof's dispatch modes); {peak}; step times and RSS describe the "
+                    "compiled execution")
             else:
                 warnings.append(f"{who}, but no compiled frame ran in the measured steps: every figure describes "
                                 "eager execution")

@@ -155,9 +155,23 @@ def test_stderr_filter_keeps_everything_but_the_allocator_line(capfd):
         os.write(2, b"first line\n")
         os.write(2, b"[W CPUAllocator.cpp:245] Memory block of unknown size was allocated before the profiling "
                     b"started, profiler results will not include the deallocation event\n")
+        os.write(2, b"USDT:2026-01-01 00:00:00 1:1 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
         os.write(2, b"last line\n")
     err = capfd.readouterr().err
     assert err == "first line\nlast line\n"
+
+
+def test_gonprof_profile_writes_none_of_the_profilers_own_lines_to_stderr():
+    """In a fresh process (the allocator's line comes once per 1000 frees of unknown blocks, the first time)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "gonprof.cli", "profile", "--arch", "inception-k8", "--batch-size", "4",
+                        "--warmup", "2", "--steps", "1", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "allocator peak" in r.stdout
+    for noise in ("Memory block of unknown size", "profiler_start", "gpuGetDeviceCount"):
+        assert noise not in r.stderr
 
 
 def test_another_running_profiler_leaves_no_allocator_peak_and_says_so():

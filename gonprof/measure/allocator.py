@@ -59,9 +59,11 @@ COMPILED_REGION = "Torch-Compiled Region"
 CACHE_LOOKUP = "TorchDynamo Cache Lookup"
 _MARK = "gonprof.known_free#"
 
-#: A line the CPU allocator writes to stderr (once per 1000 such frees) when a block allocated before the
-#: profiler started is freed; the free is accounted for here (known state) or deliberately not counted.
-_ALLOCATOR_NOISE = b"Memory block of unknown size was allocated before the profiling started"
+#: Lines the profiler's own start and stop write to stderr: the CPU allocator's (once per 1000 such frees)
+#: when a block allocated before the profiler started is freed (accounted for here, or deliberately not
+#: counted), and kineto's start / stop and device-count lines where its log level was set before gonprof's.
+_PROFILER_NOISE = (b"Memory block of unknown size was allocated before the profiling started",
+                   b"SyncActivityProfilerHandler.cpp", b"gpuGetDeviceCount failed")
 
 
 def profiler_busy() -> bool:
@@ -94,9 +96,9 @@ def dynamo_compile_count() -> int:
 
 
 class _StderrFilter:
-    """Keeps the CPU allocator's line about blocks of unknown size out of stderr: file descriptor 2 goes to a
+    """Keeps the profiler's own lines (:data:`_PROFILER_NOISE`) out of stderr: file descriptor 2 goes to a
     temporary file while the profiler runs and everything else written there is copied back afterwards, in
-    order.  Nothing is lost; what the step writes to stderr appears when the step ends."""
+    order.  Nothing else is lost; what the step writes to stderr appears when the step ends."""
 
     def __enter__(self) -> "_StderrFilter":
         self._saved: Optional[int] = None
@@ -124,7 +126,8 @@ class _StderrFilter:
         self._saved = None
         try:
             self._tmp.seek(0)
-            kept = b"".join(line for line in self._tmp.read().splitlines(keepends=True) if _ALLOCATOR_NOISE not in line)
+            kept = b"".join(line for line in self._tmp.read().splitlines(keepends=True)
+                            if not any(noise in line for noise in _PROFILER_NOISE))
             self._tmp.close()
             while kept:
                 kept = kept[os.write(2, kept):]
@@ -180,8 +183,7 @@ class AllocatorPeak(Instrument):
         activities = {ProfilerActivity.CPU}
         self._compiles0 = dynamo_compile_count()
         self._frames0 = dynamo_frames_seen()
-        if cpu:
-            self._filter = _StderrFilter().__enter__()
+        self._filter = _StderrFilter().__enter__()
         try:
             torch.autograd._prepare_profiler(config, activities)
             torch.autograd._enable_profiler(config, activities)
