@@ -25,9 +25,10 @@ the first starting at ``__enter__``):
   gradients, optimizer state) is read at its end.  With ``warmup=0`` and
   ``measure=True`` one extra untimed step is added to measure on.
 - Where the step runs torch.compile'd code (a model is an ``OptimizedModule``,
-  or the measuring step entered a compiled frame), the dispatch modes make
-  Dynamo run it eagerly, so FLOPs and the tensor-level peak describe the eager
-  maths.  One more untimed **allocator step** follows the measuring step, with
+  or the measuring step entered a compiled frame), the measuring step runs it
+  eagerly (``torch.compiler.set_stance("force_eager")`` for compiled models;
+  Dynamo skips any other compiled frame under a dispatch mode), so FLOPs and
+  the tensor-level peak describe the eager maths.  One more untimed **allocator step** follows the measuring step, with
   only the allocator's events, so the step runs compiled: its peak is the
   record's step peak (``step_peak_bytes``, ``step_peak_execution="compiled"``).
   An allocator step during which torch.compile compiled a graph is measured
@@ -76,6 +77,17 @@ _WARMUP, _MEASURE, _ALLOC, _TIMED, _DONE = "warmup", "measure", "allocator", "ti
 
 #: Allocator steps measured again when torch.compile compiled a graph during one (compilation is not the step).
 MAX_ALLOCATOR_RETRIES = 2
+
+
+def _force_eager() -> Any:
+    """``torch.compiler.set_stance("force_eager")``: torch.compile'd code runs as written until the returned
+    object's ``__exit__`` restores the previous stance (None where torch has no stances)."""
+    import torch
+
+    try:
+        return torch.compiler.set_stance("force_eager")
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def compiled_models(models: Mapping[str, Any]) -> list[str]:
@@ -147,8 +159,9 @@ class _MeasuredPhase:
 UNTRACKED_FLAG_BYTES = 32 * 2**20
 
 #: How FLOPs and the tensor-level peak of a step with torch.compile'd code are taken.
-EAGER_MATHS = ("eager maths of the compiled step: torch.compile'd frames run eagerly under the dispatch mode "
-               "(Dynamo skips frames while a TorchDispatchMode is active), so every op of the original code is seen")
+EAGER_MATHS = ("eager maths of the compiled step: torch.compile'd code runs as written on the measuring step "
+               "(torch.compiler.set_stance('force_eager') for compiled models; Dynamo skips any other compiled "
+               "frame while a TorchDispatchMode is active), so every op of the original code is seen")
 
 
 def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
@@ -256,6 +269,7 @@ class Profiler:
         self._phase_times: dict[str, float] = {}
         self._steps: list[StepRecord] = []
         self._phase_names: list[str] = []
+        self._stance: Any = None  # torch.compile's stance set for the measuring step, restored after it
         self._allocator: Any = None  # the allocator step's AllocatorMemory (compiled execution where it ran)
         self._allocator_unavailable = ""
         self._compiles_in_allocator_step = 0
@@ -385,6 +399,8 @@ class Profiler:
             from gonprof.measure.memory import LiveBytesTracker
 
             self._measure_t0 = self._now()
+            if self.compiled_models:  # their eager maths, as documented (fullgraph=True models included)
+                self._stance = _force_eager()
             # the allocator's events outermost; the live-bytes mode below the FLOP mode, so that it sees
             # the ops that really run when the FLOP mode decomposes an op without a formula
             self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i),
@@ -460,13 +476,17 @@ class Profiler:
         self._kind = _DONE
 
     def _exit_instruments(self) -> None:
-        """Leave the instruments entered so far, innermost first; every one is left even if one fails."""
+        """Leave the instruments entered so far, innermost first; every one is left even if one fails; then
+        torch.compile's stance is restored."""
         first: BaseException | None = None
         while self._instruments:
             try:
                 self._instruments.pop().__exit__(None, None, None)
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others are left
                 first = first or exc
+        stance, self._stance = self._stance, None
+        if stance is not None:
+            stance.__exit__(None, None, None)
         if first is not None:
             raise first
 
@@ -548,9 +568,9 @@ class Profiler:
                 else:
                     peak = "no memory figures were taken"
                 warnings.append(
-                    f"{who}: FLOPs and the tensor-level peak describe the eager maths of the step (compiled frames "
-                    f"run eagerly under gonprof's dispatch modes); {peak}; step times and RSS describe the "
-                    "compiled execution")
+                    f"{who}: FLOPs and the tensor-level peak describe the eager maths of the step (compiled code "
+                    f"runs as written on the measuring step); {peak}; step times and RSS describe the compiled "
+                    "execution")
             else:
                 warnings.append(f"{who}, but no compiled frame ran in the measured steps: every figure describes "
                                 "eager execution")

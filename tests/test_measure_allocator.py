@@ -191,7 +191,8 @@ def test_another_running_profiler_leaves_no_allocator_peak_and_says_so():
 def test_torch_compile_is_measured_as_it_runs():
     """The issue's pointwise chain compiled with inductor, under the Profiler: the step peak is the compiled
     step's allocator peak and says so; FLOPs and the tensor-level peak are the eager maths and say so.  A
-    compiled function (not a model) is found by the Dynamo frames the measuring step entered.  In a fresh
+    compiled function (not a model) is found by the Dynamo frames the measuring step entered, and a
+    fullgraph=True model is measured too (it runs as written on the measuring step).  In a fresh
     process: compilation is slow (about 25 s cold for inductor's C++ kernels) and leaves Dynamo state behind."""
     out = run_clean(f"""
         import torch.nn as nn
@@ -218,7 +219,7 @@ def test_torch_compile_is_measured_as_it_runs():
                     opt.step()
                     prof.step()
             rec = prof.report()
-            return dict(kinds=kinds, step_peak=rec.step_peak_bytes, step_peak_execution=rec.step_peak_execution,
+            return dict(kinds=kinds, status=rec.status, step_peak=rec.step_peak_bytes, step_peak_execution=rec.step_peak_execution,
                         source=rec.step_peak_source, execution=rec.execution,
                         allocator=rec.allocator_peak_bytes, compiled_frames=rec.allocator_memory.compiled_frames,
                         live=rec.live_memory.peak_live_bytes, flops_method=rec.flops.method,
@@ -228,9 +229,13 @@ def test_torch_compile_is_measured_as_it_runs():
         eager = run(m, warmup=2)
         fn = torch.compile(lambda x: m(x), backend="aot_eager")  # compiles in the first allocator step
         function = run(m, warmup=1, step_fn=fn)
-        print(json.dumps(dict(compiled=compiled, eager=eager, function=function)))
+        m2 = Chain()
+        opt = torch.optim.SGD(m2.parameters(), lr=1e-3)
+        fullgraph = run(torch.compile(m2, fullgraph=True, backend="aot_eager"), warmup=2)
+        print(json.dumps(dict(compiled=compiled, eager=eager, function=function, fullgraph=fullgraph)))
     """, timeout=600)
-    c, e, f = out["compiled"], out["eager"], out["function"]
+    c, e, f, g = out["compiled"], out["eager"], out["function"], out["fullgraph"]
+    assert {c["status"], e["status"], f["status"], g["status"]} == {"ok"}
     # compiled: the step peak is the compiled allocator peak (the hand value, within 10%) and says so
     assert c["kinds"] == ["warmup", "measure", "allocator", "timed", "timed"]
     assert c["step_peak"] == pytest.approx(COMPILED_CHAIN_PEAK, rel=0.10)
@@ -253,3 +258,5 @@ def test_torch_compile_is_measured_as_it_runs():
     assert f["kinds"] == ["measure", "allocator", "allocator", "timed", "timed"]
     assert f["execution"]["allocator_memory"] == COMPILED and f["compiled_frames"] >= 1
     assert any("torch.compile'd code ran in the step" in w for w in f["warnings"])
+    # fullgraph=True: Dynamo would refuse to skip its frame under a dispatch mode; the stance runs it as written
+    assert g["execution"]["allocator_memory"] == COMPILED and g["live"] == EAGER_CHAIN_PEAK
