@@ -28,9 +28,10 @@ the first starting at ``__enter__``):
   or the measuring step entered a compiled frame), the measuring step runs it
   eagerly (``torch.compiler.set_stance("force_eager")`` for compiled models;
   Dynamo skips any other compiled frame under a dispatch mode), so FLOPs and
-  the tensor-level peak describe the eager maths.  One more untimed **allocator step** follows the measuring step, with
-  only the allocator's events, so the step runs compiled: its peak is the
-  record's step peak (``step_peak_bytes``, ``step_peak_execution="compiled"``).
+  the tensor-level peak describe the eager maths.  One more untimed
+  **allocator step** follows the measuring step, with only the allocator's
+  events, so the step runs compiled: its peak is the record's step peak
+  (``step_peak_bytes``, ``step_peak_execution="compiled"``).
   An allocator step during which torch.compile compiled a graph is measured
   again on the next step (at most twice).  ``record.execution`` says, per
   figure, which execution it describes.
@@ -587,7 +588,7 @@ class Profiler:
                                 "peak RSS beside the step peak")
         return dict(flops=flops, live_memory=live, allocator_memory=alloc, step_peak_bytes=step_peak,
                     step_peak_execution=execution_peak, step_peak_source=source, execution=execution,
-                    peak_difference_note=note, untracked_bytes=untracked, warnings=warnings)
+                    peak_difference_note=note, untracked_bytes=untracked, warnings=tuple(warnings))
 
     def report(self) -> ProfileRecord:
         """The figures so far as a :class:`~gonprof.records.ProfileRecord`."""
@@ -622,8 +623,6 @@ class Profiler:
                 phase_time[name] = summarize(ts, self.noisy_threshold)
         mem = self._memory_figures(rss)
         return ProfileRecord(
-            untracked_bytes=mem.pop("untracked_bytes"),
-            warnings=tuple(mem.pop("warnings")),
             **mem,
             status=status,
             message=message,
