@@ -67,8 +67,9 @@ TARGET = 1.03
 CARRY = ("timed steps carry only: the clock (time.perf_counter at the step's start and end, two more "
          "reads around each `with prof.phase(...)` block), the RSS high-water mark (VmHWM reset by "
          "writing 5 to /proc/self/clear_refs and reading /proc/self/status before the clock starts, "
-         "VmHWM read after it stops) and one StepRecord; the FLOP counter and the live-bytes tracker "
-         "run only on the untimed measuring step, which is excluded")
+         "VmHWM read after it stops) and one StepRecord; the FLOP counter, the live-bytes tracker and "
+         "torch.profiler's memory events (the allocator-level peak) run only on the untimed measuring step "
+         "(and, for torch.compile'd steps, an untimed allocator step), which are excluded")
 
 
 def _load() -> str:

@@ -19,10 +19,22 @@ the first starting at ``__enter__``):
 
 - ``warmup`` untimed steps (at least one when ``measure`` is on).  The last of
   them is the **measuring step**: it runs under the FLOP counter and the
-  tensor-level live-bytes tracker (both dispatch modes, 1.1-1.5x slower), and
-  the persistent state (parameters, gradients, optimizer state) is read at its
-  end.  With ``warmup=0`` and ``measure=True`` one extra untimed step is
-  added to measure on.
+  tensor-level live-bytes tracker (both dispatch modes, 1.1-1.5x slower) and
+  torch.profiler's memory events (the allocator-level peak, see
+  :mod:`gonprof.measure.allocator`), and the persistent state (parameters,
+  gradients, optimizer state) is read at its end.  With ``warmup=0`` and
+  ``measure=True`` one extra untimed step is added to measure on.
+- Where the step runs torch.compile'd code (a model is an ``OptimizedModule``,
+  or the measuring step entered a compiled frame), the measuring step runs it
+  eagerly (``torch.compiler.set_stance("force_eager")`` for compiled models;
+  Dynamo skips any other compiled frame under a dispatch mode), so FLOPs and
+  the tensor-level peak describe the eager maths.  One more untimed
+  **allocator step** follows the measuring step, with only the allocator's
+  events, so the step runs compiled: its peak is the record's step peak
+  (``step_peak_bytes``, ``step_peak_execution="compiled"``).
+  An allocator step during which torch.compile compiled a graph is measured
+  again on the next step (at most twice).  ``record.execution`` says, per
+  figure, which execution it describes.
 - ``active`` **timed steps**: only the clock (CUDA synchronised), the RSS
   high-water mark (VmHWM reset, about 15 us per step) and, on CUDA,
   ``max_memory_allocated`` / ``max_memory_reserved`` reset per step.
@@ -43,13 +55,17 @@ non-finite parameters after the run set ``status="nan"``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import time
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
+    COMPILED,
+    EAGER,
     classify_failure,
+    peak_tolerance_bytes,
     DEFAULT_NOISY_THRESHOLD,
     CudaMemory,
     Environment,
@@ -58,7 +74,26 @@ from gonprof.records import (
     StepRecord,
 )
 
-_WARMUP, _MEASURE, _TIMED, _DONE = "warmup", "measure", "timed", "done"
+_WARMUP, _MEASURE, _ALLOC, _TIMED, _DONE = "warmup", "measure", "allocator", "timed", "done"
+
+#: Allocator steps measured again when torch.compile compiled a graph during one (compilation is not the step).
+MAX_ALLOCATOR_RETRIES = 2
+
+
+def _force_eager() -> Any:
+    """``torch.compiler.set_stance("force_eager")``: torch.compile'd code runs as written until the returned
+    object's ``__exit__`` restores the previous stance (None where torch has no stances)."""
+    import torch
+
+    try:
+        return torch.compiler.set_stance("force_eager")
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def compiled_models(models: Mapping[str, Any]) -> list[str]:
+    """Names of the models wrapped by torch.compile (``OptimizedModule``)."""
+    return [name for name, m in models.items() if type(m).__name__ == "OptimizedModule"]
 
 
 def _as_dict(obj: Any, default: str) -> dict[str, Any]:
@@ -124,6 +159,30 @@ class _MeasuredPhase:
 #: RSS growth beyond the tensor-level growth above which a record warns (and beyond the tensor growth itself).
 UNTRACKED_FLAG_BYTES = 32 * 2**20
 
+#: How FLOPs and the tensor-level peak of a step with torch.compile'd code are taken.
+EAGER_MATHS = ("eager maths of the compiled step: torch.compile'd code runs as written on the measuring step "
+               "(torch.compiler.set_stance('force_eager') for compiled models; Dynamo skips any other compiled "
+               "frame while a TorchDispatchMode is active), so every op of the original code is seen")
+
+
+def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
+    """Why the allocator-level peak differs from the tensor-level one, where the two differ by more than the
+    tolerance (:func:`gonprof.records.peak_tolerance_bytes`); "" where they agree."""
+    diff = alloc.peak_bytes - tensor_peak_bytes
+    tol = peak_tolerance_bytes(tensor_peak_bytes)
+    if abs(diff) <= tol:
+        return ""
+    size = f"{abs(diff) / 2**20:,.2f} MiB {'above' if diff > 0 else 'below'} the tensor-level peak"
+    limit = f"(tolerance {tol / 2**20:,.2f} MiB: 5% + 1 MiB)"
+    if alloc.execution == COMPILED:
+        return (f"the allocator peak is {size} {limit}: compiled buffers; the compiled step fuses ops and allocates "
+                "its own buffers, the tensor-level peak follows every op of the eager maths")
+    if diff > 0:
+        return (f"the allocator peak is {size} {limit}: memory no op's output tensor holds, kernel scratch "
+                "(convolution and BLAS workspaces, temporaries inside an op)")
+    return (f"the allocator peak is {size} {limit}: tensor storages this allocator did not serve in the step "
+            "(foreign memory, another device's allocator) or blocks it freed that the tracker did not know")
+
 
 class Profiler:
     """Profile the steps of a training loop.  See the module docstring for the schedule.
@@ -187,6 +246,10 @@ class Profiler:
         self.untimed_steps = max(self.warmup, 1 if self.measure else 0)
         self.measuring_step = self.untimed_steps - 1 if self.measure else None
         self.total_steps = self.untimed_steps + self.active
+        self.compiled_models = compiled_models(self.models)
+        self.allocator_steps: list[int] = []  # untimed steps after the measuring step: allocator events only
+        if self.measure and self.compiled_models:
+            self._add_allocator_step()
 
         self._index = 0
         self._kind = _DONE
@@ -207,6 +270,10 @@ class Profiler:
         self._phase_times: dict[str, float] = {}
         self._steps: list[StepRecord] = []
         self._phase_names: list[str] = []
+        self._stance: Any = None  # torch.compile's stance set for the measuring step, restored after it
+        self._allocator: Any = None  # the allocator step's AllocatorMemory (compiled execution where it ran)
+        self._allocator_unavailable = ""
+        self._compiles_in_allocator_step = 0
 
     # -- helpers ---------------------------------------------------------------------
     def _infer_device(self, device: Any) -> Any:
@@ -226,8 +293,16 @@ class Profiler:
         if i >= self.total_steps:
             return _DONE
         if i < self.untimed_steps:
-            return _MEASURE if i == self.measuring_step else _WARMUP
+            if i == self.measuring_step:
+                return _MEASURE
+            return _ALLOC if i in self.allocator_steps else _WARMUP
         return _TIMED
+
+    def _add_allocator_step(self) -> None:
+        """One more untimed step, before the timed ones, measured by the allocator's events only."""
+        self.allocator_steps.append(self.untimed_steps)
+        self.untimed_steps += 1
+        self.total_steps += 1
 
     @property
     def done(self) -> bool:
@@ -241,7 +316,7 @@ class Profiler:
 
     @property
     def step_kind(self) -> str:
-        """``"warmup"``, ``"measure"``, ``"timed"`` or ``"done"``."""
+        """``"warmup"``, ``"measure"``, ``"allocator"`` (compiled code only), ``"timed"`` or ``"done"``."""
         return self._kind
 
     # -- context -----------------------------------------------------------------------
@@ -290,7 +365,7 @@ class Profiler:
         of every measured interval: the step that ``prof.step()`` (or entering) just began is begun again
         after the block, so its clock, RSS and instruments start after it.  Use it before the step's work."""
         index, kind = self._index, self._kind
-        if kind not in (_MEASURE, _TIMED) or not self._entered or self._exited:
+        if kind not in (_MEASURE, _ALLOC, _TIMED) or not self._entered or self._exited:
             yield
             return
         self._abort_current()
@@ -320,19 +395,21 @@ class Profiler:
     def _begin(self, i: int) -> None:
         kind = self._kind = self._kind_of(i)
         if kind == _MEASURE:
+            from gonprof.measure.allocator import AllocatorPeak
             from gonprof.measure.flops import FlopCounter
             from gonprof.measure.memory import LiveBytesTracker
 
             self._measure_t0 = self._now()
-            # the live-bytes mode below the FLOP mode, so that it sees the ops that
-            # really run when the FLOP mode decomposes an op without a formula
-            for instrument in (LiveBytesTracker(self.models, self.optimizers), FlopCounter(self.models)):
-                try:
-                    instrument.__enter__()
-                except BaseException:
-                    self._exit_instruments()
-                    raise
-                self._instruments.append(instrument)
+            if self.compiled_models:  # their eager maths, as documented (fullgraph=True models included)
+                self._stance = _force_eager()
+            # the allocator's events outermost; the live-bytes mode below the FLOP mode, so that it sees
+            # the ops that really run when the FLOP mode decomposes an op without a formula
+            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i),
+                                    LiveBytesTracker(self.models, self.optimizers), FlopCounter(self.models))
+        elif kind == _ALLOC:
+            from gonprof.measure.allocator import AllocatorPeak
+
+            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i))
         elif kind == _TIMED:
             self._phase_times = {}
             if self._is_cuda:
@@ -343,6 +420,15 @@ class Profiler:
             self._rss_start = self._rss.start() if self._rss is not None else None
             self._t0 = self._now()
 
+    def _enter_instruments(self, *instruments: Any) -> None:
+        for instrument in instruments:
+            try:
+                instrument.__enter__()
+            except BaseException:
+                self._exit_instruments()
+                raise
+            self._instruments.append(instrument)
+
     def _end(self, i: int) -> None:
         kind = self._kind
         if kind == _MEASURE:
@@ -352,7 +438,19 @@ class Profiler:
             self._exit_instruments()
             self._measuring_step_time_s = self._now() - self._measure_t0
             self._figures = {inst.record_field: inst.figures() for inst in instruments}
+            self._allocator_unavailable = instruments[0].unavailable
             self._persistent = persistent_state(self.models, self.optimizers)
+            alloc = self._figures.get("allocator_memory")
+            if alloc is not None and alloc.dynamo_frames and not self.allocator_steps:
+                self._add_allocator_step()  # a torch.compile'd frame ran (eagerly, under the dispatch modes)
+        elif kind == _ALLOC:
+            (inst,) = self._instruments
+            self._exit_instruments()
+            self._allocator = inst.figures()
+            self._allocator_unavailable = self._allocator_unavailable or inst.unavailable
+            self._compiles_in_allocator_step = inst.compiles_during
+            if inst.compiles_during and len(self.allocator_steps) <= MAX_ALLOCATOR_RETRIES:
+                self._add_allocator_step()  # it compiled: measure the step again
         elif kind == _TIMED:
             t1 = self._now()
             dt = t1 - self._t0
@@ -378,31 +476,24 @@ class Profiler:
             )
         self._kind = _DONE
 
-    def _compiled_warning(self) -> list[str]:
-        """A warning when a model is torch.compile'd: the measuring step's dispatch modes make Dynamo run
-        the frame eagerly, so FLOPs and live bytes describe eager execution while the timed steps ran
-        compiled.  Never a silent mix."""
-        compiled = [name for name, m in self.models.items() if type(m).__name__ == "OptimizedModule"]
-        if not compiled:
-            return []
-        return [f"{', '.join(compiled)} compiled with torch.compile: FLOPs and the tensor-level memory figures "
-                "describe the eager execution of the same maths (the measuring step runs eagerly under gonprof's "
-                "dispatch modes); step times, RSS and CUDA figures describe the compiled execution"]
-
     def _exit_instruments(self) -> None:
-        """Leave the instruments entered so far, innermost first; every one is left even if one fails."""
+        """Leave the instruments entered so far, innermost first; every one is left even if one fails; then
+        torch.compile's stance is restored."""
         first: BaseException | None = None
         while self._instruments:
             try:
                 self._instruments.pop().__exit__(None, None, None)
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others are left
                 first = first or exc
+        stance, self._stance = self._stance, None
+        if stance is not None:
+            stance.__exit__(None, None, None)
         if first is not None:
             raise first
 
     def _abort_current(self) -> None:
         """Drop the step in progress at exit (begun by the last ``step()``, never ended)."""
-        if self._kind == _MEASURE:
+        if self._kind in (_MEASURE, _ALLOC):
             self._exit_instruments()
         elif self._kind == _TIMED and self._rss is not None:
             self._rss.stop()
@@ -421,6 +512,84 @@ class Profiler:
         return bad
 
     # -- the record ------------------------------------------------------------------------
+    def _memory_figures(self, rss: Optional[RssFigures]) -> dict[str, Any]:
+        """The record's figures that depend on how the step ran: FLOPs and the tensor-level and allocator-level
+        peaks, the step peak, which execution each figure describes, why the peaks differ, the RSS beyond
+        them, and the warnings."""
+        live = self._figures.get("live_memory")
+        measured_alloc = self._figures.get("allocator_memory")  # on the measuring step, under the dispatch modes
+        alloc = self._allocator if self._allocator is not None else measured_alloc
+        entered = bool(self.compiled_models or (measured_alloc is not None and measured_alloc.dynamo_frames)
+                       or (alloc is not None and alloc.dynamo_frames))
+        # the timed steps run as the allocator step ran; without its figures, as the compiled models say
+        if alloc is not None and alloc is self._allocator:
+            run = alloc.execution
+        else:
+            run = COMPILED if entered else EAGER
+        warnings: list[str] = []
+        execution: dict[str, str] = {}
+        flops = self._figures.get("flops")
+        if flops is not None:
+            execution["flops"] = EAGER
+            if entered:
+                flops = dataclasses.replace(flops, method=flops.method + "; " + EAGER_MATHS)
+        if live is not None:
+            execution["live_memory"] = EAGER
+            if entered:
+                live = dataclasses.replace(live, method=live.method + "; " + EAGER_MATHS)
+        if alloc is not None:
+            execution["allocator_memory"] = alloc.execution
+        if self._steps:
+            execution["step_time"] = run
+            if rss is not None:
+                execution["rss"] = run
+            if self._is_cuda:
+                execution["cuda_memory"] = run
+        step_peak = execution_peak = source = None
+        if alloc is not None and alloc.execution == COMPILED:
+            step_peak, execution_peak, source = alloc.peak_bytes, COMPILED, "allocator"
+            growth = alloc.peak_delta_bytes
+        elif live is not None:
+            step_peak, execution_peak, source = live.peak_live_bytes, EAGER, "tensor-level"
+            growth = live.peak_live_delta_bytes
+        note = ""
+        if live is not None and alloc is not None:
+            note = peak_difference_note(live.peak_live_bytes, alloc)
+        if self.measure and self._figures and alloc is None:
+            why = self._allocator_unavailable or "no allocator figures"
+            warnings.append(f"no allocator-level peak: {why}")
+        if entered:
+            who = f"{', '.join(self.compiled_models)} compiled with torch.compile" if self.compiled_models \
+                else "torch.compile'd code ran in the step"
+            if run == COMPILED:
+                if source == "allocator":
+                    peak = f"the step peak is the allocator peak of untimed step {alloc.step}, which ran compiled"
+                elif source is not None:
+                    peak = "the step peak is the tensor-level one (eager maths): no allocator peak of the compiled step"
+                else:
+                    peak = "no memory figures were taken"
+                warnings.append(
+                    f"{who}: FLOPs and the tensor-level peak describe the eager maths of the step (compiled code "
+                    f"runs as written on the measuring step); {peak}; step times and RSS describe the compiled "
+                    "execution")
+            else:
+                warnings.append(f"{who}, but no compiled frame ran in the measured steps: every figure describes "
+                                "eager execution")
+        if alloc is not None and alloc is self._allocator and self._compiles_in_allocator_step:
+            warnings.append(f"torch.compile compiled graphs during untimed step {alloc.step} as well; its allocator "
+                            "peak may include compilation")
+        untracked = None
+        if rss is not None and step_peak is not None:
+            untracked = rss.peak_rss_delta_bytes_median - growth
+            if untracked > max(UNTRACKED_FLAG_BYTES, growth):
+                warnings.append(f"the step's RSS grew {untracked / 2**20:,.1f} MiB beyond its live tensors: memory "
+                                "neither the tensor-level tracker nor the allocator sees (tensors over foreign "
+                                "memory such as torch.from_numpy, allocator caching, memory outside torch); read "
+                                "peak RSS beside the step peak")
+        return dict(flops=flops, live_memory=live, allocator_memory=alloc, step_peak_bytes=step_peak,
+                    step_peak_execution=execution_peak, step_peak_source=source, execution=execution,
+                    peak_difference_note=note, untracked_bytes=untracked, warnings=tuple(warnings))
+
     def report(self) -> ProfileRecord:
         """The figures so far as a :class:`~gonprof.records.ProfileRecord`."""
         steps = tuple(self._steps)
@@ -452,18 +621,9 @@ class Profiler:
             ts = [s.phase_time_s[name] for s in steps if name in s.phase_time_s]
             if ts:
                 phase_time[name] = summarize(ts, self.noisy_threshold)
-        live = self._figures.get("live_memory")
-        untracked, warnings = None, list(self._compiled_warning())
-        if rss is not None and live is not None:
-            untracked = rss.peak_rss_delta_bytes_median - (live.peak_live_bytes - live.start_live_bytes)
-            if untracked > max(UNTRACKED_FLAG_BYTES, live.peak_live_bytes - live.start_live_bytes):
-                warnings.append(f"the step's RSS grew {untracked / 2**20:,.1f} MiB beyond its live tensors: memory "
-                                "the tensor-level tracker cannot see (tensors over foreign memory such as "
-                                "torch.from_numpy, kernel scratch, allocator caching); read peak RSS beside the "
-                                "tensor peak")
+        mem = self._memory_figures(rss)
         return ProfileRecord(
-            untracked_bytes=untracked,
-            warnings=tuple(warnings),
+            **mem,
             status=status,
             message=message,
             environment=self._environment or Environment.capture(self.device),
@@ -479,8 +639,6 @@ class Profiler:
             measuring_step_time_s=self._measuring_step_time_s,
             models=self._model_params,
             persistent=self._persistent,
-            flops=self._figures.get("flops"),
-            live_memory=self._figures.get("live_memory"),
             rss=rss,
             cuda_memory=cuda,
             step_time=step_time,

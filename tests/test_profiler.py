@@ -381,6 +381,7 @@ def test_an_empty_step_measures_zero_bytes_when_its_batch_is_made_between_steps(
             prof.step()
     rec = prof.report()
     assert rec.live_memory.peak_live_bytes == 0 and rec.live_memory.start_live_bytes == 0
+    assert rec.allocator_memory.peak_bytes == 0 and rec.step_peak_bytes == 0  # the allocator saw nothing either
     assert all(s.step_time_s < 0.04 for s in rec.steps)  # the 50 ms of preparation are not in the steps
     assert batch.numel() == 10_000
 
@@ -414,9 +415,11 @@ with prof:
         prof.step()
 rec = prof.report()
 print(json.dumps({"untracked": rec.untracked_bytes, "live": rec.live_memory.peak_live_bytes,
+                  "allocator": rec.allocator_peak_bytes, "step_peak": rec.step_peak_bytes,
                   "warnings": list(rec.warnings)}))
 """)
     assert out["live"] == 0  # the tracker saw nothing
+    assert out["allocator"] == 0 and out["step_peak"] == 0  # numpy's memory is not torch's allocator's
     assert out["untracked"] >= 60 * 2**20
     assert out["warnings"] and "beyond its live tensors" in out["warnings"][0]
 
@@ -428,8 +431,9 @@ def test_an_ordinary_step_has_no_untracked_warning():
     assert rec.untracked_bytes is not None and not rec.warnings
 
 
-def test_a_compiled_model_is_never_a_silent_mix():
-    """torch.compile'd models: the record says which figures describe eager and which compiled execution."""
+def test_a_compiled_model_that_never_ran_compiled_says_every_figure_is_eager():
+    """A torch.compile'd model gets an allocator step; where no compiled frame ran in it, the record says every
+    figure describes eager execution (tests/test_measure_allocator.py runs compiled code)."""
     import torch.nn as nn
 
     from gonprof.profiler import Profiler
@@ -441,9 +445,74 @@ def test_a_compiled_model_is_never_a_silent_mix():
         while not prof.done:
             prof.step()
     rec = prof.report()
-    assert any("compiled with torch.compile" in w and "eager" in w for w in rec.warnings)
+    assert prof.allocator_steps == [1] and rec.warmup_steps == 2
+    assert any("compiled with torch.compile, but no compiled frame ran" in w for w in rec.warnings)
+    assert set(rec.execution.values()) == {"eager"} and rec.step_peak_execution == "eager"
     plain = Profiler(models={"D": model}, optimizers={}, warmup=1, active=1)
     with plain:
         while not plain.done:
             plain.step()
     assert not plain.report().warnings
+
+
+def test_allocator_peak_beside_the_tensor_peak_on_every_profile():
+    """The measuring step also takes the allocator-level peak; for a plain Linear step the two agree within the
+    tolerance, the step peak is the tensor-level one, and every figure says it describes eager execution."""
+    lin, opt, x = _linear_setup()
+    rec = _train_profiled(lin, opt, x, warmup=2, active=2)
+    am, lm = rec.allocator_memory, rec.live_memory
+    assert am.step == rec.measuring_step == 1 and am.execution == "eager"
+    assert am.start_bytes == lm.start_live_bytes
+    assert abs(am.peak_bytes - lm.peak_live_bytes) <= 2**20 and rec.peak_difference_note == ""
+    assert (rec.step_peak_bytes, rec.step_peak_execution, rec.step_peak_source) == (lm.peak_live_bytes, "eager",
+                                                                                      "tensor-level")
+    assert rec.execution == {"flops": "eager", "live_memory": "eager", "allocator_memory": "eager",
+                             "step_time": "eager", "rss": "eager"}
+    row = rec.to_row()
+    assert row["allocator_peak_bytes"] == am.peak_bytes and row["step_peak_execution"] == "eager"
+
+
+def test_a_record_from_before_the_allocator_peak_still_loads_and_renders():
+    from rich.console import Console
+
+    doc = json.loads(_record().to_json())
+    for key in ("allocator_memory", "step_peak_bytes", "step_peak_execution", "step_peak_source", "execution",
+                "peak_difference_note"):
+        del doc[key]
+    old = ProfileRecord.from_json(json.dumps(doc))
+    assert old.allocator_memory is None and old.step_peak_bytes is None and old.execution == {}
+    assert not old.compiled
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render_record(old))
+    assert "allocator peak" not in console.file.getvalue()
+
+
+def test_render_shows_the_allocator_peak_its_difference_and_why():
+    import dataclasses
+
+    from rich.console import Console
+
+    from gonprof.profiler import peak_difference_note
+    from gonprof.records import AllocatorMemory
+
+    mib = 2**20
+    rec = _record()
+    lm = dataclasses.replace(rec.live_memory, peak_live_bytes=100 * mib)
+    am = AllocatorMemory(peak_bytes=30 * mib, peak_delta_bytes=30 * mib, start_bytes=0, allocated_bytes=30 * mib,
+                         execution="compiled", step=3, compiled_frames=1)
+    compiled = rec.replace(live_memory=lm, allocator_memory=am, step_peak_bytes=30 * mib,
+                           step_peak_execution="compiled", step_peak_source="allocator",
+                           execution={"flops": "eager", "live_memory": "eager", "allocator_memory": "compiled",
+                                      "step_time": "compiled"},
+                           peak_difference_note=peak_difference_note(100 * mib, am))
+    console = Console(file=io.StringIO(), width=250)
+    console.print(render_record(ProfileRecord.from_json(compiled.to_json())))
+    out = console.file.getvalue()
+    assert "│ step peak" in out and "compiled execution" in out
+    assert "allocator peak" in out and "30.00 MiB" in out and "untimed step 3" in out
+    assert "-70.00 MiB" in out and "compiled buffers" in out
+    assert "eager maths of the compiled step" in out
+    console = Console(file=io.StringIO(), width=250)
+    console.print(render_record(rec))
+    out = console.file.getvalue()
+    assert "within tolerance" in out and "│ step peak" not in out

@@ -3,6 +3,7 @@
 - :mod:`gonprof.measure.params`: parameter counts, persistent-state bytes.
 - :mod:`gonprof.measure.flops`: FLOPs of a step (FLOPs = 2 x MACs), the per-module forward table.
 - :mod:`gonprof.measure.memory`: tensor-level live bytes during a step.
+- :mod:`gonprof.measure.allocator`: the allocator-level peak of a step (compiled code runs compiled).
 - :mod:`gonprof.measure.rss`: the process's peak RSS during a step.
 - :mod:`gonprof.measure.timing`: Timer and timing statistics.
 - :mod:`gonprof.measure.comm`: the bytes DistributedDataParallel all-reduces (a counting comm hook).
@@ -24,6 +25,7 @@ _LAZY = {
     "ForwardRow": "gonprof.measure.flops",
     "LiveBytesTracker": "gonprof.measure.memory",
     "track_live_bytes": "gonprof.measure.memory",
+    "AllocatorPeak": "gonprof.measure.allocator",
     "RssPeak": "gonprof.measure.rss",
     "RssSample": "gonprof.measure.rss",
     "Timer": "gonprof.measure.timing",

@@ -86,6 +86,9 @@ def _short(name: str) -> str:
     return name.split(".", 1)[1] if name.startswith("aten.") else name
 
 
+_COMPILE_HOOKS_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks on modules"
+
+
 class ModuleScope:
     """Names the innermost running module (of the given models) during forward.
 
@@ -132,8 +135,14 @@ class ModuleScope:
             self._stack.pop()
 
     def __enter__(self) -> "ModuleScope":
+        import warnings
+
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+        # torch warns that these global hooks fire for a torch.compile'd module's wrapper too; the scope
+        # expects that (the wrapper is a module of the models, its original module a child of it)
+        warnings.filterwarnings("ignore", message=_COMPILE_HOOKS_WARNING, category=UserWarning)
+        self._warning_filter = warnings.filters[0]
         self._handles = [
             register_module_forward_pre_hook(self._pre),
             register_module_forward_hook(self._post, always_call=True),
@@ -141,10 +150,16 @@ class ModuleScope:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        import warnings
+
         for h in self._handles:
             h.remove()
         self._handles = []
         self._stack.clear()
+        try:
+            warnings.filters.remove(self._warning_filter)
+        except (AttributeError, ValueError):
+            pass
 
     def ancestors(self, fqn: str) -> Iterator[str]:
         cur: Optional[str] = fqn

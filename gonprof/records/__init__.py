@@ -21,8 +21,9 @@ from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRec
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .distributed import CommFigures, DistributedProfileRecord, RankRecord
 from .files import RECORD_KINDS, load_extra, load_records, save_records
-from .profile import (CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams, ModuleFlops, PersistentBytes,
-                      ProfileRecord, RssFigures, StepRecord, TimingStats, host_load, records_to_csv)
+from .profile import (COMPILED, EAGER, AllocatorMemory, CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams,
+                      ModuleFlops, PersistentBytes, ProfileRecord, RssFigures, StepRecord, TimingStats, host_load,
+                      peak_tolerance_bytes, records_to_csv)
 
 __all__ = [
     "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",
@@ -31,6 +32,7 @@ __all__ = [
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "CommFigures", "DistributedProfileRecord", "RankRecord",
     "RECORD_KINDS", "load_extra", "load_records", "save_records",
-    "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams", "ModuleFlops", "PersistentBytes",
-    "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load", "records_to_csv",
+    "COMPILED", "EAGER", "AllocatorMemory", "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams",
+    "ModuleFlops", "PersistentBytes", "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load",
+    "peak_tolerance_bytes", "records_to_csv",
 ]

@@ -5,6 +5,7 @@
 - :class:`PersistentBytes`: parameter / buffer / gradient / optimizer-state bytes held between steps.
 - :class:`FlopFigures`: FLOPs of one whole step (FLOPs = 2 x MACs), per phase, module and operator.
 - :class:`LiveMemory`: tensor-level live bytes during the measuring step (peak, split by category).
+- :class:`AllocatorMemory`: the allocator-level peak of an untimed step, from the allocator's own figures.
 - :class:`RssFigures`: the process's resident-set high-water mark per timed step.
 - :class:`CudaMemory`: ``max_memory_allocated`` / ``max_memory_reserved``.
 - :class:`TimingStats`: median / p10 / p90 / mean of step (or phase) times.
@@ -198,6 +199,57 @@ class LiveMemory(_Serialisable):
         return self.peak_live_bytes - self.start_live_bytes
 
 
+#: Execution a figure describes: the step as written (``eager``) or as torch.compile runs it (``compiled``).
+EAGER, COMPILED = "eager", "compiled"
+
+#: The allocator-level and tensor-level peaks are said to differ when they differ by more than
+#: ``PEAK_TOLERANCE_FRACTION`` of the tensor-level peak plus ``PEAK_TOLERANCE_BYTES``.  Both are exact
+#: counts of the same step, so any difference has a cause; the tolerance only decides which ones a reader
+#: is told about: 1 MiB absorbs the small scratch buffers every step has (reductions, BLAS packing), 5 %
+#: a few percent of workspace on large steps, neither of which changes what fits in memory.
+PEAK_TOLERANCE_FRACTION = 0.05
+PEAK_TOLERANCE_BYTES = 2**20
+
+
+def peak_tolerance_bytes(tensor_peak_bytes: int) -> int:
+    """The difference between allocator-level and tensor-level peaks above which a record says why."""
+    return int(PEAK_TOLERANCE_FRACTION * tensor_peak_bytes) + PEAK_TOLERANCE_BYTES
+
+
+@dataclass(frozen=True)
+class AllocatorMemory(_Serialisable):
+    """The allocator-level peak of one untimed step, from the allocator's own figures (no dispatch mode, so
+    torch.compile'd code runs compiled).
+
+    ``peak_bytes`` = ``start_bytes`` + ``peak_delta_bytes``, on the basis of
+    :attr:`LiveMemory.peak_live_bytes`: ``start_bytes`` is the storage bytes of
+    the known persistent state (parameters, buffers, gradients, optimizer
+    state) at the step's start, and ``peak_delta_bytes`` the most bytes the
+    allocator held, over the whole step, beyond what it held at the start.
+    On the CPU that is a running sum of torch.profiler's memory events (every
+    allocation made in the step and its free, and the free of a known-state
+    block; frees of other blocks made before the step, such as the batch, are
+    not counted, as the tensor-level tracker does not count them).  On CUDA it
+    is ``max_memory_allocated`` minus ``memory_allocated`` at the start (every
+    free counts; blocks rounded to 512 bytes).  ``allocated_bytes``: the sum
+    of the step's allocations.  ``execution``: ``compiled`` when compiled
+    frames ran in the step (``compiled_frames`` of them, torch.profiler's
+    ``Torch-Compiled Region`` events), else ``eager``; ``dynamo_frames``: calls
+    that entered a torch.compile'd frame with compiled code (``TorchDynamo Cache
+    Lookup``) plus frames Dynamo saw for the first time, compiled or not.
+    """
+
+    peak_bytes: int
+    peak_delta_bytes: int
+    start_bytes: int
+    allocated_bytes: int
+    execution: str = EAGER
+    step: Optional[int] = None
+    compiled_frames: int = 0
+    dynamo_frames: int = 0
+    method: str = ""
+
+
 @dataclass(frozen=True)
 class RssFigures(_Serialisable):
     """Process resident set size during the timed steps.
@@ -296,11 +348,24 @@ class ProfileRecord(JsonRecord):
     step_time: Optional[TimingStats] = None
     phase_time: dict[str, TimingStats] = field(default_factory=dict)
     steps: tuple[StepRecord, ...] = ()
-    # RSS growth beyond what the tensor-level tracker saw: median timed-step RSS delta minus the measuring
-    # step's live-tensor growth (peak - start).  Memory the dispatcher cannot see: tensors over foreign
-    # memory (torch.from_numpy), kernel scratch, allocator caching.  None without both figures.
+    # RSS growth beyond the step peak: median timed-step RSS delta minus the step peak's growth (peak - start;
+    # the tensor-level peak, or the allocator peak where the step ran compiled).  Memory neither the dispatcher
+    # nor the allocator sees: tensors over foreign memory (torch.from_numpy), allocator caching, memory outside
+    # torch.  None without both figures.
     untracked_bytes: Optional[int] = None
     warnings: tuple[str, ...] = ()  # what a reader must know before trusting a figure
+    # the allocator-level peak beside the tensor-level one (None in records made before it existed)
+    allocator_memory: Optional[AllocatorMemory] = None
+    # the step's peak memory as the step runs: the tensor-level peak, or, where compiled code ran, the
+    # allocator peak of the step that ran compiled; its execution ("eager" / "compiled") and source
+    step_peak_bytes: Optional[int] = None
+    step_peak_execution: Optional[str] = None
+    step_peak_source: Optional[str] = None  # "tensor-level" or "allocator"
+    # per figure (flops, live_memory, allocator_memory, step_time, rss, cuda_memory): "eager" or "compiled"
+    execution: dict[str, str] = field(default_factory=dict)
+    # why the allocator-level and tensor-level peaks differ, where they differ by more than the tolerance
+    # (records.profile.peak_tolerance_bytes); "" when they agree or either is missing
+    peak_difference_note: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -322,6 +387,15 @@ class ProfileRecord(JsonRecord):
     @property
     def peak_rss_delta_bytes(self) -> Optional[int]:
         return self.rss.peak_rss_delta_bytes if self.rss else None
+
+    @property
+    def allocator_peak_bytes(self) -> Optional[int]:
+        return self.allocator_memory.peak_bytes if self.allocator_memory else None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether compiled code ran in the profiled steps (some figure describes compiled execution)."""
+        return COMPILED in self.execution.values()
 
     @property
     def step_time_s_median(self) -> Optional[float]:
@@ -389,6 +463,24 @@ class ProfileRecord(JsonRecord):
             row["peak_live_delta_bytes"] = lm.peak_live_delta_bytes
             for ph, v in lm.peak_live_bytes_by_phase.items():
                 row[f"phase_{ph}_peak_live_bytes"] = v
+        if self.allocator_memory is not None:
+            am = self.allocator_memory
+            row.update(
+                allocator_peak_bytes=am.peak_bytes,
+                allocator_peak_delta_bytes=am.peak_delta_bytes,
+                allocator_allocated_bytes=am.allocated_bytes,
+                allocator_execution=am.execution,
+                allocator_compiled_frames=am.compiled_frames,
+            )
+        if self.step_peak_bytes is not None:
+            row.update(step_peak_bytes=self.step_peak_bytes, step_peak_execution=self.step_peak_execution,
+                       step_peak_source=self.step_peak_source)
+        for fig, ex in self.execution.items():
+            row[f"execution_{fig}"] = ex
+        if self.peak_difference_note:
+            row["peak_difference_note"] = self.peak_difference_note
+        if self.untracked_bytes is not None:
+            row["untracked_bytes"] = self.untracked_bytes
         if self.rss is not None:
             row.update(
                 rss_method=self.rss.method,

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gonprof.records import ProfileRecord, TimingStats
+from gonprof.records import ProfileRecord, TimingStats, peak_tolerance_bytes
 
 from .formats import (_mflop, _mib, _ms, _status, _timing_cell, _title, format_bytes, format_count, format_flops,
                       format_seconds)
@@ -28,21 +28,29 @@ def summary_table(rec: ProfileRecord) -> Table:
     t.add_row(
         "steps (count)",
         f"{rec.warmup_steps} + {rec.timed_steps}",
-        "untimed (incl. the measuring step) + timed",
+        "untimed (incl. the measuring step"
+        + (", and the allocator step that ran compiled" if rec.step_peak_source == "allocator" else "") + ") + timed",
     )
     t.add_row("params (count)", format_count(rec.params_total), "all models, total")
+    eager_maths = "; eager maths of the compiled step" if rec.compiled else ""
     if rec.flops is not None:
         f = rec.flops
-        t.add_row("FLOPs / step", format_flops(f.flops_per_step), "whole step, FLOPs = 2 x MACs")
+        t.add_row("FLOPs / step", format_flops(f.flops_per_step), "whole step, FLOPs = 2 x MACs" + eager_maths)
         t.add_row("  forward", format_flops(f.forward_flops), "outside the autograd engine")
         t.add_row("  backward", format_flops(f.backward_flops), "inside the autograd engine")
     if rec.persistent is not None:
         p = rec.persistent
         t.add_row("persistent state", format_bytes(p.total_bytes), "params + buffers + grads + optimizer state")
+    if rec.step_peak_bytes is not None and rec.step_peak_source == "allocator":
+        t.add_row(Text("step peak", style="bold"), format_bytes(rec.step_peak_bytes),
+                  f"{rec.step_peak_execution} execution: the allocator peak below")
     if rec.live_memory is not None:
         lm = rec.live_memory
-        t.add_row("peak live tensors", format_bytes(lm.peak_live_bytes), "tensor storages, incl. persistent state")
+        t.add_row("peak live tensors", format_bytes(lm.peak_live_bytes),
+                  "tensor storages, incl. persistent state" + eager_maths)
         t.add_row("  activations", format_bytes(lm.peak_live_activation_bytes), "activations + temporaries at the peak")
+    for row in allocator_rows(rec):
+        t.add_row(*row)
     if rec.rss is not None:
         t.add_row(
             "peak RSS delta",
@@ -50,8 +58,8 @@ def summary_table(rec: ProfileRecord) -> Table:
             f"over RSS at step start ({format_bytes(rec.rss.rss_baseline_bytes)}), method {rec.rss.method}",
         )
     if rec.untracked_bytes is not None:
-        t.add_row("RSS beyond tensors", format_bytes(rec.untracked_bytes),
-                  "median RSS delta minus live-tensor growth: memory the tracker cannot see")
+        t.add_row("RSS beyond the step peak", format_bytes(rec.untracked_bytes),
+                  "median RSS delta minus the step peak's growth: memory neither tracker nor allocator sees")
     if rec.cuda_memory is not None:
         t.add_row("CUDA max allocated", format_bytes(rec.cuda_memory.max_memory_allocated_bytes), "reset per step")
         t.add_row("CUDA max reserved", format_bytes(rec.cuda_memory.max_memory_reserved_bytes), "reset per step")
@@ -64,6 +72,27 @@ def summary_table(rec: ProfileRecord) -> Table:
             + (f"; NOISY: spread {st.spread:.0%} > {st.noisy_threshold:.0%}" if st.noisy else ""),
         )
     return t
+
+
+def allocator_rows(rec: ProfileRecord) -> list[tuple[Any, str, Any]]:
+    """The allocator-level peak beside the tensor-level one, their difference, and why they differ."""
+    am = rec.allocator_memory
+    if am is None:
+        return []
+    source = "CUDA max_memory_allocated" if am.method.startswith("torch.cuda") else "CPU allocator events"
+    rows: list[tuple[Any, str, Any]] = [(
+        "allocator peak", format_bytes(am.peak_bytes),
+        f"{source}, untimed step {am.step}, {am.execution} execution; persistent state + allocator growth")]
+    lm = rec.live_memory
+    if lm is not None:
+        diff = am.peak_bytes - lm.peak_live_bytes
+        value = ("+" if diff > 0 else "") + format_bytes(diff)
+        if rec.peak_difference_note:
+            rows.append(("  allocator - tensors", value, Text(rec.peak_difference_note, style="yellow")))
+        else:
+            tol = peak_tolerance_bytes(lm.peak_live_bytes)
+            rows.append(("  allocator - tensors", value, f"within tolerance ({format_bytes(tol)}: 5% + 1 MiB)"))
+    return rows
 
 
 def params_table(rec: ProfileRecord) -> Table:
