@@ -34,6 +34,9 @@ class Verdict:
         return asdict(self)
 
 
+TIME_TOLERANCE = 0.98  # a row trained for a time budget counts as trained for it from 98% of it
+
+
 @dataclass(frozen=True)
 class Budget:
     """How far the rows of a comparison trained: the fewest steps and the shortest time of any row."""
@@ -45,7 +48,7 @@ class Budget:
         """Why this budget is below a claim's (\"\" when it is not)."""
         if steps and self.steps < steps:
             return f"trained {self.steps:,} of the {steps:,} iterations the claim is judged at"
-        if time_s and self.time_s < time_s:
+        if time_s and self.time_s < TIME_TOLERANCE * time_s:  # a time budget stops at the end of a step
             return f"trained {self.time_s:,.0f} s of the {time_s:,.0f} s the claim is judged at"
         return ""
 
@@ -192,10 +195,10 @@ def _test_error(key: str, paper: float) -> Callable:
     """Semi-supervised test error (a fraction) against the paper's (a fraction): holds within 1.5x + 0.5 pp."""
     def judge(rows, budget):
         r = _row(rows, key)
-        if r.test_error is None:
+        if r.test_error_fraction is None:
             raise _Missing(f"{key} has no test error")
-        measured = f"{r.test_error:.2%} of {r.n_test:,} held-out images"
-        if r.test_error <= 1.5 * paper + 0.005:
+        measured = f"{r.test_error_fraction:.2%} of {r.n_test_images:,} held-out images"
+        if r.test_error_fraction <= 1.5 * paper + 0.005:
             return measured, HOLDS, ""
         return measured, FAILS, f"above 1.5x the paper's {paper:.2%} plus 0.5 points"
     return judge
@@ -325,8 +328,9 @@ def judge(preset: Optional[str], rows: list[RunRecord]) -> list[Verdict]:
     claims = CLAIMS.get(preset or "", ())
     if not claims:
         return []
-    trained = [r for r in rows if r.kind == "run"]
+    # the budget of the rows that finished: a failed row says so in its own claims ("no finished ... row")
+    trained = [r for r in rows if r.kind == "run" and r.status == "ok"]
     budget = Budget(steps=min((r.train_steps or 0 for r in trained), default=0),
-                    time_s=min((max(r.time_budget_s or 0.0, r.train_time_s or 0.0) for r in trained), default=0.0))
+                    time_s=min((r.train_time_s or 0.0 for r in trained), default=0.0))
     by_key = _rows_by_key(rows)
     return [c.verdict(by_key, budget) for c in claims]

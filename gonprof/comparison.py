@@ -328,7 +328,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     from .metrics.scores import score_samples
 
     if callable(getattr(step, "test_error", None)):  # a classifier discriminator (improved-gan)
-        rec = rec.replace(test_error=step.test_error(held.images, held.labels), n_test=len(held))
+        rec = rec.replace(test_error_fraction=step.test_error(held.images, held.labels), n_test_images=len(held))
     torch.manual_seed(spec.seed)
     unrefined = None
     if callable(getattr(step, "sample_with_unrefined", None)):  # a refining sampler (dcd)

@@ -131,9 +131,9 @@ def _timed(mode, arch, peak_mib, step_ms, **kw):
 
 def _gon(gon_mib=6.0, gan_mib=10.0, gon_ms=105.0, gan_ms=100.0, on_class=0.9, time_s=300.0):
     return [_timed("gon", "gon-mnist-mlp", gon_mib, gon_ms, quality=_q(fid=50.0, on_class=on_class),
-                   time_budget_s=time_s),
+                   time_budget_s=300.0, train_time_s=time_s),
             _timed("gan", "gon-mnist-mlp", gan_mib, gan_ms, quality=_q(fid=45.0, on_class=0.99),
-                   time_budget_s=time_s)]
+                   time_budget_s=300.0, train_time_s=time_s + 1.0)]
 
 
 def test_gon_claims_read_the_gon_and_gan_rows_of_one_architecture():
@@ -155,11 +155,22 @@ def test_gon_quality_claims_wait_for_the_time_budget_but_memory_and_time_do_not(
     v = claims.judge("gon", _gon(time_s=60.0))
     assert [x.verdict for x in v] == [claims.UNSURE, claims.UNSURE, claims.HOLDS, claims.UNSURE]
     assert "trained 60 s of the 300 s" in v[0].reason
+    # trained time, not the time asked for: 294 s is 98% of 300 s (a budget ends at a step's end); 293 s is short
+    assert claims.judge("gon", _gon(time_s=294.0))[0].verdict == claims.HOLDS
+    assert claims.judge("gon", _gon(time_s=293.0))[0].verdict == claims.UNSURE
+
+
+def test_a_failed_row_does_not_shorten_the_budget_of_the_rows_that_finished():
+    rows = _igan([0.01] * 4)
+    rows[0] = rows[0].replace(status="oom", train_steps=0, message="out of memory")
+    v = claims.judge("improved-gan", rows)
+    assert v[0].verdict == claims.UNSURE and "no finished labels-20 row" in v[0].reason
+    assert [x.verdict for x in v[1:]] == [claims.HOLDS] * 3  # 1% <= 1.5 x paper + 0.5 points, at the full budget
 
 
 def _igan(errors, steps=claims.IGAN_STEPS):
     return [_row("improved-gan-mlp", 20.0, steps=steps).replace(mode="improved-gan", variant=f"labels-{n}",
-                                                                test_error=e, n_test=5000)
+                                                                test_error_fraction=e, n_test_images=5000)
             for n, e in zip((20, 50, 100, 200), errors)]
 
 
@@ -235,3 +246,36 @@ def test_report_judges_a_saved_presets_claims_again(tmp_path):
     save_records(rows, tmp_path / "plain.json")  # a comparison without a preset has no claims table
     assert api.report_claims(tmp_path / "plain.json") == (None, [])
     assert "claims of preset" not in CliRunner().invoke(app, ["report", str(tmp_path / "plain.json")]).output
+
+
+# -- the rows the claims read, filled by a real (tiny) comparison ----------------------------
+
+def test_dcd_samples_before_and_after_refinement_start_from_the_same_z(one_thread):
+    import torch
+
+    from gonprof.modes.build import build_step
+
+    step = build_step("dcd", "dcd-mnist-sn", langevin_steps=2)
+    torch.manual_seed(3)
+    raw, refined = step.sample_with_unrefined(6)
+    torch.manual_seed(3)
+    assert torch.equal(raw, step.fake_from(step.latent(6)).clamp(-1, 1))  # G(z) of the very z refined
+    assert not torch.equal(raw, refined)  # the Langevin steps moved them
+    torch.manual_seed(3)
+    # sample() draws the refined half (to a rounding: spectral norm's power iteration moves at every D forward)
+    assert torch.allclose(step.sample(6), refined, atol=1e-3) and not torch.allclose(raw, refined, atol=1e-3)
+
+
+def test_a_comparison_fills_the_fields_the_dcd_and_improved_gan_claims_read(tmp_path, one_thread):
+    from gonprof import api
+
+    rows = api.compare(["dcd"], out=tmp_path / "dcd", steps=1, batch_size=8, n_samples=20, profile_steps=1,
+                       hparams={"langevin_steps": 1, "n_critic": 1}, isolate=False)
+    run = [r for r in rows if r.kind == "run"][0]
+    assert run.status == "ok" and run.quality_unrefined is not None and run.quality is not None
+    assert run.quality_unrefined.n_samples == run.quality.n_samples == 20 and run.test_error_fraction is None
+    rows = api.compare(["improved-gan"], out=tmp_path / "igan", steps=1, batch_size=8, n_samples=20,
+                       profile_steps=1, isolate=False)
+    run = [r for r in rows if r.kind == "run"][0]
+    assert run.status == "ok" and run.n_test_images == 5000  # the embedded split's held-out half
+    assert 0.0 <= run.test_error_fraction <= 1.0 and run.quality_unrefined is None

@@ -71,7 +71,7 @@ def test_compare_shows_fid_before_refinement_and_test_error_only_for_rows_that_h
     assert "FID before refinement" not in plain and "test error" not in plain
     run = rows[1]
     dcd = run.replace(variant="pixel", quality_unrefined=run.quality.replace(fid=432.5))
-    igan = run.replace(variant="labels-100", test_error=0.0433, n_test=5000)
+    igan = run.replace(variant="labels-100", test_error_fraction=0.0433, n_test_images=5000)
     text = _text(render.render_any([rows[0], dcd, igan]), width=250)
     assert "FID before refinement" in text and "432.50" in text  # the unrefined FID of the dcd row
     assert "test error (%)" in text and "4.33" in text  # 0.0433 as a percentage

@@ -81,8 +81,8 @@ class RunRecord(JsonRecord):
     cpus: Optional[list] = None  # the cores the row's worker was pinned to (compare --jobs)
     # the mode's samples before its refinement (dcd: G(z) without the Langevin steps), scored at the same N
     quality_unrefined: Optional[QualityRecord] = None
-    test_error: Optional[float] = None  # improved-gan: fraction of held-out images argmax D(x) misclassifies
-    n_test: Optional[int] = None  # held-out labelled images test_error was measured on
+    test_error_fraction: Optional[float] = None  # improved-gan: share of held-out images argmax D(x) misclassifies
+    n_test_images: Optional[int] = None  # held-out labelled images the test error was measured on
 
     @property
     def label(self) -> str:
@@ -105,8 +105,8 @@ class RunRecord(JsonRecord):
             row.update({f"quality.{k}": v for k, v in self.quality.to_dict().items()})
         if self.quality_unrefined is not None:
             row.update({f"quality_unrefined.{k}": v for k, v in self.quality_unrefined.to_dict().items()})
-        if self.test_error is not None:
-            row.update({"test_error": self.test_error, "n_test": self.n_test})
+        if self.test_error_fraction is not None:
+            row.update({"test_error_fraction": self.test_error_fraction, "n_test_images": self.n_test_images})
         return row
 
 

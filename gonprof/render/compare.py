@@ -67,7 +67,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     what = "held-out real images" + (f" of class{'es' if len(kept) > 1 else ''} {','.join(map(str, kept))}"
                                      if kept is not None else "")
     refined = any(r.quality_unrefined is not None for r in rows)
-    tested = any(r.test_error is not None for r in rows)
+    tested = any(r.test_error_fraction is not None for r in rows)
     quality = Table(title=f"{title}: quality of the samples", title_justify="left",
                     caption=f"N={n} samples vs {n}{held} {what} in the features of {extractor}; "
                             "the floor row scores real images the same way; * Pareto-optimal on "
@@ -92,7 +92,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
             if kept is not None:
                 cells.append(f"{100 * q.on_class_fraction:.0f}" if q.on_class_fraction is not None else "-")
             if tested:
-                cells.append(f"{100 * r.test_error:.2f}" if r.test_error is not None else "-")
+                cells.append(f"{100 * r.test_error_fraction:.2f}" if r.test_error_fraction is not None else "-")
         else:
             cells += ["-"] * (len(cols) - 2)
         cells.append(r.status if r.status == "ok" and not r.message else
