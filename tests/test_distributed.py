@@ -391,3 +391,30 @@ def test_a_rank_without_a_record_fails_the_run_and_the_first_cause_is_named():
     assert rec.rank(2).status == "error" and rec.rank(2).message == "left no record"
     loaded = json.loads(rec.to_json())
     assert loaded["ranks"][2]["profile"] is None
+
+
+def test_a_bare_distributed_record_loads_as_one_and_report_renders_every_rank(tmp_path):
+    # what record.to_json() writes (no results-file wrapper): read as the distributed record it is, not as
+    # an empty profile
+    ranks = [_rank(0, 1000, 3 * 2**20, 0.010, 4096), _rank(1, 1000, 5 * 2**20, 0.012, 4096)]
+    rec = DistributedProfileRecord.assemble(ranks, world_size=2, backend="gloo", batch_size=4)
+    path = tmp_path / "bare.json"
+    path.write_text(rec.to_json())
+    [loaded] = load_records(path)
+    assert isinstance(loaded, DistributedProfileRecord) and loaded == rec
+    res = invoke("report", path)
+    assert res.exit_code == 0, res.output
+    assert "spread" in res.stdout and "4,096" in res.stdout
+
+
+def test_a_bare_record_that_is_no_profile_is_one_line_not_an_empty_profile(tmp_path):
+    from gonprof.records import RecordError
+
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"schema_version": 1, "world": 2, "figures": {"flops": 1}}))
+    with pytest.raises(RecordError, match=r"not a profile or distributed record \(keys figures, world\)"):
+        load_records(path)
+    res = invoke("report", path)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "not a profile or distributed record" in res.output
+    assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, res.stderr
