@@ -68,6 +68,20 @@ def test_running_peak_pairs_frees_by_address_and_skips_blocks_from_before():
     assert _running_peak([(1, 1, -1, -5), (1, 0, 0x1, 10)]) == (10, 10)
 
 
+def test_running_peak_frees_a_block_before_its_address_is_reused_at_the_same_time():
+    # 50 B at 0xA; at time 2 it is freed and a new 10 B block is allocated at the same address; 100 B at 0xB
+    # at time 3: live 50, then 10, then 10 + 100 = 110 B.  (Merging the two blocks at 0xA would give 60, then
+    # 0 when the free removes both, then 100.)  Allocated: 50 + 10 + 100 = 160 B.
+    events = [(1, 0, 0xA, 50), (2, 1, 0xA, -50), (2, 0, 0xA, 10), (3, 0, 0xB, 100)]
+    assert _running_peak(events) == (110, 160)
+    # the other frees at that time still come after the allocations (the larger peak).  Time 1: 50 B at 0xA
+    # and 30 B at 0xC (80 B).  Time 2: 0xA freed (30 B), 10 B at 0xA (40 B), 45 B at 0xD (85 B), 0xC freed
+    # (55 B): peak 85 B (every free first: 55; none first, the blocks at 0xA merged: 135).  Allocated 135 B.
+    events = [(1, 0, 0xA, 50), (1, 0, 0xC, 30),
+              (2, 1, 0xA, -50), (2, 1, 0xC, -30), (2, 0, 0xA, 10), (2, 0, 0xD, 45)]
+    assert _running_peak(events) == (85, 135)
+
+
 def test_an_empty_step_measures_zero_bytes():
     with AllocatorPeak() as ap:
         pass

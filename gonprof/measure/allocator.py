@@ -298,18 +298,31 @@ class AllocatorPeak(Instrument):
 def _running_peak(events: list[tuple[int, int, int, int]]) -> tuple[int, int]:
     """(peak of the running sum, bytes allocated) of (time, order, ptr, bytes) events: allocations (bytes > 0)
     and their frees by address, and known-state frees (ptr -1); frees of blocks allocated before are skipped.
-    At equal times allocations come first (the larger peak)."""
+    At equal times allocations come first (the larger peak), except that a free of a live block comes
+    before an allocation at its address: the allocator reused the address, so the block was freed first
+    (the events' recorded order is lost: they come from the profiler's event tree, not in time order)."""
+    from itertools import groupby
+
     live: dict[int, int] = {}
     cur = peak = allocated = 0
-    for _t, _o, ptr, nbytes in sorted(events):
-        if nbytes > 0:
+    for _t, same_time in groupby(sorted(events), key=lambda e: e[0]):
+        group = list(same_time)
+        allocs = [e for e in group if e[3] > 0]
+        frees = [e for e in group if e[3] <= 0]
+        for ptr in dict.fromkeys(e[2] for e in allocs if e[2] in live):
+            i = next((k for k, e in enumerate(frees) if e[2] == ptr), None)
+            if i is not None:  # the old block at this address is freed before the new one is allocated
+                frees.pop(i)
+                cur -= live.pop(ptr)
+        for _t2, _o, ptr, nbytes in allocs:
             live[ptr] = live.get(ptr, 0) + nbytes
             cur += nbytes
             allocated += nbytes
             if cur > peak:
                 peak = cur
-        elif ptr == -1:
-            cur += nbytes
-        elif ptr in live:
-            cur -= live.pop(ptr)
+        for _t2, _o, ptr, nbytes in frees:
+            if ptr == -1:
+                cur += nbytes
+            elif ptr in live:
+                cur -= live.pop(ptr)
     return peak, allocated
