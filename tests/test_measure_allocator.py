@@ -175,6 +175,45 @@ def test_stderr_filter_keeps_everything_but_the_allocator_line(capfd):
     assert err == "first line\nlast line\n"
 
 
+def test_stderr_filter_passes_a_line_on_at_once_and_loses_none_when_the_process_dies():
+    """A line the step writes reaches stderr while the step still runs; a process killed inside the filter
+    (here it ends itself with os._exit, as SIGKILL would end it) has written its last lines, less the
+    profiler's."""
+    import subprocess
+    import sys
+    import textwrap
+    import threading
+    from pathlib import Path
+
+    code = textwrap.dedent('''
+        import os, sys
+        from gonprof.measure.allocator import _StderrFilter
+        with _StderrFilter():
+            os.write(2, b"[W CPUAllocator.cpp:245] Memory block of unknown size was allocated before the "
+                        b"profiling started\\n")
+            os.write(2, b"MemoryError: out of memory in the step\\n")
+            print("written", flush=True)
+            sys.stdin.readline()  # the step goes on until the parent has seen the line
+            os._exit(1)
+    ''')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    deadline = threading.Timer(60, p.kill)  # a line held back until the step ends would wait for ever
+    deadline.start()
+    try:
+        assert p.stdout.readline() == b"written\n"
+        assert p.stderr.readline() == b"MemoryError: out of memory in the step\n"  # before the step ends
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        assert p.wait(timeout=60) == 1
+        assert p.stderr.read() == b""  # the profiler's line never came
+    finally:
+        deadline.cancel()
+        p.kill()
+        p.wait()
+
+
 def test_gonprof_profile_writes_none_of_the_profilers_own_lines_to_stderr():
     """In a fresh process (the allocator's line comes once per 1000 frees of unknown blocks, the first time)."""
     import subprocess
