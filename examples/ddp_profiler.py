@@ -40,6 +40,7 @@ from rich.console import Console  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 import gonprof  # noqa: E402 gonprof
+from gonprof.records import save_records  # noqa: E402 gonprof
 from gonprof.render import render_distributed  # noqa: E402 gonprof
 
 
@@ -92,9 +93,8 @@ def main() -> None:
     record = gonprof.gather_records(prof.report(), comm=counter)  # gonprof: every rank's record, on rank 0
     if record is not None:  # rank 0
         Console().print(render_distributed(record))
-        if args.json:
-            with open(args.json, "w") as fh:
-                fh.write(record.to_json())
+        if args.json:  # a results file that `gonprof report` renders
+            save_records([record], args.json)
     dist.destroy_process_group()
 
 

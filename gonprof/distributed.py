@@ -12,7 +12,8 @@ batches and noise, profiles the step (:func:`gonprof.ddp.profile_rank`) and writ
 
 A rank that fails writes its record with the failure and exits 1; the elastic launcher then stops the
 other ranks (a rank waiting in an all-reduce would wait for ever), which leave no record.  Ctrl-C here
-stops the launcher, which stops the ranks.  The folder is removed when every rank succeeded (or the run
+stops the launcher, which stops the ranks (a second Ctrl-C kills its process group at once); ranks left
+running are killed by the pid each wrote.  The folder is removed when every rank succeeded (or the run
 was interrupted) and kept, named in the record's message, when one failed.
 """
 
@@ -87,16 +88,44 @@ def launch(spec: RankSpec, nproc: int, workdir: Optional[Path] = None) -> Distri
     spec_path = out / "spec.json"
     spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
     env = dict(os.environ, OMP_NUM_THREADS=str(spec.threads))
-    interrupted = False
-    with open(out / "launcher.log", "w") as log:
-        proc = subprocess.Popen(launcher_command(nproc, spec_path, out), stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)  # Ctrl-C reaches this process only
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop(proc)
-    _stop_leftover_ranks(out, nproc)
+    interrupted, proc, settled, keep = False, None, False, False
+    try:
+        with open(out / "launcher.log", "w") as log:
+            proc = subprocess.Popen(launcher_command(nproc, spec_path, out), stdout=log,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)  # Ctrl-C reaches this process only
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                interrupted = True
+                _stop(proc)
+        _stop_leftover_ranks(out, spec_path, nproc)
+        settled = True
+        record = _assemble(spec, nproc, out, interrupted)
+        if not interrupted and not (record.status == "ok" and proc.returncode == 0):
+            keep = True  # the folder's logs are named in the record's message
+            if record.status == "ok":  # every rank wrote a good record, yet the launcher failed
+                tail = _last_line(out / "launcher.log")
+                record = record.replace(status="error", message=f"the launcher exited with status "
+                                                                f"{proc.returncode}: {tail}")
+            record = record.replace(message=f"{record.message} (launcher and rank logs: {out})")
+        return record
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        keep = True  # an unexpected error: its logs stay beside the traceback
+        raise
+    finally:
+        if not settled:  # something escaped before the run was settled: nothing of it keeps running
+            if proc is not None and proc.poll() is None:
+                _stop(proc, grace_s=0.0)
+            _stop_leftover_ranks(out, spec_path, nproc)
+        if workdir is None and not keep:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _assemble(spec: RankSpec, nproc: int, out: Path, interrupted: bool) -> DistributedProfileRecord:
+    """The record from the ranks' files in ``out``; a rank without one failed (or was interrupted)."""
     ranks = []
     for r in range(nproc):
         rec = _read_rank(out, r)
@@ -109,51 +138,80 @@ def launch(spec: RankSpec, nproc: int, workdir: Optional[Path] = None) -> Distri
                                  message="left no record" + (f" (its last words: {tail})" if tail else ""))
         ranks.append(rec)
     first = next((r.profile for r in ranks if r.profile is not None), None)
-    record = DistributedProfileRecord.assemble(
+    return DistributedProfileRecord.assemble(
         ranks, world_size=nproc, backend=spec.backend, launcher=LAUNCHER, device=spec.device,
         threads_per_rank=spec.threads, arch=spec.arch, mode=spec.mode,
         generator=first.generator if first is not None else spec.generator, batch_size=spec.batch_size,
         ddp=dict(first.extra.get("ddp", {})) if first is not None else {},
         extra={"seed": spec.seed, "rank_seeds": "seed + rank", "preset": spec.preset},
         warnings=tuple(dict.fromkeys(w for r in ranks if r.profile is not None for w in r.profile.warnings)))
-    if interrupted or (record.status == "ok" and proc.returncode == 0):
-        if workdir is None:
-            shutil.rmtree(out, ignore_errors=True)
-    else:
-        if record.status == "ok":  # every rank wrote a good record, yet the launcher failed
-            tail = _last_line(out / "launcher.log")
-            record = record.replace(status="error", message=f"the launcher exited with status {proc.returncode}: "
-                                                            f"{tail}")
-        record = record.replace(message=f"{record.message} (launcher and rank logs: {out})")
-    return record
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """Stop the launcher: SIGTERM (it stops its ranks), then SIGKILL after ``grace_s``."""
+    """Stop the launcher's process group: SIGTERM (the launcher stops its ranks), then SIGKILL after
+    ``grace_s`` or at once on another Ctrl-C while waiting (``grace_s`` 0: SIGKILL straight away)."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+        if grace_s > 0:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+                return
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):  # a second Ctrl-C: no more waiting
+                pass
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     except ProcessLookupError:
         pass
+    while True:  # SIGKILL cannot be refused: this wait is short, and further Ctrl-Cs do not cut it off
+        try:
+            proc.wait()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
-def _stop_leftover_ranks(out: Path, nproc: int) -> None:
-    """SIGKILL any rank still running once the launcher has gone (each wrote its pid at start)."""
+def _stop_leftover_ranks(out: Path, spec_path: Path, nproc: int) -> None:
+    """SIGKILL any rank still running once the launcher has gone (each wrote its pid at start).
+
+    A pid is only this run's rank when its command line is this run's (``gonprof.worker ddp-rank`` with
+    this run's spec and folder) and the process started no later than its pid file was written: a pid
+    reused since by another process (another run's rank, a compare row, a fit trial) is left alone.
+    """
+    for r in range(nproc):
+        pid_file = out / f"rank-{r}.pid"
+        try:
+            pid = int(pid_file.read_text())
+            written = pid_file.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        _kill_if_rank(pid, written, spec_path, out)
+
+
+def _kill_if_rank(pid: int, written: float, spec_path: Path, out: Path) -> bool:
+    """SIGKILL ``pid`` when it is the rank of this run that wrote its pid file at ``written`` (the
+    file's mtime); whether it did."""
     import psutil
 
-    for r in range(nproc):
-        try:
-            pid = int((out / f"rank-{r}.pid").read_text())
-            p = psutil.Process(pid)
-            if "gonprof.worker" in " ".join(p.cmdline()):
-                p.kill()
-        except (OSError, ValueError, psutil.Error):
-            continue
+    try:
+        p = psutil.Process(pid)
+        cmdline = p.cmdline()
+        # the process's start (/proc/PID/stat field 22, from boot, plus the boot time, which the kernel
+        # gives in whole seconds rounded down: never later than the true start)
+        started = p.create_time()
+    except (psutil.Error, OSError):
+        return False
+    args = " ".join(cmdline)
+    if not ("gonprof.worker" in args and "ddp-rank" in cmdline and str(spec_path) in cmdline
+            and str(out) in cmdline):
+        return False
+    if started > written:  # started after the rank wrote its pid: the pid was reused
+        return False
+    try:
+        p.kill()
+    except psutil.Error:
+        return False
+    return True
 
 
 def _read_rank(out: Path, r: int) -> Optional[RankRecord]:

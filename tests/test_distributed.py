@@ -391,3 +391,131 @@ def test_a_rank_without_a_record_fails_the_run_and_the_first_cause_is_named():
     assert rec.rank(2).status == "error" and rec.rank(2).message == "left no record"
     loaded = json.loads(rec.to_json())
     assert loaded["ranks"][2]["profile"] is None
+
+
+def test_a_bare_distributed_record_loads_as_one_and_report_renders_every_rank(tmp_path):
+    # what record.to_json() writes (no results-file wrapper): read as the distributed record it is, not as
+    # an empty profile
+    ranks = [_rank(0, 1000, 3 * 2**20, 0.010, 4096), _rank(1, 1000, 5 * 2**20, 0.012, 4096)]
+    rec = DistributedProfileRecord.assemble(ranks, world_size=2, backend="gloo", batch_size=4)
+    path = tmp_path / "bare.json"
+    path.write_text(rec.to_json())
+    [loaded] = load_records(path)
+    assert isinstance(loaded, DistributedProfileRecord) and loaded == rec
+    res = invoke("report", path)
+    assert res.exit_code == 0, res.output
+    assert "spread" in res.stdout and "4,096" in res.stdout
+
+
+def test_a_bare_record_that_is_no_profile_is_one_line_not_an_empty_profile(tmp_path):
+    from gonprof.records import RecordError
+
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"schema_version": 1, "world": 2, "figures": {"flops": 1}}))
+    with pytest.raises(RecordError, match=r"not a profile or distributed record \(keys figures, world\)"):
+        load_records(path)
+    res = invoke("report", path)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "not a profile or distributed record" in res.output
+    assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, res.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# stopping the launcher and its ranks
+# --------------------------------------------------------------------------------------------------
+
+def _sleeper(*args, ignore_term=False):
+    """A process that sleeps, with ``args`` on its command line, once it has started (exec'd)."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)" if ignore_term
+            else "import time; time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], start_new_session=True)
+    for _ in range(500):
+        if "-c" in psutil.Process(proc.pid).cmdline():
+            break
+        time.sleep(0.01)
+    time.sleep(0.2 if ignore_term else 0)  # the SIGTERM handler is set
+    return proc
+
+
+def test_only_this_runs_ranks_are_killed_by_their_pid_files(tmp_path):
+    import time
+
+    from gonprof.distributed import _stop_leftover_ranks
+
+    out, other = tmp_path / "run", tmp_path / "other-run"
+    out.mkdir()
+    spec = out / "spec.json"
+    rank0 = _sleeper("-m", "gonprof.worker", "ddp-rank", spec, out)  # this run's rank
+    stranger = _sleeper("-m", "gonprof.worker", "ddp-rank", other / "spec.json", other)  # another run's
+    late = _sleeper("-m", "gonprof.worker", "ddp-rank", spec, out)  # a pid reused after the file was written
+    try:
+        time.sleep(0.05)
+        for r, proc in enumerate((rank0, stranger, late)):
+            (out / f"rank-{r}.pid").write_text(str(proc.pid))
+        old = time.time() - 3600  # rank 2's pid file was written an hour before its process started
+        os.utime(out / "rank-2.pid", (old, old))
+        _stop_leftover_ranks(out, spec, 3)
+        assert rank0.wait(timeout=10) == -9
+        time.sleep(0.2)
+        assert stranger.poll() is None and late.poll() is None
+    finally:
+        for proc in (rank0, stranger, late):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_second_ctrl_c_while_the_launcher_stops_kills_it_at_once():
+    import time
+
+    from gonprof.distributed import _stop
+
+    proc = _sleeper(ignore_term=True)  # a launcher that would take its whole grace period
+    wait = proc.wait
+
+    def ctrl_c_while_waiting(timeout=None):
+        if timeout is not None:  # the grace wait after SIGTERM: the user presses Ctrl-C again
+            raise KeyboardInterrupt
+        return wait()
+
+    proc.wait = ctrl_c_while_waiting
+    stubborn = proc
+    t0 = time.monotonic()
+    _stop(stubborn, grace_s=30.0)
+    assert stubborn.returncode == -9 and time.monotonic() - t0 < 10
+
+
+def test_a_second_ctrl_c_during_launch_still_gives_a_record_and_removes_its_folder(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from gonprof import distributed
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    monkeypatch.setattr(distributed, "launcher_command", lambda n, spec, out: [sys.executable, "-c", code])
+    presses, launched = [], []
+
+    class CtrlCTwice(subprocess.Popen):
+        def wait(self, timeout=None):
+            if len(presses) < 2:  # Ctrl-C while the run goes, and again while it stops
+                import time
+
+                time.sleep(0.3)
+                presses.append(timeout)
+                launched.append(self)
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", CtrlCTwice)
+    spec = distributed.RankSpec(arch="mlp-gan", mode="gan", batch_size=2)
+    rec = distributed.launch(spec, 2)
+    assert presses == [None, 30.0] and launched[0].returncode == -9  # SIGKILLed, not waited for
+    assert rec.status == "interrupted" and [r.status for r in rec.ranks] == ["interrupted"] * 2
+    assert list(tmp_path.glob("gonprof-ddp-*")) == []  # the folder went with the run

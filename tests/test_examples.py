@@ -32,11 +32,17 @@ def test_example_runs(script, tmp_path):
         rec = ProfileRecord.from_json((tmp_path / "rec.json").read_text())
         assert rec.status == "ok" and rec.timed_steps == 8 and rec.flops.flops_per_step > 0
     if script.name == "ddp_profiler.py":  # two gloo ranks, each profiled, gathered to rank 0
-        from gonprof.records import DistributedProfileRecord
+        from typer.testing import CliRunner
 
-        rec = DistributedProfileRecord.from_json((tmp_path / "rec.json").read_text())
+        from gonprof.cli import app
+        from gonprof.records import DistributedProfileRecord, load_records
+
+        [rec] = load_records(tmp_path / "rec.json")  # a results file, as gonprof report reads it
+        assert isinstance(rec, DistributedProfileRecord)
         assert rec.status == "ok" and rec.world_size == 2 and [r.rank for r in rec.ranks] == [0, 1]
         assert rec.backend == "gloo" and "spread" in r.stdout
+        report = CliRunner().invoke(app, ["report", str(tmp_path / "rec.json")])
+        assert report.exit_code == 0 and "spread" in report.stdout and "130,472" in report.stdout, report.output
         # SmallConvNet: conv1 1*8*9+8 = 80, conv2 8*16*9+16 = 1,168, head 16*14*14*10+10 = 31,370 parameters;
         # one backward per step all-reduces 4 bytes of each
         params = 80 + 1_168 + 31_370

@@ -68,6 +68,20 @@ def test_running_peak_pairs_frees_by_address_and_skips_blocks_from_before():
     assert _running_peak([(1, 1, -1, -5), (1, 0, 0x1, 10)]) == (10, 10)
 
 
+def test_running_peak_frees_a_block_before_its_address_is_reused_at_the_same_time():
+    # 50 B at 0xA; at time 2 it is freed and a new 10 B block is allocated at the same address; 100 B at 0xB
+    # at time 3: live 50, then 10, then 10 + 100 = 110 B.  (Merging the two blocks at 0xA would give 60, then
+    # 0 when the free removes both, then 100.)  Allocated: 50 + 10 + 100 = 160 B.
+    events = [(1, 0, 0xA, 50), (2, 1, 0xA, -50), (2, 0, 0xA, 10), (3, 0, 0xB, 100)]
+    assert _running_peak(events) == (110, 160)
+    # the other frees at that time still come after the allocations (the larger peak).  Time 1: 50 B at 0xA
+    # and 30 B at 0xC (80 B).  Time 2: 0xA freed (30 B), 10 B at 0xA (40 B), 45 B at 0xD (85 B), 0xC freed
+    # (55 B): peak 85 B (every free first: 55; none first, the blocks at 0xA merged: 135).  Allocated 135 B.
+    events = [(1, 0, 0xA, 50), (1, 0, 0xC, 30),
+              (2, 1, 0xA, -50), (2, 1, 0xC, -30), (2, 0, 0xA, 10), (2, 0, 0xD, 45)]
+    assert _running_peak(events) == (85, 135)
+
+
 def test_an_empty_step_measures_zero_bytes():
     with AllocatorPeak() as ap:
         pass
@@ -159,6 +173,45 @@ def test_stderr_filter_keeps_everything_but_the_allocator_line(capfd):
         os.write(2, b"last line\n")
     err = capfd.readouterr().err
     assert err == "first line\nlast line\n"
+
+
+def test_stderr_filter_passes_a_line_on_at_once_and_loses_none_when_the_process_dies():
+    """A line the step writes reaches stderr while the step still runs; a process killed inside the filter
+    (here it ends itself with os._exit, as SIGKILL would end it) has written its last lines, less the
+    profiler's."""
+    import subprocess
+    import sys
+    import textwrap
+    import threading
+    from pathlib import Path
+
+    code = textwrap.dedent('''
+        import os, sys
+        from gonprof.measure.allocator import _StderrFilter
+        with _StderrFilter():
+            os.write(2, b"[W CPUAllocator.cpp:245] Memory block of unknown size was allocated before the "
+                        b"profiling started\\n")
+            os.write(2, b"MemoryError: out of memory in the step\\n")
+            print("written", flush=True)
+            sys.stdin.readline()  # the step goes on until the parent has seen the line
+            os._exit(1)
+    ''')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    deadline = threading.Timer(60, p.kill)  # a line held back until the step ends would wait for ever
+    deadline.start()
+    try:
+        assert p.stdout.readline() == b"written\n"
+        assert p.stderr.readline() == b"MemoryError: out of memory in the step\n"  # before the step ends
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        assert p.wait(timeout=60) == 1
+        assert p.stderr.read() == b""  # the profiler's line never came
+    finally:
+        deadline.cancel()
+        p.kill()
+        p.wait()
 
 
 def test_gonprof_profile_writes_none_of_the_profilers_own_lines_to_stderr():

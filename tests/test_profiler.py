@@ -462,8 +462,16 @@ def test_allocator_peak_beside_the_tensor_peak_on_every_profile():
     rec = _train_profiled(lin, opt, x, warmup=2, active=2)
     am, lm = rec.allocator_memory, rec.live_memory
     assert am.step == rec.measuring_step == 1 and am.execution == "eager"
-    assert am.start_bytes == lm.start_live_bytes
-    assert abs(am.peak_bytes - lm.peak_live_bytes) <= 2**20 and rec.peak_difference_note == ""
+    # By hand, Linear(16, 4) with Adam: parameters 16*4*4 + 4*4 = 272 B, their gradients 272 B, Adam's two
+    # moments 2 * 272 B and its two step counts 2 * 4 B: 1,096 B at the start of the measuring step.  The
+    # step's peak is in Adam's update of the weight: sqrt(exp_avg_sq) and its quotient by the bias
+    # correction, 256 B each, live together beside the 1,096 B (the loss is freed by then): 1,608 B.
+    assert am.start_bytes == lm.start_live_bytes == 1_096
+    assert lm.peak_live_bytes == 1_096 + 2 * 256 == 1_608
+    # The allocator also sees the small blocks each op with a scalar argument makes below the dispatcher
+    # (three 8 B and one 4 B, freed as the op ends; read from the allocator's events, the tensor tracker
+    # never sees them): 1,608 + 28 = 1,636 B, within the tolerance, so no note.
+    assert am.peak_bytes == 1_608 + 3 * 8 + 4 == 1_636 and rec.peak_difference_note == ""
     assert (rec.step_peak_bytes, rec.step_peak_execution, rec.step_peak_source) == (lm.peak_live_bytes, "eager",
                                                                                       "tensor-level")
     assert rec.execution == {"flops": "eager", "live_memory": "eager", "allocator_memory": "eager",

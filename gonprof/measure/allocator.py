@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+import threading
 import weakref
 from typing import Any, Mapping, Optional
 
@@ -97,21 +97,43 @@ def dynamo_compile_count() -> int:
 
 class _StderrFilter:
     """Keeps the profiler's own lines (:data:`_PROFILER_NOISE`) out of stderr: file descriptor 2 goes to a
-    temporary file while the profiler runs and everything else written there is copied back afterwards, in
-    order.  Nothing else is lost; what the step writes to stderr appears when the step ends."""
+    pipe while the profiler runs, and a thread copies every other line to the real stderr as it arrives, in
+    order.  Nothing is held back: a line the step writes reaches stderr at once, even if the process dies
+    during the step (a half line waits for its end, or for the filter's end).  The pipe's buffer is made
+    1 MiB where the system allows, so that C++ code writing while it holds the GIL cannot fill it before
+    the thread runs."""
+
+    _PIPE_BYTES = 1 << 20
 
     def __enter__(self) -> "_StderrFilter":
         self._saved: Optional[int] = None
+        self._thread: Optional[threading.Thread] = None
         try:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):
             pass
+        read_fd = write_fd = out_fd = None
         try:
-            self._tmp = tempfile.TemporaryFile()
+            read_fd, write_fd = os.pipe()
+            try:
+                import fcntl
+
+                fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), self._PIPE_BYTES)
+            except (ImportError, OSError):
+                pass
+            out_fd = os.dup(2)  # the thread's copy of the real stderr
             self._saved = os.dup(2)
-            os.dup2(self._tmp.fileno(), 2)
+            os.dup2(write_fd, 2)
         except (OSError, ValueError):
+            for fd in (read_fd, write_fd, out_fd, self._saved):
+                if fd is not None:
+                    os.close(fd)
             self._saved = None
+            return self
+        os.close(write_fd)  # fd 2 is now the pipe's only writer here
+        self._thread = threading.Thread(target=_copy_filtered, args=(read_fd, out_fd),
+                                        name="gonprof-stderr-filter", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -121,18 +143,42 @@ class _StderrFilter:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):
             pass
-        os.dup2(self._saved, 2)
+        os.dup2(self._saved, 2)  # closes this process's write end: the thread reads to the end
         os.close(self._saved)
         self._saved = None
-        try:
-            self._tmp.seek(0)
-            kept = b"".join(line for line in self._tmp.read().splitlines(keepends=True)
-                            if not any(noise in line for noise in _PROFILER_NOISE))
-            self._tmp.close()
-            while kept:
-                kept = kept[os.write(2, kept):]
-        except OSError:
-            pass
+        if self._thread is not None:
+            # a process started during the step may still hold the write end: the thread then goes on
+            # copying its lines until it exits
+            self._thread.join(timeout=1.0)
+            self._thread = None
+
+
+def _copy_filtered(read_fd: int, out_fd: int) -> None:
+    """Copy whole lines from ``read_fd`` to ``out_fd`` as they arrive, less the profiler's own; at the end
+    of the pipe, whatever is left; then close both."""
+
+    def write(data: bytes) -> None:
+        while data:
+            data = data[os.write(out_fd, data):]
+
+    pending = b""
+    try:
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not any(noise in line for noise in _PROFILER_NOISE))
+            if kept:
+                write(kept)
+        if pending and not any(noise in pending for noise in _PROFILER_NOISE):
+            write(pending)
+    except OSError:
+        pass
+    finally:
+        os.close(read_fd)
+        os.close(out_fd)
 
 
 class AllocatorPeak(Instrument):
@@ -298,18 +344,31 @@ class AllocatorPeak(Instrument):
 def _running_peak(events: list[tuple[int, int, int, int]]) -> tuple[int, int]:
     """(peak of the running sum, bytes allocated) of (time, order, ptr, bytes) events: allocations (bytes > 0)
     and their frees by address, and known-state frees (ptr -1); frees of blocks allocated before are skipped.
-    At equal times allocations come first (the larger peak)."""
+    At equal times allocations come first (the larger peak), except that a free of a live block comes
+    before an allocation at its address: the allocator reused the address, so the block was freed first
+    (the events' recorded order is lost: they come from the profiler's event tree, not in time order)."""
+    from itertools import groupby
+
     live: dict[int, int] = {}
     cur = peak = allocated = 0
-    for _t, _o, ptr, nbytes in sorted(events):
-        if nbytes > 0:
+    for _t, same_time in groupby(sorted(events), key=lambda e: e[0]):
+        group = list(same_time)
+        allocs = [e for e in group if e[3] > 0]
+        frees = [e for e in group if e[3] <= 0]
+        for ptr in dict.fromkeys(e[2] for e in allocs if e[2] in live):
+            i = next((k for k, e in enumerate(frees) if e[2] == ptr), None)
+            if i is not None:  # the old block at this address is freed before the new one is allocated
+                frees.pop(i)
+                cur -= live.pop(ptr)
+        for _t2, _o, ptr, nbytes in allocs:
             live[ptr] = live.get(ptr, 0) + nbytes
             cur += nbytes
             allocated += nbytes
             if cur > peak:
                 peak = cur
-        elif ptr == -1:
-            cur += nbytes
-        elif ptr in live:
-            cur -= live.pop(ptr)
+        for _t2, _o, ptr, nbytes in frees:
+            if ptr == -1:
+                cur += nbytes
+            elif ptr in live:
+                cur -= live.pop(ptr)
     return peak, allocated

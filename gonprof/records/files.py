@@ -51,7 +51,7 @@ def load_extra(path: Any) -> dict:
 
 
 def load_records(path: Any) -> "list[Any]":
-    """Read a file written by :func:`save_records` (or one bare record)."""
+    """Read a file written by :func:`save_records` (or one bare profile or distributed record)."""
     from pathlib import Path
 
     path = Path(path)
@@ -69,7 +69,7 @@ def load_records(path: Any) -> "list[Any]":
         raise RecordError(f"{path}: the result of a training run (gonprof train); gonprof report renders "
                           f"profile, compare, score, estimate, fit, scaling and distributed files")
     elif isinstance(data, dict) and "schema_version" in data:
-        kind, items = "profile", [data]
+        kind, items = _bare_kind(path, data), [data]
     else:
         raise RecordError(f"{path}: not a gonprof results file")
     cls = RECORD_KINDS.get(kind)
@@ -79,6 +79,22 @@ def load_records(path: Any) -> "list[Any]":
         return [cls.from_json(json.dumps(item)) for item in items]
     except (TypeError, ValueError, KeyError) as exc:
         raise RecordError(f"{path}: malformed {kind} record ({exc})") from None
+
+
+def _bare_kind(path: Any, data: dict) -> str:
+    """The kind of one bare record (a record's own ``to_json``, not a results file): a distributed record
+    (it has ``ranks`` and ``world_size``) or a profile record; any other keys are an error, never a profile
+    with its figures dropped."""
+    import dataclasses
+
+    if "ranks" in data and "world_size" in data:
+        return "distributed"
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(ProfileRecord)})
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise RecordError(f"{path}: a bare record that is not a profile or distributed record (keys {shown}); "
+                          f"write results with gonprof.records.save_records")
+    return "profile"
 
 
 def _kind_of(record: Any) -> str:
