@@ -337,10 +337,12 @@ def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", gen
 
 
 def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTrial:
-    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``,
-    a Ray worker or node that died ``lost``)."""
+    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal, or by Ray's
+    memory monitor, is ``killed``; a Ray worker or node that died, or any other Ray error, ``lost``)."""
     result, elapsed = outcome.result, outcome.wall_s
     if result is None:
+        if outcome.oom and not outcome.interrupted:
+            return BatchTrial(batch_size=batch_size, status="killed", elapsed_s=elapsed, message=outcome.oom)
         if outcome.lost:
             return BatchTrial(batch_size=batch_size, status="lost", elapsed_s=elapsed, message=outcome.lost)
         if outcome.timed_out or outcome.interrupted or outcome.error:  # not a verdict on the batch size

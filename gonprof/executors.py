@@ -12,8 +12,9 @@ each as it starts (``on_start(k, spec)``, the spec as it runs: cores and threads
   ``threads``);
 - ``ray``: every job a Ray task that starts the same worker process on its node (the Ray worker is
   never reused, ``max_calls=1``, and never retried, ``max_retries=0``), reserving ``cpus_per_run`` CPUs
-  (the job's torch threads) and ``gpus_per_run`` whole GPUs; a job whose Ray worker or node died is an
-  outcome with ``lost`` set, not a hang.  Without ``address`` a local cluster is started for the
+  (the job's torch threads) and ``gpus_per_run`` whole GPUs; a job whose Ray worker or node died (or that
+  met any other Ray error: unschedulable, a failure of Ray itself) is an outcome with ``lost`` set, not a
+  hang, and one that Ray's memory monitor killed an outcome with ``oom`` set (too big, as the OOM killer's).  Without ``address`` a local cluster is started for the
   session and stopped after it.
 
 Ctrl-C stops the jobs still running (their outcomes say ``interrupted``), starts no more, and keeps the
@@ -227,6 +228,12 @@ def _ray_job(kind: str, spec: dict, workdir: Optional[str], timeout_s: Optional[
     return dataclasses.asdict(outcome)
 
 
+def _first_line(exc: BaseException, prefix: str = "") -> str:
+    """``Type: first line of the message`` (at most 300 characters), after ``prefix`` when given."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return (f"{prefix}: " if prefix else "") + f"{type(exc).__name__}: {first}"[:300]
+
+
 class RaySession(Session):
     """Every job a Ray task in a fresh Ray worker that runs the job's worker process on its node."""
 
@@ -282,14 +289,15 @@ class RaySession(Session):
                     wall = time.perf_counter() - t0
                     try:
                         outcome = Outcome(**ray.get(ref))
-                    except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OwnerDiedError, rx.ObjectLostError) as exc:
-                        first = (str(exc).strip().splitlines() or [""])[0]
+                    except rx.OutOfMemoryError as exc:  # Ray's memory monitor killed the task: too big
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
-                                          lost=f"{type(exc).__name__}: {first}"[:300])
+                                          oom=_first_line(exc, "killed by Ray's memory monitor"))
                     except rx.RayTaskError as exc:
                         cause = exc.as_instanceof_cause()
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
                                           error=f"{type(cause).__name__}: {cause}".splitlines()[0][:300])
+                    except rx.RayError as exc:  # its worker or node died, it could not be scheduled, Ray failed
+                        outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall, lost=_first_line(exc))
                     outcomes[k] = outcome
                     if on_done:
                         on_done(k, outcome)

@@ -40,6 +40,7 @@ class Outcome:
     unreadable: str = ""  # why RESULT.json could not be read, when it exists
     lost: str = ""  # the worker was lost with the Ray worker or node that held it (gonprof.executors)
     error: str = ""  # the worker could not be run at all (e.g. its folder could not be made on a Ray node)
+    oom: str = ""  # the worker was killed for memory by something other than its own cap (Ray's memory monitor)
 
     @property
     def signal_name(self) -> Optional[str]:
@@ -52,10 +53,12 @@ class Outcome:
 
     def failure(self) -> tuple[str, str]:
         """(status, one-line message) for a worker that left no result: ``interrupted``, ``lost``
-        (with its Ray worker or node), ``oom`` (killed by SIGKILL, or its last words say memory ran out)
-        or ``error``."""
+        (with its Ray worker or node), ``oom`` (killed by SIGKILL or by Ray's memory monitor, or its last
+        words say memory ran out) or ``error``."""
         if self.interrupted:
             return "interrupted", "interrupted (Ctrl-C)"
+        if self.oom:
+            return "oom", self.oom
         if self.lost:
             return "lost", self.lost
         if self.error:
