@@ -294,3 +294,19 @@ def test_a_fit_trial_that_meets_another_ray_error_is_lost_and_the_finished_trial
     [rec] = load_records(path)
     assert rec.status == "error" and "TaskUnschedulableError: no node can hold it" in rec.message
     assert sorted((t.batch_size, t.status) for t in rec.trials) == [(224, "fits"), (225, "lost")]
+
+
+def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypatch):
+    import gonprof.budget as bud
+
+    caps = []
+
+    def result_of(spec):
+        caps.append(spec["cap_bytes"])
+        return measured(100 * spec["batch_size"])
+
+    monkeypatch.setitem(sys.modules, "ray", fake_ray(result_of))
+    monkeypatch.setattr(bud, "_available_bytes", lambda: 2**20)  # this machine: 1 MiB free
+    rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
+    assert rec.status == "ok" and rec.batch_size == 20, rec.message
+    assert set(caps) == {2 * 2000 + 256 * 2**20} and not any("below the budget" in n for n in rec.notes)
