@@ -18,7 +18,9 @@ each as it starts (``on_start(k, spec)``, the spec as it runs: cores and threads
   session and stopped after it.
 
 Ctrl-C stops the jobs still running (their outcomes say ``interrupted``), starts no more, and keeps the
-outcomes of those that finished; :attr:`Session.interrupted` says it happened.  Nothing here prints.
+outcomes of those that finished; :attr:`Session.interrupted` says it happened.  Any other exception (from
+an ``on_start`` or ``on_done``, say) stops the jobs still running too, and removes their temporary folders,
+before it goes on up.  Nothing here prints.
 """
 
 from __future__ import annotations
@@ -190,9 +192,12 @@ class LocalSession(Session):
                     if cores is not None:  # this run's own cores, shared with no other
                         spec.update(cpus=list(cores), threads=spec.get("threads") or len(cores))
                     folder, temporary = self._workdir(job)
+                    # held before it starts, so that whatever happens next, the finally below stops it
+                    running[k] = (Worker(job.kind, spec, folder, timeout_s=job.timeout_s, start=False), cores,
+                                  folder, temporary)
                     if on_start:
                         on_start(k, spec)
-                    running[k] = (Worker(job.kind, spec, folder, timeout_s=job.timeout_s), cores, folder, temporary)
+                    running[k][0].start()
                 ended = False
                 for k in list(running):
                     outcome = running[k][0].poll()
@@ -211,6 +216,12 @@ class LocalSession(Session):
                 worker.interrupted = True
                 worker.kill()
                 finish(k, worker._outcome())
+        finally:  # any other exception (a callback's, say): no worker left running, no temporary folder left
+            for k in list(running):
+                worker, _, folder, temporary = running.pop(k)
+                worker.kill()
+                if temporary:
+                    shutil.rmtree(folder, ignore_errors=True)
         return outcomes
 
 
@@ -304,7 +315,12 @@ class RaySession(Session):
         except KeyboardInterrupt:
             self.interrupted = True
             for ref, (k, t0) in pending.items():
-                ray.cancel(ref, force=True)
                 outcomes[k] = Outcome(result=None, returncode=None, tail="", wall_s=time.perf_counter() - t0,
                                       interrupted=True)
+        finally:  # Ctrl-C or any other exception (a callback's, say): no task left running on the cluster
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - a task that already ended, or a cluster already gone
+                    pass
         return outcomes

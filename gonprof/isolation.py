@@ -85,10 +85,11 @@ def last_line(path: Path) -> str:
 
 
 class Worker:
-    """One started worker process (:func:`start_worker`); :meth:`poll` without blocking, :meth:`kill`."""
+    """One worker process; :meth:`poll` without blocking, :meth:`wait`, :meth:`kill`."""
 
     def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None,
-                 timeout_s: Optional[float] = None, die_with_parent: bool = False):
+                 timeout_s: Optional[float] = None, die_with_parent: bool = False, start: bool = True):
+        self.kind, self.die_with_parent = kind, die_with_parent
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.spec_path, self.result_path = self.workdir / "spec.json", self.workdir / "result.json"
@@ -96,14 +97,24 @@ class Worker:
         self.spec_path.write_text(json.dumps(spec, indent=2))
         self.result_path.unlink(missing_ok=True)
         self.t0 = time.perf_counter()
+        self.timeout_s = timeout_s
+        self.interrupted = self.timed_out = False
+        self.proc: Optional[subprocess.Popen] = None
+        self._log = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the process (``start=False`` builds a worker to keep track of before it starts, so that
+        whoever holds it can always stop it)."""
+        self.t0 = time.perf_counter()
         self._log = open(self.log_path, "w")
         # a new session: Ctrl-C reaches the parent only, which then stops the worker
         # die_with_parent: killed with this process (a cancelled Ray task must not leave its worker running)
-        self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", kind, str(self.spec_path),
+        self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", self.kind, str(self.spec_path),
                                       str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent() if die_with_parent else None)
-        self.timeout_s = timeout_s
-        self.interrupted = self.timed_out = False
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent() if self.die_with_parent else None)
 
     def poll(self) -> Optional[Outcome]:
         """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
@@ -127,19 +138,24 @@ class Worker:
         return self._outcome()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        """Stop the process (if it started and still runs) and close its log."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        if self._log is not None:
+            self._log.close()
 
     def _outcome(self) -> Outcome:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         result, unreadable = None, ""
         if self.result_path.is_file() and not self.interrupted:
             try:
                 result = json.loads(self.result_path.read_text())
             except (OSError, ValueError) as exc:
                 unreadable = str(exc)
-        return Outcome(result=result, returncode=self.proc.returncode, tail=last_line(self.log_path),
+        return Outcome(result=result, returncode=self.proc.returncode if self.proc is not None else None,
+                       tail=last_line(self.log_path),
                        wall_s=time.perf_counter() - self.t0, interrupted=self.interrupted,
                        timed_out=self.timed_out, unreadable=unreadable)
 

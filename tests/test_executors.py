@@ -310,3 +310,47 @@ def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypat
     rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
     assert rec.status == "ok" and rec.batch_size == 20, rec.message
     assert set(caps) == {2 * 2000 + 256 * 2**20} and not any("below the budget" in n for n in rec.notes)
+
+
+# -- a callback that raises leaves nothing behind ---------------------------------------------------------
+
+class CallbackFailed(Exception):
+    pass
+
+
+@two_cores
+@pytest.mark.parametrize("which", ["on_start", "on_done"])
+def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder(which, tmp_path, monkeypatch):
+    import tempfile
+
+    import psutil
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the jobs' temporary folders go here
+    quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1})
+    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+                                "time_steps": 10**7}, timeout_s=300)
+    seen = []
+
+    def on_start(k, spec):
+        seen.append(("start", k))
+        if which == "on_start" and k == 1:
+            raise CallbackFailed
+
+    def on_done(k, outcome):
+        seen.append(("done", k))
+        if which == "on_done":
+            raise CallbackFailed
+
+    with pytest.raises(CallbackFailed):
+        with Executor(jobs=2).session() as session:
+            session.run([endless, quick] if which == "on_start" else [quick, endless], on_start=on_start,
+                        on_done=on_done)
+    assert ("start", 1) in seen and (which == "on_start" or ("done", 0) in seen)
+    def cmdline(p):
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # it ended meanwhile
+            return ""
+
+    workers = [p for p in psutil.Process().children(recursive=True) if "gonprof.worker" in cmdline(p)]
+    assert workers == [] and list(tmp_path.iterdir()) == []
