@@ -378,6 +378,10 @@ def profile(
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
+    if not scaling and (jobs, executor, address, cpus_per_run, gpus_per_run) != (1, "local", None, 1, 0):
+        raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
+                   "a profile runs its steps in this process" + (" (--nproc: in torch.distributed's ranks)"
+                                                                 if nproc is not None else ""), EXIT_USAGE)
     if nproc is not None:
         if scaling or estimate:
             raise fail("--nproc does not apply to --estimate / --scaling: they size one process's step", EXIT_USAGE)
@@ -389,9 +393,6 @@ def profile(
         return
     apply_threads(threads)
     placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
-    if not scaling and placement != executor_options(1, "local", None, 1, 0):
-        raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
-                   "a profile runs its steps in this process", EXIT_USAGE)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
                                             ("--per-class", per_class), ("--force", force)) if given]

@@ -68,6 +68,10 @@ def test_combinations_that_cannot_be_are_refused(kwargs, words):
     (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--estimate", "--jobs", 2], "--estimate runs its trials"),
     (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--address", "auto"], "the ray executor's"),
     (["profile", "--arch", "gon-mnist-mlp", "--jobs", 2], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--jobs", 2], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--executor", "ray"], "(--nproc: in torch.distributed"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--address", "auto"], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--cpus-per-run", 2], "place --scaling's points"),
     (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--estimate", "--executor", "ray"], "--estimate runs"),
     (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--cpus-per-run", 2], "the ray executor's"),
 ])
