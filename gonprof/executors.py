@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from .cores import can_pin, usable_cores
 from .isolation import Outcome, Worker
 from .records import RequestError
 
@@ -68,7 +69,10 @@ def import_ray():
 def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
     """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
     fewer cores than jobs (runs would share cores and their timings would not compare)."""
-    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
+    if jobs > 1 and not can_pin():
+        raise RequestError(f"--jobs {jobs} pins each run to its own cores, which this system cannot do "
+                           "(no sched_setaffinity); use --jobs 1 or --executor ray")
+    cores = usable_cores() if cores is None else list(cores)
     if jobs > len(cores):
         raise RequestError(f"--jobs {jobs}: this process may use {len(cores)} cores, so runs would share them; "
                            f"use --jobs {len(cores)} or fewer")
@@ -230,7 +234,7 @@ def _ray_job(kind: str, spec: dict, workdir: Optional[str], timeout_s: Optional[
     killed with the task if Ray cancels it; returns the :class:`Outcome`'s fields."""
     path = os.environ.get("PYTHONPATH")  # the worker imports the gonprof this task was sent from
     os.environ["PYTHONPATH"] = root + (os.pathsep + path if path else "")
-    folder, temporary = (Path(workdir), False) if workdir else (Path(tempfile.mkdtemp(prefix=f"gonprof-{kind}-")), True)
+    folder, temporary = Session._workdir(Job(kind, spec, Path(workdir) if workdir else None))
     try:
         outcome = Worker(kind, spec, folder, timeout_s=timeout_s, die_with_parent=True).wait()
     finally:

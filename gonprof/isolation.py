@@ -1,9 +1,11 @@
 """Run one piece of work in a fresh Python process: the isolation compare rows and fit trials share.
 
-:func:`run_worker` writes the work's spec as JSON into a folder, starts
+:class:`Worker` writes the work's spec as JSON into a folder, starts
 ``python -m gonprof.worker KIND SPEC.json RESULT.json`` in a new session (so
 that Ctrl-C reaches this process, which then stops the worker), sends the
-worker's output to a log file, waits, and reads the worker's JSON result back.
+worker's output to a log file and, once it ends (:meth:`Worker.poll`,
+:meth:`Worker.wait`), reads the worker's JSON result back.  The executors
+(:mod:`gonprof.executors`) start and watch workers.
 What happened is an :class:`Outcome`, never an exception: the result when
 there is one, else the exit code, the signal that ended the worker and the
 last line it printed, classified by :meth:`Outcome.failure`.
@@ -170,9 +172,3 @@ def _die_with_parent():
     except (OSError, AttributeError):
         return None
     return lambda: prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-
-
-def run_worker(kind: str, spec: dict[str, Any], workdir: Path, *, log_path: Optional[Path] = None,
-               timeout_s: Optional[float] = None, die_with_parent: bool = False) -> Outcome:
-    """Run ``python -m gonprof.worker KIND`` on ``spec`` in a fresh process and wait for it."""
-    return Worker(kind, spec, workdir, log_path, timeout_s, die_with_parent).wait()

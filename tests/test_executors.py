@@ -358,3 +358,16 @@ def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder
 
     workers = [p for p in psutil.Process().children(recursive=True) if "gonprof.worker" in cmdline(p)]
     assert workers == [] and list(tmp_path.iterdir()) == []
+
+
+def test_without_cpu_affinity_the_cores_are_the_machines_and_jobs_are_not_pinned(monkeypatch):
+    from gonprof.cores import usable_cores
+
+    assert usable_cores() == sorted(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
+    monkeypatch.delattr(os, "sched_setaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert usable_cores() == [0, 1, 2]
+    assert core_slots(1) == [[0, 1, 2]]
+    with pytest.raises(RequestError, match="--jobs 2 pins each run to its own cores, which this system cannot do"):
+        core_slots(2)
