@@ -318,6 +318,19 @@ def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypat
 
 # -- a callback that raises leaves nothing behind ---------------------------------------------------------
 
+def live_workers() -> list:
+    """This process's gonprof worker processes still alive (a Ray cluster's processes aside)."""
+    import psutil
+
+    def worker(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and "gonprof.worker" in " ".join(p.cmdline())
+        except psutil.Error:  # it ended meanwhile
+            return False
+
+    return [p for p in psutil.Process().children(recursive=True) if worker(p)]
+
+
 class CallbackFailed(Exception):
     pass
 
@@ -326,8 +339,6 @@ class CallbackFailed(Exception):
 @pytest.mark.parametrize("which", ["on_start", "on_done"])
 def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder(which, tmp_path, monkeypatch):
     import tempfile
-
-    import psutil
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the jobs' temporary folders go here
     quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1})
@@ -350,14 +361,7 @@ def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder
             session.run([endless, quick] if which == "on_start" else [quick, endless], on_start=on_start,
                         on_done=on_done)
     assert ("start", 1) in seen and (which == "on_start" or ("done", 0) in seen)
-    def cmdline(p):
-        try:
-            return " ".join(p.cmdline())
-        except psutil.Error:  # it ended meanwhile
-            return ""
-
-    workers = [p for p in psutil.Process().children(recursive=True) if "gonprof.worker" in cmdline(p)]
-    assert workers == [] and list(tmp_path.iterdir()) == []
+    assert live_workers() == [] and list(tmp_path.iterdir()) == []
 
 
 def test_without_cpu_affinity_the_cores_are_the_machines_and_jobs_are_not_pinned(monkeypatch):
@@ -371,3 +375,16 @@ def test_without_cpu_affinity_the_cores_are_the_machines_and_jobs_are_not_pinned
     assert core_slots(1) == [[0, 1, 2]]
     with pytest.raises(RequestError, match="--jobs 2 pins each run to its own cores, which this system cannot do"):
         core_slots(2)
+
+
+def test_a_job_past_its_timeout_is_stopped_and_says_so(tmp_path):
+    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+                                "time_steps": 10**7}, tmp_path / "endless", timeout_s=1)
+    pids = []
+    with Executor().session() as session:
+        outcomes = session.run([endless], on_start=lambda k, spec: pids.append(k))
+    out = outcomes[0]
+    assert out.timed_out and out.result is None and out.returncode == -9 and 1 <= out.wall_s < 30
+    assert out.failure() == ("error", f"worker timed out after {out.wall_s:.0f} s")
+    assert not session.interrupted and pids == [0]
+    assert live_workers() == []
