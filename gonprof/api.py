@@ -60,14 +60,6 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     )
 
 
-def _profile_data(data, shape, selection=None):
-    """The source's training images (of the selection) when their shape matches the step's input,
-    synthetic ones otherwise."""
-    from .runner import profile_data
-
-    return profile_data(data, shape, selection)
-
-
 def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
             batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
             seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None,
@@ -110,7 +102,9 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
 
         raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
     shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
-    dataset = _profile_data(data, shape, selection)
+    from .runner import profile_data
+
+    dataset = profile_data(data, shape, selection)
     context = {"preset": preset, "seed": seed, "data": dataset.name, "selection": selection.to_dict(),
                "train_images": len(dataset), "input_shape": list(shape),
                "hparams": to_jsonable(step.hparams), "notes": list(step.notes)}
@@ -135,7 +129,6 @@ def profile_distributed(arch: str, mode: str | None = None, *, nproc: int, gener
     ``plugins`` are files each rank loads (``--plugin``).  Errors in the request raise before any rank
     starts; a rank's failure is the record's status.
     """
-    import os
     from pathlib import Path
 
     from .data import Selection
@@ -168,7 +161,9 @@ def profile_distributed(arch: str, mode: str | None = None, *, nproc: int, gener
                           f"{est.peak_bytes * nproc / 2**30:,.2f} GiB together (estimated on meta tensors), more "
                           f"than the {free / 2**30:,.2f} GiB available; fewer ranks or a smaller batch, or "
                           f"--force to run it anyway")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .cores import usable_cores
+
+    cores = len(usable_cores())
     rank_spec = RankSpec(arch=arch, mode=mode, batch_size=bs, generator=generator, preset=preset, device=device,
                          warmup=warmup, steps=steps, seed=seed, data=data,
                          input_shape=list(input_shape) if input_shape else None, hparams=dict(hparams or {}),

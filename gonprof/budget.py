@@ -19,8 +19,10 @@ many at once as the executor holds; a fit is a search, so with room for
 several trials it runs in rounds (:func:`search_batch`'s ``width``): the
 trials of a round are independent, each round depends on the one before.
 A trial that raises out-of-memory (``oom``) or dies
-(``killed``: the OOM killer, or the trial's own RSS cap, by default twice the
-budget and at most 80 % of the memory available) counts as too big; the
+(``killed``: the OOM killer, Ray's memory monitor, or the trial's own RSS
+cap, by default twice the budget, and locally at most 80 % of the memory
+available shared by the trials at once: fewer run at once when the share
+would be below the budget, :func:`local_width`) counts as too big; the
 search goes on.  Any other error stops the search (``status="error"``).
 With ``estimate=True`` trials are :func:`~gonprof.estimate.estimate_step_memory`
 calls in this process: nothing real is allocated, ``cuda`` works without a GPU.
@@ -268,14 +270,37 @@ def _available_bytes() -> Optional[int]:
     return int(psutil.virtual_memory().available)
 
 
-def default_cap(memory_bytes: int, at_once: int = 1) -> Optional[int]:
-    """RSS a measured CPU trial may grow by before it is killed: 2x the budget (+256 MiB), <= 80 % of
-    MemAvailable shared by the ``at_once`` trials that run together."""
-    cap = 2 * int(memory_bytes) + 256 * 2**20
-    avail = _available_bytes()
+#: RSS a trial that fits the budget may grow by beyond it (the allocator's caching and pages, the step's
+#: own bookkeeping); a cap below budget + this could kill a trial that fits.
+CAP_SLACK_BYTES = 256 * 2**20
+
+
+def default_cap(memory_bytes: int, at_once: int = 1, available: bool = True) -> Optional[int]:
+    """RSS a measured CPU trial may grow by before it is killed: 2x the budget (+256 MiB), and with
+    ``available`` at most 80 % of this machine's MemAvailable shared by the ``at_once`` trials that run
+    together (without: the trials run elsewhere, on Ray nodes whose memory Ray's monitor guards)."""
+    cap = 2 * int(memory_bytes) + CAP_SLACK_BYTES
+    avail = _available_bytes() if available else None
     if avail is not None:
         cap = min(cap, int(avail * 0.8) // max(1, at_once))
     return cap
+
+
+def local_width(memory_bytes: int, width: int) -> tuple[int, int]:
+    """``(trials at once, each one's cap)`` for measured CPU trials on this machine: the most trials, up to
+    ``width``, whose share of the memory available (:func:`default_cap`) still holds a trial that fits the
+    budget (budget + :data:`CAP_SLACK_BYTES`), so that running trials side by side never turns a batch that
+    fits into one killed as too big.  A one-line RequestError when not even one trial has room."""
+    from .records import RequestError
+
+    need = int(memory_bytes) + CAP_SLACK_BYTES
+    for w in range(max(1, int(width)), 0, -1):
+        cap = default_cap(memory_bytes, w)
+        if cap is None or cap >= need:
+            return w, cap
+    raise RequestError(f"--memory {int(memory_bytes):,} B: a trial that fits it may need {need:,} B, but this "
+                       f"machine has {int((_available_bytes() or 0) * 0.8):,} B (80 % of the memory available) "
+                       "for it; free memory or ask for a smaller budget")
 
 
 #: Seconds a measured trial may run before its worker is stopped (its trial then says so, status error).
@@ -337,10 +362,12 @@ def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", gen
 
 
 def trial_from_outcome(batch_size: int, outcome, device: str = "cpu") -> BatchTrial:
-    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal is ``killed``,
-    a Ray worker or node that died ``lost``)."""
+    """The trial a worker's :class:`~gonprof.isolation.Outcome` describes (a death by signal, or by Ray's
+    memory monitor, is ``killed``; a Ray worker or node that died, or any other Ray error, ``lost``)."""
     result, elapsed = outcome.result, outcome.wall_s
     if result is None:
+        if outcome.oom and not outcome.interrupted:
+            return BatchTrial(batch_size=batch_size, status="killed", elapsed_s=elapsed, message=outcome.oom)
         if outcome.lost:
             return BatchTrial(batch_size=batch_size, status="lost", elapsed_s=elapsed, message=outcome.lost)
         if outcome.timed_out or outcome.interrupted or outcome.error:  # not a verdict on the batch size
@@ -481,7 +508,9 @@ def fit_batch(
     worker at a time) places the measured trials: with room for several at
     once (``--jobs N``, a Ray cluster) the search runs in rounds of that many
     trials (:func:`search_batch`'s ``width``), each trial's cap a share of the
-    memory available.  Ctrl-C keeps the finished trials in a record with
+    memory available (fewer at once when a share could not hold the budget,
+    :func:`local_width`; a Ray trial's cap is not bounded by this machine's
+    memory).  Ctrl-C keeps the finished trials in a record with
     status ``interrupted``.
     """
     memory_bytes = parse_bytes(memory_bytes)
@@ -512,7 +541,13 @@ def fit_batch(
         with executor.session() as session:
             width = session.width
             if cap_bytes is None and is_cpu:
-                cap_bytes = default_cap(memory_bytes, width)
+                if executor.name == "ray":  # the trials run on the cluster's nodes, not in this machine's memory
+                    cap_bytes = default_cap(memory_bytes, available=False)
+                else:
+                    width, cap_bytes = local_width(memory_bytes, width)
+                    if width < session.width:
+                        notes.append(f"{width} trials at once, not {session.width}: the memory available holds "
+                                     f"no more trials that each may grow to the budget")
 
             def spec_of(b: int) -> dict:
                 return trial_spec(arch, mode, b, device=device, generator=generator, preset=preset,
@@ -528,6 +563,9 @@ def fit_batch(
         notes += _executor_notes(executor, width, "trials")
     if cap_bytes:
         notes.append(f"each trial ran in its own process, killed past {cap_bytes:,} B of RSS growth")
+        if cap_bytes < memory_bytes + CAP_SLACK_BYTES:
+            notes.append(f"the cap ({cap_bytes:,} B) was below the budget plus {CAP_SLACK_BYTES // 2**20} MiB: a "
+                         "trial killed by it may have fitted, so the answer may be below the true one")
     if estimate:
         notes.append("trials estimated on meta tensors (gonprof.estimate); nothing real allocated")
     return FitRecord(status=status, message=message, arch=arch, mode=mode, generator=generator, device=str(device),

@@ -65,6 +65,7 @@ def run(spec: dict, result_path: str) -> dict:
     import torch
 
     from gonprof.arch import get_arch
+    from gonprof.cores import usable_cores
     from gonprof.data import ImageData
     from gonprof.modes.build import build_step
     from gonprof.runner import profile_step
@@ -87,7 +88,7 @@ def run(spec: dict, result_path: str) -> dict:
     rss, cuda = rec.rss, rec.cuda_memory
     return {
         "status": "measured",
-        "cpus": sorted(os.sched_getaffinity(0)) if spec.get("cpus") else None,
+        "cpus": usable_cores() if spec.get("cpus") else None,
         "input_bytes": b * (math.prod(shape) * 4 + 8),
         "peak_live_bytes": rec.live_memory.peak_live_bytes,
         "peak_rss_bytes": rss.peak_rss_bytes if rss else None,

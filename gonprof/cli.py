@@ -352,8 +352,8 @@ def profile(
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="--scaling: measure up to N points at once, each in its own process pinned to its own cores.")] = 1,
-    executor: Annotated[str, typer.Option("--executor", help="--scaling: local (the default) or ray (each point a task in a fresh Ray worker; ray extra).")] = "local",
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     cpus_per_run: CpusPerRunOpt = 1,
     gpus_per_run: GpusPerRunOpt = 0,
@@ -378,6 +378,10 @@ def profile(
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
+    if not scaling and (jobs, executor, address, cpus_per_run, gpus_per_run) != (1, "local", None, 1, 0):
+        raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
+                   "a profile runs its steps in this process" + (" (--nproc: in torch.distributed's ranks)"
+                                                                 if nproc is not None else ""), EXIT_USAGE)
     if nproc is not None:
         if scaling or estimate:
             raise fail("--nproc does not apply to --estimate / --scaling: they size one process's step", EXIT_USAGE)
@@ -389,9 +393,6 @@ def profile(
         return
     apply_threads(threads)
     placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
-    if not scaling and placement != executor_options(1, "local", None, 1, 0):
-        raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
-                   "a profile runs its steps in this process", EXIT_USAGE)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
                                             ("--per-class", per_class), ("--force", force)) if given]

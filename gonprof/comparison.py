@@ -479,10 +479,12 @@ def _compare_workers(placed, done, json_path, executor: Executor, on_start, on_r
     jobs = [Job("compare-row", spec.to_dict(), folder) for _, spec, folder in todo]
     with executor.session() as session:
         outcomes = session.run(jobs, on_start=started, on_done=finished)
-    stopped = [k for k, out in outcomes.items() if out.interrupted]
+    # the rows Ctrl-C stopped, and any that finished while Ctrl-C cut its on_done short (before its record
+    # was kept or saved): every started row is in the results file
+    stopped = [k for k, out in outcomes.items() if out.interrupted or todo[k][0] not in results]
     for k in stopped:
         results[todo[k][0]] = record_of(running[k], outcomes[k])
-    if stopped:
+    if stopped or session.interrupted:
         save()
     return [results[i] for i in sorted(results)]
 

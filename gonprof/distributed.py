@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .isolation import last_line
 from .records import DistributedProfileRecord, RankRecord
 
 #: How long a rank waits in a collective for the others before it fails (gloo's own default is 30 min).
@@ -105,7 +106,7 @@ def launch(spec: RankSpec, nproc: int, workdir: Optional[Path] = None) -> Distri
         if not interrupted and not (record.status == "ok" and proc.returncode == 0):
             keep = True  # the folder's logs are named in the record's message
             if record.status == "ok":  # every rank wrote a good record, yet the launcher failed
-                tail = _last_line(out / "launcher.log")
+                tail = last_line(out / "launcher.log")
                 record = record.replace(status="error", message=f"the launcher exited with status "
                                                                 f"{proc.returncode}: {tail}")
             record = record.replace(message=f"{record.message} (launcher and rank logs: {out})")
@@ -222,16 +223,10 @@ def _read_rank(out: Path, r: int) -> Optional[RankRecord]:
         return None
 
 
-def _last_line(path: Path) -> str:
-    from .isolation import last_line
-
-    return last_line(path)
-
-
 def _rank_log_tail(out: Path, r: int) -> str:
     """The last line rank ``r`` wrote to its stderr (the elastic launcher's per-rank log)."""
     for path in sorted((out / "logs").glob(f"**/{r}/stderr.log")):
-        tail = _last_line(path)
+        tail = last_line(path)
         if tail:
             return tail
     return ""

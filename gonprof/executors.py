@@ -12,12 +12,15 @@ each as it starts (``on_start(k, spec)``, the spec as it runs: cores and threads
   ``threads``);
 - ``ray``: every job a Ray task that starts the same worker process on its node (the Ray worker is
   never reused, ``max_calls=1``, and never retried, ``max_retries=0``), reserving ``cpus_per_run`` CPUs
-  (the job's torch threads) and ``gpus_per_run`` whole GPUs; a job whose Ray worker or node died is an
-  outcome with ``lost`` set, not a hang.  Without ``address`` a local cluster is started for the
+  (the job's torch threads) and ``gpus_per_run`` whole GPUs; a job whose Ray worker or node died (or that
+  met any other Ray error: unschedulable, a failure of Ray itself) is an outcome with ``lost`` set, not a
+  hang, and one that Ray's memory monitor killed an outcome with ``oom`` set (too big, as the OOM killer's).  Without ``address`` a local cluster is started for the
   session and stopped after it.
 
 Ctrl-C stops the jobs still running (their outcomes say ``interrupted``), starts no more, and keeps the
-outcomes of those that finished; :attr:`Session.interrupted` says it happened.  Nothing here prints.
+outcomes of those that finished; :attr:`Session.interrupted` says it happened.  Any other exception (from
+an ``on_start`` or ``on_done``, say) stops the jobs still running too, and removes their temporary folders,
+before it goes on up.  Nothing here prints.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from .cores import can_pin, usable_cores
 from .isolation import Outcome, Worker
 from .records import RequestError
 
@@ -65,7 +69,10 @@ def import_ray():
 def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
     """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
     fewer cores than jobs (runs would share cores and their timings would not compare)."""
-    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
+    if jobs > 1 and not can_pin():
+        raise RequestError(f"--jobs {jobs} pins each run to its own cores, which this system cannot do "
+                           "(no sched_setaffinity); use --jobs 1 or --executor ray")
+    cores = usable_cores() if cores is None else list(cores)
     if jobs > len(cores):
         raise RequestError(f"--jobs {jobs}: this process may use {len(cores)} cores, so runs would share them; "
                            f"use --jobs {len(cores)} or fewer")
@@ -189,9 +196,12 @@ class LocalSession(Session):
                     if cores is not None:  # this run's own cores, shared with no other
                         spec.update(cpus=list(cores), threads=spec.get("threads") or len(cores))
                     folder, temporary = self._workdir(job)
+                    # held before it starts, so that whatever happens next, the finally below stops it
+                    running[k] = (Worker(job.kind, spec, folder, timeout_s=job.timeout_s, start=False), cores,
+                                  folder, temporary)
                     if on_start:
                         on_start(k, spec)
-                    running[k] = (Worker(job.kind, spec, folder, timeout_s=job.timeout_s), cores, folder, temporary)
+                    running[k][0].start()
                 ended = False
                 for k in list(running):
                     outcome = running[k][0].poll()
@@ -210,6 +220,12 @@ class LocalSession(Session):
                 worker.interrupted = True
                 worker.kill()
                 finish(k, worker._outcome())
+        finally:  # any other exception (a callback's, say): no worker left running, no temporary folder left
+            for k in list(running):
+                worker, _, folder, temporary = running.pop(k)
+                worker.kill()
+                if temporary:
+                    shutil.rmtree(folder, ignore_errors=True)
         return outcomes
 
 
@@ -218,13 +234,19 @@ def _ray_job(kind: str, spec: dict, workdir: Optional[str], timeout_s: Optional[
     killed with the task if Ray cancels it; returns the :class:`Outcome`'s fields."""
     path = os.environ.get("PYTHONPATH")  # the worker imports the gonprof this task was sent from
     os.environ["PYTHONPATH"] = root + (os.pathsep + path if path else "")
-    folder, temporary = (Path(workdir), False) if workdir else (Path(tempfile.mkdtemp(prefix=f"gonprof-{kind}-")), True)
+    folder, temporary = Session._workdir(Job(kind, spec, Path(workdir) if workdir else None))
     try:
         outcome = Worker(kind, spec, folder, timeout_s=timeout_s, die_with_parent=True).wait()
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
     return dataclasses.asdict(outcome)
+
+
+def _first_line(exc: BaseException, prefix: str = "") -> str:
+    """``Type: first line of the message`` (at most 300 characters), after ``prefix`` when given."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return (f"{prefix}: " if prefix else "") + f"{type(exc).__name__}: {first}"[:300]
 
 
 class RaySession(Session):
@@ -282,21 +304,27 @@ class RaySession(Session):
                     wall = time.perf_counter() - t0
                     try:
                         outcome = Outcome(**ray.get(ref))
-                    except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OwnerDiedError, rx.ObjectLostError) as exc:
-                        first = (str(exc).strip().splitlines() or [""])[0]
+                    except rx.OutOfMemoryError as exc:  # Ray's memory monitor killed the task: too big
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
-                                          lost=f"{type(exc).__name__}: {first}"[:300])
+                                          oom=_first_line(exc, "killed by Ray's memory monitor"))
                     except rx.RayTaskError as exc:
                         cause = exc.as_instanceof_cause()
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
                                           error=f"{type(cause).__name__}: {cause}".splitlines()[0][:300])
+                    except rx.RayError as exc:  # its worker or node died, it could not be scheduled, Ray failed
+                        outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall, lost=_first_line(exc))
                     outcomes[k] = outcome
                     if on_done:
                         on_done(k, outcome)
         except KeyboardInterrupt:
             self.interrupted = True
             for ref, (k, t0) in pending.items():
-                ray.cancel(ref, force=True)
                 outcomes[k] = Outcome(result=None, returncode=None, tail="", wall_s=time.perf_counter() - t0,
                                       interrupted=True)
+        finally:  # Ctrl-C or any other exception (a callback's, say): no task left running on the cluster
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - a task that already ended, or a cluster already gone
+                    pass
         return outcomes

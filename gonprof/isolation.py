@@ -1,9 +1,11 @@
 """Run one piece of work in a fresh Python process: the isolation compare rows and fit trials share.
 
-:func:`run_worker` writes the work's spec as JSON into a folder, starts
+:class:`Worker` writes the work's spec as JSON into a folder, starts
 ``python -m gonprof.worker KIND SPEC.json RESULT.json`` in a new session (so
 that Ctrl-C reaches this process, which then stops the worker), sends the
-worker's output to a log file, waits, and reads the worker's JSON result back.
+worker's output to a log file and, once it ends (:meth:`Worker.poll`,
+:meth:`Worker.wait`), reads the worker's JSON result back.  The executors
+(:mod:`gonprof.executors`) start and watch workers.
 What happened is an :class:`Outcome`, never an exception: the result when
 there is one, else the exit code, the signal that ended the worker and the
 last line it printed, classified by :meth:`Outcome.failure`.
@@ -40,6 +42,7 @@ class Outcome:
     unreadable: str = ""  # why RESULT.json could not be read, when it exists
     lost: str = ""  # the worker was lost with the Ray worker or node that held it (gonprof.executors)
     error: str = ""  # the worker could not be run at all (e.g. its folder could not be made on a Ray node)
+    oom: str = ""  # the worker was killed for memory by something other than its own cap (Ray's memory monitor)
 
     @property
     def signal_name(self) -> Optional[str]:
@@ -52,10 +55,12 @@ class Outcome:
 
     def failure(self) -> tuple[str, str]:
         """(status, one-line message) for a worker that left no result: ``interrupted``, ``lost``
-        (with its Ray worker or node), ``oom`` (killed by SIGKILL, or its last words say memory ran out)
-        or ``error``."""
+        (with its Ray worker or node), ``oom`` (killed by SIGKILL or by Ray's memory monitor, or its last
+        words say memory ran out) or ``error``."""
         if self.interrupted:
             return "interrupted", "interrupted (Ctrl-C)"
+        if self.oom:
+            return "oom", self.oom
         if self.lost:
             return "lost", self.lost
         if self.error:
@@ -82,10 +87,11 @@ def last_line(path: Path) -> str:
 
 
 class Worker:
-    """One started worker process (:func:`start_worker`); :meth:`poll` without blocking, :meth:`kill`."""
+    """One worker process; :meth:`poll` without blocking, :meth:`wait`, :meth:`kill`."""
 
     def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None,
-                 timeout_s: Optional[float] = None, die_with_parent: bool = False):
+                 timeout_s: Optional[float] = None, die_with_parent: bool = False, start: bool = True):
+        self.kind, self.die_with_parent = kind, die_with_parent
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.spec_path, self.result_path = self.workdir / "spec.json", self.workdir / "result.json"
@@ -93,14 +99,24 @@ class Worker:
         self.spec_path.write_text(json.dumps(spec, indent=2))
         self.result_path.unlink(missing_ok=True)
         self.t0 = time.perf_counter()
+        self.timeout_s = timeout_s
+        self.interrupted = self.timed_out = False
+        self.proc: Optional[subprocess.Popen] = None
+        self._log = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the process (``start=False`` builds a worker to keep track of before it starts, so that
+        whoever holds it can always stop it)."""
+        self.t0 = time.perf_counter()
         self._log = open(self.log_path, "w")
         # a new session: Ctrl-C reaches the parent only, which then stops the worker
         # die_with_parent: killed with this process (a cancelled Ray task must not leave its worker running)
-        self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", kind, str(self.spec_path),
+        self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", self.kind, str(self.spec_path),
                                       str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent() if die_with_parent else None)
-        self.timeout_s = timeout_s
-        self.interrupted = self.timed_out = False
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent() if self.die_with_parent else None)
 
     def poll(self) -> Optional[Outcome]:
         """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
@@ -124,19 +140,24 @@ class Worker:
         return self._outcome()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        """Stop the process (if it started and still runs) and close its log."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        if self._log is not None:
+            self._log.close()
 
     def _outcome(self) -> Outcome:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         result, unreadable = None, ""
         if self.result_path.is_file() and not self.interrupted:
             try:
                 result = json.loads(self.result_path.read_text())
             except (OSError, ValueError) as exc:
                 unreadable = str(exc)
-        return Outcome(result=result, returncode=self.proc.returncode, tail=last_line(self.log_path),
+        return Outcome(result=result, returncode=self.proc.returncode if self.proc is not None else None,
+                       tail=last_line(self.log_path),
                        wall_s=time.perf_counter() - self.t0, interrupted=self.interrupted,
                        timed_out=self.timed_out, unreadable=unreadable)
 
@@ -151,9 +172,3 @@ def _die_with_parent():
     except (OSError, AttributeError):
         return None
     return lambda: prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-
-
-def run_worker(kind: str, spec: dict[str, Any], workdir: Path, *, log_path: Optional[Path] = None,
-               timeout_s: Optional[float] = None, die_with_parent: bool = False) -> Outcome:
-    """Run ``python -m gonprof.worker KIND`` on ``spec`` in a fresh process and wait for it."""
-    return Worker(kind, spec, workdir, log_path, timeout_s, die_with_parent).wait()

@@ -270,3 +270,50 @@ def test_done_criterion_inception_k32_lsgan_in_2gib():
     assert rec.status == "ok", rec.message
     b = rec.batch_size
     assert rec.trial(b).peak_bytes <= 2 * GiB < rec.trial(b + 1).peak_bytes
+
+
+# -- the trials' memory caps: never below the budget because trials run side by side -----------------------
+
+MiB = 2**20
+
+
+def test_local_width_lowers_the_trials_at_once_until_each_cap_holds_the_budget(monkeypatch):
+    import gonprof.budget as bud
+    from gonprof.records import RequestError
+
+    monkeypatch.setattr(bud, "_available_bytes", lambda: 1000 * MiB)  # 80 %: 800 MiB for the trials
+    assert bud.local_width(16 * MiB, 2) == (2, 2 * 16 * MiB + 256 * MiB)  # 288 MiB each: 2 fit in 800
+    assert bud.local_width(300 * MiB, 2) == (1, 800 * MiB)  # two would get 400 MiB each < 300 + 256
+    assert bud.local_width(300 * MiB, 1) == (1, 800 * MiB)
+    with pytest.raises(RequestError) as e:
+        bud.local_width(600 * MiB, 2)  # 600 + 256 MiB > 800 MiB even alone
+    assert "\n" not in str(e.value) and "free memory or ask for a smaller budget" in str(e.value)
+
+
+def test_a_fit_with_two_jobs_and_little_memory_runs_its_trials_one_at_a_time(monkeypatch):
+    import gonprof.budget as bud
+    from gonprof.executors import Executor
+
+    monkeypatch.setattr(bud, "_available_bytes", lambda: 1000 * MiB)
+    import gonprof.executors as ex
+
+    monkeypatch.setattr(ex, "core_slots", lambda jobs, cores=None: [[k] for k in range(jobs)])
+    rounds_seen, caps = [], []
+
+    def measured_rounds(session, spec_of, device="cpu", timeout_s=None):
+        def rounds(sizes, finished):
+            rounds_seen.append(list(sizes))
+            for b in sizes:
+                caps.append(spec_of(b)["cap_bytes"])
+                finished(BatchTrial(batch_size=b, status="measured", peak_bytes=MiB * b))
+        return rounds
+
+    monkeypatch.setattr(bud, "measured_rounds", measured_rounds)
+    rec = fit_batch("gon-mnist-mlp", memory_bytes=300 * MiB, executor=Executor(jobs=2))
+    assert rec.status == "ok" and rec.batch_size == 300
+    assert all(len(r) == 1 for r in rounds_seen) and set(caps) == {800 * MiB}  # alone, with all 800 MiB
+    assert any("1 trials at once, not 2" in n for n in rec.notes)
+    assert not any("below the budget" in n for n in rec.notes)
+    # a cap the caller set below the budget is noted
+    rec = fit_batch("gon-mnist-mlp", memory_bytes=300 * MiB, cap_bytes=100 * MiB, executor=Executor(jobs=2))
+    assert any("the answer may be below the true one" in n for n in rec.notes)

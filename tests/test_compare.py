@@ -443,3 +443,49 @@ def test_jobs_runs_rows_at_once_on_disjoint_cores(tmp_path):
     assert all(r.cpus and len(r.cpus) == 1 for r in runs)  # each pinned, one core of the two
     assert [r.mode for r in runs] == ["gan", "lsgan"]  # the plan's order, whichever finished first
     assert "on cores" in res.output
+
+
+class _OneByOneSession:
+    """A stand-in executor session: each job ends at once with exit status 1; Ctrl-C in on_done stops the
+    session as the local one does (the outcome kept, not interrupted: the job had finished)."""
+
+    width, interrupted = 1, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, jobs, on_start=None, on_done=None):
+        from gonprof.isolation import Outcome
+
+        outcomes = {}
+        for k, job in enumerate(jobs):
+            on_start(k, job.spec)
+            outcomes[k] = Outcome(result=None, returncode=1, tail="ValueError: boom", wall_s=0.5)
+            try:
+                on_done(k, outcomes[k])
+            except KeyboardInterrupt:
+                self.interrupted = True
+                break
+        return outcomes
+
+
+def test_a_row_that_finished_as_ctrl_c_cut_its_report_short_is_kept(tmp_path, monkeypatch):
+    real, calls = cmp.record_of, []
+
+    def record_of(spec, out):  # Ctrl-C inside the first finished row's report, before its record is kept
+        calls.append(spec)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(spec, out)
+
+    monkeypatch.setattr(cmp, "record_of", record_of)
+    specs = plan(["gan", "lsgan"], steps=1, n_samples=20, profile_steps=1)
+    placed = [(s, tmp_path / f"row{i}") for i, s in enumerate(specs)]
+    executor = type("E", (), {"session": lambda self: _OneByOneSession()})()
+    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, None, None, None, None)
+    assert [(r.mode, r.status) for r in rows] == [("gan", "error")]  # kept; the second row never started
+    assert "ValueError: boom" in rows[0].message
+    assert [(r.mode, r.status) for r in load_records(tmp_path / "results.json")] == [("gan", "error")]

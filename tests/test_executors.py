@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from typer.testing import CliRunner
@@ -67,6 +68,10 @@ def test_combinations_that_cannot_be_are_refused(kwargs, words):
     (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--estimate", "--jobs", 2], "--estimate runs its trials"),
     (["fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--address", "auto"], "the ray executor's"),
     (["profile", "--arch", "gon-mnist-mlp", "--jobs", 2], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--jobs", 2], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--executor", "ray"], "(--nproc: in torch.distributed"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--address", "auto"], "place --scaling's points"),
+    (["profile", "--arch", "gon-mnist-mlp", "--nproc", 2, "--cpus-per-run", 2], "place --scaling's points"),
     (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--estimate", "--executor", "ray"], "--estimate runs"),
     (["profile", "--arch", "gon-mnist-mlp", "--scaling", "--cpus-per-run", 2], "the ray executor's"),
 ])
@@ -200,3 +205,186 @@ def test_fit_and_scaling_on_a_local_ray_cluster(ray_cluster):
     sc = api.scaling("gon-mnist-mlp", batch_sizes=(4, 8), executor="ray", **MLP)
     assert [p.status for p in sc.points] == ["measured", "measured"] and sc.memory_fit.slope > 0
     assert all(p.cpus is None for p in sc.points)  # Ray reserves CPUs; it does not pin cores
+
+
+# -- Ray errors, with a stand-in for Ray (no cluster) -----------------------------------------------------
+
+class _RayError(Exception):
+    pass
+
+
+def fake_ray(result_of):
+    """A stand-in for the ``ray`` module with the parts RaySession uses: each task runs at once, here, as
+    ``result_of(spec)``, which returns the task's Outcome fields or raises one of the Ray errors below."""
+    rx = types.SimpleNamespace(RayError=_RayError)
+    for name in ("OutOfMemoryError", "TaskUnschedulableError", "RaySystemError", "WorkerCrashedError",
+                 "NodeDiedError", "ObjectLostError", "RayTaskError"):
+        setattr(rx, name, type(name, (_RayError,), {}))
+    rx.OwnerDiedError = type("OwnerDiedError", (rx.ObjectLostError,), {})
+    cancelled = []
+
+    class Ref:
+        def __init__(self, spec):
+            self.spec = spec
+
+    def remote(**options):
+        return lambda fn: types.SimpleNamespace(remote=lambda kind, spec, *rest: Ref(spec))
+
+    def get(ref):
+        return result_of(ref.spec)
+
+    ray = types.SimpleNamespace(
+        exceptions=rx, cancelled=cancelled, is_initialized=lambda: True, remote=remote, get=get,
+        cluster_resources=lambda: {"CPU": 2}, wait=lambda refs, num_returns=1: (refs[:1], refs[1:]),
+        cancel=lambda ref, force=False: cancelled.append(ref), shutdown=lambda: None)
+    return ray
+
+
+def measured(peak):
+    return dict(result={"status": "measured", "peak_live_bytes": peak, "input_bytes": 0}, returncode=0, tail="",
+                wall_s=0.1)
+
+
+def test_ray_errors_of_every_kind_are_outcomes_not_crashes(monkeypatch):
+    ray = None
+
+    def result_of(spec):
+        b = spec["batch_size"]
+        if b == 1:
+            return measured(100)
+        raise {2: ray.exceptions.OutOfMemoryError, 3: ray.exceptions.TaskUnschedulableError,
+               4: ray.exceptions.RaySystemError, 5: ray.exceptions.WorkerCrashedError}[b]("it went\nwrong")
+
+    ray = fake_ray(result_of)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    with Executor.checked("ray").session() as session:
+        outcomes = session.run([Job("fit-trial", {"batch_size": b}) for b in (1, 2, 3, 4, 5)])
+    assert outcomes[0].result["status"] == "measured"
+    assert outcomes[1].failure() == ("oom", "killed by Ray's memory monitor: OutOfMemoryError: it went")
+    assert [outcomes[k].failure() for k in (2, 3, 4)] == [
+        ("lost", "TaskUnschedulableError: it went"), ("lost", "RaySystemError: it went"),
+        ("lost", "WorkerCrashedError: it went")]
+    assert not session.interrupted
+
+
+def test_a_fit_trial_that_rays_memory_monitor_kills_is_too_big_and_the_search_goes_on(monkeypatch):
+    ray = None
+
+    def result_of(spec):  # 100 B a sample; past 8 Ray's memory monitor kills the trial
+        if spec["batch_size"] > 8:
+            raise ray.exceptions.OutOfMemoryError("task killed: memory used 95% > 95% threshold")
+        return measured(100 * spec["batch_size"])
+
+    ray = fake_ray(result_of)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
+    assert rec.status == "ok" and rec.batch_size == 8 and rec.first_too_big == 9, rec.message
+    assert rec.trial(9).status == "killed" and "Ray's memory monitor" in rec.trial(9).message
+
+
+def test_a_fit_trial_that_meets_another_ray_error_is_lost_and_the_finished_trials_are_kept(monkeypatch, tmp_path):
+    ray = None
+
+    def result_of(spec):
+        if spec["batch_size"] > 224:  # the command line starts from the estimate's answer, 224 at 16 MiB
+            raise ray.exceptions.TaskUnschedulableError("no node can hold it")
+        return measured(100 * spec["batch_size"])
+
+    ray = fake_ray(result_of)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    path = tmp_path / "fit.json"
+    res = invoke("fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--executor", "ray", "--json", path)
+    assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+    [rec] = load_records(path)
+    assert rec.status == "error" and "TaskUnschedulableError: no node can hold it" in rec.message
+    assert sorted((t.batch_size, t.status) for t in rec.trials) == [(224, "fits"), (225, "lost")]
+
+
+def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypatch):
+    import gonprof.budget as bud
+
+    caps = []
+
+    def result_of(spec):
+        caps.append(spec["cap_bytes"])
+        return measured(100 * spec["batch_size"])
+
+    monkeypatch.setitem(sys.modules, "ray", fake_ray(result_of))
+    monkeypatch.setattr(bud, "_available_bytes", lambda: 2**20)  # this machine: 1 MiB free
+    rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
+    assert rec.status == "ok" and rec.batch_size == 20, rec.message
+    assert set(caps) == {2 * 2000 + 256 * 2**20} and not any("below the budget" in n for n in rec.notes)
+
+
+# -- a callback that raises leaves nothing behind ---------------------------------------------------------
+
+def live_workers() -> list:
+    """This process's gonprof worker processes still alive (a Ray cluster's processes aside)."""
+    import psutil
+
+    def worker(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and "gonprof.worker" in " ".join(p.cmdline())
+        except psutil.Error:  # it ended meanwhile
+            return False
+
+    return [p for p in psutil.Process().children(recursive=True) if worker(p)]
+
+
+class CallbackFailed(Exception):
+    pass
+
+
+@two_cores
+@pytest.mark.parametrize("which", ["on_start", "on_done"])
+def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder(which, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the jobs' temporary folders go here
+    quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1})
+    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+                                "time_steps": 10**7}, timeout_s=300)
+    seen = []
+
+    def on_start(k, spec):
+        seen.append(("start", k))
+        if which == "on_start" and k == 1:
+            raise CallbackFailed
+
+    def on_done(k, outcome):
+        seen.append(("done", k))
+        if which == "on_done":
+            raise CallbackFailed
+
+    with pytest.raises(CallbackFailed):
+        with Executor(jobs=2).session() as session:
+            session.run([endless, quick] if which == "on_start" else [quick, endless], on_start=on_start,
+                        on_done=on_done)
+    assert ("start", 1) in seen and (which == "on_start" or ("done", 0) in seen)
+    assert live_workers() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_without_cpu_affinity_the_cores_are_the_machines_and_jobs_are_not_pinned(monkeypatch):
+    from gonprof.cores import usable_cores
+
+    assert usable_cores() == sorted(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
+    monkeypatch.delattr(os, "sched_setaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert usable_cores() == [0, 1, 2]
+    assert core_slots(1) == [[0, 1, 2]]
+    with pytest.raises(RequestError, match="--jobs 2 pins each run to its own cores, which this system cannot do"):
+        core_slots(2)
+
+
+def test_a_job_past_its_timeout_is_stopped_and_says_so(tmp_path):
+    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+                                "time_steps": 10**7}, tmp_path / "endless", timeout_s=1)
+    pids = []
+    with Executor().session() as session:
+        outcomes = session.run([endless], on_start=lambda k, spec: pids.append(k))
+    out = outcomes[0]
+    assert out.timed_out and out.result is None and out.returncode == -9 and 1 <= out.wall_s < 30
+    assert out.failure() == ("error", f"worker timed out after {out.wall_s:.0f} s")
+    assert not session.interrupted and pids == [0]
+    assert live_workers() == []

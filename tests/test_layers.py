@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first.  A module may import modules of its own layer or of any layer below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core: records and registries, no torch",
-     ("gonprof._version", "gonprof._lazy", "gonprof.registry", "gonprof.records", "gonprof.arch", "gonprof.claims",
+     ("gonprof._version", "gonprof._lazy", "gonprof.registry", "gonprof.records", "gonprof.cores", "gonprof.arch", "gonprof.claims",
       "gonprof.summary")),
     ("instruments and data: know torch, not modes",
      ("gonprof.data", "gonprof.sample_io", "gonprof.measure", "gonprof.metrics", "gonprof.architectures")),
