@@ -366,11 +366,8 @@ def profile(
     plugin: PluginOpt = None,
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
-    from rich.markup import escape
-
     from . import api, render
     from .arch import ARCHITECTURES
-    from .records import records_to_csv, save_records
 
     load_plugins(plugin)
     check_outputs(json=json_path, csv=csv_path)
@@ -401,30 +398,46 @@ def profile(
         _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
                         batch_sizes, json_path, hparams, placement)
         return
-    err, outputs = _stderr(), Outputs()
-    records = []
+    _profile_each(
+        names, lambda name: api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size,
+                                        device=device, warmup=warmup, steps=steps, seed=seed, data=data,
+                                        input_shape=shape, hparams=hparams, classes=selection.classes,
+                                        per_class=selection.per_class, force=force),
+        status="profiling {name} ...", json_path=json_path, csv_path=csv_path,
+        environments=lambda rec: [rec.environment],
+        show=lambda recs: render.render_record(recs[0]) if len(recs) == 1 else render.render_records(recs),
+        who=lambda r: f"{r.arch} ({r.mode})")
+
+
+def _profile_each(names, run, *, status: str, json_path, csv_path, environments, show, who) -> None:
+    """Run ``run(name)`` for each architecture, writing --json after each (nothing finished is lost), then
+    --csv, one warning if any run started on an overloaded machine, the tables, and the failures; exits 130
+    when interrupted, 1 when any run failed."""
+    from rich.markup import escape
+
+    from .records import records_to_csv, save_records
+
+    err, outputs, records = _stderr(), Outputs(), []
     for name in names:
-        with err.status(f"profiling {name} ..."):
-            rec = api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
-                              warmup=warmup, steps=steps, seed=seed, data=data, input_shape=shape,
-                              hparams=hparams, classes=selection.classes, per_class=selection.per_class,
-                              force=force)
+        with err.status(status.format(name=name)):
+            rec = run(name)
         records.append(rec)
-        if json_path:  # after each run: nothing finished is lost
+        if json_path:
             outputs.write(f"--json {json_path}", save_records, records, json_path)
         if rec.status == "interrupted":
             break
     if csv_path:
         outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
-    env = records[0].environment
-    if env is not None and env.load_average_1m is not None and env.load_average_1m > (env.cpu_count or 1):
-        err.print(f"[yellow]gonprof: warning: load average {env.load_average_1m:g} exceeded this machine's "
-                  f"{env.cpu_count} cores: timings are not comparable with a quiet machine's[/]", soft_wrap=True)
-    out = _stdout()
-    out.print(render.render_record(records[0]) if len(records) == 1 else render.render_records(records))
+    busy = [(env.load_average_1m, env.cpu_count) for rec in records for env in environments(rec)
+            if env is not None and env.load_average_1m is not None and env.load_average_1m > (env.cpu_count or 1)]
+    if busy:
+        load, cores = max(busy)
+        err.print(f"[yellow]gonprof: warning: load average {load:g} exceeded this machine's {cores} cores: "
+                  "timings are not comparable with a quiet machine's[/]", soft_wrap=True)
+    _stdout().print(show(records))
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
-        err.print(f"[yellow]{r.arch} ({r.mode}): {r.status}: {escape(r.message)}[/]")
+        err.print(f"[yellow]{escape(who(r))}: {r.status}: {escape(r.message)}[/]", soft_wrap=True)
     outputs.finish()
     if any(r.status == "interrupted" for r in records):
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -434,42 +447,18 @@ def profile(
 
 def _profile_ranks(names, nproc, request: dict, json_path, csv_path) -> None:
     """``profile --nproc N`` (api.profile_distributed), per architecture: one table of ranks each."""
-    from rich.markup import escape
+    from rich.console import Group
 
     from . import api, render
-    from .records import records_to_csv, save_records
 
     stop_workers_on_termination()  # SIGTERM stops the launcher and its ranks, as Ctrl-C does
-    err, outputs, records = _stderr(), Outputs(), []
-    for name in names:
-        with err.status(f"profiling {name} on {nproc} data-parallel rank{'s' if nproc != 1 else ''} ..."):
-            rec = api.profile_distributed(name, nproc=nproc, **request)
-        records.append(rec)
-        if json_path:  # after each run: nothing finished is lost
-            outputs.write(f"--json {json_path}", save_records, records, json_path)
-        if rec.status == "interrupted":
-            break
-    if csv_path:
-        outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
-    loads = [(r.profile.environment.load_average_1m, r.profile.environment.cpu_count)
-             for rec in records for r in rec.ranks if r.profile is not None]
-    busy = [(load, cores) for load, cores in loads if load is not None and load > (cores or 1)]
-    if busy:
-        load, cores = max(busy)
-        err.print(f"[yellow]gonprof: warning: load average {load:g} exceeded this machine's {cores} cores: "
-                  "timings are not comparable with a quiet machine's[/]", soft_wrap=True)
-    out = _stdout()
-    for rec in records:
-        out.print(render.render_distributed(rec))
-    failed = [r for r in records if r.status != "ok"]
-    for r in failed:
-        err.print(f"[yellow]{r.arch} ({r.mode}, {r.world_size} ranks): {r.status}: {escape(r.message)}[/]",
-                  soft_wrap=True)
-    outputs.finish()
-    if any(r.status == "interrupted" for r in records):
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if failed:
-        raise typer.Exit(EXIT_FAILURE)
+    _profile_each(
+        names, lambda name: api.profile_distributed(name, nproc=nproc, **request),
+        status=f"profiling {{name}} on {nproc} data-parallel rank{'s' if nproc != 1 else ''} ...",
+        json_path=json_path, csv_path=csv_path,
+        environments=lambda rec: [r.profile.environment for r in rec.ranks if r.profile is not None],
+        show=lambda recs: Group(*(render.render_distributed(rec) for rec in recs)),
+        who=lambda r: f"{r.arch} ({r.mode}, {r.world_size} ranks)")
 
 
 def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
