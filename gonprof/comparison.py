@@ -484,8 +484,7 @@ def _compare_workers(placed, done, json_path, executor: Executor, on_start, on_r
     stopped = [k for k, out in outcomes.items() if out.interrupted or todo[k][0] not in results]
     for k in stopped:
         results[todo[k][0]] = record_of(running[k], outcomes[k])
-    if stopped or session.interrupted:
-        save()
+    save()  # once more at the end: a Ctrl-C inside a row's own save must not leave that row unsaved
     return [results[i] for i in sorted(results)]
 
 

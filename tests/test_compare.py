@@ -489,3 +489,29 @@ def test_a_row_that_finished_as_ctrl_c_cut_its_report_short_is_kept(tmp_path, mo
     assert [(r.mode, r.status) for r in rows] == [("gan", "error")]  # kept; the second row never started
     assert "ValueError: boom" in rows[0].message
     assert [(r.mode, r.status) for r in load_records(tmp_path / "results.json")] == [("gan", "error")]
+
+
+def test_a_row_whose_own_save_ctrl_c_cut_short_is_in_the_results_file(tmp_path, monkeypatch):
+    real, calls = cmp._save_rows, []
+
+    def save_rows(rows, json_path, write_errors):  # Ctrl-C inside the second row's save, its record kept
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(rows, json_path, write_errors)
+
+    monkeypatch.setattr(cmp, "_save_rows", save_rows)
+
+    class _Session(_OneByOneSession):  # a session that never saw the Ctrl-C (it came from the callback)
+        def run(self, jobs, on_start=None, on_done=None):
+            try:
+                return super().run(jobs, on_start, on_done)
+            finally:
+                self.interrupted = False
+
+    specs = plan(["gan", "lsgan"], steps=1, n_samples=20, profile_steps=1)
+    placed = [(s, tmp_path / f"row{i}") for i, s in enumerate(specs)]
+    executor = type("E", (), {"session": lambda self: _Session()})()
+    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, None, None, None, None)
+    assert [r.mode for r in rows] == ["gan", "lsgan"]
+    assert [r.mode for r in load_records(tmp_path / "results.json")] == ["gan", "lsgan"]  # saved at the end
