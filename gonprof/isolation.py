@@ -18,6 +18,7 @@ SIGKILL is most likely the kernel's out-of-memory killer.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,10 +114,11 @@ class Worker:
         self._log = open(self.log_path, "w")
         # a new session: Ctrl-C reaches the parent only, which then stops the worker
         # die_with_parent: killed with this process (a cancelled Ray task must not leave its worker running)
+        # (the worker asks for that itself at its start, see die_with_parent(): no code runs between fork and exec)
+        env = dict(os.environ, **{PARENT_ENV: str(os.getpid())}) if self.die_with_parent else None
         self.proc = subprocess.Popen([sys.executable, "-m", "gonprof.worker", self.kind, str(self.spec_path),
                                       str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     preexec_fn=_die_with_parent() if self.die_with_parent else None)
+                                     start_new_session=True, env=env)
 
     def poll(self) -> Optional[Outcome]:
         """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
@@ -162,13 +164,20 @@ class Worker:
                        timed_out=self.timed_out, unreadable=unreadable)
 
 
-def _die_with_parent():
-    """A function for the child to run between fork and exec that asks Linux to SIGKILL it when its parent
-    dies (prctl PR_SET_PDEATHSIG), looked up here, before the fork; None where there is no prctl."""
+PARENT_ENV = "GONPROF_DIE_WITH_PARENT"  # set to the parent's pid for a worker that must not outlive it
+
+
+def die_with_parent() -> None:
+    """In a worker started with ``die_with_parent``: ask Linux to SIGKILL this process when its parent dies
+    (prctl PR_SET_PDEATHSIG), and exit at once if the parent has already gone.  A no-op elsewhere."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if not parent:
+        return
     try:
         import ctypes
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        return  # no prctl here (not Linux)
+    if os.getppid() != int(parent):  # the parent died before the request took effect
+        os._exit(1)

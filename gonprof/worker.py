@@ -65,6 +65,9 @@ def compare_row(spec_path: str, result_path: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from .isolation import die_with_parent
+
+    die_with_parent()  # a worker of a Ray task: never outlive it
     if len(argv) == 3 and argv[0] in ("compare-row", "fit-trial"):
         place(json.loads(Path(argv[1]).read_text()))
     if len(argv) == 3 and argv[0] == "compare-row":

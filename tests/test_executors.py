@@ -388,3 +388,51 @@ def test_a_job_past_its_timeout_is_stopped_and_says_so(tmp_path):
     assert out.failure() == ("error", f"worker timed out after {out.wall_s:.0f} s")
     assert not session.interrupted and pids == [0]
     assert live_workers() == []
+
+
+def test_a_worker_started_to_die_with_its_parent_dies_with_it(tmp_path):
+    """A Ray task's worker is started with die_with_parent: SIGKILL the process that started it (as Ray does
+    to a cancelled task) and the worker, in its own session, is gone too."""
+    import signal
+    import textwrap
+    import time
+
+    from gonprof.comparison import RunSpec
+
+    spec = RunSpec(mode="gan", arch="mlp-gan", steps=10**6, n_samples=20, profile_steps=1, threads=1,
+                   run_dir=str(tmp_path / "run"))
+    starter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import json, sys, time
+        from pathlib import Path
+        from gonprof.isolation import Worker
+        w = Worker("compare-row", json.loads({json.dumps(json.dumps(spec.to_dict()))}), Path({str(tmp_path)!r}),
+                   die_with_parent=True)
+        print(w.proc.pid, flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    pid = int(starter.stdout.readline())
+    time.sleep(3)  # the worker is past its start-up (and its prctl)
+    os.kill(pid, 0)  # alive while its parent lives
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        try:
+            os.waitpid(pid, os.WNOHANG)  # not our child: only a zombie-free check
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the worker outlived the process that started it")
+
+
+def test_a_worker_whose_parent_is_already_gone_exits_at_once():
+    env = dict(os.environ, GONPROF_DIE_WITH_PARENT="1")  # pid 1 is never this child's parent
+    res = subprocess.run([sys.executable, "-m", "gonprof.worker", "compare-row", "no-spec", "no-result"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
