@@ -111,10 +111,24 @@ def _memory_ratio(base: str, other: str, claimed: float) -> Callable:
     return judge
 
 
+def _not_digits(before, after) -> str:
+    """Why FID cannot compare two sample sets neither of which the classifier reads as digits ("" if it can):
+    the extractor maps every noise-like image to about the same place."""
+    conf = (before.mean_confidence, after.mean_confidence)
+    if max(conf) < 0.5:
+        return (f"neither set is read as digits (classifier confidence {conf[0]:.2f} -> {conf[1]:.2f}); "
+                "FID does not rank non-digits")
+    return ""
+
+
 def _fid_close(base: str, other: str) -> Callable:
     def judge(rows, budget):
-        a, b = _quality(rows, base).fid, _quality(rows, other).fid
+        qa, qb = _quality(rows, base), _quality(rows, other)
+        a, b = qa.fid, qb.fid
         measured = f"FID {b:,.1f} against {a:,.1f}"
+        why = _not_digits(qa, qb)
+        if why:
+            return measured, UNSURE, why
         if b <= 1.25 * a:
             return measured, HOLDS, ""
         if b > 2.0 * a:
@@ -212,10 +226,9 @@ def _refinement(key: str) -> Callable:
             raise _Missing(f"{key} has no before/after scores")
         before, after = r.quality_unrefined.fid, r.quality.fid
         measured = f"FID {before:,.1f} -> {after:,.1f} (N={r.quality.n_samples:,})"
-        conf = (r.quality_unrefined.mean_confidence, r.quality.mean_confidence)
-        if max(conf) < 0.5:  # FID maps every noise-like image to about the same place
-            return measured, UNSURE, (f"neither set is read as digits (classifier confidence {conf[0]:.2f} -> "
-                                      f"{conf[1]:.2f}); FID does not rank non-digits")
+        why = _not_digits(r.quality_unrefined, r.quality)
+        if why:
+            return measured, UNSURE, why
         if after <= 0.95 * before:
             return measured, HOLDS, ""
         if after >= before:

@@ -59,6 +59,14 @@ def test_a_missing_row_is_inconclusive_and_a_preset_without_claims_has_none():
     assert claims.judge("gon-digit", _gas()) == [] and claims.judge(None, _gas()) == []
 
 
+def test_fid_does_not_judge_two_sets_of_non_digits():
+    # both rows noise-like (classifier confidence 0.1): FID 1,100 against 1,080 is not "about as well"
+    rows = [r.replace(quality=r.quality.replace(fid=1100.0 if r.arch == "inception-k32" else 1080.0,
+                                                mean_confidence=0.1)) if r.quality else r for r in _gas()]
+    v = {x.claim: x for x in claims.judge("gas", rows)}["inception-k32 performs about as well as lsgan-original"]
+    assert v.verdict == claims.UNSURE and "neither set is read as digits" in v.reason
+
+
 def test_memory_ratio_thresholds():
     # 90% of the claimed 1.59x or more holds; below 1 + half the saving does not; between is inconclusive
     v = {x.claim: x for x in claims.judge("gas", _gas(k32_mib=50.34 / 1.5))}
