@@ -38,16 +38,30 @@ def save_records(records: "list[Any]", path: Any, extra: "dict | None" = None) -
 
 
 def load_extra(path: Any) -> dict:
-    """The keys a results file holds beside its records (a compare preset's name and claims); {} when none."""
-    from pathlib import Path
-
+    """The keys a results file holds beside its records (a compare preset's name and claims); {} when none
+    (or when the file cannot be read: :func:`load_records` says why)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = _read_json(path)
+    except RecordError:
         return {}
     if not isinstance(data, dict) or "records" not in data:
         return {}
     return {k: v for k, v in data.items() if k not in ("gonprof", "kind", "schema_version", "records")}
+
+
+def _read_json(path: Any) -> Any:
+    """The JSON a file holds; a missing, unreadable or invalid file is a one-line RecordError."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
 def load_records(path: Any) -> "list[Any]":
@@ -55,14 +69,7 @@ def load_records(path: Any) -> "list[Any]":
     from pathlib import Path
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecordError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = _read_json(path)
     if isinstance(data, dict) and "records" in data:
         kind, items = data.get("kind", "profile"), data["records"]
     elif isinstance(data, dict) and "steps_done" in data and "path" in data:
