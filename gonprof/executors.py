@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .cores import can_pin, usable_cores
 from .isolation import Outcome, Worker
-from .records import RequestError
+from .records import RequestError, classify_failure
 
 RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
 
@@ -244,9 +244,9 @@ def _ray_job(kind: str, spec: dict, workdir: Optional[str], timeout_s: Optional[
 
 
 def _first_line(exc: BaseException, prefix: str = "") -> str:
-    """``Type: first line of the message`` (at most 300 characters), after ``prefix`` when given."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return (f"{prefix}: " if prefix else "") + f"{type(exc).__name__}: {first}"[:300]
+    """``Type: first line of the message`` (:func:`~gonprof.records.classify_failure`'s one line, at most
+    300 characters), after ``prefix`` when given."""
+    return (f"{prefix}: " if prefix else "") + classify_failure(exc)[1][:300]
 
 
 class RaySession(Session):
@@ -308,9 +308,8 @@ class RaySession(Session):
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
                                           oom=_first_line(exc, "killed by Ray's memory monitor"))
                     except rx.RayTaskError as exc:
-                        cause = exc.as_instanceof_cause()
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall,
-                                          error=f"{type(cause).__name__}: {cause}".splitlines()[0][:300])
+                                          error=_first_line(exc.as_instanceof_cause()))
                     except rx.RayError as exc:  # its worker or node died, it could not be scheduled, Ray failed
                         outcome = Outcome(result=None, returncode=None, tail="", wall_s=wall, lost=_first_line(exc))
                     outcomes[k] = outcome
