@@ -543,7 +543,8 @@ def depthwise_inception(input_shape=(1, 28, 28)):
         "add_block's n_filter argument is unused in the source: growth rate 16 and transition width 4 are fixed.",
         "The transition squeezes every block's output to 4 channels, which is why this net is so small.",
         "The dense blocks use ops.inception_conv2d, so they carry the same dead 1x1 bottleneck as cases 3/5/6 "
-        "(the port omits it; the TF graph would hold (136+264+392+130) + 2*(40+168+296+106) = 922 + 2*610 = 2,142 more weights).",
+        "(the port omits it; the TF graph would hold (136+264+392+130) + 2*(40+168+296+106) = 922 + 2*610 "
+        "= 2,142 more weights).",
         _FROZEN_NOTE,
         _COUNT_NOTE,
         "Needs H, W >= 8 (three unpadded 2x2 average pools); smaller inputs raise ShapeError. The pinned count "

@@ -52,7 +52,7 @@ def main() -> None:
         model = torch.compile(model)
 
     with gonprof.Profiler(models=model, optimizers=optimizer, warmup=2, active=8) as prof:  # gonprof
-        for step in range(args.steps):
+        for _step in range(args.steps):
             images = torch.randn(args.batch_size, 1, 28, 28)
             labels = torch.randint(0, 10, (args.batch_size,))
             with prof.phase("forward+backward"):  # gonprof (optional)

@@ -4,7 +4,7 @@ package stays cheap (``import gonprof`` and ``gonprof --help`` never import torc
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def lazy_exports(package: str, namespace: dict, exports: dict[str, str]) -> tuple[Callable, Callable]:

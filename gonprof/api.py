@@ -184,7 +184,8 @@ def _check_distributed(device: str, nproc: int) -> str:
         raise RequestError("--nproc needs torch.distributed, which this torch build lacks")
     if device == "cpu":
         if not dist.is_gloo_available():
-            raise RequestError("--nproc on the CPU needs torch.distributed's gloo backend, which this torch build lacks")
+            raise RequestError("--nproc on the CPU needs torch.distributed's gloo backend, which this torch build "
+                               "lacks")
         return "gloo"
     if device != "cuda":
         raise RequestError(f"--nproc puts rank r on cuda:r; give --device cuda, not {device}")

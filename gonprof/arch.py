@@ -22,8 +22,9 @@ This module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .registry import Registry, RegistryError
 
@@ -72,7 +73,7 @@ class ArchSpec:
     def __post_init__(self):
         if self.role not in ROLES:
             raise ValueError(f"{self.name}: role must be one of {ROLES}, not {self.role!r}")
-        self.output_dim  # validates the output kind
+        _ = self.output_dim  # validates the output kind
 
     @property
     def output_dim(self) -> int:

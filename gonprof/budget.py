@@ -1,4 +1,5 @@
-"""Memory budgets: the largest batch that fits (:func:`fit_batch`) and how a step grows with the batch (:func:`scaling`).
+"""Memory budgets: the largest batch that fits (:func:`fit_batch`) and how a step grows with the batch
+(:func:`scaling`).
 
 Which peak is held against the budget (``FitRecord.compared``):
 
@@ -34,7 +35,8 @@ import math
 import re
 import statistics
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .records import BatchTrial, FitRecord, LinearFit, ScalingRecord
 
@@ -124,10 +126,10 @@ def _gallop(edge: int, stride: int, n: int, step: int, bound: int) -> list[int]:
 
 
 def search_batch(
-    trial: Optional[Callable[[int], BatchTrial]], memory_bytes: int, max_batch: int = 65536,
-    progress: Optional[Callable[[BatchTrial], None]] = None, start: Optional[int] = None, width: int = 1,
-    rounds: Optional[Callable[[list[int], Finished], None]] = None,
-) -> tuple[Optional[int], Optional[int], tuple[BatchTrial, ...], str, str]:
+    trial: Callable[[int], BatchTrial] | None, memory_bytes: int, max_batch: int = 65536,
+    progress: Callable[[BatchTrial], None] | None = None, start: int | None = None, width: int = 1,
+    rounds: Callable[[list[int], Finished], None] | None = None,
+) -> tuple[int | None, int | None, tuple[BatchTrial, ...], str, str]:
     """Largest ``b <= max_batch`` with ``trial(b)`` fitting: 1, 2, 4, ... then binary search.
 
     With ``start`` (a guess, e.g. from an estimate) the search gallops from it
@@ -264,7 +266,7 @@ def _doubling(b: int, n: int, max_batch: int) -> list[int]:
 # --------------------------------------------------------------------------
 
 
-def _available_bytes() -> Optional[int]:
+def _available_bytes() -> int | None:
     import psutil
 
     return int(psutil.virtual_memory().available)
@@ -275,7 +277,7 @@ def _available_bytes() -> Optional[int]:
 CAP_SLACK_BYTES = 256 * 2**20
 
 
-def default_cap(memory_bytes: int, at_once: int = 1, available: bool = True) -> Optional[int]:
+def default_cap(memory_bytes: int, at_once: int = 1, available: bool = True) -> int | None:
     """RSS a measured CPU trial may grow by before it is killed: 2x the budget (+256 MiB), and with
     ``available`` at most 80 % of this machine's MemAvailable shared by the ``at_once`` trials that run
     together (without: the trials run elsewhere, on Ray nodes whose memory Ray's monitor guards)."""
@@ -307,9 +309,9 @@ def local_width(memory_bytes: int, width: int) -> tuple[int, int]:
 TRIAL_TIMEOUT_S = 900.0
 
 
-def trial_spec(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: Optional[str] = None,
-               preset: Optional[str] = None, input_shape: Any = None, hparams: Optional[dict] = None, seed: int = 0,
-               steps: int = 2, time_steps: int = 1, cap_bytes: Optional[int] = None) -> dict:
+def trial_spec(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: str | None = None,
+               preset: str | None = None, input_shape: Any = None, hparams: dict | None = None, seed: int = 0,
+               steps: int = 2, time_steps: int = 1, cap_bytes: int | None = None) -> dict:
     """The spec of one measured trial (``python -m gonprof.worker fit-trial``, :mod:`gonprof.budget_worker`)."""
     return dict(arch=arch, mode=mode, batch_size=int(batch_size), device=device, generator=generator,
                 preset=preset, input_shape=list(input_shape) if input_shape else None, hparams=hparams or {},
@@ -317,7 +319,7 @@ def trial_spec(arch: str, mode: str, batch_size: int, *, device: str = "cpu", ge
 
 
 def measured_rounds(session, spec_of: Callable[[int], dict], device: str = "cpu",
-                    timeout_s: Optional[float] = TRIAL_TIMEOUT_S) -> Callable[[list[int], Finished], None]:
+                    timeout_s: float | None = TRIAL_TIMEOUT_S) -> Callable[[list[int], Finished], None]:
     """``rounds(sizes, finished)`` for :func:`search_batch` and :func:`scaling`: each size a measured trial in
     its own worker process on an executor's ``session`` (:mod:`gonprof.executors`), ``finished(trial)`` as
     each ends, with the cores it ran on.  Ctrl-C stops the running trials and raises KeyboardInterrupt once
@@ -327,7 +329,7 @@ def measured_rounds(session, spec_of: Callable[[int], dict], device: str = "cpu"
     def rounds(sizes: list[int], finished: Finished) -> None:
         import dataclasses
 
-        cores: dict[int, Optional[list]] = {}
+        cores: dict[int, list | None] = {}
 
         def started(k: int, spec: dict) -> None:
             cores[k] = spec.get("cpus")
@@ -344,9 +346,9 @@ def measured_rounds(session, spec_of: Callable[[int], dict], device: str = "cpu"
     return rounds
 
 
-def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: Optional[str] = None,
-              preset: Optional[str] = None, input_shape: Any = None, hparams: Optional[dict] = None, seed: int = 0,
-              steps: int = 2, time_steps: int = 1, cap_bytes: Optional[int] = None,
+def run_trial(arch: str, mode: str, batch_size: int, *, device: str = "cpu", generator: str | None = None,
+              preset: str | None = None, input_shape: Any = None, hparams: dict | None = None, seed: int = 0,
+              steps: int = 2, time_steps: int = 1, cap_bytes: int | None = None,
               timeout_s: float = TRIAL_TIMEOUT_S) -> BatchTrial:
     """Measure one batch size in a fresh process (``python -m gonprof.worker fit-trial``); status ``measured``,
     ``oom``, ``killed`` or ``error``; ``peak_bytes`` = the compared figure (see the module docstring)."""
@@ -422,7 +424,7 @@ def compared_figure(device: str, estimate: bool) -> str:
             + ("" if estimate else "; peak RSS over the pre-step baseline shown beside it, not compared"))
 
 
-def _resolve(arch: str, mode: Optional[str]) -> str:
+def _resolve(arch: str, mode: str | None) -> str:
     if mode:
         return mode
     from .modes.build import default_mode
@@ -430,9 +432,9 @@ def _resolve(arch: str, mode: Optional[str]) -> str:
     return default_mode(arch)
 
 
-def _trial_fn(arch: str, mode: str, device: str, estimate: bool, generator: Optional[str], preset: Optional[str],
-              input_shape: Any, hparams: Optional[dict], seed: int, steps: int,
-              trial: Optional[Callable[[int], BatchTrial]]) -> Optional[Callable[[int], BatchTrial]]:
+def _trial_fn(arch: str, mode: str, device: str, estimate: bool, generator: str | None, preset: str | None,
+              input_shape: Any, hparams: dict | None, seed: int, steps: int,
+              trial: Callable[[int], BatchTrial] | None) -> Callable[[int], BatchTrial] | None:
     """The in-process trial: the one given (tests), an estimate, or None (measured trials run on an executor)."""
     if trial is not None:
         return trial
@@ -462,7 +464,7 @@ def _environment(device: str):
         return None
 
 
-def _check_request(arch: str, mode: str, preset: Optional[str], hparams: Optional[dict]) -> None:
+def _check_request(arch: str, mode: str, preset: str | None, hparams: dict | None) -> None:
     """Unknown architecture, mode, preset or hyper-parameter names fail here, not in every trial."""
     from .arch import get_arch
     from .modes.base import get_mode
@@ -473,22 +475,22 @@ def _check_request(arch: str, mode: str, preset: Optional[str], hparams: Optiona
 
 def fit_batch(
     arch: str,
-    mode: Optional[str] = None,
+    mode: str | None = None,
     *,
     memory_bytes: Any,
     device: str = "cpu",
     estimate: bool = False,
-    generator: Optional[str] = None,
-    preset: Optional[str] = None,
+    generator: str | None = None,
+    preset: str | None = None,
     input_shape: Any = None,
-    hparams: Optional[dict] = None,
+    hparams: dict | None = None,
     seed: int = 0,
     max_batch: int = 65536,
     steps: int = 2,
     time_steps: int = 1,
-    cap_bytes: Optional[int] = None,
-    progress: Optional[Callable[[BatchTrial], None]] = None,
-    trial: Optional[Callable[[int], BatchTrial]] = None,
+    cap_bytes: int | None = None,
+    progress: Callable[[BatchTrial], None] | None = None,
+    trial: Callable[[int], BatchTrial] | None = None,
     guide: bool = False,
     executor: Any = None,
 ) -> FitRecord:
@@ -577,21 +579,21 @@ def fit_batch(
 
 def scaling(
     arch: str,
-    mode: Optional[str] = None,
+    mode: str | None = None,
     *,
     batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
     device: str = "cpu",
     estimate: bool = False,
-    generator: Optional[str] = None,
-    preset: Optional[str] = None,
+    generator: str | None = None,
+    preset: str | None = None,
     input_shape: Any = None,
-    hparams: Optional[dict] = None,
+    hparams: dict | None = None,
     seed: int = 0,
     steps: int = 2,
     time_steps: int = 3,
-    cap_bytes: Optional[int] = None,
-    progress: Optional[Callable[[BatchTrial], None]] = None,
-    trial: Optional[Callable[[int], BatchTrial]] = None,
+    cap_bytes: int | None = None,
+    progress: Callable[[BatchTrial], None] | None = None,
+    trial: Callable[[int], BatchTrial] | None = None,
     executor: Any = None,
 ) -> ScalingRecord:
     """Peak memory (and step time, when measured) at each batch size, fitted as fixed + per sample.

@@ -13,8 +13,8 @@ Nothing here imports torch: claims are judged on records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 from .records import RunRecord
 
@@ -44,7 +44,7 @@ class Budget:
     steps: int = 0
     time_s: float = 0.0
 
-    def short_of(self, steps: Optional[int], time_s: Optional[float]) -> str:
+    def short_of(self, steps: int | None, time_s: float | None) -> str:
         """Why this budget is below a claim's (\"\" when it is not)."""
         if steps and self.steps < steps:
             return f"trained {self.steps:,} of the {steps:,} iterations the claim is judged at"
@@ -59,8 +59,8 @@ class Claim:
     source_figure: str
     maps_to: str
     judge: Callable[[dict[str, RunRecord], Budget], tuple[str, str, str]]  # rows by key -> (measured, verdict, reason)
-    needs_steps: Optional[int] = None  # quality claims: the training steps the claim was made at
-    needs_time_s: Optional[float] = None  # ... or the training time (presets with a time budget)
+    needs_steps: int | None = None  # quality claims: the training steps the claim was made at
+    needs_time_s: float | None = None  # ... or the training time (presets with a time budget)
 
     def verdict(self, rows: dict[str, RunRecord], budget: Budget) -> Verdict:
         measured, verdict, reason = _safe(self.judge, rows, budget)
@@ -336,7 +336,7 @@ def _rows_by_key(rows: list[RunRecord]) -> dict[str, RunRecord]:
     return {k: v[0] for k, v in seen.items() if len(v) == 1}
 
 
-def judge(preset: Optional[str], rows: list[RunRecord]) -> list[Verdict]:
+def judge(preset: str | None, rows: list[RunRecord]) -> list[Verdict]:
     """The verdicts on ``preset``'s claims over a comparison's rows ([] for a preset without claims)."""
     claims = CLAIMS.get(preset or "", ())
     if not claims:

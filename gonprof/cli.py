@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -32,44 +32,44 @@ app = typer.Typer(
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 PluginOpt = Annotated[
-    Optional[List[Path]],
+    list[Path] | None,
     typer.Option("--plugin", help="Python file that registers architectures or modes (repeatable).",
                  exists=False, dir_okay=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 SetOpt = Annotated[
-    Optional[List[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a hyper-parameter of the mode: NAME=VALUE (repeatable)."),
 ]
 ClassesOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--classes", help="Keep only these labels, e.g. 0 or 0,3,7 (training and scoring alike)."),
 ]
 PerClassOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--per-class", help="Keep the first N training images of each kept class (few-shot)."),
 ]
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
 ]
 ThreadsOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
 ]
 # Where independent runs go (compare's rows, fit's trials, --scaling's points): gonprof.executors
 JobsOpt = Annotated[int, typer.Option("--jobs", min=1, help="Run up to N at once, each in its own process pinned to its own cores (torch threads to match).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (one subprocess each, the default) or ray (each a task in a fresh Ray worker; needs the ray extra).")]
-AddressOpt = Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="ray: the cluster to join (default: start a local one for this run).")]
 CpusPerRunOpt = Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: CPUs each run reserves (and its torch threads).")]
 GpusPerRunOpt = Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each run reserves (runs never share one).")]
 
 
-def executor_options(jobs: int, executor: str, address: Optional[str], cpus_per_run: int, gpus_per_run: int) -> dict:
+def executor_options(jobs: int, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: int) -> dict:
     """The executor options as the api's keywords."""
     return dict(jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
 
 
-def check_outputs(**paths: Optional[Path]) -> None:
+def check_outputs(**paths: Path | None) -> None:
     """Refuse, before any work, an output path that cannot be written: one line, exit 2.
 
     ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.
@@ -125,14 +125,14 @@ class Outputs:
             raise fail(self.errors[-1], EXIT_FAILURE)
 
 
-def parse_selection(classes: Optional[str], per_class: Optional[int]):
+def parse_selection(classes: str | None, per_class: int | None):
     """The data selection of --classes / --per-class; a bad one is a usage error."""
     from .data import Selection
 
     return Selection.parse(classes, per_class)
 
 
-def apply_threads(threads: Optional[int]) -> None:
+def apply_threads(threads: int | None) -> None:
     """Apply --threads (None: torch's own default)."""
     if threads:
         import torch
@@ -176,7 +176,7 @@ def _stdout():
     return _Results(Console(highlight=False, width=200 if wide else None))
 
 
-def fail(message: str, code: int = EXIT_FAILURE) -> "typer.Exit":
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     """Print one line to stderr and return the Exit to raise."""
     from rich.markup import escape
 
@@ -249,14 +249,14 @@ def guarded(fn):
     return wrapper
 
 
-def load_plugins(paths: Optional[List[Path]]) -> None:
+def load_plugins(paths: list[Path] | None) -> None:
     from .registry import load_plugin_file
 
     for path in paths or ():
         load_plugin_file(path)
 
 
-def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
+def parse_shape(text: str | None) -> tuple[int, int, int] | None:
     if text is None:
         return None
     try:
@@ -286,8 +286,8 @@ def _main(
 @app.command("list")
 @guarded
 def list_cmd(
-    pattern: Annotated[Optional[str], typer.Argument(help="Glob (inception-*) or substring to filter names.")] = None,
-    role: Annotated[Optional[str], typer.Option(help="discriminator or generator.")] = None,
+    pattern: Annotated[str | None, typer.Argument(help="Glob (inception-*) or substring to filter names.")] = None,
+    role: Annotated[str | None, typer.Option(help="discriminator or generator.")] = None,
     modes: Annotated[bool, typer.Option("--modes", help="List training modes instead of architectures.")] = False,
     json_out: JsonFlag = False,
     plugin: PluginOpt = None,
@@ -311,9 +311,9 @@ def list_cmd(
 @app.command()
 @guarded
 def info(
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture name (see `gonprof list`).")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="Describe a training mode instead: defaults, presets, notes.")] = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W; default: the architecture's own.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture name (see `gonprof list`).")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="Describe a training mode instead: defaults, presets, notes.")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="C,H,W; default: the architecture's own.")] = None,
     json_out: JsonFlag = False,
     plugin: PluginOpt = None,
 ) -> None:
@@ -336,19 +336,19 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")
 @app.command()
 @guarded
 def profile(
-    arch: Annotated[List[str], typer.Option("--arch", help="Architecture name or glob; repeat to profile several.")],
-    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the one each architecture was published with.")] = None,
-    generator: Annotated[Optional[str], typer.Option(help="Generator for GAN modes; default: the architecture's own.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Named hyper-parameter preset of the mode (e.g. gon: seed).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
+    arch: Annotated[list[str], typer.Option("--arch", help="Architecture name or glob; repeat to profile several.")],
+    mode: Annotated[str | None, typer.Option(help="Training mode; default: the one each architecture was published with.")] = None,
+    generator: Annotated[str | None, typer.Option(help="Generator for GAN modes; default: the architecture's own.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Named hyper-parameter preset of the mode (e.g. gon: seed).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
     device: DeviceOpt = "cpu",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps; the last one counts FLOPs and live bytes.")] = 2,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
     seed: int = 0,
-    data: Annotated[Optional[str], typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W.")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the records to this JSON file.")] = None,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per record.")] = None,
+    data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="C,H,W.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the records to this JSON file.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per record.")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
@@ -360,7 +360,7 @@ def profile(
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Profile the step on N data-parallel ranks (DistributedDataParallel, started by torch.distributed's elastic launcher; gloo on the CPU, nccl with one GPU per rank): one row per rank. --batch-size is per rank; --threads each rank's.")] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Profile the step on N data-parallel ranks (DistributedDataParallel, started by torch.distributed's elastic launcher; gloo on the CPU, nccl with one GPU per rank): one row per rank. --batch-size is per rank; --threads each rank's.")] = None,
     force: ForceOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
@@ -472,7 +472,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         try:
             sizes = [int(b) for b in batch_sizes.split(",")]
         except ValueError:
-            raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE)
+            raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE) from None
     err, out, records, failed = _stderr(), _stdout(), [], []
     if scaling:
         stop_workers_on_termination()
@@ -510,14 +510,14 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
 def fit(
     arch: Annotated[str, typer.Option("--arch", help="Discriminator to fit.")],
     memory: Annotated[str, typer.Option("--memory", help="Budget for one step's peak, e.g. 4GiB, 512MB.")],
-    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the architecture's own.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Training mode; default: the architecture's own.")] = None,
     device: DeviceOpt = "cpu",
     estimate: Annotated[bool, typer.Option("--estimate", help="Trials estimated on meta tensors, nothing allocated (cuda works without a GPU).")] = False,
-    generator: Optional[str] = None,
-    preset: Optional[str] = None,
+    generator: str | None = None,
+    preset: str | None = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 65536,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the fit record (every trial) here.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Peak memory against batch size, to this PNG (plot extra).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the fit record (every trial) here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Peak memory against batch size, to this PNG (plot extra).")] = None,
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -571,21 +571,21 @@ def _trial_line(trial) -> str:
 @app.command()
 @guarded
 def train(
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Discriminator to train.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Training mode; default: the architecture's own.")] = None,
-    generator: Annotated[Optional[str], typer.Option(help="Generator for GAN modes.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Hyper-parameter preset (e.g. gon: seed).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimization steps (default 1000).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over the data, instead of --steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Discriminator to train.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Training mode; default: the architecture's own.")] = None,
+    generator: Annotated[str | None, typer.Option(help="Generator for GAN modes.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Hyper-parameter preset (e.g. gon: seed).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimization steps (default 1000).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data, instead of --steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
     seed: int = 0,
-    data: Annotated[Optional[str], typer.Option(help="IDX folder, or 'synthetic'; default: embedded MNIST test split.")] = None,
+    data: Annotated[str | None, typer.Option(help="IDX folder, or 'synthetic'; default: embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<arch>-<mode>-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<arch>-<mode>-<time>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    sample_every: Annotated[Optional[int], typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
-    labels: Annotated[Optional[int], typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=0, help="Stop after this many seconds of training (status ok).")] = None,
+    sample_every: Annotated[int | None, typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
+    labels: Annotated[int | None, typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Stop after this many seconds of training (status ok).")] = None,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
@@ -624,7 +624,7 @@ def train(
         raise fail(result.message if result.status == "error" else f"{result.status}: {result.message}")
 
 
-def parse_sets(items: Optional[List[str]]) -> dict:
+def parse_sets(items: list[str] | None) -> dict:
     """NAME=VALUE pairs; values are read as JSON when they parse (numbers, true, lists), else as text."""
     out = {}
     for item in items or ():
@@ -644,22 +644,22 @@ def parse_sets(items: Optional[List[str]]) -> dict:
 @app.command()
 @guarded
 def compare(
-    modes: Annotated[Optional[List[str]], typer.Argument(help="Training modes to compare (e.g. gon lsgan).")] = None,
-    arch: Annotated[Optional[List[str]], typer.Option("--arch", help="Discriminators (names or globs); default: each mode's own.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="gas (the six GAS discriminators under lsgan), gon-vs-gan, gon-digit (GON and GANs on one digit) or gon-inner (GON's inner optimisers).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps per run.")] = None,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
+    modes: Annotated[list[str] | None, typer.Argument(help="Training modes to compare (e.g. gon lsgan).")] = None,
+    arch: Annotated[list[str] | None, typer.Option("--arch", help="Discriminators (names or globs); default: each mode's own.")] = None,
+    preset: Annotated[str | None, typer.Option(help="gas (the six GAS discriminators under lsgan), gon-vs-gan, gon-digit (GON and GANs on one digit) or gon-inner (GON's inner optimisers).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps per run.")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
     seed: int = 0,
-    data: Annotated[Optional[str], typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
+    data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
     samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
     profile_steps: Annotated[int, typer.Option("--profile-steps", min=1, help="Timed steps profiled after training.")] = 5,
-    memory_limit: Annotated[Optional[str], typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB): the worker process's data segment (RLIMIT_DATA), which counts torch's own start-up footprint too; a run past it is a row with status oom.")] = None,
+    memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap each run's memory (e.g. 4GiB): the worker process's data segment (RLIMIT_DATA), which counts torch's own start-up footprint too; a run past it is a row with status oom.")] = None,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the comparison in this folder: rows that finished with the same settings are kept, the others run (repeat the command as first given).")] = None,
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -667,11 +667,11 @@ def compare(
     gpus_per_run: GpusPerRunOpt = 0,
     quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); claims that need the full budget say inconclusive.")] = False,
     force: ForceOpt = False,
-    hparam: Annotated[Optional[List[str]], typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw FID against peak memory to this PNG (needs the plot extra).")] = None,
+    hparam: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw FID against peak memory to this PNG (needs the plot extra).")] = None,
     plugin: PluginOpt = None,
 ) -> None:
     """Train, profile and score each (mode, architecture) pair; one table of quality beside memory."""
@@ -750,10 +750,10 @@ def compare(
 @guarded
 def score(
     samples_path: Annotated[Path, typer.Argument(metavar="SAMPLES", help="PNG grid (28x28 tiles, make_grid padding), folder of 28x28 PNGs, or .pt / .npy tensor N x 1 x 28 x 28 in [-1, 1] or [0, 1].")],
-    classes: Annotated[Optional[str], typer.Option("--classes", help="The digits the samples should be, e.g. 0 or 0,3: scored against held-out real images of these (default: all ten).")] = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", help="N: images scored, and real images in the floor row (default: all, up to half the held-out images of the classes).")] = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="The digits the samples should be, e.g. 0 or 0,3: scored against held-out real images of these (default: all ten).")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", help="N: images scored, and real images in the floor row (default: all, up to half the held-out images of the classes).")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the subsets of samples and real images.")] = 0,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the quality records (and what was read) to this JSON file; gonprof report re-renders it.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the quality records (and what was read) to this JSON file; gonprof report re-renders it.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Score images from anywhere against held-out real digits, beside the real-vs-real floor at the same N."""
@@ -785,7 +785,7 @@ def score(
 @guarded
 def report(
     path: Annotated[Path, typer.Argument(help="JSON written by --json (profile or compare).")],
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV.")] = None,
 ) -> None:
     """Render saved results again, without re-running anything."""
     from . import api, render

@@ -27,9 +27,10 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from . import claims
 from .executors import Executor, Job
@@ -44,33 +45,33 @@ DEFAULT_PROFILE_STEPS = 5
 class RunSpec:
     """One row to run.  ``kind="floor"`` is the real-vs-real row (mode and arch unused)."""
 
-    mode: Optional[str] = None
-    arch: Optional[str] = None
+    mode: str | None = None
+    arch: str | None = None
     kind: str = "run"
-    generator: Optional[str] = None
-    preset: Optional[str] = None
-    steps: Optional[int] = None
-    time_budget_s: Optional[float] = None
-    batch_size: Optional[int] = None
+    generator: str | None = None
+    preset: str | None = None
+    steps: int | None = None
+    time_budget_s: float | None = None
+    batch_size: int | None = None
     seed: int = 0
-    data: Optional[str] = None
+    data: str | None = None
     device: str = "cpu"
     n_samples: int = DEFAULT_N_SAMPLES
     profile_steps: int = DEFAULT_PROFILE_STEPS
     hparams: dict = field(default_factory=dict)
-    run_dir: Optional[str] = None
-    memory_limit_bytes: Optional[int] = None  # cap on the worker's data segment (RLIMIT_DATA)
-    cpus: Optional[list] = None  # the cores the worker is pinned to (--jobs); None: any
-    classes: Optional[list] = None  # data selection for training and scoring (None: all labels)
-    per_class: Optional[int] = None  # first N training images of each kept class (None: all)
-    threads: Optional[int] = None  # torch threads in the worker (None: torch's default)
-    variant: Optional[str] = None  # a preset row's name for its own hyper-parameters
+    run_dir: str | None = None
+    memory_limit_bytes: int | None = None  # cap on the worker's data segment (RLIMIT_DATA)
+    cpus: list | None = None  # the cores the worker is pinned to (--jobs); None: any
+    classes: list | None = None  # data selection for training and scoring (None: all labels)
+    per_class: int | None = None  # first N training images of each kept class (None: all)
+    threads: int | None = None  # torch threads in the worker (None: torch's default)
+    variant: str | None = None  # a preset row's name for its own hyper-parameters
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
+    def from_dict(cls, d: dict) -> RunSpec:
         return cls(**d)
 
     @property
@@ -132,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_SETTINGS = ("steps", "batch_size", "classes", "per_class", "time_budget_s")
 
 
-def _rows(pairs) -> list[tuple[str, str, dict, Optional[str]]]:
+def _rows(pairs) -> list[tuple[str, str, dict, str | None]]:
     """A preset's rows as (mode, arch, hparams, variant)."""
     return [(p[0], p[1], dict(p[2]) if len(p) > 2 else {}, p[3] if len(p) > 3 else None) for p in pairs]
 
@@ -165,7 +166,7 @@ def scope_hparams(hparams: dict, modes: list[str]) -> dict[str, dict]:
     return out
 
 
-def plan(modes: list[str], archs: Optional[list[str]] = None, *, preset: Optional[str] = None,
+def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None = None,
          **common: Any) -> list[RunSpec]:
     """The rows to run: every compatible (mode, architecture) pair, in the order given.
 
@@ -284,8 +285,8 @@ def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
 def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     import torch
 
-    from .runner import profile_step
     from .data import load_split
+    from .runner import profile_step
     from .summary import param_totals
     from .train import TrainConfig, default_make_step, run_training
 
@@ -348,7 +349,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     return rec.replace(quality=score(samples))
 
 
-def _batch_size(result, spec: RunSpec) -> Optional[int]:
+def _batch_size(result, spec: RunSpec) -> int | None:
     try:
         cfg = json.loads((Path(result.path) / "config.json").read_text())
         return int(cfg["resolved"]["batch_size"])
@@ -381,13 +382,13 @@ def record_of(spec: RunSpec, out) -> RunRecord:
     return spec.base_record().replace(status=status, message=message, wall_time_s=round(out.wall_s, 3))
 
 
-def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: Optional[str | os.PathLike] = None,
+def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: str | os.PathLike | None = None,
             floor: bool = True, isolate: bool = True,
-            on_start: Optional[Callable[[int, int, RunSpec], None]] = None,
-            on_row: Optional[Callable[[RunRecord], None]] = None,
-            write_errors: Optional[list] = None, resume: bool = False,
-            on_reuse: Optional[Callable[[RunRecord], None]] = None, jobs: int = 1,
-            executor: str = "local", address: Optional[str] = None, cpus_per_run: int = 1,
+            on_start: Callable[[int, int, RunSpec], None] | None = None,
+            on_row: Callable[[RunRecord], None] | None = None,
+            write_errors: list | None = None, resume: bool = False,
+            on_reuse: Callable[[RunRecord], None] | None = None, jobs: int = 1,
+            executor: str = "local", address: str | None = None, cpus_per_run: int = 1,
             gpus_per_run: int = 0) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
@@ -488,7 +489,7 @@ def _compare_workers(placed, done, json_path, executor: Executor, on_start, on_r
     return [results[i] for i in sorted(results)]
 
 
-def _kept_row(done: dict, spec: RunSpec, folder: Path, on_reuse) -> Optional[RunRecord]:
+def _kept_row(done: dict, spec: RunSpec, folder: Path, on_reuse) -> RunRecord | None:
     """The earlier record of a row that finished with the same settings (``resume``), reported through
     ``on_reuse``; None when the row must run."""
     kept = done.get(folder.name)
@@ -499,7 +500,7 @@ def _kept_row(done: dict, spec: RunSpec, folder: Path, on_reuse) -> Optional[Run
     return kept[1]
 
 
-def _save_rows(rows: list[RunRecord], json_path: Path, write_errors: Optional[list]) -> None:
+def _save_rows(rows: list[RunRecord], json_path: Path, write_errors: list | None) -> None:
     """Rewrite the results file; a write that fails is noted once in ``write_errors`` (the caller reports
     it after printing the rows) and the comparison goes on."""
     try:
@@ -537,7 +538,7 @@ def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord
     return done
 
 
-def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Optional[Path]:
+def grid_image(rows: list[RunRecord], path: str | os.PathLike) -> Path | None:
     """The rows' final sample grids side by side, each captioned, in one PNG."""
     from PIL import Image, ImageDraw
 

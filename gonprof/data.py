@@ -117,10 +117,10 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
-    def subset(self, idx: torch.Tensor, name: str) -> "ImageData":
+    def subset(self, idx: torch.Tensor, name: str) -> ImageData:
         return ImageData(self.images[idx], self.labels[idx], name, self.num_classes)
 
-    def split(self, n_first: int) -> tuple["ImageData", "ImageData"]:
+    def split(self, n_first: int) -> tuple[ImageData, ImageData]:
         """The first ``n_first`` images and the rest (a fixed, documented split)."""
         a = ImageData(self.images[:n_first], self.labels[:n_first], self.name + f"[:{n_first}]", self.num_classes)
         b = ImageData(self.images[n_first:], self.labels[n_first:], self.name + f"[{n_first}:]", self.num_classes)
@@ -219,7 +219,7 @@ class Selection:
             raise SelectionError(f"--per-class must be an integer of at least 1, not {self.per_class!r}")
 
     @classmethod
-    def parse(cls, classes: "str | list | tuple | None" = None, per_class: int | None = None) -> "Selection":
+    def parse(cls, classes: str | list | tuple | None = None, per_class: int | None = None) -> Selection:
         """From CLI text (``"0,3,7"``) or a sequence of labels."""
         if isinstance(classes, str):
             parts = [p.strip() for p in classes.split(",")]

@@ -16,7 +16,7 @@ The process group is the caller's: ``gonprof profile --nproc`` starts it in each
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -59,7 +59,7 @@ class StepDDP(DistributedDataParallel):
             return getattr(super().__getattr__("module"), name)
 
 
-def wrap_step(step: Any, counter: AllreduceCounter, *, device_ids: Optional[list[int]] = None,
+def wrap_step(step: Any, counter: AllreduceCounter, *, device_ids: list[int] | None = None,
               process_group: Any = None) -> dict[str, Any]:
     """Wrap each trainable model of ``step`` in :class:`StepDDP` with ``counter``'s hook, in place: the
     attributes the step calls the model by (``step.D``, ``step.G``) become the wrapper, while
@@ -117,9 +117,9 @@ class _CountedStep:
 
 
 def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: int, batch_size: int,
-                 warmup: int = 2, steps: int = 10, seed: int = 0, arch: Optional[str] = None,
-                 mode: Optional[str] = None, generator: Optional[str] = None,
-                 extra: Optional[dict] = None) -> RankRecord:
+                 warmup: int = 2, steps: int = 10, seed: int = 0, arch: str | None = None,
+                 mode: str | None = None, generator: str | None = None,
+                 extra: dict | None = None) -> RankRecord:
     """Profile a step whose models :func:`wrap_step` wrapped: :data:`SETTLE_STEPS` untimed steps, then
     :func:`gonprof.runner.profile_step` (batches shuffled with ``seed``), the all-reduce of every step
     counted; the counter's figures are the measuring step's.  A failure is the record's status."""
@@ -150,7 +150,7 @@ def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: in
 
 
 def gather_records(record: ProfileRecord, comm: Any = None, *, dst: int = 0, group: Any = None,
-                   launcher: str = "user script", **fields: Any) -> Optional[DistributedProfileRecord]:
+                   launcher: str = "user script", **fields: Any) -> DistributedProfileRecord | None:
     """Gather every rank's ``record`` (and ``comm``: an AllreduceCounter or CommFigures) to rank ``dst``.
 
     Call it on every rank of an initialised process group, after ``prof.report()``.  Returns the
@@ -166,7 +166,7 @@ def gather_records(record: ProfileRecord, comm: Any = None, *, dst: int = 0, gro
         comm = comm.figures()
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     mine = RankRecord(rank=rank, status=record.status, message=record.message, profile=record, comm=comm).to_dict()
-    gathered: Optional[list] = [None] * world if rank == dst else None
+    gathered: list | None = [None] * world if rank == dst else None
     dist.gather_object(mine, gathered, dst=dst, group=group)
     if rank != dst:
         return None

@@ -28,7 +28,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from .isolation import last_line
 from .records import DistributedProfileRecord, RankRecord
@@ -45,17 +44,17 @@ class RankSpec:
     arch: str
     mode: str
     batch_size: int
-    generator: Optional[str] = None
-    preset: Optional[str] = None
+    generator: str | None = None
+    preset: str | None = None
     device: str = "cpu"
     warmup: int = 2
     steps: int = 10
     seed: int = 0
-    data: Optional[str] = None
-    input_shape: Optional[list] = None
+    data: str | None = None
+    input_shape: list | None = None
     hparams: dict = field(default_factory=dict)
-    classes: Optional[list] = None
-    per_class: Optional[int] = None
+    classes: list | None = None
+    per_class: int | None = None
     threads: int = 1
     backend: str = "gloo"
     plugins: list = field(default_factory=list)
@@ -65,7 +64,7 @@ class RankSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RankSpec":
+    def from_dict(cls, data: dict) -> RankSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -79,7 +78,7 @@ def launcher_command(nproc: int, spec_path: Path, out_dir: Path) -> list[str]:
             "-m", "gonprof.worker", "ddp-rank", str(spec_path), str(out_dir)]
 
 
-def launch(spec: RankSpec, nproc: int, workdir: Optional[Path] = None) -> DistributedProfileRecord:
+def launch(spec: RankSpec, nproc: int, workdir: Path | None = None) -> DistributedProfileRecord:
     """Profile ``spec`` on ``nproc`` ranks through the elastic launcher; the assembled record.  Never
     raises for a failed or interrupted run: that is the record's status."""
     import shutil
@@ -215,7 +214,7 @@ def _kill_if_rank(pid: int, written: float, spec_path: Path, out: Path) -> bool:
     return True
 
 
-def _read_rank(out: Path, r: int) -> Optional[RankRecord]:
+def _read_rank(out: Path, r: int) -> RankRecord | None:
     path = out / f"rank-{r}.json"
     try:
         return RankRecord.from_dict(json.loads(path.read_text()))
@@ -263,8 +262,8 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
     from .ddp import profile_rank, wrap_step
     from .measure.comm import AllreduceCounter
     from .modes.build import build_step
-    from .registry import load_plugin_file
     from .records import to_jsonable
+    from .registry import load_plugin_file
     from .runner import profile_data
 
     torch.set_num_threads(int(spec.threads))

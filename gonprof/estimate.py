@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -155,14 +155,14 @@ def input_bytes(batch_size: int, shape: tuple[int, ...]) -> int:
 
 def estimate_step_memory(
     arch: str,
-    mode: Optional[str] = None,
+    mode: str | None = None,
     *,
     batch_size: int,
     device: str = "cpu",
-    generator: Optional[str] = None,
-    preset: Optional[str] = None,
-    input_shape: Optional[tuple[int, ...]] = None,
-    hparams: Optional[dict] = None,
+    generator: str | None = None,
+    preset: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    hparams: dict | None = None,
     seed: int = 0,
     steps: int = 2,
     max_inner_steps: int = 4,

@@ -14,8 +14,8 @@ each as it starts (``on_start(k, spec)``, the spec as it runs: cores and threads
   never reused, ``max_calls=1``, and never retried, ``max_retries=0``), reserving ``cpus_per_run`` CPUs
   (the job's torch threads) and ``gpus_per_run`` whole GPUs; a job whose Ray worker or node died (or that
   met any other Ray error: unschedulable, a failure of Ray itself) is an outcome with ``lost`` set, not a
-  hang, and one that Ray's memory monitor killed an outcome with ``oom`` set (too big, as the OOM killer's).  Without ``address`` a local cluster is started for the
-  session and stopped after it.
+  hang, and one that Ray's memory monitor killed an outcome with ``oom`` set (too big, as the OOM killer's).
+  Without ``address`` a local cluster is started for the session and stopped after it.
 
 Ctrl-C stops the jobs still running (their outcomes say ``interrupted``), starts no more, and keeps the
 outcomes of those that finished; :attr:`Session.interrupted` says it happened.  Any other exception (from
@@ -31,9 +31,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from .cores import can_pin, usable_cores
 from .isolation import Outcome, Worker
@@ -42,8 +43,8 @@ from .records import RequestError, classify_failure
 RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
 
 #: What a session reports: on_start(k, spec as it runs), on_done(k, outcome).
-OnStart = Optional[Callable[[int, dict], None]]
-OnDone = Optional[Callable[[int, Outcome], None]]
+OnStart = Callable[[int, dict], None] | None
+OnDone = Callable[[int, Outcome], None] | None
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class Job:
 
     kind: str
     spec: dict
-    workdir: Optional[Path] = None
-    timeout_s: Optional[float] = None
+    workdir: Path | None = None
+    timeout_s: float | None = None
 
 
 def import_ray():
@@ -66,7 +67,7 @@ def import_ray():
     return ray
 
 
-def core_slots(jobs: int, cores: Optional[list] = None) -> list[list[int]]:
+def core_slots(jobs: int, cores: list | None = None) -> list[list[int]]:
     """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
     fewer cores than jobs (runs would share cores and their timings would not compare)."""
     if jobs > 1 and not can_pin():
@@ -87,13 +88,13 @@ class Executor:
 
     name: str = "local"
     jobs: int = 1
-    address: Optional[str] = None
+    address: str | None = None
     cpus_per_run: int = 1
     gpus_per_run: int = 0
 
     @classmethod
-    def checked(cls, executor: str = "local", jobs: int = 1, address: Optional[str] = None,
-                cpus_per_run: int = 1, gpus_per_run: int = 0, device: str = "cpu") -> "Executor":
+    def checked(cls, executor: str = "local", jobs: int = 1, address: str | None = None,
+                cpus_per_run: int = 1, gpus_per_run: int = 0, device: str = "cpu") -> Executor:
         """The executor these options ask for, or a one-line RequestError for a combination that cannot be
         (checked before anything runs)."""
         if executor not in ("local", "ray"):
@@ -140,7 +141,7 @@ class Executor:
             return f"up to {self.jobs} runs at once, each pinned to its own cores (torch threads to match)"
         return "one run at a time, each in its own process"
 
-    def session(self) -> "Session":
+    def session(self) -> Session:
         return RaySession(self) if self.name == "ray" else LocalSession(self)
 
 
@@ -150,7 +151,7 @@ class Session:
     width: int = 1
     interrupted: bool = False
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,13 +172,13 @@ class LocalSession(Session):
     """Worker processes on this machine, ``jobs`` at once (pinned to disjoint cores when more than one)."""
 
     def __init__(self, executor: Executor):
-        self.slots: list[Optional[list[int]]] = core_slots(executor.jobs) if executor.jobs > 1 else [None]
+        self.slots: list[list[int] | None] = core_slots(executor.jobs) if executor.jobs > 1 else [None]
         self.width = len(self.slots)
 
     def run(self, jobs: Sequence[Job], on_start: OnStart = None, on_done: OnDone = None) -> dict[int, Outcome]:
         free = list(self.slots)
         pending = list(enumerate(jobs))
-        running: dict[int, tuple[Worker, Optional[list[int]], Path, bool]] = {}
+        running: dict[int, tuple[Worker, list[int] | None, Path, bool]] = {}
         outcomes: dict[int, Outcome] = {}
 
         def finish(k: int, outcome: Outcome) -> None:
@@ -229,7 +230,7 @@ class LocalSession(Session):
         return outcomes
 
 
-def _ray_job(kind: str, spec: dict, workdir: Optional[str], timeout_s: Optional[float], root: str) -> dict:
+def _ray_job(kind: str, spec: dict, workdir: str | None, timeout_s: float | None, root: str) -> dict:
     """One job inside a Ray task: the same fresh worker process the local executor starts, on this node,
     killed with the task if Ray cancels it; returns the :class:`Outcome`'s fields."""
     path = os.environ.get("PYTHONPATH")  # the worker imports the gonprof this task was sent from
@@ -257,7 +258,7 @@ class RaySession(Session):
         self.ray = import_ray()
         self.started_here = False
 
-    def __enter__(self) -> "RaySession":
+    def __enter__(self) -> RaySession:
         ray = self.ray
         if not ray.is_initialized():
             ray.init(address=self.executor.address, include_dashboard=False, log_to_driver=False,
@@ -317,7 +318,7 @@ class RaySession(Session):
                         on_done(k, outcome)
         except KeyboardInterrupt:
             self.interrupted = True
-            for ref, (k, t0) in pending.items():
+            for k, t0 in pending.values():
                 outcomes[k] = Outcome(result=None, returncode=None, tail="", wall_s=time.perf_counter() - t0,
                                       interrupted=True)
         finally:  # Ctrl-C or any other exception (a callback's, say): no task left running on the cluster

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .records import looks_oom
 
@@ -34,8 +34,8 @@ from .records import looks_oom
 class Outcome:
     """How one worker process ended."""
 
-    result: Optional[dict]  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
-    returncode: Optional[int]  # negative: killed by that signal
+    result: dict | None  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
+    returncode: int | None  # negative: killed by that signal
     tail: str  # the last non-empty line of its output
     wall_s: float
     interrupted: bool = False  # Ctrl-C here stopped it
@@ -46,7 +46,7 @@ class Outcome:
     oom: str = ""  # the worker was killed for memory by something other than its own cap (Ray's memory monitor)
 
     @property
-    def signal_name(self) -> Optional[str]:
+    def signal_name(self) -> str | None:
         if self.returncode is None or self.returncode >= 0:
             return None
         try:
@@ -90,8 +90,8 @@ def last_line(path: Path) -> str:
 class Worker:
     """One worker process; :meth:`poll` without blocking, :meth:`wait`, :meth:`kill`."""
 
-    def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Optional[Path] = None,
-                 timeout_s: Optional[float] = None, die_with_parent: bool = False, start: bool = True):
+    def __init__(self, kind: str, spec: dict[str, Any], workdir: Path, log_path: Path | None = None,
+                 timeout_s: float | None = None, die_with_parent: bool = False, start: bool = True):
         self.kind, self.die_with_parent = kind, die_with_parent
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ class Worker:
         self.t0 = time.perf_counter()
         self.timeout_s = timeout_s
         self.interrupted = self.timed_out = False
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self._log = None
         if start:
             self.start()
@@ -120,7 +120,7 @@ class Worker:
                                       str(self.result_path)], stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
 
-    def poll(self) -> Optional[Outcome]:
+    def poll(self) -> Outcome | None:
         """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
         if self.proc.poll() is None:
             if self.timeout_s is None or time.perf_counter() - self.t0 <= self.timeout_s:
@@ -129,7 +129,7 @@ class Worker:
             self.kill()
         return self._outcome()
 
-    def wait(self, timeout_s: Optional[float] = None) -> Outcome:
+    def wait(self, timeout_s: float | None = None) -> Outcome:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             self.proc.wait(timeout=timeout_s)

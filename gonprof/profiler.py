@@ -58,20 +58,21 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
     COMPILED,
-    EAGER,
-    classify_failure,
-    peak_tolerance_bytes,
     DEFAULT_NOISY_THRESHOLD,
+    EAGER,
     CudaMemory,
     Environment,
     ProfileRecord,
     RssFigures,
     StepRecord,
+    classify_failure,
+    peak_tolerance_bytes,
 )
 
 _WARMUP, _MEASURE, _ALLOC, _TIMED, _DONE = "warmup", "measure", "allocator", "timed", "done"
@@ -124,7 +125,7 @@ _NULL_PHASE = _NullPhase()
 class _TimedPhase:
     __slots__ = ("prof", "name", "t0")
 
-    def __init__(self, prof: "Profiler", name: str) -> None:
+    def __init__(self, prof: Profiler, name: str) -> None:
         self.prof = prof
         self.name = name
 
@@ -140,7 +141,7 @@ class _TimedPhase:
 class _MeasuredPhase:
     __slots__ = ("prof", "name", "cms")
 
-    def __init__(self, prof: "Profiler", name: str) -> None:
+    def __init__(self, prof: Profiler, name: str) -> None:
         self.prof = prof
         self.name = name
 
@@ -218,14 +219,14 @@ class Profiler:
         active: int = 10,
         device: Any = None,
         measure: bool = True,
-        clock: Optional[Callable[[], float]] = None,
+        clock: Callable[[], float] | None = None,
         noisy_threshold: float = DEFAULT_NOISY_THRESHOLD,
         rss_method: str = "auto",
-        arch: Optional[str] = None,
-        mode: Optional[str] = None,
-        batch_size: Optional[int] = None,
-        generator: Optional[str] = None,
-        extra: Optional[dict[str, Any]] = None,
+        arch: str | None = None,
+        mode: str | None = None,
+        batch_size: int | None = None,
+        generator: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         if warmup < 0 or active < 0:
             raise ValueError("warmup and active must be >= 0")
@@ -263,9 +264,9 @@ class Profiler:
         self._figures: dict[str, Any] = {}  # ProfileRecord field -> an instrument's figures
         self._instruments: list[Any] = []  # entered on the measuring step, innermost last
         self._measure_t0 = 0.0
-        self._measuring_step_time_s: Optional[float] = None
+        self._measuring_step_time_s: float | None = None
         self._rss: Any = None
-        self._rss_start: Optional[int] = None
+        self._rss_start: int | None = None
         self._t0 = 0.0
         self._phase_times: dict[str, float] = {}
         self._steps: list[StepRecord] = []
@@ -320,7 +321,7 @@ class Profiler:
         return self._kind
 
     # -- context -----------------------------------------------------------------------
-    def __enter__(self) -> "Profiler":
+    def __enter__(self) -> Profiler:
         if self._entered:
             raise RuntimeError("a Profiler can be entered once")
         self._entered = True
@@ -512,7 +513,7 @@ class Profiler:
         return bad
 
     # -- the record ------------------------------------------------------------------------
-    def _memory_figures(self, rss: Optional[RssFigures]) -> dict[str, Any]:
+    def _memory_figures(self, rss: RssFigures | None) -> dict[str, Any]:
         """The record's figures that depend on how the step ran: FLOPs and the tensor-level and allocator-level
         peaks, the step peak, which execution each figure describes, why the peaks differ, the RSS beyond
         them, and the warnings."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -52,7 +51,7 @@ class SampleError(DataError):
 class Samples:
     """Images read by :func:`read_samples`: ``images`` is float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``."""
 
-    images: "object"  # torch.Tensor
+    images: object  # torch.Tensor
     source: str
     format: str  # png-grid, png-folder, torch, numpy
     value_range: str  # how the stored values were read: "[-1, 1]", "[0, 1]", "[0, 255]" or "[0, 65535]"
@@ -116,11 +115,12 @@ def read_png(path: Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError:
         raise SampleError(f"{path}: not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise SampleError(f"{path}: cannot read as a PNG image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SampleError(f"{path}: cannot read as a PNG image ({why})") from None
 
 
-def grid_layout(height: int, width: int, pixels: Optional[np.ndarray] = None, tile: int = TILE,
-                paddings: tuple[int, ...] = GRID_PADDINGS) -> Optional[tuple[int, int, int]]:
+def grid_layout(height: int, width: int, pixels: np.ndarray | None = None, tile: int = TILE,
+                paddings: tuple[int, ...] = GRID_PADDINGS) -> tuple[int, int, int] | None:
     """(rows, columns, padding) of a ``make_grid`` image of this size, or None.
 
     With ``pixels``, a padding above 0 counts only when its stripes hold a single value.

@@ -108,9 +108,10 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -184,11 +185,11 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -231,12 +232,12 @@ class TrainResult:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainResult":
+    def from_dict(cls, d: dict) -> TrainResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def from_json(cls, text_or_path: str | os.PathLike) -> "TrainResult":
+    def from_json(cls, text_or_path: str | os.PathLike) -> TrainResult:
         """From JSON text, a result.json path, or a run directory."""
         s = str(text_or_path)
         if not s.lstrip().startswith("{"):
@@ -434,7 +435,7 @@ class RunLock:
         self.path = Path(out) / "run.lock"
         self._fh = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -499,7 +500,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     stored_cfg = None
     if resume:
         if not cfg_path.exists() or not ckpt_path.exists():
-            raise TrainError(f"{out}: nothing to resume (no {'config.json' if not cfg_path.exists() else 'checkpoint.pt'})")
+            missing = "config.json" if not cfg_path.exists() else "checkpoint.pt"
+            raise TrainError(f"{out}: nothing to resume (no {missing})")
         stored_cfg = json.loads(cfg_path.read_text())
         _check_same(config, stored_cfg["config"], out)
         prev = _read_result(res_path)
@@ -531,7 +533,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     else:
         batch_size = int(config.batch_size or batch_size_of(hparams))
     if batch_size > len(train_data):
-        raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training images; "
+        raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training "
+                             "images; "
                              f"pass --batch-size {len(train_data)} or fewer, or keep more images")
     per_epoch = len(train_data) // batch_size
     if config.steps is not None:
@@ -826,7 +829,8 @@ def _load_checkpoint(path: Path) -> dict:
     except Exception as exc:
         raise TrainError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(f"{path}: not a gonprof checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+        fmt = ckpt.get("format") if isinstance(ckpt, dict) else "?"
+        raise TrainError(f"{path}: not a gonprof checkpoint (format {fmt})")
     return ckpt
 
 

@@ -6,8 +6,17 @@ import json
 
 import pytest
 
-from gonprof.budget import (BatchTrial, classify, fit_batch, least_squares, parse_bytes, run_trial, scaling,
-                            search_batch, trial_from_outcome)
+from gonprof.budget import (
+    BatchTrial,
+    classify,
+    fit_batch,
+    least_squares,
+    parse_bytes,
+    run_trial,
+    scaling,
+    search_batch,
+    trial_from_outcome,
+)
 from gonprof.records import FitRecord, ScalingRecord, load_records, save_records
 
 GiB = 2**30

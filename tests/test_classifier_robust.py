@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from gonprof.metrics import corruptions as C
-from gonprof.metrics.classifier import (V1_WEIGHTS_PATH, accuracy, augment, load_classifier, outliers,
-                                        reference_split)
+from gonprof.metrics.classifier import V1_WEIGHTS_PATH, accuracy, augment, load_classifier, outliers, reference_split
 from gonprof.metrics.validation import CLEAN, NOISE, ValidationTable, main, markdown, validate
 
 N = 300  # images per set in the validation tests (the README's table uses 1,000)

@@ -24,8 +24,16 @@ from gonprof.comparison import PRESETS, RunSpec, compare, plan
 from gonprof.isolation import last_line
 from gonprof.modes.base import IncompatibleError
 from gonprof.plots import compare_plot
-from gonprof.records import (LiveMemory, ProfileRecord, QualityRecord, RunRecord, load_records, looks_oom, pareto_front,
-                             save_records)
+from gonprof.records import (
+    LiveMemory,
+    ProfileRecord,
+    QualityRecord,
+    RunRecord,
+    load_records,
+    looks_oom,
+    pareto_front,
+    save_records,
+)
 from gonprof.registry import RegistryError
 
 N = 50  # samples scored per row; the floor row uses the same N

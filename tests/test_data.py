@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gonprof.data import DataError, EMBEDDED_DIR, load_dataset, load_idx_folder, read_idx, synthetic
+from gonprof.data import EMBEDDED_DIR, DataError, load_dataset, load_idx_folder, read_idx, synthetic
 
 SHARED_RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "MNIST" / "raw"
 

@@ -21,8 +21,15 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from gonprof.cli import app
-from gonprof.records import (CommFigures, DistributedProfileRecord, Environment, ProfileRecord, RankRecord,
-                             TimingStats, load_records)
+from gonprof.records import (
+    CommFigures,
+    DistributedProfileRecord,
+    Environment,
+    ProfileRecord,
+    RankRecord,
+    TimingStats,
+    load_records,
+)
 
 runner = CliRunner()
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn as nn
 
 import gonprof.api as api
-from gonprof.estimate import (CUDA_BLOCK_BYTES, cuda_round, estimate_step_memory, input_bytes,
-                                      track_meta_steps)
+from gonprof.estimate import CUDA_BLOCK_BYTES, cuda_round, estimate_step_memory, input_bytes, track_meta_steps
 from gonprof.measure.memory import LiveBytesTracker
 from gonprof.records import MemoryEstimate, load_records, save_records
 

@@ -14,7 +14,6 @@ from gonprof.modes.build import build_step
 from gonprof.modes.gon import GONStep
 from gonprof.records import Environment, host_load
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

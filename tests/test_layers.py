@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first.  A module may import modules of its own layer or of any layer below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core: records and registries, no torch",
-     ("gonprof._version", "gonprof._lazy", "gonprof.registry", "gonprof.records", "gonprof.cores", "gonprof.arch", "gonprof.claims",
-      "gonprof.summary")),
+     ("gonprof._version", "gonprof._lazy", "gonprof.registry", "gonprof.records", "gonprof.cores", "gonprof.arch",
+      "gonprof.claims", "gonprof.summary")),
     ("instruments and data: know torch, not modes",
      ("gonprof.data", "gonprof.sample_io", "gonprof.measure", "gonprof.metrics", "gonprof.architectures")),
     ("modes", ("gonprof.modes",)),
     ("profiler and runner", ("gonprof.profiler", "gonprof.runner", "gonprof.ddp")),
-    ("workflows", ("gonprof.isolation", "gonprof.executors", "gonprof.estimate", "gonprof.budget", "gonprof.budget_worker",
-                   "gonprof.comparison", "gonprof.train", "gonprof.distributed")),
+    ("workflows", ("gonprof.isolation", "gonprof.executors", "gonprof.estimate", "gonprof.budget",
+                   "gonprof.budget_worker", "gonprof.comparison", "gonprof.train", "gonprof.distributed")),
     ("api", ("gonprof.api",)),
     ("presentation", ("gonprof.render", "gonprof.plots", "gonprof.progress")),
     ("entry points", ("gonprof.cli", "gonprof.worker", "gonprof")),

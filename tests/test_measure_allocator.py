@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gonprof.measure.allocator import AllocatorPeak, _StderrFilter, _running_peak
+from clean_process import run_clean
+from gonprof.measure.allocator import AllocatorPeak, _running_peak, _StderrFilter
 from gonprof.measure.memory import LiveBytesTracker
 from gonprof.profiler import peak_difference_note
 from gonprof.records import COMPILED, EAGER, AllocatorMemory
-
-from clean_process import run_clean
 
 MB = 1_000_000
 N_CHAIN = 4 * 2**20  # the pointwise chain's parameter: 4,194,304 float32 = U = 16 MiB
@@ -272,7 +271,8 @@ def test_torch_compile_is_measured_as_it_runs():
                     opt.step()
                     prof.step()
             rec = prof.report()
-            return dict(kinds=kinds, status=rec.status, step_peak=rec.step_peak_bytes, step_peak_execution=rec.step_peak_execution,
+            return dict(kinds=kinds, status=rec.status, step_peak=rec.step_peak_bytes,
+                        step_peak_execution=rec.step_peak_execution,
                         source=rec.step_peak_source, execution=rec.execution,
                         allocator=rec.allocator_peak_bytes, compiled_frames=rec.allocator_memory.compiled_frames,
                         live=rec.live_memory.peak_live_bytes, flops_method=rec.flops.method,

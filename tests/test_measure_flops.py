@@ -198,7 +198,8 @@ def test_double_backward_through_nonlinear_mlp_counts_every_matmul():
 def test_dcd_langevin_pixel_space_conv_critic():
     """DCD: x <- clamp(x + step * clip(grad) + noise) on a conv critic's gradient w.r.t. x."""
     n, hw = 2, 8
-    critic = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 4 * 4, 1))
+    critic = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten(),
+                           nn.Linear(4 * 4 * 4, 1))
     steps = 4
     with FlopCounter({"C": critic}) as fc:
         x = torch.rand(n, 1, hw, hw).requires_grad_()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn as nn
 
+from clean_process import run_clean
 from gonprof.measure.memory import LiveBytesTracker, track_live_bytes
 from gonprof.measure.rss import METHOD_POLL, METHOD_VMHWM, RssPeak
-
-from clean_process import run_clean
 
 F32 = 4
 

@@ -10,15 +10,22 @@ import pytest
 import torch
 
 from gonprof.data import load_dataset
-from gonprof.metrics.classifier import (DEFAULT_EPOCHS, EXTRACTOR_NAME, V1_WEIGHTS_PATH, WEIGHTS_PATH,
-                                        MnistClassifier, accuracy, load_classifier, reference_split,
-                                        train_classifier, weights_hash)
-from gonprof.metrics.fid import (feature_stats, fid_from_features, frechet_distance, sqrtm_psd,
-                                 trace_sqrt_product)
+from gonprof.metrics.classifier import (
+    DEFAULT_EPOCHS,
+    EXTRACTOR_NAME,
+    V1_WEIGHTS_PATH,
+    WEIGHTS_PATH,
+    MnistClassifier,
+    accuracy,
+    load_classifier,
+    reference_split,
+    train_classifier,
+    weights_hash,
+)
+from gonprof.metrics.fid import feature_stats, fid_from_features, frechet_distance, sqrtm_psd, trace_sqrt_product
 from gonprof.metrics.kid import kid, mmd2_unbiased, polynomial_kernel
 from gonprof.metrics.prdc import knn_radii, prdc
-from gonprof.metrics.scores import (QualityRecord, class_stats, extract, real_floor, score_outputs,
-                                    score_samples)
+from gonprof.metrics.scores import QualityRecord, class_stats, extract, real_floor, score_outputs, score_samples
 
 D64 = torch.float64
 

@@ -13,11 +13,10 @@ import torch
 import torch.nn as nn
 
 import gonprof
+from clean_process import run_clean
 from gonprof.profiler import Profiler
 from gonprof.records import ProfileRecord, records_to_csv
 from gonprof.render import format_bytes, format_count, format_flops, render_record, render_records
-
-from clean_process import run_clean
 
 N, I, O = 8, 16, 4
 F32 = 4
@@ -280,8 +279,8 @@ def test_lazy_top_level_names():
     assert gonprof.Profiler is Profiler
     assert gonprof.ProfileRecord is ProfileRecord
     r = subprocess.run(
-        [sys.executable, "-c", "import sys, gonprof, gonprof.records, gonprof.render, gonprof.measure, gonprof.measure.rss, "
-         "gonprof.measure.timing; print('torch' in sys.modules)"],
+        [sys.executable, "-c", "import sys, gonprof, gonprof.records, gonprof.render, gonprof.measure, "
+         "gonprof.measure.rss, gonprof.measure.timing; print('torch' in sys.modules)"],
         capture_output=True, text=True, timeout=60,
     )
     assert r.stdout.strip() == "False", r.stderr

@@ -1,7 +1,6 @@
 import pytest
 
-from gonprof.registry import (DuplicateNameError, PluginError, Registry, UnknownNameError, load_plugin_file,
-                              natural_key)
+from gonprof.registry import DuplicateNameError, PluginError, Registry, UnknownNameError, load_plugin_file, natural_key
 
 
 def make():

@@ -17,8 +17,7 @@ from torch import nn
 
 from gonprof.data import ImageData, synthetic
 from gonprof.modes.base import TrainStep
-from gonprof.train import (TrainConfig, TrainError, TrainResult, balanced_subset, load_run_config, read_log,
-                           run_training)
+from gonprof.train import TrainConfig, TrainError, TrainResult, balanced_subset, load_run_config, read_log, run_training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

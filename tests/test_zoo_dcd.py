@@ -6,8 +6,6 @@ import torch
 from torch import nn
 
 from gonprof.arch import ShapeError, get_arch
-
-
 from zoo_helpers import _seed, built, count  # noqa: F401  (_seed is an autouse fixture)
 
 

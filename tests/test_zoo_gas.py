@@ -22,7 +22,7 @@ DISCRIMINATORS = [
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str, shape: tuple[int, int, int] | None = None) -> torch.nn.Module:
     """Build once per name and shape; tests that train or mutate build their own."""
     torch.manual_seed(0)

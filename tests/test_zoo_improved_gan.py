@@ -5,8 +5,6 @@ import pytest
 import torch
 
 from gonprof.arch import get_arch
-
-
 from zoo_helpers import _seed, built, count  # noqa: F401  (_seed is an autouse fixture)
 
 

@@ -13,7 +13,7 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str, shape=None) -> nn.Module:
     """One instance per (name, shape) for read-only checks; each test sets the mode it needs."""
     return get_arch(name).build(shape)

@@ -43,7 +43,8 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -105,9 +106,9 @@ class _StderrFilter:
 
     _PIPE_BYTES = 1 << 20
 
-    def __enter__(self) -> "_StderrFilter":
-        self._saved: Optional[int] = None
-        self._thread: Optional[threading.Thread] = None
+    def __enter__(self) -> _StderrFilter:
+        self._saved: int | None = None
+        self._thread: threading.Thread | None = None
         try:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):
@@ -194,7 +195,7 @@ class AllocatorPeak(Instrument):
 
     def __init__(self, models: Mapping[str, torch.nn.Module] | None = None,
                  optimizers: Mapping[str, Any] | None = None, device: Any = "cpu",
-                 step: Optional[int] = None) -> None:
+                 step: int | None = None) -> None:
         super().__init__()
         self.models = dict(models or {})
         self.optimizers = dict(optimizers or {})
@@ -206,14 +207,14 @@ class AllocatorPeak(Instrument):
         self._known: dict[str, int] = {}
         self._refs: list[Any] = []
         self._start_bytes = 0
-        self._filter: Optional[_StderrFilter] = None
+        self._filter: _StderrFilter | None = None
         self._compiles0 = self._frames0 = self._new_frames = 0
         self._cuda0 = 0
-        self._result: Optional[AllocatorMemory] = None
+        self._result: AllocatorMemory | None = None
 
     # -- context ---------------------------------------------------------------
-    def __enter__(self) -> "AllocatorPeak":
-        from torch._C._profiler import _ExperimentalConfig, ProfilerActivity, ProfilerConfig, ProfilerState
+    def __enter__(self) -> AllocatorPeak:
+        from torch._C._profiler import ProfilerActivity, ProfilerConfig, ProfilerState, _ExperimentalConfig
 
         self._result = None
         if self.device.type not in ("cpu", "cuda"):
@@ -298,7 +299,7 @@ class AllocatorPeak(Instrument):
         self._result = self._build(result, cuda_peak)
 
     # -- results -------------------------------------------------------------------
-    def _build(self, result: Any, cuda_peak: Optional[int]) -> AllocatorMemory:
+    def _build(self, result: Any, cuda_peak: int | None) -> AllocatorMemory:
         from torch._C._profiler import _EventType
 
         compiled_frames = dynamo_frames = 0
@@ -337,7 +338,7 @@ class AllocatorPeak(Instrument):
             method=method,
         )
 
-    def figures(self) -> Optional[AllocatorMemory]:
+    def figures(self) -> AllocatorMemory | None:
         return self._result
 
 

@@ -15,7 +15,8 @@ one step, and :meth:`AllreduceCounter.figures` turns the steps counted into a
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from gonprof.records import OUTSIDE_PHASES
 from gonprof.records.distributed import CommFigures, median_int
@@ -40,7 +41,7 @@ class AllreduceCounter:
     """
 
     def __init__(self) -> None:
-        self._phase: Optional[str] = None
+        self._phase: str | None = None
         self._current = _Tally()
         self.steps: list[_Tally] = []  # closed steps, in order
         self.models: list[str] = []
@@ -89,7 +90,7 @@ class AllreduceCounter:
         self._current = _Tally()
 
     # -- figures -------------------------------------------------------------------
-    def figures(self, step: Optional[int] = None) -> CommFigures:
+    def figures(self, step: int | None = None) -> CommFigures:
         """The steps counted as CommFigures: ``step`` (an index into the closed steps) gives the per-step
         figures of that step; None gives their median over the closed steps (model and phase split of the
         step whose total is that median)."""
@@ -108,7 +109,7 @@ class AllreduceCounter:
                            allreduce_bytes_each_step=each)
 
 
-def count_allreduce(*models: Any, names: Optional[list[str]] = None) -> AllreduceCounter:
+def count_allreduce(*models: Any, names: list[str] | None = None) -> AllreduceCounter:
     """An :class:`AllreduceCounter` attached to each DDP-wrapped model (names: ``model``, ``model1``, ...
     unless given).  Call ``counter.step()`` after each step, beside ``prof.step()``."""
     counter = AllreduceCounter()

@@ -34,8 +34,9 @@ do no arithmetic (views, copies, allocation, fills, and ``profiler.*`` markers s
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -100,14 +101,14 @@ class ModuleScope:
     def __init__(self, models: Mapping[str, torch.nn.Module]) -> None:
         self.names: dict[int, str] = {}
         self.types: dict[str, str] = {}
-        self.parent: dict[str, Optional[str]] = {}
+        self.parent: dict[str, str | None] = {}
         self.roots: list[str] = []
         self._keep: list[torch.nn.Module] = []  # keep ids valid while we exist
         for mname, model in models.items():
             if id(model) in self.names:
                 continue
             self.roots.append(mname)
-            stack: list[tuple[torch.nn.Module, str, Optional[str]]] = [(model, mname, None)]
+            stack: list[tuple[torch.nn.Module, str, str | None]] = [(model, mname, None)]
             while stack:
                 mod, fqn, par = stack.pop()
                 if id(mod) in self.names:
@@ -119,11 +120,11 @@ class ModuleScope:
                 for cname, child in reversed(list(mod.named_children())):
                     stack.append((child, f"{fqn}.{cname}", fqn))
         self.order = list(self.types)  # definition order (depth-first)
-        self._stack: list[Optional[str]] = []
+        self._stack: list[str | None] = []
         self._handles: list[Any] = []
 
     @property
-    def current(self) -> Optional[str]:
+    def current(self) -> str | None:
         return self._stack[-1] if self._stack else None
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
@@ -134,7 +135,7 @@ class ModuleScope:
         if self._stack:
             self._stack.pop()
 
-    def __enter__(self) -> "ModuleScope":
+    def __enter__(self) -> ModuleScope:
         import warnings
 
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
@@ -162,7 +163,7 @@ class ModuleScope:
             pass
 
     def ancestors(self, fqn: str) -> Iterator[str]:
-        cur: Optional[str] = fqn
+        cur: str | None = fqn
         while cur is not None:
             yield cur
             cur = self.parent.get(cur)
@@ -182,7 +183,7 @@ def _can_decompose(func: Any) -> bool:
 
 
 class _CountingMode(TorchDispatchMode):
-    def __init__(self, counter: "FlopCounter") -> None:
+    def __init__(self, counter: FlopCounter) -> None:
         super().__init__()
         self.counter = counter
         self.info: dict[Any, tuple[str, Any, str, bool]] = {}
@@ -234,9 +235,9 @@ class FlopCounter(Instrument):
         self.registry = dict(registry) if registry is not None else flop_registry()
         self.forward_flops = 0
         self.backward_flops = 0
-        self.by_phase: dict[Optional[str], int] = {}
+        self.by_phase: dict[str | None, int] = {}
         self.by_operator: dict[str, int] = {}
-        self.self_by_module: dict[Optional[str], list[int]] = {}
+        self.self_by_module: dict[str | None, list[int]] = {}
         self.uncounted: dict[str, int] = {}
         self.no_arith: dict[str, int] = {}
         self._node_hook: Any = None
@@ -255,7 +256,7 @@ class FlopCounter(Instrument):
         if tag is not None:
             node.metadata[_NODE_KEY] = tag
 
-    def __enter__(self) -> "FlopCounter":
+    def __enter__(self) -> FlopCounter:
         self.scope.__enter__()
         self._node_hook = torch.autograd.graph.node_creation_hook(self._on_node)
         self._node_hook.__enter__()
@@ -357,7 +358,7 @@ class ForwardRow:
     module: str  # dotted name; "" is the whole model
     module_type: str
     depth: int
-    output_shape: Optional[tuple[int, ...]]
+    output_shape: tuple[int, ...] | None
     params: int  # inclusive of submodules
     forward_flops: int  # inclusive of submodules
 
@@ -372,7 +373,7 @@ class ForwardTable:
     note: str = FORWARD_NOTE
 
 
-def _first_shape(out: Any) -> Optional[tuple[int, ...]]:
+def _first_shape(out: Any) -> tuple[int, ...] | None:
     if isinstance(out, torch.Tensor):
         return tuple(out.shape)
     if isinstance(out, (list, tuple)):
@@ -411,7 +412,7 @@ def forward_table(model: torch.nn.Module, input_shape: Sequence[int] | torch.Ten
     x = input_shape if isinstance(input_shape, torch.Tensor) else torch.randn(*input_shape, device=device, dtype=dtype)
     was_training = model.training
     model.eval()
-    shapes: dict[int, Optional[tuple[int, ...]]] = {}
+    shapes: dict[int, tuple[int, ...] | None] = {}
 
     def post(mod: torch.nn.Module, args: Any, out: Any) -> None:
         shapes[id(mod)] = _first_shape(out)

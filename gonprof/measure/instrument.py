@@ -11,7 +11,8 @@ list of them and treats them alike.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 
 class Instrument:
@@ -20,7 +21,7 @@ class Instrument:
     record_field: str = ""  # the ProfileRecord field the figures fill
 
     def __init__(self) -> None:
-        self._phase: Optional[str] = None
+        self._phase: str | None = None
         self.phases_used = False
         self._mode: Any = None  # the dispatch mode that watches the step's ops, while entered
 
@@ -50,7 +51,7 @@ class Instrument:
     def _phase_started(self, name: str) -> None:
         """Hook: a phase block begins (instruments note their per-phase starting point here)."""
 
-    def __enter__(self) -> "Instrument":
+    def __enter__(self) -> Instrument:
         raise NotImplementedError
 
     def __exit__(self, *exc: Any) -> None:

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -44,7 +45,7 @@ from gonprof.records import OUTSIDE_PHASES, LiveMemory
 PARAM, BUFFER, GRAD, OPTIM, ACT = "param", "buffer", "grad", "optim", "act"
 
 
-def _storage(t: torch.Tensor) -> Optional[Any]:
+def _storage(t: torch.Tensor) -> Any | None:
     try:
         return t.untyped_storage()
     except (RuntimeError, NotImplementedError, TypeError):
@@ -89,7 +90,7 @@ def known_state(
 
 
 class _TrackingMode(TorchDispatchMode):
-    def __init__(self, tracker: "LiveBytesTracker") -> None:
+    def __init__(self, tracker: LiveBytesTracker) -> None:
         super().__init__()
         self.tracker = tracker
 
@@ -116,7 +117,7 @@ class LiveBytesTracker(Instrument):
         self,
         models: Mapping[str, torch.nn.Module] | None = None,
         optimizers: Mapping[str, Any] | None = None,
-        round_bytes: Optional[Callable[[int], int]] = None,
+        round_bytes: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__()
         self.round_bytes = round_bytes
@@ -131,9 +132,9 @@ class LiveBytesTracker(Instrument):
         self.allocated_bytes = 0
         self._peak_dirty = False
         self._peak_snapshot: list[tuple[_Entry, int]] = []
-        self.peak_by_phase: dict[Optional[str], int] = {}
+        self.peak_by_phase: dict[str | None, int] = {}
         self._active = False
-        self._result: Optional[LiveMemory] = None
+        self._result: LiveMemory | None = None
 
     # -- bookkeeping -----------------------------------------------------------
     def _track(self, st: Any, category: str) -> bool:
@@ -155,7 +156,9 @@ class LiveBytesTracker(Instrument):
         return True
 
     def _make_callback(self, key: int) -> Any:
-        def cb(_ref: Any, self_ref: Any = weakref.ref(self)) -> None:
+        self_ref = weakref.ref(self)
+
+        def cb(_ref: Any) -> None:
             tracker = self_ref()
             if tracker is None or not tracker._active:
                 return
@@ -189,7 +192,7 @@ class LiveBytesTracker(Instrument):
         if not outs:
             return
         with self._lock:
-            inputs: Optional[set[int]] = None
+            inputs: set[int] | None = None
             for t in outs:
                 st = _storage(t)
                 if st is None:
@@ -220,7 +223,7 @@ class LiveBytesTracker(Instrument):
                 self.peak_by_phase[name] = self.live_bytes
 
     # -- context -----------------------------------------------------------------
-    def __enter__(self) -> "LiveBytesTracker":
+    def __enter__(self) -> LiveBytesTracker:
         self._active = True
         with self._lock:
             for t, cat in known_state(self.models, self.optimizers):

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 METHOD_VMHWM = "vmhwm"
 METHOD_POLL = "psutil-poll-1ms"
@@ -143,7 +143,7 @@ class RssPeak:
                 self._impl = _Poller(poll_interval_s)
         else:
             self._impl = _Poller(poll_interval_s)
-        self._start: Optional[int] = None
+        self._start: int | None = None
 
     @property
     def method(self) -> str:
@@ -166,7 +166,7 @@ class RssPeak:
     def close(self) -> None:
         self._impl.close()
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> RssPeak:
         self.start()
         return self
 

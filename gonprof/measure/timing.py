@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from gonprof.records import DEFAULT_NOISY_THRESHOLD, TimingStats
 
@@ -59,7 +60,7 @@ def summarize(times: Iterable[float], noisy_threshold: float = DEFAULT_NOISY_THR
     )
 
 
-def make_sync(device: Any) -> Optional[Callable[[], None]]:
+def make_sync(device: Any) -> Callable[[], None] | None:
     """A function that waits for ``device`` (CUDA only); None when no wait is needed."""
     if device is None:
         return None
@@ -86,7 +87,7 @@ class Timer:
 
     def __init__(
         self,
-        clock: Optional[Clock] = None,
+        clock: Clock | None = None,
         device: Any = None,
         noisy_threshold: float = DEFAULT_NOISY_THRESHOLD,
     ) -> None:
@@ -94,7 +95,7 @@ class Timer:
         self.sync = make_sync(device)
         self.noisy_threshold = noisy_threshold
         self.times: list[float] = []
-        self._t0: Optional[float] = None
+        self._t0: float | None = None
 
     def now(self) -> float:
         if self.sync is not None:
@@ -112,7 +113,7 @@ class Timer:
         self.times.append(dt)
         return dt
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start()
         return self
 

@@ -55,8 +55,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from gonprof.data import ImageData, load_dataset
 from gonprof.metrics import corruptions as C

@@ -26,8 +26,8 @@ from outside the frame is ``-1``.  Random corruptions take a ``seed`` (or a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 BACKGROUND = -1.0
 STRENGTHS = ("mild", "moderate", "strong")
 
-Seed = Union[int, torch.Generator, None]
+Seed = int | torch.Generator | None
 
 
 def _gen(seed: Seed) -> torch.Generator:

@@ -66,16 +66,16 @@ def extract(classifier, images: torch.Tensor, batch_size: int = BATCH) -> tuple[
     try:
         feats, logits = [], []
         for i in range(0, len(images), batch_size):
-            f, l = classifier.features_and_logits(images[i:i + batch_size])
+            f, lg = classifier.features_and_logits(images[i:i + batch_size])
             feats.append(f)
-            logits.append(l)
+            logits.append(lg)
     finally:
         classifier.train(was)
     return torch.cat(feats), torch.cat(logits)
 
 
 def class_stats(logits: torch.Tensor, threshold: float = CLASS_COVERAGE_THRESHOLD,
-                classes: "list[int] | tuple[int, ...] | None" = None) -> dict:
+                classes: list[int] | tuple[int, ...] | None = None) -> dict:
     """Class statistics of the samples' predictions, from logits (N, C).
 
     ``class_coverage``: share of the kept classes (all C without ``classes``)
@@ -154,7 +154,7 @@ def held_out(classes=None, data=None) -> torch.Tensor:
     return load_split(data, Selection.parse(classes))[1].images
 
 
-def reference_sets(reference: torch.Tensor, n: int, seed: int = 0) -> tuple["torch.Tensor | None", torch.Tensor]:
+def reference_sets(reference: torch.Tensor, n: int, seed: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Split held-out images into (floor images, reference images) of ``n`` each, disjoint and seeded.
 
     Every row of a table is scored against the same reference images and the

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ class ValidationRow:
     corruption: str  # "clean", a name in CORRUPTIONS, or "uniform-noise"
     strength: str  # "mild" / "moderate" / "strong", or "" for clean and noise
     parameter: str  # the corruption's parameter at that strength, e.g. "10%" or "sigma 1 px"
-    accuracy: Optional[float]  # share of the test digits read as their label; None for noise
+    accuracy: float | None  # share of the test digits read as their label; None for noise
     mean_confidence: float  # mean maximum softmax probability
     fid: float
     kid_mean: float
@@ -98,7 +98,7 @@ def validation_sets(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def validate(classifier=None, n: int = 1000, seed: int = 0,
-             corruptions: Optional[Iterable[str]] = None) -> ValidationTable:
+             corruptions: Iterable[str] | None = None) -> ValidationTable:
     """The validation table of ``classifier`` (default: the shipped extractor) at ``n`` images per set.
 
     ``corruptions`` limits the table to some names of ``CORRUPTIONS`` (default:
@@ -135,7 +135,7 @@ def validate(classifier=None, n: int = 1000, seed: int = 0,
     return ValidationTable(extractor=ident[0], weights_hash=ident[1], n=n, seed=seed, rows=tuple(rows))
 
 
-def _pct(v: Optional[float]) -> str:
+def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
@@ -147,7 +147,7 @@ def markdown(tables: Sequence[ValidationTable]) -> str:
     for t in tables[1:]:
         if [r.label for r in t.rows] != [r.label for r in base.rows] or t.n != base.n:
             raise ValueError("tables to set side by side need the same rows and N")
-    head = ["images (N = {:,} each)".format(base.n)]
+    head = [f"images (N = {base.n:,} each)"]
     for t in tables:
         tag = t.extractor.replace("gonprof-mnist-cnn-", "")
         head += [f"{tag} accuracy", f"{tag} confidence", f"{tag} FID", f"{tag} KID", f"{tag} precision",
@@ -165,7 +165,7 @@ def markdown(tables: Sequence[ValidationTable]) -> str:
     return "\n".join(lines) + f"\n\n{legend}; seed {base.seed}.\n"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gonprof.metrics.validation",
                                  description="Score held-out digits under known corruptions in the features of "
                                              "one or more extractors; print a markdown table.")

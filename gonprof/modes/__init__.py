@@ -8,6 +8,6 @@ profiler drive.  See :mod:`gonprof.modes.base`.
 This package's ``__init__`` does not import torch.
 """
 
-from .base import MODES, ModeSpec, IncompatibleError, register_mode, get_mode, list_modes
+from .base import MODES, IncompatibleError, ModeSpec, get_mode, list_modes, register_mode
 
 __all__ = ["MODES", "ModeSpec", "IncompatibleError", "register_mode", "get_mode", "list_modes"]

@@ -9,7 +9,8 @@ checkpoints, so a step is reproducible and a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -19,8 +19,9 @@ This module does not import torch at import time.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Registry
 
@@ -131,7 +132,7 @@ def batch_size_of(hparams: dict) -> int:
 class ModeSpec:
     name: str
     summary: str
-    factory: Callable[..., "TrainStep"]
+    factory: Callable[..., TrainStep]
     phases: tuple[str, ...]
     needs_generator: bool
     outputs: tuple[str, ...] = ("score",)  # accepted discriminator output kinds; "logits[*]" allowed
@@ -222,11 +223,11 @@ class TrainStep:
     def prepare(self) -> None:
         """One-off work after the step is built and before the first step (so no measured step pays for it)."""
 
-    def step(self, real: "torch.Tensor", labels: "torch.Tensor | None" = None,
-             phase: Callable[[str], Any] = no_phase) -> dict[str, "torch.Tensor"]:
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def sample(self, n: int) -> "torch.Tensor":
+    def sample(self, n: int) -> torch.Tensor:
         """``n`` images in [-1, 1] made the mode's way (generator, or optimisation for GON)."""
         raise NotImplementedError
 

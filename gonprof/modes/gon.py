@@ -58,8 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (detached, eval_mode, frozen, identity_ops, identity_ops_skipped,
-                      identity_skip_check)
+from ._common import detached, eval_mode, frozen, identity_ops, identity_ops_skipped, identity_skip_check
 from .base import Param, TrainStep, no_phase, register_mode
 
 DEFAULTS = {

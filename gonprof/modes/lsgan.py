@@ -50,7 +50,8 @@ def rmsprop(params, lr: float, tf_style: bool) -> torch.optim.RMSprop:
         return torch.optim.RMSprop(params, lr=lr)
     opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
     for p in params:  # TF 1.x initialises the "rms" slot to ones
-        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p, memory_format=torch.preserve_format)}
+        opt.state[p] = {"step": torch.tensor(0.0),
+                        "square_avg": torch.ones_like(p, memory_format=torch.preserve_format)}
     return opt
 
 

@@ -15,15 +15,43 @@ Nothing here imports torch: records load and render without it.
 - :mod:`.files`: results files (:func:`save_records`, :func:`load_records`).
 """
 
-from .base import (DEFAULT_NOISY_THRESHOLD, OUTSIDE_PHASES, SCHEMA_VERSION, STATUSES, JsonRecord, RecordError,
-                   RequestError, TooBigError, atomic_write, classify_failure, looks_oom, to_jsonable)
+from .base import (
+                   DEFAULT_NOISY_THRESHOLD,
+                   OUTSIDE_PHASES,
+                   SCHEMA_VERSION,
+                   STATUSES,
+                   JsonRecord,
+                   RecordError,
+                   RequestError,
+                   TooBigError,
+                   atomic_write,
+                   classify_failure,
+                   looks_oom,
+                   to_jsonable,
+)
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .distributed import CommFigures, DistributedProfileRecord, RankRecord
 from .files import RECORD_KINDS, load_extra, load_records, save_records
-from .profile import (COMPILED, EAGER, AllocatorMemory, CudaMemory, Environment, FlopFigures, LiveMemory, ModelParams,
-                      ModuleFlops, PersistentBytes, ProfileRecord, RssFigures, StepRecord, TimingStats, host_load,
-                      peak_tolerance_bytes, records_to_csv)
+from .profile import (
+                   COMPILED,
+                   EAGER,
+                   AllocatorMemory,
+                   CudaMemory,
+                   Environment,
+                   FlopFigures,
+                   LiveMemory,
+                   ModelParams,
+                   ModuleFlops,
+                   PersistentBytes,
+                   ProfileRecord,
+                   RssFigures,
+                   StepRecord,
+                   TimingStats,
+                   host_load,
+                   peak_tolerance_bytes,
+                   records_to_csv,
+)
 
 __all__ = [
     "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",

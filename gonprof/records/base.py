@@ -8,7 +8,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 SCHEMA_VERSION = 1
 
@@ -114,7 +114,7 @@ class JsonRecord(_Serialisable):
     """The base of every record the tool writes: ``to_json`` / ``from_json`` (refusing a schema newer
     than this version understands) / ``replace``."""
 
-    def to_json(self, indent: Optional[int] = 2) -> str:
+    def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
 
     @classmethod
@@ -144,7 +144,7 @@ class RecordError(ValueError):
     """A results file is missing, unreadable or not gonprof's; the message is one line."""
 
 
-def atomic_write(path: Any, data: "str | bytes | Any") -> None:
+def atomic_write(path: Any, data: str | bytes | Any) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one.
 
     ``data`` is text, bytes, or a callable ``data(tmp_path)`` that writes the
@@ -176,7 +176,7 @@ def looks_oom(text: str) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
-def classify_failure(exc: BaseException) -> "tuple[str, str]":
+def classify_failure(exc: BaseException) -> tuple[str, str]:
     """(status, one-line message) of an exception that ended a run: ``interrupted``, ``oom`` or ``error``.
 
     ``oom`` is a MemoryError, torch's OutOfMemoryError (by name: this module does

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .base import SCHEMA_VERSION, JsonRecord
 from .profile import Environment, PersistentBytes
+
 
 @dataclass(frozen=True)
 class MemoryEstimate(JsonRecord):
@@ -24,9 +25,9 @@ class MemoryEstimate(JsonRecord):
     """
 
     schema_version: int = SCHEMA_VERSION
-    arch: Optional[str] = None
-    mode: Optional[str] = None
-    generator: Optional[str] = None
+    arch: str | None = None
+    mode: str | None = None
+    generator: str | None = None
     batch_size: int = 0
     device: str = "cpu"
     method: str = "meta"
@@ -44,9 +45,9 @@ class MemoryEstimate(JsonRecord):
     peak_live_bytes_by_step: tuple[int, ...] = ()
     peak_live_bytes_by_phase: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
-    persistent: Optional[PersistentBytes] = None
-    cuda_max_memory_allocated_bytes: Optional[int] = None
-    cuda_peak_live_rounded_bytes: Optional[int] = None
+    persistent: PersistentBytes | None = None
+    cuda_max_memory_allocated_bytes: int | None = None
+    cuda_peak_live_rounded_bytes: int | None = None
     rounding: str = "none (storage bytes)"
     worst_case: str = ""
     data_dependent_reads: int = 0
@@ -69,18 +70,18 @@ class BatchTrial(JsonRecord):
 
     batch_size: int
     status: str
-    peak_bytes: Optional[int] = None
-    peak_live_bytes: Optional[int] = None
-    input_bytes: Optional[int] = None
-    peak_rss_delta_bytes: Optional[int] = None
-    peak_rss_bytes: Optional[int] = None
-    rss_baseline_bytes: Optional[int] = None
-    cuda_max_memory_allocated_bytes: Optional[int] = None
-    cuda_max_memory_reserved_bytes: Optional[int] = None
-    step_time_s: Optional[float] = None
-    elapsed_s: Optional[float] = None
+    peak_bytes: int | None = None
+    peak_live_bytes: int | None = None
+    input_bytes: int | None = None
+    peak_rss_delta_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+    rss_baseline_bytes: int | None = None
+    cuda_max_memory_allocated_bytes: int | None = None
+    cuda_max_memory_reserved_bytes: int | None = None
+    step_time_s: float | None = None
+    elapsed_s: float | None = None
     message: str = ""
-    cpus: Optional[list] = None  # the cores the trial's worker was pinned to (--jobs N); None: any
+    cpus: list | None = None  # the cores the trial's worker was pinned to (--jobs N); None: any
 
 
 @dataclass(frozen=True)
@@ -95,15 +96,15 @@ class _BatchSweepRecord(JsonRecord):
     schema_version: int = SCHEMA_VERSION
     status: str = "ok"
     message: str = ""
-    arch: Optional[str] = None
-    mode: Optional[str] = None
-    generator: Optional[str] = None
-    preset: Optional[str] = None
+    arch: str | None = None
+    mode: str | None = None
+    generator: str | None = None
+    preset: str | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     estimate: bool = False
     compared: str = ""
-    environment: Optional[Environment] = None
+    environment: Environment | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -118,8 +119,8 @@ class FitRecord(_BatchSweepRecord):
     """
 
     memory_bytes: int = 0
-    batch_size: Optional[int] = None
-    first_too_big: Optional[int] = None
+    batch_size: int | None = None
+    first_too_big: int | None = None
     max_batch: int = 0
     search: str = "exponential (1, 2, 4, ...) then binary search between the last fit and the first failure"
     trials: tuple[BatchTrial, ...] = ()
@@ -152,5 +153,5 @@ class ScalingRecord(_BatchSweepRecord):
     """
 
     points: tuple[BatchTrial, ...] = ()
-    memory_fit: Optional[LinearFit] = None
-    time_fit: Optional[LinearFit] = None
+    memory_fit: LinearFit | None = None
+    time_fit: LinearFit | None = None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .base import SCHEMA_VERSION, JsonRecord
 from .profile import ProfileRecord
+
 
 @dataclass(frozen=True)
 class QualityRecord(JsonRecord):
@@ -32,13 +33,13 @@ class QualityRecord(JsonRecord):
     seed: int = 0
     kid_subsets: int = 100  # gonprof.metrics.kid.KID_SUBSETS
     kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
-    classes: Optional[list] = None  # the kept classes scored against (None: all); coverage / entropy are over them
+    classes: list | None = None  # the kept classes scored against (None: all); coverage / entropy are over them
     predicted_classes: dict = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
-    on_class_fraction: Optional[float] = None  # share of samples predicted as a kept class (None: no selection)
-    n_held_out: Optional[int] = None  # held-out real images of the kept classes the reference was drawn from
+    on_class_fraction: float | None = None  # share of samples predicted as a kept class (None: no selection)
+    n_held_out: int | None = None  # held-out real images of the kept classes the reference was drawn from
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QualityRecord":
+    def from_dict(cls, d: dict) -> QualityRecord:
         """Inverse of ``to_dict``; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -57,32 +58,32 @@ class RunRecord(JsonRecord):
     kind: str = "run"
     status: str = "ok"
     message: str = ""
-    mode: Optional[str] = None
-    arch: Optional[str] = None
-    generator: Optional[str] = None
-    preset: Optional[str] = None
-    batch_size: Optional[int] = None
+    mode: str | None = None
+    arch: str | None = None
+    generator: str | None = None
+    preset: str | None = None
+    batch_size: int | None = None
     seed: int = 0
     device: str = "cpu"
-    d_params: Optional[int] = None  # discriminator parameters (count)
-    g_params: Optional[int] = None  # generator parameters (count); None when the mode has none
-    train_steps: Optional[int] = None  # optimization steps trained before scoring
-    train_time_s: Optional[float] = None  # wall time of those steps
-    time_budget_s: Optional[float] = None
-    profile: Optional[ProfileRecord] = None  # figures of steps profiled after training
-    quality: Optional[QualityRecord] = None
-    samples_png: Optional[str] = None  # the run's final sample grid
-    run_dir: Optional[str] = None
-    wall_time_s: Optional[float] = None  # the whole row: train + profile + score
-    variant: Optional[str] = None  # a preset row's name for its own hyper-parameters (e.g. "inner sgd")
+    d_params: int | None = None  # discriminator parameters (count)
+    g_params: int | None = None  # generator parameters (count); None when the mode has none
+    train_steps: int | None = None  # optimization steps trained before scoring
+    train_time_s: float | None = None  # wall time of those steps
+    time_budget_s: float | None = None
+    profile: ProfileRecord | None = None  # figures of steps profiled after training
+    quality: QualityRecord | None = None
+    samples_png: str | None = None  # the run's final sample grid
+    run_dir: str | None = None
+    wall_time_s: float | None = None  # the whole row: train + profile + score
+    variant: str | None = None  # a preset row's name for its own hyper-parameters (e.g. "inner sgd")
     hparams: dict = field(default_factory=dict)  # the overrides this row ran with
-    classes: Optional[list] = None  # data selection: kept labels (None: all)
-    per_class: Optional[int] = None  # data selection: first N training images of each kept class
-    cpus: Optional[list] = None  # the cores the row's worker was pinned to (compare --jobs)
+    classes: list | None = None  # data selection: kept labels (None: all)
+    per_class: int | None = None  # data selection: first N training images of each kept class
+    cpus: list | None = None  # the cores the row's worker was pinned to (compare --jobs)
     # the mode's samples before its refinement (dcd: G(z) without the Langevin steps), scored at the same N
-    quality_unrefined: Optional[QualityRecord] = None
-    test_error_fraction: Optional[float] = None  # improved-gan: share of held-out images argmax D(x) misclassifies
-    n_test_images: Optional[int] = None  # held-out labelled images the test error was measured on
+    quality_unrefined: QualityRecord | None = None
+    test_error_fraction: float | None = None  # improved-gan: share of held-out images argmax D(x) misclassifies
+    n_test_images: int | None = None  # held-out labelled images the test error was measured on
 
     @property
     def label(self) -> str:
@@ -110,12 +111,12 @@ class RunRecord(JsonRecord):
         return row
 
 
-def peak_memory_bytes(rec: RunRecord) -> Optional[int]:
+def peak_memory_bytes(rec: RunRecord) -> int | None:
     """The memory figure compare rows are ranked by: the tensor-level peak of a profiled step."""
     return rec.profile.peak_live_bytes if rec.profile is not None else None
 
 
-def pareto_front(rows: "list[RunRecord]") -> set[int]:
+def pareto_front(rows: list[RunRecord]) -> set[int]:
     """Indices of the trained rows no other row beats on both peak memory and FID (lower is better)."""
     pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
            if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None

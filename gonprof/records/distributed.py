@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .base import SCHEMA_VERSION, STATUSES, JsonRecord, _Serialisable
 from .profile import ProfileRecord
@@ -47,8 +47,8 @@ class RankRecord(_Serialisable):
     rank: int = 0
     status: str = "ok"
     message: str = ""
-    profile: Optional[ProfileRecord] = None
-    comm: Optional[CommFigures] = None
+    profile: ProfileRecord | None = None
+    comm: CommFigures | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -89,11 +89,11 @@ class DistributedProfileRecord(JsonRecord):
     backend: str = ""
     launcher: str = ""
     device: str = "cpu"
-    threads_per_rank: Optional[int] = None
-    arch: Optional[str] = None
-    mode: Optional[str] = None
-    generator: Optional[str] = None
-    batch_size: Optional[int] = None
+    threads_per_rank: int | None = None
+    arch: str | None = None
+    mode: str | None = None
+    generator: str | None = None
+    batch_size: int | None = None
     ddp: dict[str, Any] = field(default_factory=dict)
     ranks: tuple[RankRecord, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +104,7 @@ class DistributedProfileRecord(JsonRecord):
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     @property
-    def global_batch_size(self) -> Optional[int]:
+    def global_batch_size(self) -> int | None:
         """Images per step over all ranks: ``world_size * batch_size``."""
         return None if self.batch_size is None else self.world_size * self.batch_size
 
@@ -125,7 +125,7 @@ class DistributedProfileRecord(JsonRecord):
         return out
 
     @classmethod
-    def assemble(cls, ranks, *, world_size: int, **fields) -> "DistributedProfileRecord":
+    def assemble(cls, ranks, *, world_size: int, **fields) -> DistributedProfileRecord:
         """A record from its ranks (sorted by rank); a rank missing from ``ranks`` is a failed rank, and
         the record's status is the first failing rank's."""
         by_rank = {r.rank: r for r in ranks}

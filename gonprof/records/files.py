@@ -16,7 +16,7 @@ RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord,
                                   "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 
-def save_records(records: "list[Any]", path: Any, extra: "dict | None" = None) -> None:
+def save_records(records: list[Any], path: Any, extra: dict | None = None) -> None:
     """Write records to a JSON file, atomically (a crash never leaves half a file).
 
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
@@ -64,7 +64,7 @@ def _read_json(path: Any) -> Any:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def load_records(path: Any) -> "list[Any]":
+def load_records(path: Any) -> list[Any]:
     """Read a file written by :func:`save_records` (or one bare profile or distributed record)."""
     from pathlib import Path
 

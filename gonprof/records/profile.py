@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .base import DEFAULT_NOISY_THRESHOLD, SCHEMA_VERSION, STATUSES, JsonRecord, _Serialisable
 
@@ -55,13 +55,13 @@ class Environment(_Serialisable):
     cpu_count: int = 0
     device: str = "cpu"
     device_name: str = ""
-    cuda_version: Optional[str] = None
+    cuda_version: str | None = None
     gonprof_version: str = ""
-    torch_threads: Optional[int] = None  # torch.get_num_threads() when captured
-    load_average_1m: Optional[float] = None  # the host's 1-minute load average when captured
+    torch_threads: int | None = None  # torch.get_num_threads() when captured
+    load_average_1m: float | None = None  # the host's 1-minute load average when captured
 
     @classmethod
-    def capture(cls, device: Any = "cpu") -> "Environment":
+    def capture(cls, device: Any = "cpu") -> Environment:
         """Facts about this process (imports torch)."""
         import os
         import platform as _platform
@@ -244,7 +244,7 @@ class AllocatorMemory(_Serialisable):
     start_bytes: int
     allocated_bytes: int
     execution: str = EAGER
-    step: Optional[int] = None
+    step: int | None = None
     compiled_frames: int = 0
     dynamo_frames: int = 0
     method: str = ""
@@ -300,14 +300,14 @@ class StepRecord(_Serialisable):
 
     index: int
     step_time_s: float
-    rss_start_bytes: Optional[int] = None
-    peak_rss_bytes: Optional[int] = None
+    rss_start_bytes: int | None = None
+    peak_rss_bytes: int | None = None
     phase_time_s: dict[str, float] = field(default_factory=dict)
-    cuda_max_memory_allocated_bytes: Optional[int] = None
-    cuda_max_memory_reserved_bytes: Optional[int] = None
+    cuda_max_memory_allocated_bytes: int | None = None
+    cuda_max_memory_reserved_bytes: int | None = None
 
     @property
-    def peak_rss_delta_bytes(self) -> Optional[int]:
+    def peak_rss_delta_bytes(self) -> int | None:
         if self.peak_rss_bytes is None or self.rss_start_bytes is None:
             return None
         return self.peak_rss_bytes - self.rss_start_bytes
@@ -327,40 +327,40 @@ class ProfileRecord(JsonRecord):
     message: str = ""
     environment: Environment = field(default_factory=Environment)
     # context, filled by callers (CLI / api)
-    arch: Optional[str] = None
-    mode: Optional[str] = None
-    batch_size: Optional[int] = None
-    generator: Optional[str] = None
+    arch: str | None = None
+    mode: str | None = None
+    batch_size: int | None = None
+    generator: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # schedule
     warmup_steps: int = 0
     active_steps: int = 0
     timed_steps: int = 0
-    measuring_step: Optional[int] = None
-    measuring_step_time_s: Optional[float] = None
+    measuring_step: int | None = None
+    measuring_step_time_s: float | None = None
     # figures
     models: tuple[ModelParams, ...] = ()
-    persistent: Optional[PersistentBytes] = None
-    flops: Optional[FlopFigures] = None
-    live_memory: Optional[LiveMemory] = None
-    rss: Optional[RssFigures] = None
-    cuda_memory: Optional[CudaMemory] = None
-    step_time: Optional[TimingStats] = None
+    persistent: PersistentBytes | None = None
+    flops: FlopFigures | None = None
+    live_memory: LiveMemory | None = None
+    rss: RssFigures | None = None
+    cuda_memory: CudaMemory | None = None
+    step_time: TimingStats | None = None
     phase_time: dict[str, TimingStats] = field(default_factory=dict)
     steps: tuple[StepRecord, ...] = ()
     # RSS growth beyond the step peak: median timed-step RSS delta minus the step peak's growth (peak - start;
     # the tensor-level peak, or the allocator peak where the step ran compiled).  Memory neither the dispatcher
     # nor the allocator sees: tensors over foreign memory (torch.from_numpy), allocator caching, memory outside
     # torch.  None without both figures.
-    untracked_bytes: Optional[int] = None
+    untracked_bytes: int | None = None
     warnings: tuple[str, ...] = ()  # what a reader must know before trusting a figure
     # the allocator-level peak beside the tensor-level one (None in records made before it existed)
-    allocator_memory: Optional[AllocatorMemory] = None
+    allocator_memory: AllocatorMemory | None = None
     # the step's peak memory as the step runs: the tensor-level peak, or, where compiled code ran, the
     # allocator peak of the step that ran compiled; its execution ("eager" / "compiled") and source
-    step_peak_bytes: Optional[int] = None
-    step_peak_execution: Optional[str] = None
-    step_peak_source: Optional[str] = None  # "tensor-level" or "allocator"
+    step_peak_bytes: int | None = None
+    step_peak_execution: str | None = None
+    step_peak_source: str | None = None  # "tensor-level" or "allocator"
     # per figure (flops, live_memory, allocator_memory, step_time, rss, cuda_memory): "eager" or "compiled"
     execution: dict[str, str] = field(default_factory=dict)
     # why the allocator-level and tensor-level peaks differ, where they differ by more than the tolerance
@@ -377,19 +377,19 @@ class ProfileRecord(JsonRecord):
         return sum(m.params_total for m in self.models)
 
     @property
-    def flops_per_step(self) -> Optional[int]:
+    def flops_per_step(self) -> int | None:
         return self.flops.flops_per_step if self.flops else None
 
     @property
-    def peak_live_bytes(self) -> Optional[int]:
+    def peak_live_bytes(self) -> int | None:
         return self.live_memory.peak_live_bytes if self.live_memory else None
 
     @property
-    def peak_rss_delta_bytes(self) -> Optional[int]:
+    def peak_rss_delta_bytes(self) -> int | None:
         return self.rss.peak_rss_delta_bytes if self.rss else None
 
     @property
-    def allocator_peak_bytes(self) -> Optional[int]:
+    def allocator_peak_bytes(self) -> int | None:
         return self.allocator_memory.peak_bytes if self.allocator_memory else None
 
     @property
@@ -398,7 +398,7 @@ class ProfileRecord(JsonRecord):
         return COMPILED in self.execution.values()
 
     @property
-    def step_time_s_median(self) -> Optional[float]:
+    def step_time_s_median(self) -> float | None:
         return self.step_time.time_s_median if self.step_time else None
 
     def model(self, name: str) -> ModelParams:
@@ -516,7 +516,7 @@ class ProfileRecord(JsonRecord):
         return row
 
 
-def records_to_csv(records: "list[ProfileRecord]", path_or_file: Any) -> None:
+def records_to_csv(records: list[ProfileRecord], path_or_file: Any) -> None:
     """Write records as CSV (union of the rows' keys, in first-seen order); a record with ``to_rows``
     (a data-parallel profile) writes one row per rank."""
     import csv

@@ -19,8 +19,17 @@ from .budget import render_estimate, render_fit, render_scaling
 from .compare import claims_table, compare_table, score_table
 from .distributed import allreduce_table, ranks_table, render_distributed
 from .formats import MIB, format_bytes, format_count, format_flops, format_seconds
-from .profile import (flops_table, memory_table, params_table, print_record, render_record, render_records,
-                      summary_table, timing_table, uncounted_table)
+from .profile import (
+    flops_table,
+    memory_table,
+    params_table,
+    print_record,
+    render_record,
+    render_records,
+    summary_table,
+    timing_table,
+    uncounted_table,
+)
 from .width import DESCRIPTIVE, fit_width, stacked, whole_numbers
 from .zoo import arch_report, architectures_table, mode_report, modes_table
 
@@ -28,7 +37,8 @@ __all__ = [
     "MIB", "format_bytes", "format_count", "format_flops", "format_seconds",
     "summary_table", "params_table", "memory_table", "flops_table", "uncounted_table", "timing_table",
     "render_record", "render_records", "print_record",
-    "claims_table", "compare_table", "score_table", "render_distributed", "ranks_table", "allreduce_table", "render_estimate", "render_fit", "render_scaling",
+    "claims_table", "compare_table", "score_table", "render_distributed", "ranks_table", "allreduce_table",
+    "render_estimate", "render_fit", "render_scaling",
     "architectures_table", "modes_table", "mode_report", "arch_report",
     "DESCRIPTIVE", "fit_width", "stacked", "whole_numbers", "render_any",
 ]

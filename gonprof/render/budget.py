@@ -8,11 +8,11 @@ from rich.text import Text
 
 from .formats import _mib, _ms, format_bytes, format_seconds
 
-
 # -- memory budgets: estimates, fits, scaling ------------------------------------
 
-def render_estimate(e, measured=None) -> "Group":
-    """A :class:`~gonprof.records.MemoryEstimate`; with ``measured`` (a ProfileRecord) the measured figures beside it."""
+def render_estimate(e, measured=None) -> Group:
+    """A :class:`~gonprof.records.MemoryEstimate`; with ``measured`` (a ProfileRecord) the measured figures
+    beside it."""
     t = Table(title=f"estimated step memory: {e.arch} / {e.mode} / batch {e.batch_size} on {e.device} "
                     f"({e.method} tensors, nothing allocated)", header_style="bold")
     t.add_column("figure")
@@ -73,7 +73,7 @@ def _trial_table(title: str, trials) -> Table:
     return t
 
 
-def render_fit(rec) -> "Group":
+def render_fit(rec) -> Group:
     """A :class:`~gonprof.records.FitRecord`: the answer, then every trial in batch-size order."""
     budget = format_bytes(rec.memory_bytes)
     if rec.status != "ok":
@@ -90,7 +90,7 @@ def render_fit(rec) -> "Group":
     return Group(head, t, foot)
 
 
-def render_scaling(rec) -> "Group":
+def render_scaling(rec) -> Group:
     """A :class:`~gonprof.records.ScalingRecord`: the points and the fixed + per-sample fits."""
     t = _trial_table(f"scaling: {rec.arch} / {rec.mode} on {rec.device}{' (estimated)' if rec.estimate else ''}",
                      rec.points)

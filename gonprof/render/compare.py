@@ -8,10 +8,9 @@ from rich.table import Table
 
 from .formats import _mib, _ms, format_count
 
-
 # -- gonprof compare ------------------------------------------------------------------
 
-def compare_table(rows, baseline: int | None = None, title: str = "gonprof compare") -> "Group":
+def compare_table(rows, baseline: int | None = None, title: str = "gonprof compare") -> Group:
     """Two tables over the same rows: what each run cost, and what its samples are worth.
 
     ``*`` marks Pareto-optimal rows: no other row has both a lower peak of live
@@ -103,7 +102,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
 
 # -- gonprof score --------------------------------------------------------------------
 
-def score_table(rows, source: str = "") -> "Group":
+def score_table(rows, source: str = "") -> Group:
     """``gonprof score``: compare's quality columns over (floor, samples) RunRecords, with confidence and
     the predicted-class counts; ``source`` (what was read, and how) goes in the caption."""
     scored = next((r.quality for r in rows if r.quality is not None), None)
@@ -137,7 +136,7 @@ def score_table(rows, source: str = "") -> "Group":
     return Group(t)
 
 
-def claims_table(verdicts, title: str = "the source's claims") -> "Table":
+def claims_table(verdicts, title: str = "the source's claims") -> Table:
     """Claim | source figure | measured here | verdict (with its reason); the mapping of each source
     quantity to a defined figure goes in the last column."""
     t = Table(title=f"gonprof compare: {title}", title_justify="left")

@@ -3,7 +3,7 @@ all-reduced per step."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -33,7 +33,7 @@ def _status(r: RankRecord) -> Text:
     return Text(r.status, style="green" if r.status == "ok" else "red")
 
 
-def _spread_cell(span: Optional[tuple], fmt) -> str:
+def _spread_cell(span: tuple | None, fmt) -> str:
     if span is None:
         return "-"
     return fmt(span[1] - span[0])
@@ -76,7 +76,7 @@ def ranks_table(rec: DistributedProfileRecord) -> Table:
     return t
 
 
-def allreduce_table(rec: DistributedProfileRecord) -> Optional[Table]:
+def allreduce_table(rec: DistributedProfileRecord) -> Table | None:
     """What the first rank with figures all-reduced per step, by model and by phase, in exact bytes."""
     r = next((r for r in rec.ranks if r.comm is not None), None)
     if r is None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from rich.text import Text
 
 from gonprof.records import ProfileRecord, TimingStats
-
 
 MIB = 1024 * 1024
 
@@ -17,7 +15,7 @@ MIB = 1024 * 1024
 # --------------------------------------------------------------------------
 
 
-def format_bytes(n: Optional[float], binary: bool = True, precision: int = 2) -> str:
+def format_bytes(n: float | None, binary: bool = True, precision: int = 2) -> str:
     """``16000000`` -> ``"15.26 MiB"`` (binary) or ``"16.00 MB"``."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return "-"
@@ -34,7 +32,7 @@ def format_bytes(n: Optional[float], binary: bool = True, precision: int = 2) ->
     return f"{sign}{v:.{precision}f} {units[i]}"
 
 
-def format_flops(n: Optional[float], precision: int = 2) -> str:
+def format_flops(n: float | None, precision: int = 2) -> str:
     """``1.5e9`` -> ``"1.50 GFLOP"`` (decimal prefixes; FLOPs = 2 x MACs)."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return "-"
@@ -49,12 +47,12 @@ def format_flops(n: Optional[float], precision: int = 2) -> str:
     return f"{v:.{precision}f} {units[i]}"
 
 
-def format_count(n: Optional[int]) -> str:
+def format_count(n: int | None) -> str:
     """``13246482`` -> ``"13,246,482"``."""
     return "-" if n is None else f"{int(n):,}"
 
 
-def format_seconds(s: Optional[float]) -> str:
+def format_seconds(s: float | None) -> str:
     """Seconds in the most readable unit: ``0.0123`` -> ``"12.30 ms"``."""
     if s is None or (isinstance(s, float) and math.isnan(s)):
         return "-"
@@ -65,15 +63,15 @@ def format_seconds(s: Optional[float]) -> str:
     return f"{s * 1e6:.1f} us"
 
 
-def _mib(n: Optional[int]) -> str:
+def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / MIB:,.2f}"
 
 
-def _ms(s: Optional[float]) -> str:
+def _ms(s: float | None) -> str:
     return "-" if s is None or (isinstance(s, float) and math.isnan(s)) else f"{s * 1e3:,.3f}"
 
 
-def _mflop(n: Optional[int]) -> str:
+def _mflop(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:,.3f}"
 
 
@@ -82,7 +80,7 @@ def _status(rec: ProfileRecord) -> Text:
     return Text(rec.status, style=style)
 
 
-def _timing_cell(t: Optional[TimingStats]) -> str:
+def _timing_cell(t: TimingStats | None) -> str:
     if t is None or t.n == 0:
         return "-"
     cell = f"{t.time_s_median * 1e3:,.3f}"

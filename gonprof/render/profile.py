@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -10,8 +11,18 @@ from rich.text import Text
 
 from gonprof.records import ProfileRecord, TimingStats, peak_tolerance_bytes
 
-from .formats import (_mflop, _mib, _ms, _status, _timing_cell, _title, format_bytes, format_count, format_flops,
-                      format_seconds)
+from .formats import (
+    _mflop,
+    _mib,
+    _ms,
+    _status,
+    _timing_cell,
+    _title,
+    format_bytes,
+    format_count,
+    format_flops,
+    format_seconds,
+)
 
 # --------------------------------------------------------------------------
 # one record
@@ -97,7 +108,8 @@ def allocator_rows(rec: ProfileRecord) -> list[tuple[Any, str, Any]]:
 
 def params_table(rec: ProfileRecord) -> Table:
     t = Table(title="parameters", header_style="bold")
-    for col in ("model", "total (count)", "trainable (count)", "frozen (count)", "buffers (elements)", "params (MiB)", "buffers (MiB)", "dtypes"):
+    for col in ("model", "total (count)", "trainable (count)", "frozen (count)", "buffers (elements)", "params (MiB)",
+                "buffers (MiB)", "dtypes"):
         t.add_column(col, justify="left" if col in ("model", "dtypes") else "right")
     for m in rec.models:
         t.add_row(
@@ -113,7 +125,7 @@ def params_table(rec: ProfileRecord) -> Table:
     return t
 
 
-def memory_table(rec: ProfileRecord) -> Optional[Table]:
+def memory_table(rec: ProfileRecord) -> Table | None:
     p, lm = rec.persistent, rec.live_memory
     if p is None and lm is None:
         return None
@@ -134,7 +146,7 @@ def memory_table(rec: ProfileRecord) -> Optional[Table]:
     return t
 
 
-def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Optional[Table]:
+def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Table | None:
     f = rec.flops
     if f is None:
         return None
@@ -146,17 +158,19 @@ def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Optional[Table]:
     t.add_column("total (MFLOP)", justify="right")
     for m in f.flops_by_module[:max_modules]:
         depth = m.module.count(".")
-        t.add_row("  " * depth + m.module, m.module_type, _mflop(m.forward_flops), _mflop(m.backward_flops), _mflop(m.flops))
+        t.add_row("  " * depth + m.module, m.module_type, _mflop(m.forward_flops), _mflop(m.backward_flops),
+                  _mflop(m.flops))
     if len(f.flops_by_module) > max_modules:
         t.add_row(f"... {len(f.flops_by_module) - max_modules} more modules", "", "", "", "")
     t.add_row("(outside modules)", "", "", "", _mflop(f.flops_outside_modules))
     for ph, v in f.flops_by_phase.items():
         t.add_row(f"phase {ph}", "", "", "", _mflop(v))
-    t.add_row(Text("step total", style="bold"), "", _mflop(f.forward_flops), _mflop(f.backward_flops), _mflop(f.flops_per_step))
+    t.add_row(Text("step total", style="bold"), "", _mflop(f.forward_flops), _mflop(f.backward_flops),
+              _mflop(f.flops_per_step))
     return t
 
 
-def uncounted_table(rec: ProfileRecord) -> Optional[Table]:
+def uncounted_table(rec: ProfileRecord) -> Table | None:
     f = rec.flops
     if f is None or not f.uncounted_ops:
         return None
@@ -168,7 +182,7 @@ def uncounted_table(rec: ProfileRecord) -> Optional[Table]:
     return t
 
 
-def timing_table(rec: ProfileRecord) -> Optional[Table]:
+def timing_table(rec: ProfileRecord) -> Table | None:
     if rec.step_time is None and not rec.phase_time:
         return None
     t = Table(title="time (ms), timed steps only", header_style="bold")
@@ -251,7 +265,7 @@ def render_records(records: Sequence[ProfileRecord], title: str = "gonprof profi
     return t
 
 
-def print_record(rec: ProfileRecord | Iterable[ProfileRecord], console: Optional[Console] = None) -> None:
+def print_record(rec: ProfileRecord | Iterable[ProfileRecord], console: Console | None = None) -> None:
     """Print one record's tables, or a comparison table of several."""
     console = console or Console()
     if isinstance(rec, ProfileRecord):

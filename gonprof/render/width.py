@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
-
 
 _NUMBER = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?( ?[a-zA-Z%/]+)?( / [\d,.]+)?( \(.*\))?$|^-$")
 
@@ -77,7 +76,7 @@ def _fits(table: Table, width: int) -> bool:
 DESCRIPTIVE = ("source repository", "family", "input (C,H,W)", "default mode", "what it counts", "summary")
 
 
-def _without(table: Table, drop: list) -> Optional[Table]:
+def _without(table: Table, drop: list) -> Table | None:
     """A copy of ``table`` without the columns in ``drop`` (None when there is nothing to drop)."""
     if not drop:
         return None

@@ -8,7 +8,7 @@ from rich.table import Table
 from .formats import format_flops
 
 
-def architectures_table(rows) -> "Table":
+def architectures_table(rows) -> Table:
     """``gonprof list``: one row per architecture; counts were measured on the built model."""
     from rich.table import Table
 
@@ -41,7 +41,7 @@ def architectures_table(rows) -> "Table":
     return table
 
 
-def modes_table(rows) -> "Table":
+def modes_table(rows) -> Table:
     from rich.table import Table
 
     table = Table(title="gonprof training modes", title_justify="left")
@@ -53,7 +53,7 @@ def modes_table(rows) -> "Table":
     return table
 
 
-def mode_report(m) -> "Group":
+def mode_report(m) -> Group:
     """``gonprof info --mode``: a mode's defaults, its presets' changes and its notes."""
     from rich.console import Group
     from rich.table import Table
@@ -74,7 +74,7 @@ def mode_report(m) -> "Group":
     return Group(*parts)
 
 
-def arch_report(report) -> "Group":
+def arch_report(report) -> Group:
     """``gonprof info``: header, notes and the per-layer table with totals."""
     from rich.console import Group
     from rich.table import Table
