@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
-from .arch import ARCHITECTURES, Shape, get_arch
-from .modes.build import default_mode
-from .records import to_jsonable
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .arch import ARCHITECTURES, Shape, ShapeError, get_arch
+from .comparison import CompareEvents
+from .data import DataError, SelectionError
+from .executors import Placement
+from .guard import available_bytes, check_fits
+from .modes.base import IncompatibleError
+from .records import (
+    BatchTrial,
+    DistributedProfileRecord,
+    FitRecord,
+    MemoryEstimate,
+    ProfileRecord,
+    RecordError,
+    RequestError,
+    ScalingRecord,
+    TooBigError,
+)
+from .registry import RegistryError
+from .request import StepSpec, as_spec, cuda_here
 from .summary import ArchReport, ArchSummary, ModeSummary, summarize
+from .train import TrainConfig, TrainError, TrainResult
+
+#: The exceptions the verbs raise for a request that cannot be made as asked (a usage error, exit 2).
+USAGE_ERRORS: tuple[type[Exception], ...] = (RegistryError, ShapeError, IncompatibleError, SelectionError,
+                                              RequestError)
+#: The exceptions the verbs raise for a run, data or results file that failed (exit 1).
+RUN_ERRORS: tuple[type[Exception], ...] = (DataError, RecordError, TooBigError, TrainError)
 
 
 def list_architectures(pattern: str | None = None, role: str | None = None) -> list[ArchSummary]:
@@ -60,15 +87,15 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     )
 
 
-def profile(arch: str, mode: str | None = None, *, generator: str | None = None, preset: str | None = None,
-            batch_size: int | None = None, device: str = "cpu", warmup: int = 2, steps: int = 10,
-            seed: int = 0, data=None, input_shape: Shape | None = None, hparams: dict | None = None,
-            classes=None, per_class: int | None = None, force: bool = False, nproc: int | None = None):
-    """Profile ``steps`` optimization steps of ``arch`` trained as ``mode``; returns a ProfileRecord.
+def profile(spec: StepSpec | str | None = None, mode: str | None = None, *, warmup: int = 2, steps: int = 10,
+            force: bool = False, nproc: int | None = None, **fields: Any) -> ProfileRecord | DistributedProfileRecord:
+    """Profile ``steps`` optimization steps of the request ``spec``; returns a ProfileRecord.
 
-    With ``nproc``, the step is profiled on that many data-parallel ranks instead, each on a batch of
-    ``batch_size`` (:func:`profile_distributed`, which also takes each rank's threads): a
-    DistributedProfileRecord.
+    ``spec`` is a :class:`~gonprof.request.StepSpec`, or an architecture's name with the request's other
+    fields as keywords (``mode``, ``generator``, ``preset``, ``hparams``, ``batch_size``, ``device``,
+    ``seed``, ``data``, ``input_shape``, ``classes``, ``per_class``).  With ``nproc``, the step is
+    profiled on that many data-parallel ranks instead, each on a batch of ``batch_size``
+    (:func:`profile_distributed`): a DistributedProfileRecord.
 
     Builds the step, feeds it batches of real (embedded MNIST) or synthetic
     images, and runs it under :class:`gonprof.Profiler`: ``warmup`` untimed
@@ -80,45 +107,19 @@ def profile(arch: str, mode: str | None = None, *, generator: str | None = None,
     record's ``status``; errors in the request itself (unknown names, shapes,
     an impossible selection) raise before anything runs.
     """
+    request = _request(spec, mode, fields, "profile")
     if nproc is not None:
-        return profile_distributed(arch, mode, nproc=nproc, generator=generator, preset=preset,
-                                   batch_size=batch_size, device=device, warmup=warmup, steps=steps, seed=seed,
-                                   data=data, input_shape=input_shape, hparams=hparams, classes=classes,
-                                   per_class=per_class, force=force)
-    from .data import Selection
-    from .modes.base import batch_size_of
-    from .modes.build import build_step
+        return profile_distributed(request, nproc=nproc, warmup=warmup, steps=steps, force=force)
+    from .runner import profile_request
 
-    selection = Selection.parse(classes, per_class)
-    check_device(device)
-    mode = mode or default_mode(arch)
-    check_fits(arch, mode, batch_size=batch_size, device=device, generator=generator, preset=preset,
-               input_shape=input_shape, hparams=hparams, force=force)
-    step = build_step(mode, arch, generator=generator, preset=preset, device=device, input_shape=input_shape,
-                      seed=seed, **(hparams or {}))
-    batch_size = int(batch_size or batch_size_of(step.hparams))
-    if batch_size <= 0:
-        from .modes.base import IncompatibleError
-
-        raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
-    shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
-    from .runner import profile_data
-
-    dataset = profile_data(data, shape, selection)
-    context = {"preset": preset, "seed": seed, "data": dataset.name, "selection": selection.to_dict(),
-               "train_images": len(dataset), "input_shape": list(shape),
-               "hparams": to_jsonable(step.hparams), "notes": list(step.notes)}
-    from .runner import profile_step
-
-    return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=seed,
-                        arch=arch, mode=mode, generator=step.generator or generator, extra=context)
+    request = request.checked()
+    check_fits(request, force=force)
+    return profile_request(request, warmup=warmup, steps=steps)
 
 
-def profile_distributed(arch: str, mode: str | None = None, *, nproc: int, generator: str | None = None,
-                        preset: str | None = None, batch_size: int | None = None, device: str = "cpu",
-                        warmup: int = 2, steps: int = 10, seed: int = 0, data=None, input_shape: Shape | None = None,
-                        hparams: dict | None = None, classes=None, per_class: int | None = None,
-                        force: bool = False, threads: int | None = None, plugins=()):
+def profile_distributed(spec: StepSpec | str | None = None, mode: str | None = None, *, nproc: int,
+                        warmup: int = 2, steps: int = 10, force: bool = False, threads: int | None = None,
+                        plugins: Sequence[str | os.PathLike] = (), **fields: Any) -> DistributedProfileRecord:
     """Profile the same step on ``nproc`` data-parallel ranks; returns a DistributedProfileRecord.
 
     The ranks are started by torch.distributed's elastic launcher (:mod:`gonprof.distributed`): gloo on
@@ -129,193 +130,75 @@ def profile_distributed(arch: str, mode: str | None = None, *, nproc: int, gener
     ``plugins`` are files each rank loads (``--plugin``).  Errors in the request raise before any rank
     starts; a rank's failure is the record's status.
     """
-    from pathlib import Path
+    from .distributed import plan_ranks
 
-    from .data import Selection
-    from .distributed import RankSpec, launch
-    from .modes import get_mode
-    from .modes.base import IncompatibleError, batch_size_of
-    from .records import RequestError
-
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise RequestError(f"--nproc must be a whole number of ranks, at least 1; got {nproc!r}")
-    if threads is not None and threads < 1:
-        raise RequestError(f"--threads must be at least 1, got {threads}")
-    selection = Selection.parse(classes, per_class)
-    check_device(device)
-    backend = _check_distributed(device, nproc)
-    mode = mode or default_mode(arch)
-    spec = get_mode(mode)
-    resolved = spec.hparams(preset, **(hparams or {}))  # unknown names and bad values: one line, here
-    spec.check_ddp(resolved)
-    bs = int(batch_size or batch_size_of(resolved))
-    if bs <= 0:
-        raise IncompatibleError(f"--batch-size must be positive, got {batch_size}")
-    est = check_fits(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
-                     input_shape=input_shape, hparams=hparams, force=force)
-    free = available_bytes("cpu")
-    if device == "cpu" and nproc > 1 and est.peak_bytes * nproc > free and not force:
-        from .records import TooBigError
-
-        raise TooBigError(f"{arch} ({mode}) at batch {bs} per rank: {nproc} ranks on this machine need about "
-                          f"{est.peak_bytes * nproc / 2**30:,.2f} GiB together (estimated on meta tensors), more "
-                          f"than the {free / 2**30:,.2f} GiB available; fewer ranks or a smaller batch, or "
-                          f"--force to run it anyway")
-    from .cores import usable_cores
-
-    cores = len(usable_cores())
-    rank_spec = RankSpec(arch=arch, mode=mode, batch_size=bs, generator=generator, preset=preset, device=device,
-                         warmup=warmup, steps=steps, seed=seed, data=data,
-                         input_shape=list(input_shape) if input_shape else None, hparams=dict(hparams or {}),
-                         classes=list(selection.classes) if selection.classes is not None else None,
-                         per_class=selection.per_class, threads=int(threads or max(1, cores // nproc)),
-                         backend=backend, plugins=[str(Path(p).resolve()) for p in plugins or ()])
-    return launch(rank_spec, nproc)
+    request = _request(spec, mode, fields, "profile_distributed").checked()
+    return plan_ranks(request, nproc=nproc, warmup=warmup, steps=steps, force=force, threads=threads,
+                      plugins=plugins)
 
 
-def _check_distributed(device: str, nproc: int) -> str:
-    """The backend for ``nproc`` ranks on ``device`` (gloo on the CPU, nccl on CUDA, one GPU per rank);
-    a one-line RequestError when this machine cannot run them."""
-    import torch.distributed as dist
-
-    from .records import RequestError
-
-    if not dist.is_available():
-        raise RequestError("--nproc needs torch.distributed, which this torch build lacks")
-    if device == "cpu":
-        if not dist.is_gloo_available():
-            raise RequestError("--nproc on the CPU needs torch.distributed's gloo backend, which this torch build "
-                               "lacks")
-        return "gloo"
-    if device != "cuda":
-        raise RequestError(f"--nproc puts rank r on cuda:r; give --device cuda, not {device}")
-    import torch
-
-    have = torch.cuda.device_count()
-    if have < nproc:
-        raise RequestError(f"--nproc {nproc} --device cuda needs one GPU per rank; this machine has {have}")
-    if not dist.is_nccl_available():
-        raise RequestError("--nproc with --device cuda needs torch.distributed's nccl backend, which this torch "
-                           "build lacks")
-    return "nccl"
+def _request(spec: StepSpec | str | None, mode: str | None, fields: dict[str, Any], verb: str) -> StepSpec:
+    """The verb's request: ``spec`` as given, or built from an architecture's name and ``fields``."""
+    if mode is not None:
+        fields = {**fields, "mode": mode}
+    return as_spec(spec, fields, verb)
 
 
-def check_device(device: str, need_real: bool = True, hint: str = "") -> str:
-    """``device`` if it names the CPU or a CUDA device (one that is here, when ``need_real``)."""
-    from .records import RequestError
-
-    if device != "cpu" and not str(device).startswith("cuda"):
-        raise RequestError(f"--device must be cpu or cuda[:N], not {device!r}")
-    if need_real and device != "cpu" and not _cuda_here():
-        raise RequestError(f"--device {device}: no CUDA device is available on this machine{hint}")
-    return device
-
-
-def available_bytes(device: str = "cpu") -> int:
-    """Memory a step may still take: the system's available memory on the CPU, the device's free memory
-    on CUDA."""
-    if str(device).startswith("cuda"):
-        import torch
-
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def check_fits(arch: str, mode: str | None = None, *, batch_size: int | None = None, device: str = "cpu",
-               generator: str | None = None, preset: str | None = None, input_shape: Shape | None = None,
-               hparams: dict | None = None, force: bool = False):
-    """Estimate a step's peak on meta tensors (nothing allocated) and refuse, with one line, a batch whose
-    estimate exceeds the memory available (:func:`available_bytes`), unless ``force``.  Returns the
-    MemoryEstimate."""
-    from .estimate import estimate_step_memory
-    from .modes import get_mode
-    from .records import TooBigError
-
-    mode = mode or default_mode(arch)
-    bs = batch_size or get_mode(mode).batch_size(preset, **(hparams or {}))
-    est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
-                               input_shape=input_shape, hparams=hparams, max_inner_steps=2)
-    free = available_bytes(device)
-    if est.peak_bytes > free and not force:
-        raise TooBigError(f"{arch} ({mode}) at batch {bs}: one step needs about {est.peak_bytes / 2**30:,.2f} GiB "
-                          f"(estimated on meta tensors), more than the {free / 2**30:,.2f} GiB available on "
-                          f"{device}; lower the batch size, or pass --force to run it anyway")
-    return est
-
-
-def _cuda_here() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def estimate(arch: str, mode: str | None = None, *, batch_size: int | None = None, device: str = "cpu",
-             generator: str | None = None, preset: str | None = None, input_shape: Shape | None = None,
-             seed: int = 0, hparams: dict | None = None, measure: bool | None = None):
+def estimate(spec: StepSpec | str | None = None, mode: str | None = None, *, measure: bool | None = None,
+             **fields: Any) -> tuple[MemoryEstimate, ProfileRecord | None]:
     """(MemoryEstimate, measured ProfileRecord or None): a step's peak predicted on meta tensors and,
     when the device exists (``measure=None``) or ``measure=True``, measured on its second step as the
     estimate's figures are (the first creates optimizer state)."""
     from .estimate import estimate_step_memory
-    from .modes import get_mode
 
-    check_device(device, need_real=False)
-    mode = mode or default_mode(arch)
-    bs = batch_size or get_mode(mode).batch_size(preset, **(hparams or {}))
-    est = estimate_step_memory(arch, mode, batch_size=bs, device=device, generator=generator, preset=preset,
-                               input_shape=input_shape, seed=seed, hparams=hparams)
+    request = _request(spec, mode, fields, "estimate").checked(need_device=False)
+    est = estimate_step_memory(request)
     if measure is None:  # measure when the device is here and the step fits in it
-        measure = (device == "cpu" or _cuda_here()) and est.peak_bytes <= available_bytes(device)
+        measure = (request.device == "cpu" or cuda_here()) and est.peak_bytes <= available_bytes(request.device)
     measured = None
     if measure:
-        # force: the fit was just decided on this very estimate; do not estimate again
-        measured = profile(arch, mode, generator=generator, preset=preset, batch_size=bs, device=device, warmup=2,
-                           steps=1, seed=seed, input_shape=input_shape, hparams=hparams, force=True)
+        from .runner import profile_request
+
+        # the fit was just decided on this very estimate; do not estimate again
+        measured = profile_request(request.checked(), warmup=2, steps=1)
     return est, measured
 
 
-def _executor(executor: str, jobs: int, address, cpus_per_run: int, gpus_per_run: int, device: str,
-              estimate: bool):
-    """The executor of measured trials or points (:class:`gonprof.executors.Executor`), checked: a bad
-    combination is one line before anything runs."""
-    from .executors import Executor
-    from .records import RequestError
-
-    runner = Executor.checked(executor, jobs, address, cpus_per_run, gpus_per_run, device)
-    if estimate and not runner.default:
+def _placement(placement: Placement | None, device: str, estimate: bool) -> Placement:
+    """The placement of measured trials or points, checked: a bad combination is one line before anything
+    runs."""
+    checked = (placement or Placement()).checked(device)
+    if estimate and not checked.default:
         raise RequestError("--estimate runs its trials in this process on meta tensors (milliseconds each); "
                            "--jobs and --executor ray place measured trials: drop one or the other")
-    return runner
+    return checked
 
 
-def scaling(arch: str, mode: str | None = None, *, batch_sizes=(1, 2, 4, 8, 16, 32), device: str = "cpu",
-            estimate: bool = False, generator: str | None = None, preset: str | None = None,
-            input_shape: Shape | None = None, seed: int = 0, hparams: dict | None = None, progress=None,
-            jobs: int = 1, executor: str = "local", address: str | None = None, cpus_per_run: int = 1,
-            gpus_per_run: int = 0):
+def scaling(spec: StepSpec | str | None = None, mode: str | None = None, *,
+            batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32), estimate: bool = False,
+            placement: Placement | None = None, progress: Callable[[BatchTrial], None] | None = None,
+            **fields: Any) -> ScalingRecord:
     """Peak memory (and step time when measured) against batch size, fitted as fixed + per sample.
 
     Without the device (CUDA on a machine without a GPU, and no Ray cluster to run on) the points are
-    estimated.  Measured points each run in their own worker process: one at a time, ``jobs`` at once
-    each pinned to its own cores, or (``executor="ray"``) as Ray tasks on the cluster at ``address``
-    (None: a local one) with ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  ``progress(point)``
-    as each point finishes.
+    estimated.  Measured points each run in their own worker process, placed by ``placement``
+    (:class:`~gonprof.executors.Placement`): one at a time, ``jobs`` at once each pinned to its own
+    cores, or (``executor="ray"``) as Ray tasks on the cluster at ``address`` (None: a local one) with
+    ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  ``progress(point)`` as each point finishes.
     """
     from .budget import scaling as _scaling
 
-    check_device(device, need_real=False)
-    measurable = device == "cpu" or _cuda_here() or executor == "ray"
-    runner = _executor(executor, jobs, address, cpus_per_run, gpus_per_run, device, estimate)
-    return _scaling(arch, mode or default_mode(arch), batch_sizes=batch_sizes, device=device,
-                    estimate=estimate or not measurable, generator=generator, preset=preset,
-                    input_shape=input_shape, seed=seed, hparams=hparams, progress=progress, executor=runner)
+    request = _request(spec, mode, fields, "scaling").checked(need_device=False)
+    runner = _placement(placement, request.device, estimate)
+    measurable = request.device == "cpu" or cuda_here() or runner.executor == "ray"
+    return _scaling(request, batch_sizes=batch_sizes, estimate=estimate or not measurable, progress=progress,
+                    placement=runner)
 
 
-def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", estimate: bool = False,
-        generator: str | None = None, preset: str | None = None, max_batch: int = 65536,
-        hparams: dict | None = None, progress=None, jobs: int = 1, executor: str = "local",
-        address: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0, on_plan=None):
+def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: int | str,
+        estimate: bool = False, max_batch: int = 65536, placement: Placement | None = None,
+        progress: Callable[[BatchTrial], None] | None = None, on_plan: Callable[[], None] | None = None,
+        **fields: Any) -> FitRecord:
     """The largest batch whose step peak stays within ``memory`` (bytes or text like ``"4GiB"``); a FitRecord.
 
     Measured trials each run in their own process, guided by estimates; ``estimate=True`` estimates only
@@ -326,30 +209,34 @@ def fit(arch: str, mode: str | None = None, *, memory, device: str = "cpu", esti
     before any trial; ``progress(trial)`` as each trial finishes.
     """
     from .budget import fit_batch, parse_bytes
-    from .records import RequestError
 
     try:
         budget = parse_bytes(memory)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    check_device(device, need_real=not estimate and executor != "ray", hint="; add --estimate to fit without one")
-    runner = _executor(executor, jobs, address, cpus_per_run, gpus_per_run, device, estimate)
+    request = as_spec(spec, {**fields, **({"mode": mode} if mode else {})}, "fit")
+    runner = (placement or Placement())
+    request = request.checked(need_device=not estimate and runner.executor != "ray",
+                              device_hint="; add --estimate to fit without one")
+    runner = _placement(runner, request.device, estimate)
     if on_plan:
         on_plan()
-    return fit_batch(arch, mode or default_mode(arch), memory_bytes=budget, device=device, estimate=estimate,
-                     guide=not estimate, generator=generator, preset=preset, max_batch=max_batch,
-                     progress=progress, hparams=hparams, executor=runner)
+    return fit_batch(request, memory_bytes=budget, estimate=estimate, guide=not estimate, max_batch=max_batch,
+                     progress=progress, placement=runner)
 
 
-def train(config=None, *, resume: bool = False, progress=None, make_step=None, overwrite: bool = False,
-          force: bool = False, **fields):
+def train(config: TrainConfig | None = None, *, resume: bool = False, progress: Any = None,
+          make_step: Callable[[TrainConfig], Any] | None = None, overwrite: bool = False, force: bool = False,
+          **fields: Any) -> TrainResult:
     """Train one (architecture, mode) pair and record it in a run directory; returns the TrainResult.
 
-    Pass a :class:`gonprof.train.TrainConfig`, or its fields as keywords (``mode`` defaults to the
-    architecture's own).  ``resume=True`` with only ``out`` continues the run stored there (``steps``,
-    ``batch_size`` and ``threads`` may still be given).  See :func:`gonprof.train.run_training`.
+    Pass a :class:`gonprof.train.TrainConfig`, or its fields as keywords: the request's
+    (:class:`~gonprof.request.StepSpec`: ``arch``, ``mode`` (default: the architecture's own), ...) and
+    the run's (``steps``, ``epochs``, ``time_budget_s``, ``out``, ...).  ``resume=True`` with only ``out``
+    continues the run stored there (``steps``, ``batch_size`` and ``threads`` may still be given).  See
+    :func:`gonprof.train.run_training`.
     """
-    from .train import TrainConfig, load_run_config, run_training
+    from .train import load_run_config, run_training
 
     if config is None:
         if resume and fields.get("arch") is None and fields.get("out") is not None:
@@ -361,18 +248,11 @@ def train(config=None, *, resume: bool = False, progress=None, make_step=None, o
                 given.setdefault("epochs", None)
                 given.setdefault("time_budget_s", None)
             config = stored.replace(**given)
-            check_device(config.device)
         else:
-            if fields.get("arch") is None:
-                from .records import RequestError
-
-                raise RequestError("--arch is required (or --out DIR --resume to continue a run)")
-            fields["mode"] = fields.get("mode") or default_mode(fields["arch"])
-            check_device(fields.get("device", "cpu"))
-            config = TrainConfig(**fields)
+            config = TrainConfig.of(**fields)
+    config = config.replace(step=config.step.checked())
     if make_step is None:  # a step of the zoo: refuse one that cannot fit before anything is written
-        check_fits(config.arch, config.mode, batch_size=config.batch_size, device=config.device,
-                   generator=config.generator, preset=config.preset, hparams=dict(config.hparams), force=force)
+        check_fits(config.step, force=force)
     return run_training(config, resume=resume, progress=progress, make_step=make_step, overwrite=overwrite)
 
 
@@ -410,30 +290,31 @@ class CompareResult(list):
         return list(self)
 
 
-def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out=None,
-            preset: str | None = None, json_path=None, isolate: bool = True, on_plan=None, on_start=None,
-            on_row=None, force: bool = False, resume: bool = False, on_reuse=None, jobs: int = 1,
-            executor: str = "local", address: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0,
-            quick: bool = False, **settings) -> CompareResult:
+def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out: str | os.PathLike | None = None,
+            preset: str | None = None, json_path: str | os.PathLike | None = None, resume: bool = False,
+            force: bool = False, placement: Placement | None = None, events: CompareEvents | None = None,
+            isolate: bool = True, **settings: Any) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
-    ``settings`` are :class:`gonprof.comparison.RunSpec` fields shared by every row (``steps`` or
-    ``time_budget_s``, ``batch_size``, ``n_samples``, ``classes``, ``hparams`` with ``MODE.NAME`` scopes,
-    ...).  ``on_plan(specs, n_samples, n_held_out)`` is called once the request is checked and before
-    anything runs; ``on_start(i, n, spec)`` and ``on_row(record)`` as each row starts and ends.  ``out``
-    defaults to ``runs/compare-<time>``; rows are saved to ``json_path`` (default ``OUT/results.json``)
-    after each one.  ``resume=True`` continues the comparison in ``out``: rows that finished with the same
-    settings are kept (``on_reuse(record)``), the rest run.
+    ``settings`` are the fields every row shares: the request's (:class:`~gonprof.request.StepSpec`:
+    ``batch_size``, ``classes``, ``hparams`` with ``MODE.NAME`` scopes, ...) and the row's
+    (:class:`gonprof.comparison.RunSpec`: ``steps`` or ``time_budget_s``, ``n_samples``, ...), and
+    ``quick=True`` for a preset's short budget.  ``events`` (:class:`~gonprof.comparison.CompareEvents`)
+    reports the plan once the request is checked, before anything runs, and each row as it starts, ends or
+    is kept.  ``out`` defaults to ``runs/compare-<time>``; rows are saved to ``json_path`` (default
+    ``OUT/results.json``) after each one.  ``resume=True`` continues the comparison in ``out``: rows that
+    finished with the same settings are kept, the rest run.  ``placement`` (:class:`Placement`) says
+    where the rows run.  ``isolate=False`` runs them in this process (tests).
     """
     import time
     from pathlib import Path
 
     from . import comparison
 
+    events = events or CompareEvents()
     limit = settings.get("memory_limit_bytes")
     if isinstance(limit, str):  # "4GiB"
         from .budget import parse_bytes
-        from .records import RequestError
 
         try:
             settings["memory_limit_bytes"] = limit = parse_bytes(limit)
@@ -441,29 +322,20 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
             raise RequestError(str(exc)) from None
     if limit:
         _check_memory_limit(int(limit))
-    check_device(settings.get("device", "cpu"))
-    from .records import RequestError
-
-    if quick and not preset:
+    if settings.get("quick") and not preset:
         raise RequestError("--quick picks a preset's short budget; name a --preset")
-    if quick:
-        settings["quick"] = True
-    from .executors import Executor
-
-    runner = Executor.checked(executor, jobs, address, cpus_per_run, gpus_per_run, settings.get("device", "cpu"))
-    specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)
+    specs = comparison.plan(list(modes or []), archs, preset=preset, **settings)  # every row's request checked
+    runner = (placement or Placement()).checked(specs[0].step.device)
     for s in specs:  # a row whose step cannot fit is refused before any row runs
-        check_fits(s.arch, s.mode, batch_size=s.batch_size, device=s.device, generator=s.generator, preset=s.preset,
-                   hparams=s.hparams, force=force)
+        check_fits(s.step, force=force)
     n, held = comparison.scoring_n(specs[0])
     out = Path(out) if out else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
-    if on_plan:
-        on_plan(specs, n, held)
+    if events.on_plan:
+        events.on_plan(specs, n, held)
     write_errors: list[str] = []
-    rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=on_start,
-                              on_row=on_row, write_errors=write_errors, resume=resume, on_reuse=on_reuse,
-                              jobs=runner.jobs, executor=runner.name, address=runner.address,
-                              cpus_per_run=runner.cpus_per_run, gpus_per_run=runner.gpus_per_run)
+    rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=events.on_start,
+                              on_row=events.on_row, write_errors=write_errors, resume=resume,
+                              on_reuse=events.on_reuse, placement=runner)
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

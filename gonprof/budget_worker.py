@@ -64,18 +64,15 @@ def run(spec: dict, result_path: str) -> dict:
 
     import torch
 
-    from gonprof.arch import get_arch
     from gonprof.cores import usable_cores
     from gonprof.data import ImageData
-    from gonprof.modes.build import build_step
+    from gonprof.request import StepSpec
     from gonprof.runner import profile_step
 
-    arch, mode, device = spec["arch"], spec["mode"], spec.get("device", "cpu")
-    b = int(spec["batch_size"])
-    seed = int(spec.get("seed", 0))
-    step = build_step(mode, arch, generator=spec.get("generator"), preset=spec.get("preset"), device=device,
-                      input_shape=spec.get("input_shape"), seed=seed, **(spec.get("hparams") or {}))
-    shape = tuple(spec.get("input_shape") or get_arch(arch).input_shape)
+    request = StepSpec.from_dict(spec["step"])
+    b, seed = request.effective_batch_size(), request.seed
+    step = request.build()
+    shape = request.shape()
     gen = torch.Generator().manual_seed(seed)
     noise = ImageData(torch.rand((b, *shape), generator=gen) * 2 - 1, torch.randint(0, 10, (b,), generator=gen),
                       "uniform noise")

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,9 +64,12 @@ CpusPerRunOpt = Annotated[int, typer.Option("--cpus-per-run", min=1, help="ray: 
 GpusPerRunOpt = Annotated[int, typer.Option("--gpus-per-run", min=0, help="ray: whole GPUs each run reserves (runs never share one).")]
 
 
-def executor_options(jobs: int, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: int) -> dict:
-    """The executor options as the api's keywords."""
-    return dict(jobs=jobs, executor=executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
+def executor_options(jobs: int, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: int) -> Any:
+    """The executor options as the api's :class:`~gonprof.executors.Placement` (checked by the verb)."""
+    from .api import Placement
+
+    return Placement(executor=executor, jobs=jobs, address=address, cpus_per_run=cpus_per_run,
+                     gpus_per_run=gpus_per_run)
 
 
 def check_outputs(**paths: Path | None) -> None:
@@ -185,29 +188,16 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 
 def _usage_errors() -> tuple[type, ...]:
-    from .arch import ShapeError
-    from .data import SelectionError
-    from .modes.base import IncompatibleError
-    from .records import RequestError
-    from .registry import RegistryError
+    from .api import USAGE_ERRORS
 
-    return (RegistryError, ShapeError, IncompatibleError, SelectionError, RequestError)
+    return USAGE_ERRORS
 
 
 def _run_errors() -> tuple[type, ...]:
-    errors: list[type] = []
-    from .data import DataError
+    from .api import RUN_ERRORS
     from .plots import PlotError
-    from .records import RecordError, TooBigError
 
-    errors += [DataError, RecordError, PlotError, TooBigError]
-    try:
-        from .train import TrainError
-
-        errors.append(TrainError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+    return (*RUN_ERRORS, PlotError)
 
 
 def _stop_as_interrupt(signum, frame):
@@ -481,7 +471,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
             with err.status(f"scaling {name} over batch sizes {sizes} ..."):
                 rec = api.scaling(name, mode, batch_sizes=sizes, device=device, estimate=estimate,
                                   generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams,
-                                  progress=None if estimate else lambda p: err.print(_trial_line(p)), **placement)
+                                  progress=None if estimate else lambda p: err.print(_trial_line(p)),
+                                  placement=placement)
             records.append(rec)
             out.print(render.render_scaling(rec))
             if rec.status == "interrupted":
@@ -545,7 +536,7 @@ def fit(
 
     rec = api.fit(arch, mode, memory=memory, device=device, estimate=estimate, generator=generator, preset=preset,
                   max_batch=max_batch, hparams=parse_sets(hparam), progress=lambda trial: err.print(_trial_line(trial)),
-                  on_plan=on_plan, **executor_options(jobs, executor, address, cpus_per_run, gpus_per_run))
+                  on_plan=on_plan, placement=executor_options(jobs, executor, address, cpus_per_run, gpus_per_run))
     _stdout().print(render.render_fit(rec))
     outputs = Outputs()
     if json_path:
@@ -713,12 +704,13 @@ def compare(
                   + (f" ({rec.wall_time_s:.0f} s)" if rec.wall_time_s else ""))
 
     res = api.compare(list(modes or []), list(arch) if arch else None, preset=preset, out=out, json_path=json_path,
-                      on_plan=on_plan, on_start=on_start, on_row=on_row, steps=steps, time_budget_s=time_budget,
+                      events=api.CompareEvents(on_plan=on_plan, on_start=on_start, on_row=on_row, on_reuse=on_reuse),
+                      steps=steps, time_budget_s=time_budget,
                       batch_size=batch_size, seed=seed, data=data, device=device, n_samples=samples,
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
                       hparams=parse_sets(hparam),
-                      **selection.to_dict(), force=force, resume=resume is not None, on_reuse=on_reuse,
-                      **executor_options(jobs, executor, address, cpus_per_run, gpus_per_run), quick=quick)
+                      **selection.to_dict(), force=force, resume=resume is not None,
+                      placement=executor_options(jobs, executor, address, cpus_per_run, gpus_per_run), quick=quick)
     _stdout().print(render.compare_table(res.rows))
     if res.claims:
         _stdout().print(render.claims_table(res.claims, f"the claims of preset {preset}"))

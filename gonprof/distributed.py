@@ -19,18 +19,20 @@ was interrupted) and kept, named in the record's message, when one failed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .isolation import last_line
-from .records import DistributedProfileRecord, RankRecord
+from .records import DistributedProfileRecord, RankRecord, RequestError, TooBigError
+from .records.base import _Serialisable
+from .request import StepSpec
 
 #: How long a rank waits in a collective for the others before it fails (gloo's own default is 30 min).
 COLLECTIVE_TIMEOUT_S = 600
@@ -38,35 +40,70 @@ LAUNCHER = "torch.distributed.run --standalone"
 
 
 @dataclass(frozen=True)
-class RankSpec:
-    """What every rank profiles.  ``batch_size`` is per rank; ``threads`` each rank's torch threads."""
+class RankSpec(_Serialisable):
+    """What every rank profiles: the step's request (``step``, its batch size per rank), the schedule, and
+    the launch (``threads`` each rank's torch threads, the backend, plugin files, the collective timeout)."""
 
-    arch: str
-    mode: str
-    batch_size: int
-    generator: str | None = None
-    preset: str | None = None
-    device: str = "cpu"
+    step: StepSpec
     warmup: int = 2
     steps: int = 10
-    seed: int = 0
-    data: str | None = None
-    input_shape: list | None = None
-    hparams: dict = field(default_factory=dict)
-    classes: list | None = None
-    per_class: int | None = None
     threads: int = 1
     backend: str = "gloo"
-    plugins: list = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
     timeout_s: float = COLLECTIVE_TIMEOUT_S
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> RankSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+def plan_ranks(spec: StepSpec, *, nproc: int, warmup: int = 2, steps: int = 10, force: bool = False,
+               threads: int | None = None, plugins: Sequence[str | os.PathLike] = ()) -> DistributedProfileRecord:
+    """Check a data-parallel profile of the checked request ``spec`` on ``nproc`` ranks (backend, DDP
+    settings, memory for every rank), then :func:`launch` it.  Errors in the request raise before any rank
+    starts."""
+    from .cores import usable_cores
+    from .guard import available_bytes, check_fits
+
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise RequestError(f"--nproc must be a whole number of ranks, at least 1; got {nproc!r}")
+    if threads is not None and threads < 1:
+        raise RequestError(f"--threads must be at least 1, got {threads}")
+    backend = check_backend(spec.device, nproc)
+    spec.mode_spec().check_ddp(spec.resolved_hparams())
+    spec = spec.replace(batch_size=spec.effective_batch_size())
+    est = check_fits(spec, force=force)
+    free = available_bytes("cpu")
+    if spec.device == "cpu" and nproc > 1 and est.peak_bytes * nproc > free and not force:
+        raise TooBigError(f"{spec.arch} ({spec.mode}) at batch {spec.batch_size} per rank: {nproc} ranks on this "
+                          f"machine need about {est.peak_bytes * nproc / 2**30:,.2f} GiB together (estimated on "
+                          f"meta tensors), more than the {free / 2**30:,.2f} GiB available; fewer ranks or a "
+                          "smaller batch, or --force to run it anyway")
+    cores = len(usable_cores())
+    rank_spec = RankSpec(step=spec, warmup=warmup, steps=steps, threads=int(threads or max(1, cores // nproc)),
+                         backend=backend, plugins=[str(Path(p).resolve()) for p in plugins or ()])
+    return launch(rank_spec, nproc)
+
+
+def check_backend(device: str, nproc: int) -> str:
+    """The backend for ``nproc`` ranks on ``device`` (gloo on the CPU, nccl on CUDA, one GPU per rank);
+    a one-line RequestError when this machine cannot run them."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise RequestError("--nproc needs torch.distributed, which this torch build lacks")
+    if device == "cpu":
+        if not dist.is_gloo_available():
+            raise RequestError("--nproc on the CPU needs torch.distributed's gloo backend, which this torch "
+                               "build lacks")
+        return "gloo"
+    if device != "cuda":
+        raise RequestError(f"--nproc puts rank r on cuda:r; give --device cuda, not {device}")
+    import torch
+
+    have = torch.cuda.device_count()
+    if have < nproc:
+        raise RequestError(f"--nproc {nproc} --device cuda needs one GPU per rank; this machine has {have}")
+    if not dist.is_nccl_available():
+        raise RequestError("--nproc with --device cuda needs torch.distributed's nccl backend, which this torch "
+                           "build lacks")
+    return "nccl"
 
 
 # -- the launcher's side ----------------------------------------------------------------
@@ -138,12 +175,13 @@ def _assemble(spec: RankSpec, nproc: int, out: Path, interrupted: bool) -> Distr
                                  message="left no record" + (f" (its last words: {tail})" if tail else ""))
         ranks.append(rec)
     first = next((r.profile for r in ranks if r.profile is not None), None)
+    step = spec.step
     return DistributedProfileRecord.assemble(
-        ranks, world_size=nproc, backend=spec.backend, launcher=LAUNCHER, device=spec.device,
-        threads_per_rank=spec.threads, arch=spec.arch, mode=spec.mode,
-        generator=first.generator if first is not None else spec.generator, batch_size=spec.batch_size,
+        ranks, world_size=nproc, backend=spec.backend, launcher=LAUNCHER, device=step.device,
+        threads_per_rank=spec.threads, arch=step.arch, mode=step.mode,
+        generator=first.generator if first is not None else step.generator, batch_size=step.batch_size,
         ddp=dict(first.extra.get("ddp", {})) if first is not None else {},
-        extra={"seed": spec.seed, "rank_seeds": "seed + rank", "preset": spec.preset},
+        extra={"seed": step.seed, "rank_seeds": "seed + rank", "preset": step.preset},
         warnings=tuple(dict.fromkeys(w for r in ranks if r.profile is not None for w in r.profile.warnings)))
 
 
@@ -258,10 +296,8 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
     import torch
     import torch.distributed as dist
 
-    from .data import Selection
     from .ddp import profile_rank, wrap_step
     from .measure.comm import AllreduceCounter
-    from .modes.build import build_step
     from .records import to_jsonable
     from .registry import load_plugin_file
     from .runner import profile_data
@@ -269,26 +305,26 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
     torch.set_num_threads(int(spec.threads))
     for path in spec.plugins:
         load_plugin_file(Path(path))
-    device, device_ids = spec.device, None
-    if spec.device.startswith("cuda"):
+    request = spec.step
+    device, device_ids = request.device, None
+    if request.device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
         device, device_ids = f"cuda:{local_rank}", [local_rank]
     dist.init_process_group(spec.backend, timeout=datetime.timedelta(seconds=float(spec.timeout_s)))
     try:
-        step = build_step(spec.mode, spec.arch, generator=spec.generator, preset=spec.preset, device=device,
-                          input_shape=spec.input_shape, seed=spec.seed, **spec.hparams)  # one init on every rank
-        selection = Selection.parse(spec.classes, spec.per_class)
+        step = request.build(device=device)  # the same seed, so one init on every rank
+        selection = request.selection()
         shape = tuple(step.input_shape)
-        dataset = profile_data(spec.data, shape, selection)
+        dataset = profile_data(request.data, shape, selection)
         counter = AllreduceCounter()
         options = wrap_step(step, counter, device_ids=device_ids)
-        torch.manual_seed(spec.seed + rank)  # this rank's own noise
-        extra = {"preset": spec.preset, "seed": spec.seed + rank, "data": dataset.name,
+        torch.manual_seed(request.seed + rank)  # this rank's own noise
+        extra = {"preset": request.preset, "seed": request.seed + rank, "data": dataset.name,
                  "selection": selection.to_dict(), "train_images": len(dataset), "input_shape": list(shape),
                  "hparams": to_jsonable(step.hparams), "notes": list(step.notes), "rank": rank,
                  "world_size": world, "backend": spec.backend, "ddp": options}
-        return profile_rank(step, dataset, counter, rank=rank, batch_size=spec.batch_size, warmup=spec.warmup,
-                            steps=spec.steps, seed=spec.seed + rank, arch=spec.arch, mode=spec.mode,
-                            generator=step.generator or spec.generator, extra=extra)
+        return profile_rank(step, dataset, counter, rank=rank, batch_size=request.effective_batch_size(),
+                            warmup=spec.warmup, steps=spec.steps, seed=request.seed + rank, arch=request.arch,
+                            mode=request.mode_name, generator=step.generator or request.generator, extra=extra)
     finally:
         dist.destroy_process_group()

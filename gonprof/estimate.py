@@ -57,6 +57,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from gonprof.measure.memory import LiveBytesTracker
 from gonprof.records import MemoryEstimate, to_jsonable
+from gonprof.request import StepSpec
 
 #: The CUDA caching allocator's minimum block size: requests are rounded up to a multiple of it.
 CUDA_BLOCK_BYTES = 512
@@ -153,61 +154,41 @@ def input_bytes(batch_size: int, shape: tuple[int, ...]) -> int:
     return int(batch_size) * (math.prod(shape) * 4 + 8)
 
 
-def estimate_step_memory(
-    arch: str,
-    mode: str | None = None,
-    *,
-    batch_size: int,
-    device: str = "cpu",
-    generator: str | None = None,
-    preset: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    hparams: dict | None = None,
-    seed: int = 0,
-    steps: int = 2,
-    max_inner_steps: int = 4,
-) -> MemoryEstimate:
-    """Predict the peak memory of one training step of ``arch`` trained as ``mode`` at ``batch_size``.
+def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int = 4) -> MemoryEstimate:
+    """Predict the peak memory of one training step of ``spec`` (a :class:`~gonprof.request.StepSpec`) at
+    its batch size.
 
     Nothing real is allocated (models, batch and every intermediate are meta
     tensors), so any batch size and ``device="cuda"`` on a machine without a
     GPU work.  See the module docstring for what is estimated and how; the
     returned record's ``notes`` repeat what applies.
     """
-    from gonprof.arch import get_arch
     from gonprof.measure.params import persistent_state
-    from gonprof.modes import get_mode
-    from gonprof.modes.build import build_step, default_mode
 
     t0 = time.perf_counter()
-    mode = mode or default_mode(arch)
-    spec = get_mode(mode)
-    batch_size = int(batch_size)
-    if batch_size <= 0:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
+    spec = spec.checked(need_device=False)
+    mode, arch, device = spec.mode_name, spec.arch, spec.device
+    mode_spec = spec.mode_spec()
+    batch_size = spec.effective_batch_size()
     dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {device!r}")
     is_cuda = dev.type == "cuda"
-    shape = tuple(input_shape) if input_shape else tuple(get_arch(arch).input_shape)
-    overrides = dict(hparams or {})
+    shape = spec.shape()
+    given = dict(spec.hparams)
     notes: list[str] = [
         "meta tensors through the live-bytes tracker: nothing real allocated; "
         f"{steps} step(s) run (the first creates optimizer state), the peak is the largest",
     ]
 
-    def build(policy: bool):
+    def build(policy: bool, overrides: dict) -> tuple[Any, _MetaFixes]:
         fixes = _MetaFixes(policy)
         with torch.device("meta"), fixes:
-            step = build_step(mode, arch, generator=generator, preset=preset, device="meta",
-                              input_shape=input_shape, seed=seed, **overrides)
+            step = spec.replace(hparams=overrides).build(device="meta")
         return step, fixes
 
     # resolve the hyper-parameters once (cheap: the build is on meta) to apply the caps
-    step, _ = build(False)
-    resolved = dict(step.hparams)
+    resolved = spec.resolved_hparams()
     capped: dict[str, Any] = {}
-    for k in spec.inner_loop_hparams:  # the mode declares them (gon: inner_steps)
+    for k in mode_spec.inner_loop_hparams:  # the mode declares them (gon: inner_steps)
         if k in resolved and isinstance(resolved[k], int) and resolved[k] > max_inner_steps:
             capped[k] = max_inner_steps
             notes.append(
@@ -215,14 +196,14 @@ def estimate_step_memory(
                 "live set (input, its optimiser state, per-sample counters), so the peak of the first iterations "
                 "repeats in the later ones")
     if is_cuda:
-        for k, v in spec.cpu_only_hparams.items():
-            if k in resolved and resolved[k] != v and k not in (hparams or {}):
+        for k, v in mode_spec.cpu_only_hparams.items():
+            if k in resolved and resolved[k] != v and k not in given:
                 capped[k] = v
                 notes.append(f"{k} set to {v}: a CPU-only fast path the step skips on cuda")
-    overrides.update(capped)
+    overrides = {**given, **capped}
 
-    def run(policy: bool):
-        step, fixes = build(policy)
+    def run(policy: bool) -> tuple[Any, _MetaFixes, list]:
+        step, fixes = build(policy, overrides)
         live, rounded, reads = track_meta_steps(step, (batch_size, *shape), steps, policy, is_cuda)
         fixes.reads += reads
         return step, fixes, list(zip(live, rounded or [None] * len(live)))

@@ -2,7 +2,7 @@
 scaling points.
 
 A :class:`Job` is one ``python -m gonprof.worker KIND`` run (:mod:`gonprof.isolation`) on a spec dict.
-An :class:`Executor` says where jobs run; its :meth:`~Executor.session` runs lists of them, reporting
+A :class:`Placement` says where jobs run; its :meth:`~Placement.session` runs lists of them, reporting
 each as it starts (``on_start(k, spec)``, the spec as it runs: cores and threads set) and as it ends
 (``on_done(k, outcome)``, in the order they finish):
 
@@ -39,6 +39,7 @@ from typing import Any
 from .cores import can_pin, usable_cores
 from .isolation import Outcome, Worker
 from .records import RequestError, classify_failure
+from .records.base import _Serialisable
 
 RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
 
@@ -82,24 +83,25 @@ def core_slots(jobs: int, cores: list | None = None) -> list[list[int]]:
 
 
 @dataclass(frozen=True)
-class Executor:
-    """Where jobs run: ``name`` ``local`` (``jobs`` at once) or ``ray`` (the cluster at ``address``, None:
-    a local one; ``cpus_per_run`` CPUs and ``gpus_per_run`` whole GPUs per job)."""
+class Placement(_Serialisable):
+    """Where jobs run: ``executor`` ``local`` (``jobs`` at once) or ``ray`` (the cluster at ``address``,
+    None: a local one; ``cpus_per_run`` CPUs and ``gpus_per_run`` whole GPUs per job).  The second half of
+    a request, beside its :class:`~gonprof.request.StepSpec`; :meth:`checked` validates it once."""
 
-    name: str = "local"
+    executor: str = "local"
     jobs: int = 1
     address: str | None = None
     cpus_per_run: int = 1
     gpus_per_run: int = 0
 
-    @classmethod
-    def checked(cls, executor: str = "local", jobs: int = 1, address: str | None = None,
-                cpus_per_run: int = 1, gpus_per_run: int = 0, device: str = "cpu") -> Executor:
-        """The executor these options ask for, or a one-line RequestError for a combination that cannot be
-        (checked before anything runs)."""
+    def checked(self, device: str = "cpu") -> Placement:
+        """This placement, or a one-line RequestError for a combination that cannot be (checked before
+        anything runs)."""
+        executor, jobs, address = self.executor, self.jobs, self.address
+        cpus_per_run, gpus_per_run = self.cpus_per_run, self.gpus_per_run
         if executor not in ("local", "ray"):
             raise RequestError(f"--executor must be local or ray, not {executor!r}")
-        if int(jobs) != jobs or jobs < 1:
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise RequestError(f"--jobs must be a whole number, at least 1, not {jobs!r}")
         cuda = str(device).startswith("cuda")
         if executor == "ray":
@@ -123,16 +125,16 @@ class Executor:
                                    "a cluster with several GPUs")
             if jobs > 1:
                 core_slots(int(jobs))  # runs that would share cores are refused before anything runs
-        return cls(executor, int(jobs), address, int(cpus_per_run), int(gpus_per_run))
+        return Placement(executor, int(jobs), address, int(cpus_per_run), int(gpus_per_run))
 
     @property
     def default(self) -> bool:
         """One local worker at a time, as gonprof ran before executors."""
-        return self.name == "local" and self.jobs == 1
+        return self.executor == "local" and self.jobs == 1
 
     def describe(self) -> str:
         """Where the runs go, in words (for records' notes)."""
-        if self.name == "ray":
+        if self.executor == "ray":
             gpus = f" and {self.gpus_per_run} GPU{'s' if self.gpus_per_run > 1 else ''}" if self.gpus_per_run else ""
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
             return (f"on {where}, each in a fresh worker process with {self.cpus_per_run} "
@@ -142,7 +144,7 @@ class Executor:
         return "one run at a time, each in its own process"
 
     def session(self) -> Session:
-        return RaySession(self) if self.name == "ray" else LocalSession(self)
+        return RaySession(self) if self.executor == "ray" else LocalSession(self)
 
 
 class Session:
@@ -171,7 +173,7 @@ class Session:
 class LocalSession(Session):
     """Worker processes on this machine, ``jobs`` at once (pinned to disjoint cores when more than one)."""
 
-    def __init__(self, executor: Executor):
+    def __init__(self, executor: Placement):
         self.slots: list[list[int] | None] = core_slots(executor.jobs) if executor.jobs > 1 else [None]
         self.width = len(self.slots)
 
@@ -253,7 +255,7 @@ def _first_line(exc: BaseException, prefix: str = "") -> str:
 class RaySession(Session):
     """Every job a Ray task in a fresh Ray worker that runs the job's worker process on its node."""
 
-    def __init__(self, executor: Executor):
+    def __init__(self, executor: Placement):
         self.executor = executor
         self.ray = import_ray()
         self.started_here = False

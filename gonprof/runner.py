@@ -6,6 +6,12 @@ Nothing here prints; a failure inside a step is the record's status.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .records import ProfileRecord
+    from .request import StepSpec
+
 
 def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,
                  arch: str | None = None, mode: str | None = None, generator: str | None = None,
@@ -42,6 +48,31 @@ def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int 
         # message on the way out; the record keeps what was measured before.
         pass
     return prof.report()
+
+
+def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> ProfileRecord:
+    """Build the step a checked request names and profile it on batches of its data (:func:`profile_step`);
+    the record's ``extra`` holds the request's context (preset, seed, data, selection, shape, hyper-parameters,
+    the build's notes)."""
+    from .records import to_jsonable
+
+    step = spec.build()
+    batch_size = spec.batch_size or _batch_size_of(step.hparams)
+    shape = spec.shape()
+    selection = spec.selection()
+    dataset = profile_data(spec.data, shape, selection)
+    context = {"preset": spec.preset, "seed": spec.seed, "data": dataset.name, "selection": selection.to_dict(),
+               "train_images": len(dataset), "input_shape": list(shape),
+               "hparams": to_jsonable(step.hparams), "notes": list(step.notes)}
+    return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=spec.seed,
+                        arch=spec.arch, mode=spec.mode_name, generator=step.generator or spec.generator,
+                        extra=context)
+
+
+def _batch_size_of(hparams: dict) -> int:
+    from .modes.base import batch_size_of
+
+    return batch_size_of(hparams)
 
 
 def profile_data(data, shape, selection=None):

@@ -119,6 +119,8 @@ import torch
 from .data import ImageData, Selection, SelectionError, load_split
 from .modes.base import batch_size_of
 from .records import atomic_write, classify_failure, host_load, to_jsonable
+from .records.base import _Serialisable
+from .request import STEP_FIELDS, StepSpec, as_spec
 
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
@@ -142,54 +144,54 @@ class TrainError(Exception):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """What to train.  None means "the default", resolved by :func:`run_training`.
+class TrainConfig(_Serialisable):
+    """What to train: the step's request (``step``, a :class:`~gonprof.request.StepSpec`) and how long and
+    where the run goes.  None means "the default", resolved by :func:`run_training`.
 
     ``steps`` / ``epochs``: at most one; ``epochs=N`` is ``N * (len(train data) // batch_size)``
     steps; neither gives :data:`DEFAULT_STEPS` (or, on resume, the stored total).
-    ``batch_size``: None is the mode's seed default ``hparams["batch_size"]``, else 64.
-    ``data``: None (embedded MNIST test split), ``"synthetic"``, or an IDX folder.
+    The request's ``batch_size`` None is the mode's seed default ``hparams["batch_size"]``, else 64.
     ``out``: the run directory; None makes ``runs/<arch>-<mode>-<date>-<time>``.
     ``sample_every``: a grid every K steps; None is about 10 grids a run; 0 only the final one.
     ``checkpoint_every``: None is about 10 checkpoints a run (at most every 500 steps).
     ``log_every``: a log line every K steps (the last step and a NaN step are always logged).
-    ``hparams``: overrides of the mode's hyper-parameters.
     ``time_budget_s``: stop after the first step that ends past this many seconds of
     training (status ``ok``; the message says so).  Without ``steps`` or ``epochs``
     the run is then bounded by the budget alone.
+    ``threads``: torch threads for the run (None: torch's default).
     """
 
-    arch: str
-    mode: str
-    generator: str | None = None
-    preset: str | None = None
+    step: StepSpec
     steps: int | None = None
     epochs: int | None = None
-    batch_size: int | None = None
-    seed: int = 0
-    data: str | None = None
-    device: str = "cpu"
     out: str | None = None
     sample_every: int | None = None
     log_every: int = 1
     checkpoint_every: int | None = None
-    hparams: dict = field(default_factory=dict)
-    time_budget_s: float | None = None  # stop cleanly (status ok) once training has run this long
-    classes: list | None = None  # keep the training images of these labels (None: all)
-    per_class: int | None = None  # and the first N of each kept class (None: all)
-    threads: int | None = None  # torch threads for the run (None: torch's default)
+    time_budget_s: float | None = None
+    threads: int | None = None
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hparams"] = _json(dict(self.hparams))
-        return d
+    @classmethod
+    def of(cls, **fields: Any) -> TrainConfig:
+        """A config from flat keywords: the request's (:data:`~gonprof.request.STEP_FIELDS`) and the run's."""
+        step = as_spec(None, {k: fields.pop(k) for k in list(fields) if k in STEP_FIELDS}, "train")
+        return cls(step=step, **fields)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """Also reads the flat form run directories held before requests were one object."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        if "step" not in d:
+            return cls.of(**{k: v for k, v in d.items() if k in names or k in STEP_FIELDS})
+        config = super().from_dict({k: v for k, v in d.items() if k in names})
+        assert isinstance(config, TrainConfig)
+        return config
 
-    def replace(self, **changes) -> TrainConfig:
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``, the request's fields among them going to ``step``."""
+        step = {k: changes.pop(k) for k in list(changes) if k in STEP_FIELDS}
+        if step:
+            changes["step"] = changes.get("step", self.step).replace(**step)
         return dataclasses.replace(self, **changes)
 
 
@@ -325,7 +327,13 @@ def _norm_device(device: str) -> str:
     return str(d)
 
 
+def _flat(cfg: dict) -> dict:
+    """A stored config as one flat dict (the request's fields beside the run's), whichever form it has."""
+    return {**{k: v for k, v in cfg.items() if k != "step"}, **(cfg.get("step") or {})}
+
+
 def _trajectory(cfg: dict) -> dict:
+    cfg = _flat(cfg)
     out = {k: cfg.get(k) for k in _TRAJECTORY_FIELDS}
     out["data"] = _data_key(out["data"])
     out["device"] = _norm_device(out["device"] or "cpu")
@@ -334,7 +342,7 @@ def _trajectory(cfg: dict) -> dict:
 
 
 def _default_out(config: TrainConfig) -> Path:
-    base = Path("runs") / f"{config.arch}-{config.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{config.step.arch}-{config.step.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, i = base, 1
     while out.exists():
         i += 1
@@ -475,7 +483,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
                  make_step: Callable[[TrainConfig], Any] | None = None,
                  progress: Any = None, overwrite: bool = False,
                  catch_sigint: bool = True) -> TrainResult:
-    """Train ``config.arch`` with ``config.mode``; record the run in ``config.out``.
+    """Train ``config.step.arch`` with ``config.step.mode``; record the run in ``config.out``.
 
     ``make_step(config) -> TrainStep`` defaults to
     :func:`gonprof.modes.build.build_step` with the data's image shape.
@@ -485,9 +493,11 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     directory, stopping and resuming.
     """
     _validate(config)
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {config.device!r} requested but CUDA is not available here")
+    if make_step is None:  # names, device, seed, settings: once, here
+        config = config.replace(step=config.step.checked())
+    else:  # a step built by the caller: its names are the caller's; the device, seed and batch size are checked
+        config = config.replace(step=config.step.checked_place())
+    device = torch.device(config.step.device)
 
     # -- the run directory, before anything expensive --------------------------
     if config.out is None:
@@ -512,12 +522,12 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
 
     # -- data and the step ---------------------------------------------------
-    selection = Selection.parse(config.classes, config.per_class)
-    train_data, held_data = load_split(config.data, selection)
+    selection = Selection.parse(config.step.classes, config.step.per_class)
+    train_data, held_data = load_split(config.step.data, selection)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     load = host_load()
-    _seed_everything(config.seed)
+    _seed_everything(config.step.seed)
     if make_step is None:
         make_step = default_make_step(train_data.shape)
     step = make_step(config)
@@ -528,10 +538,10 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     test_error_fn = test_error_fn if callable(test_error_fn) else None
     test_data = held_data if test_error_fn is not None else None
 
-    if config.batch_size is None and stored_cfg is not None:
+    if config.step.batch_size is None and stored_cfg is not None:
         batch_size = int(stored_cfg["resolved"]["batch_size"])  # a resume keeps the run's batch size
     else:
-        batch_size = int(config.batch_size or batch_size_of(hparams))
+        batch_size = int(config.step.batch_size or batch_size_of(hparams))
     if batch_size > len(train_data):
         raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training "
                              "images; "
@@ -557,7 +567,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     labelled_idx = None
     n_labels = int(hparams.get("labels") or 0)
     if n_labels > 0 and callable(getattr(step, "set_labelled", None)):
-        labelled_idx = balanced_subset(train_data, n_labels, config.seed)
+        labelled_idx = balanced_subset(train_data, n_labels, config.step.seed)
         step.set_labelled(train_data.images[labelled_idx].to(device), train_data.labels[labelled_idx].to(device))
 
     # -- start or resume: from here on this process owns the run directory -----
@@ -600,9 +610,9 @@ def _start(config, step, out, device, resume, stored_cfg, train_data, held_data,
         "batch_size": batch_size, "steps": total, "steps_per_epoch": per_epoch,
         "epochs": total / per_epoch, "sample_every": sample_every, "checkpoint_every": ckpt_every,
         "log_every": log_every, "device": str(getattr(step, "device", device)),
-        "mode": getattr(step, "mode", config.mode), "phases": list(getattr(step, "phases", ())),
+        "mode": getattr(step, "mode", config.step.mode), "phases": list(getattr(step, "phases", ())),
         "hparams": _json(hparams),
-        "data": {"source": _data_key(config.data), "name": train_data.name, "shape": list(train_data.shape),
+        "data": {"source": _data_key(config.step.data), "name": train_data.name, "shape": list(train_data.shape),
                  "selection": selection.to_dict(), "train_images": len(train_data),
                  "held_out_images": len(held_data), "held_out": held_data.name,
                  "labelled_indices": labelled_idx.tolist() if labelled_idx is not None else None},
@@ -630,7 +640,7 @@ def _start(config, step, out, device, resume, stored_cfg, train_data, held_data,
     if device.type == "cuda":
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     shown_total = None if total == BUDGET_ONLY_STEPS else total  # a time-bounded run has no step total
-    _call(progress, "start", shown_total, start_step, f"{config.arch} {config.mode}")
+    _call(progress, "start", shown_total, start_step, f"{config.step.arch} {config.step.mode}")
     try:
         result = run.loop(train_data, batch_size, start_step, catch_sigint)
         if result.status == "ok" and test_error_fn is not None and test_data is not None:
@@ -688,7 +698,7 @@ class _Run:
             with contextlib.suppress(OSError):
                 shutil.copyfile(self.out / "samples" / f"step_{at:06d}.png", self.out / "samples" / name)
                 return
-        seed = self.config.seed * 1_000_003 + (k if k is not None else self.total) + 1
+        seed = self.config.step.seed * 1_000_003 + (k if k is not None else self.total) + 1
         try:
             import torchvision.utils as vutils
 
@@ -718,7 +728,7 @@ class _Run:
                                                "stopping after this step (Ctrl-C again to stop now)"))
         try:
             with (catcher if catch_sigint else contextlib.nullcontext()):
-                batches = data.batches(batch_size, cfg.seed, start)
+                batches = data.batches(batch_size, cfg.step.seed, start)
                 while k < self.total:
                     real, labels = next(batches)
                     real = real.to(self.device, non_blocking=True)
@@ -776,8 +786,8 @@ class _Run:
         return TrainResult(
             status=status, message=message, steps_done=k, steps_total=self.total,
             checkpoint_step=self.checkpoint_step, final_losses=dict(self.last_losses),
-            wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.arch, mode=cfg.mode,
-            seed=cfg.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb,
+            wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.step.arch, mode=cfg.step.mode,
+            seed=cfg.step.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb,
             stopped_by=stopped_by)
 
 
@@ -788,7 +798,7 @@ class _Run:
 def _validate(config: TrainConfig) -> None:
     if config.steps is not None and config.epochs is not None:
         raise TrainError("give --steps or --epochs, not both")
-    for name in ("steps", "epochs", "batch_size"):
+    for name in ("steps", "epochs"):
         v = getattr(config, name)
         if v is not None and (not isinstance(v, int) or v < 1):
             raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, not {v!r}")
@@ -798,10 +808,6 @@ def _validate(config: TrainConfig) -> None:
             raise TrainError(f"--{name.replace('_', '-')} must be a non-negative integer, not {v!r}")
     if config.checkpoint_every == 0:
         raise TrainError("--checkpoint-every must be at least 1")
-    try:
-        torch.device(config.device)
-    except RuntimeError:
-        raise TrainError(f"unknown device {config.device!r} (use cpu or cuda)") from None
 
 
 def _check_same(config: TrainConfig, stored: dict, out: Path) -> None:
@@ -810,8 +816,9 @@ def _check_same(config: TrainConfig, stored: dict, out: Path) -> None:
         if new[k] != old[k]:
             raise TrainError(f"{out}: was made with {k}={json.dumps(old[k])}, not {json.dumps(new[k])}; "
                              "use another --out or drop --resume")
-    if config.batch_size is not None and stored.get("batch_size") not in (None, config.batch_size):
-        raise TrainError(f"{out}: was made with batch_size={stored.get('batch_size')}, not {config.batch_size}; "
+    stored_batch = _flat(stored).get("batch_size")
+    if config.step.batch_size is not None and stored_batch not in (None, config.step.batch_size):
+        raise TrainError(f"{out}: was made with batch_size={stored_batch}, not {config.step.batch_size}; "
                          "use another --out or drop --resume")
 
 
@@ -851,13 +858,9 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write(path, "".join(s + "\n" for s in keep))
 
 
-def default_make_step(input_shape):
-    def make(config: TrainConfig):
-        from .modes.build import build_step
-
-        return build_step(config.mode, config.arch, generator=config.generator, preset=config.preset,
-                          device=config.device, input_shape=tuple(input_shape), seed=config.seed,
-                          **dict(config.hparams))
+def default_make_step(input_shape: tuple[int, ...]) -> Callable[[TrainConfig], Any]:
+    def make(config: TrainConfig) -> Any:
+        return config.step.build(input_shape=tuple(input_shape))
 
     return make
 

@@ -221,7 +221,7 @@ def test_the_final_grid_is_not_sampled_twice(tmp_path, monkeypatch):
         return real_sample(self, n)
 
     monkeypatch.setattr(GANBCEStep, "sample", counting)
-    res = run_training(TrainConfig(arch="mlp-gan", mode="gan", data="synthetic", steps=2, batch_size=8,
+    res = run_training(TrainConfig.of(arch="mlp-gan", mode="gan", data="synthetic", steps=2, batch_size=8,
                                    sample_every=2, out=str(tmp_path / "run")))
     assert res.status == "ok" and calls == [64]  # the step-2 grid only
     samples = tmp_path / "run" / "samples"

@@ -18,6 +18,7 @@ from gonprof.budget import (
     trial_from_outcome,
 )
 from gonprof.records import FitRecord, ScalingRecord, load_records, save_records
+from gonprof.request import StepSpec
 
 GiB = 2**30
 
@@ -106,7 +107,7 @@ def test_ctrl_c_ends_a_search_with_the_finished_trials():
         calls.append(b)
         return BatchTrial(batch_size=b, status="measured", peak_bytes=b)
 
-    rec = fit_batch("x", "y", memory_bytes=1000, trial=trial, max_batch=1000)
+    rec = fit_batch(StepSpec("x", "y"), memory_bytes=1000, trial=trial, max_batch=1000)
     assert rec.status == "interrupted" and rec.batch_size is None and "2 finished trials" in rec.message
     assert [t.batch_size for t in rec.trials] == [1, 2]
 
@@ -177,13 +178,14 @@ def test_trial_from_a_worker_outcome():
 
 def test_a_trial_process_that_is_killed_does_not_crash_the_caller():
     # a real worker process, capped at 1 MiB of RSS growth: it must report "killed"
-    t = run_trial("gon-mnist-mlp", "gon", 64, hparams={"inner_steps": 2}, cap_bytes=2**20, time_steps=0)
+    t = run_trial(StepSpec("gon-mnist-mlp", "gon", batch_size=64, hparams={"inner_steps": 2}), cap_bytes=2**20,
+                  time_steps=0)
     assert t.status == "killed", t
     assert t.batch_size == 64
 
 
 def test_measured_trial_in_a_subprocess():
-    t = run_trial("gon-mnist-mlp", "gon", 8, hparams={"inner_steps": 2}, steps=2, time_steps=1)
+    t = run_trial(StepSpec("gon-mnist-mlp", "gon", batch_size=8, hparams={"inner_steps": 2}), steps=2, time_steps=1)
     assert t.status == "measured", t.message
     assert t.peak_bytes == t.peak_live_bytes + t.input_bytes
     assert t.input_bytes == 8 * (784 * 4 + 8)
@@ -194,7 +196,8 @@ def test_measured_trial_in_a_subprocess():
 
 def test_fit_batch_with_estimates():
     budget = 14 * 2**20
-    rec = fit_batch("gon-mnist-mlp", "gon", memory_bytes=budget, estimate=True, hparams={"inner_steps": 2},
+    rec = fit_batch(StepSpec("gon-mnist-mlp", "gon", hparams={"inner_steps": 2}), memory_bytes=budget,
+                    estimate=True,
                     max_batch=512, steps=1)
     assert rec.status == "ok", rec.message
     b = rec.batch_size
@@ -206,15 +209,15 @@ def test_fit_batch_with_estimates():
 
 
 def test_fit_batch_cuda_estimate_without_gpu():
-    rec = fit_batch("gon-mnist-mlp", "gon", memory_bytes="16MiB", device="cuda", estimate=True, max_batch=256,
-                    hparams={"inner_steps": 2}, steps=1)
+    rec = fit_batch(StepSpec("gon-mnist-mlp", "gon", device="cuda", hparams={"inner_steps": 2}), memory_bytes="16MiB",
+                    estimate=True, max_batch=256, steps=1)
     assert rec.status == "ok" and rec.batch_size > 1, rec.message
     assert rec.trial(rec.batch_size).cuda_max_memory_allocated_bytes <= 16 * 2**20
     assert "max_memory_allocated" in rec.compared
 
 
 def test_fit_batch_with_injected_trials_and_string_budget():
-    rec = fit_batch("x", "y", memory_bytes="1KiB", trial=_trial(lambda b: 10 * b), max_batch=10**6)
+    rec = fit_batch(StepSpec("x", "y"), memory_bytes="1KiB", trial=_trial(lambda b: 10 * b), max_batch=10**6)
     assert rec.batch_size == 102 and rec.first_too_big == 103
 
 
@@ -249,7 +252,7 @@ def test_scaling_estimate_gon_vs_lsgan():
 
 
 def test_records_round_trip_through_files(tmp_path):
-    fit = fit_batch("x", "y", memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
+    fit = fit_batch(StepSpec("x", "y"), memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
     sc = scaling("x", "y", batch_sizes=(1, 2), trial=_trial(lambda b: b))
     save_records([fit], tmp_path / "fit.json")
     save_records([sc], tmp_path / "sc.json")
@@ -263,7 +266,7 @@ def test_render_any_dispatches_on_record_type():
 
     from gonprof.render import render_any
 
-    fit = fit_batch("x", "y", memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
+    fit = fit_batch(StepSpec("x", "y"), memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
     sc = scaling("x", "y", batch_sizes=(1, 2, 4), trial=_trial(lambda b: 100 + b))
     console = Console(record=True, width=200)
     for r in ([fit], [sc]):
@@ -275,7 +278,7 @@ def test_render_any_dispatches_on_record_type():
 @pytest.mark.slow
 def test_done_criterion_inception_k32_lsgan_in_2gib():
     # issue 7: the answer's measured peak is within the budget, the next size up's is not
-    rec = fit_batch("inception-k32", "lsgan", memory_bytes="2GiB", guide=True, time_steps=0)
+    rec = fit_batch(StepSpec("inception-k32", "lsgan"), memory_bytes="2GiB", guide=True, time_steps=0)
     assert rec.status == "ok", rec.message
     b = rec.batch_size
     assert rec.trial(b).peak_bytes <= 2 * GiB < rec.trial(b + 1).peak_bytes
@@ -290,7 +293,7 @@ def test_local_width_lowers_the_trials_at_once_until_each_cap_holds_the_budget(m
     import gonprof.budget as bud
     from gonprof.records import RequestError
 
-    monkeypatch.setattr(bud, "_available_bytes", lambda: 1000 * MiB)  # 80 %: 800 MiB for the trials
+    monkeypatch.setattr(bud.trials, "available_bytes", lambda: 1000 * MiB)  # 80 %: 800 MiB for the trials
     assert bud.local_width(16 * MiB, 2) == (2, 2 * 16 * MiB + 256 * MiB)  # 288 MiB each: 2 fit in 800
     assert bud.local_width(300 * MiB, 2) == (1, 800 * MiB)  # two would get 400 MiB each < 300 + 256
     assert bud.local_width(300 * MiB, 1) == (1, 800 * MiB)
@@ -301,9 +304,9 @@ def test_local_width_lowers_the_trials_at_once_until_each_cap_holds_the_budget(m
 
 def test_a_fit_with_two_jobs_and_little_memory_runs_its_trials_one_at_a_time(monkeypatch):
     import gonprof.budget as bud
-    from gonprof.executors import Executor
+    from gonprof.executors import Placement
 
-    monkeypatch.setattr(bud, "_available_bytes", lambda: 1000 * MiB)
+    monkeypatch.setattr(bud.trials, "available_bytes", lambda: 1000 * MiB)
     import gonprof.executors as ex
 
     monkeypatch.setattr(ex, "core_slots", lambda jobs, cores=None: [[k] for k in range(jobs)])
@@ -318,11 +321,12 @@ def test_a_fit_with_two_jobs_and_little_memory_runs_its_trials_one_at_a_time(mon
         return rounds
 
     monkeypatch.setattr(bud, "measured_rounds", measured_rounds)
-    rec = fit_batch("gon-mnist-mlp", memory_bytes=300 * MiB, executor=Executor(jobs=2))
+    rec = fit_batch(StepSpec("gon-mnist-mlp"), memory_bytes=300 * MiB, placement=Placement(jobs=2))
     assert rec.status == "ok" and rec.batch_size == 300
     assert all(len(r) == 1 for r in rounds_seen) and set(caps) == {800 * MiB}  # alone, with all 800 MiB
     assert any("1 trials at once, not 2" in n for n in rec.notes)
     assert not any("below the budget" in n for n in rec.notes)
     # a cap the caller set below the budget is noted
-    rec = fit_batch("gon-mnist-mlp", memory_bytes=300 * MiB, cap_bytes=100 * MiB, executor=Executor(jobs=2))
+    rec = fit_batch(StepSpec("gon-mnist-mlp"), memory_bytes=300 * MiB, cap_bytes=100 * MiB,
+                    placement=Placement(jobs=2))
     assert any("the answer may be below the true one" in n for n in rec.notes)

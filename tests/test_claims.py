@@ -102,7 +102,7 @@ def test_claims_table_renders_every_verdict_and_quick_needs_a_preset():
     assert res.exit_code == 2 and "--quick picks a preset's short budget" in res.output
 
 
-def test_api_compare_passes_quick_to_the_plan(monkeypatch):
+def test_api_compare_passes_quick_to_the_plan(tmp_path):
     from gonprof import api, comparison
 
     seen = {}
@@ -114,7 +114,7 @@ def test_api_compare_passes_quick_to_the_plan(monkeypatch):
     import pytest
 
     with pytest.raises(KeyboardInterrupt):
-        api.compare(preset="gas", quick=True, on_plan=stop, out="/tmp/unused-quick-check")
+        api.compare(preset="gas", quick=True, events=api.CompareEvents(on_plan=stop), out=tmp_path / "unused")
     assert seen["steps"] == {100}
     assert comparison.PRESETS["gas"]["quick"] == {"steps": 100}
 

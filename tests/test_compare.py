@@ -38,9 +38,9 @@ from gonprof.registry import RegistryError
 
 N = 50  # samples scored per row; the floor row uses the same N
 TINY = dict(steps=2, n_samples=N, profile_steps=1)
-K8 = RunSpec(mode="lsgan", arch="inception-k8", batch_size=8, hparams={"g_steps": 1}, **TINY)
-GON = RunSpec(mode="gon", arch="gon-mnist-mlp", batch_size=8, hparams={"inner_steps": 3}, **TINY)
-GAN = RunSpec(mode="gan", arch="mlp-gan", batch_size=16, **TINY)
+K8 = RunSpec.of(mode="lsgan", arch="inception-k8", batch_size=8, hparams={"g_steps": 1}, **TINY)
+GON = RunSpec.of(mode="gon", arch="gon-mnist-mlp", batch_size=8, hparams={"inner_steps": 3}, **TINY)
+GAN = RunSpec.of(mode="gan", arch="mlp-gan", batch_size=16, **TINY)
 
 INCEPTION_K8_PARAMS = 13_857
 GAS_GENERATOR_PARAMS = 1_658_657
@@ -74,11 +74,17 @@ def test_plan_defaults_to_a_time_budget_when_no_steps():
     assert spec.steps is None and spec.time_budget_s == 3.0
 
 
-def test_plan_passes_common_fields_and_ignores_none_and_unknown_keys():
+def test_plan_passes_common_fields_and_ignores_none():
     [spec] = plan(["gan"], steps=3, batch_size=16, seed=4, n_samples=N, profile_steps=1, data=None,
-                  memory_limit_bytes=None, not_a_field="x")
-    assert (spec.steps, spec.batch_size, spec.seed, spec.n_samples, spec.profile_steps) == (3, 16, 4, N, 1)
-    assert spec.data is None and spec.memory_limit_bytes is None
+                  memory_limit_bytes=None)
+    assert (spec.steps, spec.step.batch_size, spec.step.seed, spec.n_samples, spec.profile_steps) == (3, 16, 4, N, 1)
+    assert spec.step.data is None and spec.memory_limit_bytes is None
+
+
+def test_plan_refuses_a_setting_no_row_has():
+    # a misspelt or misplaced keyword (say, an event callback) must not be dropped silently
+    with pytest.raises(TypeError, match="not_a_field"):
+        plan(["gan"], steps=3, not_a_field="x")
 
 
 def test_plan_expands_globs_in_natural_order():
@@ -131,9 +137,9 @@ def test_preset_gas():
     assert len(specs) == 6 and {s.mode for s in specs} == {"lsgan"}
     assert [s.arch for s in specs] == [a for _, a in PRESETS["gas"]["pairs"]]
     assert {"lsgan-original", "inception-k8", "inception-k16", "inception-k32"} <= {s.arch for s in specs}
-    assert all(s.steps == 2000 and s.batch_size == 32 for s in specs)
+    assert all(s.steps == 2000 and s.step.batch_size == 32 for s in specs)
     # explicit settings win over the preset's
-    assert {(s.steps, s.batch_size) for s in plan([], preset="gas", steps=3, batch_size=4)} == {(3, 4)}
+    assert {(s.steps, s.step.batch_size) for s in plan([], preset="gas", steps=3, batch_size=4)} == {(3, 4)}
 
 
 def test_preset_gon_vs_gan():
@@ -219,7 +225,7 @@ def compared(tmp_path_factory):
     """floor, lsgan/inception-k8, a row whose data folder does not exist, gon/gon-mnist-mlp; in this process."""
     out = tmp_path_factory.mktemp("compare")
     json_path = out / "nested" / "r.json"
-    bad = dataclasses.replace(GAN, data=str(out / "no-such-folder"))
+    bad = GAN.replace(data=str(out / "no-such-folder"))
     started, saved = [], []
 
     def on_row(rec):  # the results file holds every row finished so far, this one included
@@ -245,7 +251,7 @@ def test_compare_rows_are_measured(compared):
     for rec, spec in ((k8, K8), (gon, GON)):
         assert rec.status == "ok", rec.message
         assert (rec.mode, rec.arch) == (spec.mode, spec.arch)
-        assert rec.train_steps == 2 and rec.batch_size == spec.batch_size
+        assert rec.train_steps == 2 and rec.batch_size == spec.step.batch_size
         assert rec.profile is not None and rec.profile.status == "ok" and rec.profile.flops_per_step > 0
         assert rec.profile.peak_live_bytes > 0 and rec.profile.timed_steps == 1
         assert rec.quality is not None and rec.quality.n_samples == N and math.isfinite(rec.quality.fid)
@@ -309,7 +315,7 @@ def test_plot_writes_a_png(compared, tmp_path):
 
 
 def test_run_spec_floor_in_process():
-    rec = cmp.run_spec(RunSpec(kind="floor", n_samples=N, seed=1))
+    rec = cmp.run_spec(RunSpec.of(kind="floor", n_samples=N, seed=1))
     assert rec.kind == "floor" and rec.status == "ok" and rec.quality.n_samples == N and rec.seed == 1
 
 
@@ -320,7 +326,7 @@ def test_isolated_out_of_memory_row_then_an_ok_row(tmp_path):
     # At batch 5000 (all of the embedded split's training images) lsgan-original's first conv output alone is
     # 5000 x 32 x 28 x 28 float32 = 0.5 GB (its D and G hold more): one step cannot fit under a 1.5 GiB
     # RLIMIT_DATA, and the allocator fails with "can't allocate memory".
-    oom = RunSpec(mode="lsgan", arch="lsgan-original", batch_size=5_000, memory_limit_bytes=int(1.5 * 2**30), **TINY)
+    oom = RunSpec.of(mode="lsgan", arch="lsgan-original", batch_size=5_000, memory_limit_bytes=int(1.5 * 2**30), **TINY)
     rows = compare([oom, GAN], out=tmp_path, floor=False, isolate=True)
     assert [r.status for r in rows] == ["oom", "ok"], [r.message for r in rows]
     msg = rows[0].message

@@ -30,6 +30,7 @@ from gonprof.records import (
     TimingStats,
     load_records,
 )
+from gonprof.request import StepSpec
 
 runner = CliRunner()
 
@@ -221,15 +222,15 @@ def test_bad_requests_are_one_line_and_exit_2(args, words):
 def test_more_ranks_than_gpus_is_refused(monkeypatch):
     import torch
 
-    from gonprof import api
+    from gonprof import distributed
     from gonprof.records import RequestError
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(RequestError, match="needs one GPU per rank; this machine has 1"):
-        api._check_distributed("cuda", 2)
+        distributed.check_backend("cuda", 2)
     with pytest.raises(RequestError, match="give --device cuda, not cuda:1"):
-        api._check_distributed("cuda:1", 1)
-    assert api._check_distributed("cpu", 3) == "gloo"
+        distributed.check_backend("cuda:1", 1)
+    assert distributed.check_backend("cpu", 3) == "gloo"
 
 
 def test_gon_fast_path_is_accepted_and_its_seed_procedure_refused():
@@ -521,7 +522,7 @@ def test_a_second_ctrl_c_during_launch_still_gives_a_record_and_removes_its_fold
             return super().wait(timeout)
 
     monkeypatch.setattr(distributed.subprocess, "Popen", CtrlCTwice)
-    spec = distributed.RankSpec(arch="mlp-gan", mode="gan", batch_size=2)
+    spec = distributed.RankSpec(step=StepSpec("mlp-gan", "gan", batch_size=2))
     rec = distributed.launch(spec, 2)
     assert presses == [None, 30.0] and launched[0].returncode == -9  # SIGKILLed, not waited for
     assert rec.status == "interrupted" and [r.status for r in rec.ranks] == ["interrupted"] * 2

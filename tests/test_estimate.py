@@ -10,6 +10,7 @@ import gonprof.api as api
 from gonprof.estimate import CUDA_BLOCK_BYTES, cuda_round, estimate_step_memory, input_bytes, track_meta_steps
 from gonprof.measure.memory import LiveBytesTracker
 from gonprof.records import MemoryEstimate, load_records, save_records
+from gonprof.request import StepSpec
 
 F32 = 4
 
@@ -22,7 +23,7 @@ F32 = 4
 ])
 def test_estimate_within_5_percent_of_measured(arch, mode, hparams):
     b = 16
-    est = estimate_step_memory(arch, mode, batch_size=b, hparams=hparams)
+    est = estimate_step_memory(StepSpec(arch, mode, batch_size=b, hparams=hparams))
     rec = api.profile(arch, mode, batch_size=b, warmup=2, steps=1, hparams=hparams)
     assert rec.status == "ok", rec.message
     measured = rec.live_memory.peak_live_bytes
@@ -88,7 +89,7 @@ def test_cuda_rounding_rule_by_hand():
 
 
 def test_cuda_estimate_without_gpu_rounds_every_storage():
-    e = estimate_step_memory("gon-mnist-conv", device="cuda", batch_size=64)
+    e = estimate_step_memory(StepSpec("gon-mnist-conv", device="cuda", batch_size=64))
     assert e.device == "cuda"
     assert e.cuda_max_memory_allocated_bytes == e.peak_bytes
     # rounding only adds, by less than 512 bytes per live storage
@@ -108,8 +109,9 @@ def test_estimate_of_a_huge_batch_allocates_nothing():
     out = run_clean("""
 import json, resource
 from gonprof.estimate import estimate_step_memory
+from gonprof.request import StepSpec
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-e = estimate_step_memory("gon-mnist-conv", "gon", batch_size=20000)
+e = estimate_step_memory(StepSpec("gon-mnist-conv", "gon", batch_size=20000))
 rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"peak": e.peak_bytes, "grew": rss1 - rss0}))
 """)
@@ -118,7 +120,7 @@ print(json.dumps({"peak": e.peak_bytes, "grew": rss1 - rss0}))
 
 
 def test_gon_worst_case_is_said():
-    e = estimate_step_memory("gon-mnist-mlp", "gon", batch_size=8)
+    e = estimate_step_memory(StepSpec("gon-mnist-mlp", "gon", batch_size=8))
     assert e.data_dependent_reads > 0
     assert "worst case" in " ".join(e.notes)
     assert e.hparams["inner_steps"] == 4
@@ -126,7 +128,7 @@ def test_gon_worst_case_is_said():
 
 def test_input_bytes_and_record_round_trip(tmp_path):
     assert input_bytes(3, (1, 28, 28)) == 3 * (784 * 4 + 8)
-    e = estimate_step_memory("inception-k8", "lsgan", batch_size=4)
+    e = estimate_step_memory(StepSpec("inception-k8", "lsgan", batch_size=4))
     back = MemoryEstimate.from_json(e.to_json())
     assert back == e
     save_records([e], tmp_path / "e.json")
@@ -139,8 +141,8 @@ def test_cuda_estimate_within_10_percent_of_max_memory_allocated():
 
     for arch, mode in (("gon-mnist-conv", "gon"), ("inception-k8", "lsgan")):
         hp = {"inner_steps": 5} if mode == "gon" else {}
-        e = estimate_step_memory(arch, mode, batch_size=64, device="cuda", hparams=hp)
-        t = run_trial(arch, mode, 64, device="cuda", hparams=hp)
+        e = estimate_step_memory(StepSpec(arch, mode, batch_size=64, device="cuda", hparams=hp))
+        t = run_trial(StepSpec(arch, mode, batch_size=64, device="cuda", hparams=hp))
         m = t.cuda_max_memory_allocated_bytes
         print(arch, mode, "estimate", e.peak_bytes, "max_memory_allocated", m)
         assert abs(e.peak_bytes - m) <= 0.10 * m

@@ -18,11 +18,13 @@ import gonprof.executors as ex
 from gonprof import api
 from gonprof.budget import run_trial
 from gonprof.cli import app
-from gonprof.executors import Executor, Job, core_slots
+from gonprof.executors import Job, Placement, core_slots
 from gonprof.records import FitRecord, RequestError, ScalingRecord, load_records
+from gonprof.request import StepSpec
 
 N = 20
 MLP = dict(hparams={"inner_steps": 2})  # gon-mnist-mlp with a short inner loop: a trial is a few seconds
+ENDLESS_STEP = {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, **MLP}
 CORES = len(os.sched_getaffinity(0))
 two_cores = pytest.mark.skipif(CORES < 2, reason="needs two cores to run two at once")
 runner = CliRunner()
@@ -53,13 +55,14 @@ def test_core_slots_are_disjoint_and_refuse_sharing():
     (dict(address="auto"), "--address is the ray executor's"),
     (dict(cpus_per_run=2), "--cpus-per-run and --gpus-per-run are the ray executor's"),
     (dict(jobs=2, device="cuda"), "would run side by side on one GPU"),
-    (dict(executor="ray", jobs=2), "--jobs is the local executor's"),
-    (dict(executor="ray", device="cuda"), "needs --gpus-per-run 1 or more"),
-    (dict(executor="ray", cpus_per_run=0), "--cpus-per-run must be at least 1"),
+    (dict(placement=Placement("ray"), jobs=2), "--jobs is the local executor's"),
+    (dict(placement=Placement("ray"), device="cuda"), "needs --gpus-per-run 1 or more"),
+    (dict(placement=Placement("ray"), cpus_per_run=0), "--cpus-per-run must be at least 1"),
 ])
 def test_combinations_that_cannot_be_are_refused(kwargs, words):
     with pytest.raises(RequestError) as e:
-        Executor.checked(**kwargs)
+        device = kwargs.pop("device", "cpu")
+        Placement(**kwargs).checked(device)
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
@@ -94,8 +97,8 @@ def test_without_ray_the_executor_is_one_line_saying_how_to_install_it(args, mon
 
 @two_cores
 def test_ctrl_c_stops_the_running_jobs_and_keeps_the_finished(tmp_path):
-    quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1}, tmp_path / "quick")
-    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+    quick = Job("fit-trial", {"step": {"arch": "no-such-arch", "mode": "gon", "batch_size": 1}}, tmp_path / "quick")
+    endless = Job("fit-trial", {"step": ENDLESS_STEP,
                                 "time_steps": 10**7}, tmp_path / "endless", timeout_s=300)
     started, done = {}, []
 
@@ -103,7 +106,7 @@ def test_ctrl_c_stops_the_running_jobs_and_keeps_the_finished(tmp_path):
         done.append(k)
         raise KeyboardInterrupt  # Ctrl-C as the first job ends
 
-    with Executor(jobs=2).session() as session:
+    with Placement(jobs=2).session() as session:
         outcomes = session.run([quick, endless], on_start=lambda k, spec: started.update({k: spec["cpus"]}),
                                on_done=on_done)
     assert session.interrupted and done == [0]
@@ -143,7 +146,7 @@ def test_scaling_with_two_jobs_runs_points_on_disjoint_cores_with_the_same_figur
     assert sorted(tuple(p.cpus) for p in rec.points) == [(c,) for c in sorted(os.sched_getaffinity(0))[:2]]
     assert rec.memory_fit.slope > 0
     # a point measured beside another on its own core has the tensor-level peak it has alone
-    alone = run_trial("gon-mnist-mlp", "gon", 8, steps=2, time_steps=3, **MLP)
+    alone = run_trial(StepSpec("gon-mnist-mlp", "gon", batch_size=8, **MLP), steps=2, time_steps=3)
     assert alone.cpus is None and rec.points[1].peak_live_bytes == alone.peak_live_bytes
 
 
@@ -182,27 +185,27 @@ def _worker_dies(monkeypatch):
 def test_a_row_whose_worker_dies_is_lost_not_a_hang(tmp_path, monkeypatch, ray_cluster):
     _worker_dies(monkeypatch)
     specs = cmp.plan(["gan"], steps=1, n_samples=N, profile_steps=1)
-    rows = cmp.compare(specs, out=tmp_path, floor=False, executor="ray")
+    rows = cmp.compare(specs, out=tmp_path, floor=False, placement=Placement("ray"))
     assert [r.status for r in rows] == ["lost"] and "WorkerCrashedError" in rows[0].message
     assert load_records(tmp_path / "results.json")[0].status == "lost"
 
 
 def test_scaling_points_whose_workers_die_are_lost(monkeypatch, ray_cluster):
     _worker_dies(monkeypatch)
-    rec = api.scaling("gon-mnist-mlp", batch_sizes=(2, 4), executor="ray", **MLP)
+    rec = api.scaling("gon-mnist-mlp", batch_sizes=(2, 4), placement=Placement("ray"), **MLP)
     assert [p.status for p in rec.points] == ["lost", "lost"] and rec.status == "error"
     assert "WorkerCrashedError" in rec.points[0].message and rec.memory_fit is None
 
 
 def test_fit_and_scaling_on_a_local_ray_cluster(ray_cluster):
     seen = []
-    rec = api.fit("gon-mnist-mlp", memory="16MiB", executor="ray", progress=seen.append, **MLP)
+    rec = api.fit("gon-mnist-mlp", memory="16MiB", placement=Placement("ray"), progress=seen.append, **MLP)
     assert rec.status == "ok", rec.message
     b = rec.batch_size
     assert rec.trial(b).peak_bytes <= 16 * 2**20 < rec.trial(b + 1).peak_bytes
     assert "rounds of up to 2 trials" in rec.search  # the cluster's two CPUs, one per trial
     assert any("Ray tasks" in n for n in rec.notes) and len(seen) == len(rec.trials)
-    sc = api.scaling("gon-mnist-mlp", batch_sizes=(4, 8), executor="ray", **MLP)
+    sc = api.scaling("gon-mnist-mlp", batch_sizes=(4, 8), placement=Placement("ray"), **MLP)
     assert [p.status for p in sc.points] == ["measured", "measured"] and sc.memory_fit.slope > 0
     assert all(p.cpus is None for p in sc.points)  # Ray reserves CPUs; it does not pin cores
 
@@ -257,7 +260,7 @@ def test_ray_errors_of_every_kind_are_outcomes_not_crashes(monkeypatch):
 
     ray = fake_ray(result_of)
     monkeypatch.setitem(sys.modules, "ray", ray)
-    with Executor.checked("ray").session() as session:
+    with Placement("ray").checked().session() as session:
         outcomes = session.run([Job("fit-trial", {"batch_size": b}) for b in (1, 2, 3, 4, 5)])
     assert outcomes[0].result["status"] == "measured"
     assert outcomes[1].failure() == ("oom", "killed by Ray's memory monitor: OutOfMemoryError: it went")
@@ -277,7 +280,7 @@ def test_a_fit_trial_that_rays_memory_monitor_kills_is_too_big_and_the_search_go
 
     ray = fake_ray(result_of)
     monkeypatch.setitem(sys.modules, "ray", ray)
-    rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
+    rec = api.fit("gon-mnist-mlp", memory=2000, placement=Placement("ray"))
     assert rec.status == "ok" and rec.batch_size == 8 and rec.first_too_big == 9, rec.message
     assert rec.trial(9).status == "killed" and "Ray's memory monitor" in rec.trial(9).message
 
@@ -310,8 +313,8 @@ def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypat
         return measured(100 * spec["batch_size"])
 
     monkeypatch.setitem(sys.modules, "ray", fake_ray(result_of))
-    monkeypatch.setattr(bud, "_available_bytes", lambda: 2**20)  # this machine: 1 MiB free
-    rec = api.fit("gon-mnist-mlp", memory=2000, executor="ray")
+    monkeypatch.setattr(bud.trials, "available_bytes", lambda: 2**20)  # this machine: 1 MiB free
+    rec = api.fit("gon-mnist-mlp", memory=2000, placement=Placement("ray"))
     assert rec.status == "ok" and rec.batch_size == 20, rec.message
     assert set(caps) == {2 * 2000 + 256 * 2**20} and not any("below the budget" in n for n in rec.notes)
 
@@ -341,8 +344,8 @@ def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the jobs' temporary folders go here
-    quick = Job("fit-trial", {"arch": "no-such-arch", "mode": "gon", "batch_size": 1})
-    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+    quick = Job("fit-trial", {"step": {"arch": "no-such-arch", "mode": "gon", "batch_size": 1}})
+    endless = Job("fit-trial", {"step": ENDLESS_STEP,
                                 "time_steps": 10**7}, timeout_s=300)
     seen = []
 
@@ -357,7 +360,7 @@ def test_a_callback_that_raises_leaves_no_worker_running_and_no_temporary_folder
             raise CallbackFailed
 
     with pytest.raises(CallbackFailed):
-        with Executor(jobs=2).session() as session:
+        with Placement(jobs=2).session() as session:
             session.run([endless, quick] if which == "on_start" else [quick, endless], on_start=on_start,
                         on_done=on_done)
     assert ("start", 1) in seen and (which == "on_start" or ("done", 0) in seen)
@@ -378,10 +381,10 @@ def test_without_cpu_affinity_the_cores_are_the_machines_and_jobs_are_not_pinned
 
 
 def test_a_job_past_its_timeout_is_stopped_and_says_so(tmp_path):
-    endless = Job("fit-trial", {"arch": "gon-mnist-mlp", "mode": "gon", "batch_size": 8, "hparams": MLP["hparams"],
+    endless = Job("fit-trial", {"step": ENDLESS_STEP,
                                 "time_steps": 10**7}, tmp_path / "endless", timeout_s=1)
     pids = []
-    with Executor().session() as session:
+    with Placement().session() as session:
         outcomes = session.run([endless], on_start=lambda k, spec: pids.append(k))
     out = outcomes[0]
     assert out.timed_out and out.result is None and out.returncode == -9 and 1 <= out.wall_s < 30
@@ -399,7 +402,7 @@ def test_a_worker_started_to_die_with_its_parent_dies_with_it(tmp_path):
 
     from gonprof.comparison import RunSpec
 
-    spec = RunSpec(mode="gan", arch="mlp-gan", steps=10**6, n_samples=20, profile_steps=1, threads=1,
+    spec = RunSpec.of(mode="gan", arch="mlp-gan", steps=10**6, n_samples=20, profile_steps=1, threads=1,
                    run_dir=str(tmp_path / "run"))
     starter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import json, sys, time

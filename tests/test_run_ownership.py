@@ -18,7 +18,7 @@ def test_a_second_run_into_a_locked_directory_is_refused_naming_the_holder(tmp_p
     lock = RunLock(tmp_path / "run").acquire()
     try:
         with pytest.raises(TrainError) as err:
-            run_training(TrainConfig(arch="mlp-gan", mode="gan", data="synthetic", steps=1, batch_size=8,
+            run_training(TrainConfig.of(arch="mlp-gan", mode="gan", data="synthetic", steps=1, batch_size=8,
                                      sample_every=0, out=str(tmp_path / "run")))
         msg = str(err.value)
         assert f"pid {os.getpid()}" in msg and "\n" not in msg
@@ -26,7 +26,7 @@ def test_a_second_run_into_a_locked_directory_is_refused_naming_the_holder(tmp_p
     finally:
         lock.release()
     # released: the directory can be used again
-    res = run_training(TrainConfig(arch="mlp-gan", mode="gan", data="synthetic", steps=1, batch_size=8,
+    res = run_training(TrainConfig.of(arch="mlp-gan", mode="gan", data="synthetic", steps=1, batch_size=8,
                                    sample_every=0, out=str(tmp_path / "run")))
     assert res.status == "ok"
 

@@ -38,10 +38,10 @@ class FakeStep(TrainStep):
     phases = ("d_step",)
 
     def __init__(self, config, nan_at=None, interrupt_at=None, sigint_at=None, error_at=None, lr=1e-2):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.step.seed)
         d = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
         opt = torch.optim.Adam(d.parameters(), lr=lr)
-        super().__init__({"D": d}, {"D": opt}, {"lr": lr, "batch_size": 32, **config.hparams}, torch.device("cpu"))
+        super().__init__({"D": d}, {"D": opt}, {"lr": lr, "batch_size": 32, **config.step.hparams}, torch.device("cpu"))
         self.calls = 0
         self.nan_at, self.interrupt_at, self.sigint_at, self.error_at = nan_at, interrupt_at, sigint_at, error_at
 
@@ -97,7 +97,7 @@ def cfg(tmp_path, name="run", **kw):
     base = dict(arch="fake-d", mode="fake", data="synthetic", steps=6, sample_every=0, log_every=1,
                 checkpoint_every=100, out=str(tmp_path / name))
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 def losses(out):
@@ -323,13 +323,13 @@ def test_progress_callbacks_and_rich_progress(tmp_path):
 def test_real_mode_resume_matches(tmp_path):
     # the default make_step (gonprof.modes.build.build_step) on a real architecture and mode
     kw = dict(arch="mlp-gan", mode="gan", data="synthetic", sample_every=0, checkpoint_every=100, batch_size=8)
-    full = run_training(TrainConfig(steps=3, out=str(tmp_path / "full"), **kw))
+    full = run_training(TrainConfig.of(steps=3, out=str(tmp_path / "full"), **kw))
     assert full.status == "ok", full.message
     assert (tmp_path / "full" / "samples" / "final.png").read_bytes()[:8] == PNG_MAGIC
     cfg = json.loads((tmp_path / "full" / "config.json").read_text())
     assert cfg["resolved"]["models"]["D"]["params"] == 1_460_225  # mlp-gan, really built
-    run_training(TrainConfig(steps=1, out=str(tmp_path / "part"), **kw))
-    rest = run_training(TrainConfig(steps=3, out=str(tmp_path / "part"), **kw), resume=True)
+    run_training(TrainConfig.of(steps=1, out=str(tmp_path / "part"), **kw))
+    rest = run_training(TrainConfig.of(steps=3, out=str(tmp_path / "part"), **kw), resume=True)
     assert rest.status == "ok"
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
 

@@ -1,0 +1,51 @@
+"""The comparison presets: each seed study's rows, budgets and short (``--quick``) budgets, as data.  The
+claims each preset carries live in :mod:`gonprof.claims`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import claims
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The GAS study: six discriminators under LSGAN, 2000 iterations of batch 32.
+    "gas": {"pairs": [("lsgan", a) for a in ("lsgan-original", "depthwise-inception", "inception-k32",
+                                              "depthwise-inception-dense", "inception-k16", "inception-k8")],
+            "steps": claims.GAS_STEPS, "batch_size": 32, "quick": {"steps": 100}},
+    # GON's discriminators trained as GONs, against GANs with their own seed architectures.
+    "gon-vs-gan": {"pairs": [("gon", "gon-mnist-conv"), ("gon", "gon-mnist-mlp"), ("gan", "mlp-gan"),
+                             ("lsgan", "lsgan-original")], "quick": {"time_budget_s": 30.0}},
+    # The study GON users ask for: GON (MLP and conv) and the GAN modes on one digit, one budget.
+    "gon-digit": {"pairs": [("gon", "gon-mnist-mlp"), ("gon", "gon-mnist-conv"), ("gan", "mlp-gan"),
+                            ("lsgan", "lsgan-original"), ("wgan-gp", "dcd-mnist-sn"), ("dcd", "dcd-mnist-sn")],
+                  "classes": [0], "time_budget_s": 300.0, "quick": {"time_budget_s": 60.0}},
+    # GON's inner optimiser on the one-digit task: the seed's Adam on the input against the others.
+    "gon-inner": {"pairs": [("gon", "gon-mnist-mlp", {"inner_opt": "adam"}, "adam"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "normalized"}, "normalized"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
+                            ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 50.0}, "sgd")],
+                  "classes": [0], "time_budget_s": 300.0, "quick": {"steps": 30}},
+    # GON_MNIST's setting, 10 shots of one digit, and a GAN training the same discriminator on the same images.
+    "gon": {"pairs": [("gon", "gon-mnist-mlp"), ("gan", "gon-mnist-mlp")], "classes": [0], "per_class": 10,
+            "batch_size": 10, "time_budget_s": claims.GON_TIME_S, "quick": {"time_budget_s": 60.0}},
+    # Improved-GAN's semi-supervised test error at the paper's four label counts (openai: 300 epochs of 600).
+    "improved-gan": {"pairs": [("improved-gan", "improved-gan-mlp", {"labels": n}, f"labels-{n}")
+                               for n in (20, 50, 100, 200)],
+                     "steps": claims.IGAN_STEPS, "quick": {"steps": 1500}},
+    # DCD: the same G(z) scored before and after the critic's Langevin refinement, in pixel and latent space.
+    "dcd": {"pairs": [("dcd", "dcd-mnist-sn", {"langevin": "pixel"}, "pixel"),
+                      ("dcd", "dcd-mnist-sn", {"langevin": "latent"}, "latent")],
+            "steps": claims.DCD_STEPS, "quick": {"steps": 30}},
+    # The Keras MLP GAN tutorial: BCE, batch 128, 500 epochs of 469 batches.
+    "mlp-gan": {"pairs": [("gan", "mlp-gan")], "steps": claims.MLP_GAN_STEPS, "quick": {"steps": 2000}},
+}
+
+#: RunSpec fields a preset may set (explicit settings win).
+PRESET_SETTINGS = ("steps", "batch_size", "classes", "per_class", "time_budget_s")
+
+
+def _rows(pairs) -> list[tuple[str, str, dict, str | None]]:
+    """A preset's rows as (mode, arch, hparams, variant)."""
+    return [(p[0], p[1], dict(p[2]) if len(p) > 2 else {}, p[3] if len(p) > 3 else None) for p in pairs]
+
+

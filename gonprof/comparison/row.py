@@ -1,0 +1,135 @@
+"""One comparison row, inside its worker process: train, profile and score (or, for the floor, score real
+images).  Never raises for a failed run: that is the record's status."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..isolation import Outcome
+from ..records import RunRecord, classify_failure, looks_oom
+from .plan import RunSpec
+
+
+def run_spec(spec: RunSpec, progress: Any = None) -> RunRecord:
+    """Train, profile and score one row in this process.  Never raises for a failed run."""
+    t0 = time.perf_counter()
+    base = spec.base_record()
+    try:
+        rec = _floor(spec, base) if spec.kind == "floor" else _run(spec, base, progress)
+    except (KeyboardInterrupt, Exception) as exc:
+        status, message = classify_failure(exc)
+        rec = base.replace(status=status, message="interrupted" if status == "interrupted" else message)
+    return rec.replace(wall_time_s=round(time.perf_counter() - t0, 3))
+
+
+def _floor(spec: RunSpec, base: RunRecord) -> RunRecord:
+    from ..data import load_split
+    from ..metrics.scores import real_floor
+
+    s = spec.step
+    held = load_split(s.data, s.selection())[1]
+    classes = list(s.classes) if s.classes is not None else None
+    return base.replace(quality=real_floor(held, n=spec.n_samples, seed=s.seed, classes=classes))
+
+
+def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
+    import torch
+
+    from ..data import load_split
+    from ..runner import profile_step
+    from ..summary import param_totals
+    from ..train import TrainConfig, default_make_step, run_training
+
+    request = spec.step
+    data, held = load_split(request.data, request.selection())
+    holder: dict[str, Any] = {}
+    make = default_make_step(data.shape)
+
+    def make_step(config):
+        holder["step"] = make(config)
+        return holder["step"]
+
+    config = TrainConfig(step=request, steps=spec.steps, out=spec.run_dir, sample_every=0,
+                         time_budget_s=spec.time_budget_s, threads=spec.threads)
+    result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
+    step = holder.get("step")
+    rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
+                       generator=(step.generator if step is not None else None) or request.generator)
+    if step is not None:
+        d = step.models.get("D")
+        g = step.models.get("G")
+        rec = rec.replace(d_params=param_totals(d)[0] if d is not None else None,
+                          g_params=param_totals(g)[0] if g is not None else None,
+                          batch_size=_batch_size(result, spec))
+    final = Path(result.path) / "samples" / "final.png"
+    if final.is_file():
+        rec = rec.replace(samples_png=str(final))
+    if result.status != "ok":
+        status = "oom" if looks_oom(result.message) else result.status
+        return rec.replace(status=status, message=f"training: {result.message}")
+    prof = profile_step(step, data, batch_size=rec.batch_size, warmup=1, steps=spec.profile_steps,
+                        seed=request.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator)
+    rec = rec.replace(profile=prof)
+    if prof.status != "ok":
+        return rec.replace(status=prof.status, message=f"profiling: {prof.message}")
+    if tuple(data.shape) != (1, 28, 28):
+        return rec.replace(message=f"not scored: the quality classifier takes 1x28x28 images, data is {data.shape}")
+    from ..metrics.scores import score_samples
+
+    if callable(getattr(step, "test_error", None)):  # a classifier discriminator (improved-gan)
+        rec = rec.replace(test_error_fraction=step.test_error(held.images, held.labels), n_test_images=len(held))
+    torch.manual_seed(request.seed)
+    unrefined = None
+    if callable(getattr(step, "sample_with_unrefined", None)):  # a refining sampler (dcd)
+        unrefined, samples = step.sample_with_unrefined(spec.n_samples)
+        unrefined = unrefined.detach().cpu()
+    else:
+        samples = step.sample(spec.n_samples)
+    samples = samples.detach().cpu()
+    if not bool(torch.isfinite(samples).all()):
+        return rec.replace(status="nan", message="samples contain NaN or infinite values")
+
+    def score(x):
+        classes = list(request.classes) if request.classes is not None else None
+        return score_samples(x, held, n=spec.n_samples, seed=request.seed, classes=classes)
+
+    if unrefined is not None and bool(torch.isfinite(unrefined).all()):
+        rec = rec.replace(quality_unrefined=score(unrefined))
+    return rec.replace(quality=score(samples))
+
+
+def _batch_size(result, spec: RunSpec) -> int | None:
+    try:
+        cfg = json.loads((Path(result.path) / "config.json").read_text())
+        return int(cfg["resolved"]["batch_size"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return spec.step.batch_size
+
+
+
+def record_of(spec: RunSpec, out: Outcome) -> RunRecord:
+    """The record a row's worker :class:`~gonprof.isolation.Outcome` stands for."""
+    cap = spec.memory_limit_bytes
+    if out.result is not None:
+        try:
+            rec = RunRecord.from_dict(out.result)
+        except (ValueError, TypeError, KeyError) as exc:
+            return spec.base_record().replace(status="error", message=f"unreadable worker result: {exc}")
+        if cap and rec.status == "error" and ("ImportError" in rec.message or "MemoryError" in rec.message):
+            # an import or allocation that failed under the cap: the cap, not the code
+            rec = rec.replace(status="oom", message=f"out of memory under --memory-limit {cap / 2**20:,.0f} MiB: "
+                                                    f"{rec.message}")
+        return rec
+    status, message = out.failure()
+    if status == "interrupted":
+        message = "interrupted (Ctrl-C); finished rows are kept"
+    elif cap and (out.signal_name in ("SIGKILL", "SIGSEGV", "SIGABRT") or looks_oom(out.tail)
+                  or "ImportError" in out.tail or "MemoryError" in out.tail):
+        # under a cap, a worker killed or failing to import or allocate ran out of it
+        status, message = "oom", f"out of memory under --memory-limit {cap / 2**20:,.0f} MiB: {message}"
+    return spec.base_record().replace(status=status, message=message, wall_time_s=round(out.wall_s, 3))
+
+
