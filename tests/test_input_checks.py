@@ -234,3 +234,103 @@ def test_a_results_file_whose_records_are_not_records_is_one_record_error(tmp_pa
     with pytest.raises(RecordError) as err:
         load_records(path)
     assert "malformed profile record" in _one_line(err.value) and "nonsense" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- every setting bounded
+
+
+def _modes():
+    from gonprof.modes import list_modes
+
+    return list_modes()
+
+
+def test_every_numeric_setting_of_every_mode_has_a_finite_readable_range():
+    for spec in _modes():
+        for name, default in spec.defaults.items():
+            rule = spec.param(name)
+            if rule.kind in ("int", "float"):
+                assert math.isfinite(rule.low) and math.isfinite(rule.high) and rule.low <= rule.high, (spec.name, name)
+                assert rule.high <= 1_000_000, (spec.name, name, rule.high)
+                assert rule.check(name, default) == default  # the default lies inside
+                shown = rule.range_text()
+                assert shown.endswith(f"{rule.high:,.0f}" if float(rule.high).is_integer() else f"{rule.high:g}")
+                assert "e+" not in shown, shown
+
+
+@pytest.mark.parametrize(("mode", "name"), [("gan", "d_steps"), ("gan", "g_steps"), ("lsgan", "d_steps"),
+                                            ("lsgan", "g_steps"), ("improved-gan", "g_steps"),
+                                            ("wgan-gp", "n_critic"), ("dcd", "n_critic")])
+def test_update_counts_that_must_be_positive_refuse_zero(mode, name):
+    from gonprof.modes import IncompatibleError, get_mode
+
+    with pytest.raises(IncompatibleError) as err:
+        get_mode(mode).hparams(**{name: 0})
+    assert f"hyper-parameter {name}=0: expected an integer from 1 to 10,000" == _one_line(err.value)
+
+
+def test_zero_is_kept_where_it_means_something():
+    from gonprof.modes import get_mode
+
+    assert get_mode("dcd").hparams(g_steps=0)["g_steps"] == 0  # preset critic-only: the released updater
+    assert get_mode("improved-gan").hparams(labels=0)["labels"] == 0  # preset unsupervised: feature matching only
+    assert get_mode("gon").hparams(early_stop=0, fakes=0, update_batch=0)["fakes"] == 0
+
+
+@pytest.mark.parametrize("value", [1e308, 10**400, math.inf, -math.inf, math.nan, 2.5])
+@pytest.mark.parametrize(("mode", "name", "expected"), [
+    ("wgan-gp", "n_critic", "an integer from 1 to 10,000"),
+    ("gon", "inner_steps", "an integer from 1 to 100,000"),
+    ("gon", "inner_lr", "a number > 0 and <= 10"),
+    ("dcd", "noise", "a number from 0 to 10"),
+])
+def test_huge_non_finite_and_non_whole_values_are_one_line_naming_the_setting_and_its_range(mode, name, expected,
+                                                                                             value):
+    from gonprof.modes import IncompatibleError, get_mode
+
+    if value == 2.5 and "integer" not in expected:
+        assert get_mode(mode).hparams(**{name: value})[name] == 2.5
+        return
+    with pytest.raises(IncompatibleError) as err:
+        get_mode(mode).hparams(**{name: value})
+    text = _one_line(err.value)
+    assert text.startswith(f"hyper-parameter {name}=") and text.endswith(f"expected {expected}") and len(text) < 120
+
+
+def test_a_whole_float_for_an_integer_setting_is_taken_as_the_integer():
+    from gonprof.modes import get_mode
+
+    hp = get_mode("wgan-gp").hparams(n_critic=3.0)
+    assert hp["n_critic"] == 3 and type(hp["n_critic"]) is int
+
+
+@pytest.mark.parametrize("value", ["1e308", "Infinity", "NaN", "0"])
+def test_cli_set_of_an_unbounded_or_zero_count_is_exit_2_in_one_line(value, tmp_path):
+    from typer.testing import CliRunner
+
+    from gonprof.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--arch", "mlp-gan", "--mode", "gan", "--steps", "1", "--set",
+                                   f"d_steps={value}", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "hyper-parameter d_steps=" in lines[0] and "from 1 to 10,000" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_info_mode_prints_each_settings_type_range_and_default():
+    from typer.testing import CliRunner
+
+    from gonprof.cli import app
+
+    res = CliRunner().invoke(app, ["info", "--mode", "dcd"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
+            for line in res.output.splitlines() if line.count("│") >= 5}
+    assert rows["n_critic"] == ["int", "from 1 to 10,000", "5"]
+    assert rows["temperature"] == ["float", "> 0 and <= 1,000", "1.0"]
+    assert rows["g_steps"] == ["int", "from 0 to 10,000", "1"]
+    assert rows["langevin"] == ["choice", "pixel | latent", "pixel"]
+    res = CliRunner().invoke(app, ["info", "--mode", "gan", "--json"])
+    settings = {s["name"]: s for s in json.loads(res.stdout)["settings"]}
+    assert settings["d_steps"] == {"name": "d_steps", "type": "int", "range": "from 1 to 10,000", "default": 1}
