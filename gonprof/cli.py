@@ -52,10 +52,89 @@ PerClassOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
 ]
+#: --threads: at most this many torch threads per core (more only adds hand-offs; 100,000 cannot be started).
+THREADS_PER_CORE = 4
+#: --seed: the seeds torch.manual_seed takes (a signed 64-bit integer, non-negative).
+MAX_SEED = 2**63 - 1
+#: --batch-sizes: the largest batch any mode takes (gonprof.modes.base.MAX_SIZE; not imported here, so that
+#: parsing the command line imports no torch).
+MAX_BATCH_SIZE = 1_000_000
+
+
+def _int_text(n: int) -> str:
+    """An integer for a message: a huge one by its size, never thousands of digits."""
+    if abs(n) >= 10**16:
+        digits = int(abs(n).bit_length() * 0.30103) + 1  # str() refuses past 4,300 digits
+        return f"{'-' if n < 0 else ''}<an integer of about {digits} digits>"
+    return str(n)
+
+
+def threads_problem(threads: int | None) -> str:
+    """Why --threads cannot be used ("" when it can): an integer from 1 to 4 per core of this machine."""
+    if threads is None:
+        return ""
+    cores = os.cpu_count() or 1
+    limit = THREADS_PER_CORE * cores
+    if 1 <= threads <= limit:
+        return ""
+    return (f"--threads {_int_text(threads)}: expected an integer from 1 to {limit:,} "
+            f"({THREADS_PER_CORE} per core; this machine has {cores})")
+
+
+def seed_problem(seed: int | None) -> str:
+    """Why --seed cannot be used ("" when it can): an integer from 0 to 2**63-1."""
+    if seed is None or 0 <= seed <= MAX_SEED:
+        return ""
+    return f"--seed {_int_text(seed)}: expected an integer from 0 to 2**63-1 ({MAX_SEED:,})"
+
+
+def parse_batch_sizes(text: str) -> tuple[list[int], str]:
+    """(the batch sizes of --batch-sizes, "") or ([], why they cannot be used): integers from 1 to
+    :data:`MAX_BATCH_SIZE` separated by commas, each named once."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    expected = f"expected integers from 1 to {MAX_BATCH_SIZE:,} separated by commas, each once (e.g. 1,2,4,8)"
+    parts = [part.strip() for part in text.split(",")]
+    if "" in parts:
+        return [], f"--batch-sizes {shown!r} has an empty item; {expected}"
+    try:
+        sizes = [int(part) for part in parts]
+    except ValueError:
+        return [], f"--batch-sizes {shown!r}: {expected}"
+    for size in sizes:
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            return [], f"--batch-sizes {shown!r}: batch size {_int_text(size)} is out of range; {expected}"
+    seen = {size for size in sizes if sizes.count(size) > 1}
+    if seen:
+        return [], f"--batch-sizes {shown!r} names batch size {min(seen)} twice; {expected}"
+    return sizes, ""
+
+
+def _refuse(problem: str) -> None:
+    if problem:
+        raise fail(problem, EXIT_USAGE)
+
+
+def _check_threads(value: int | None) -> int | None:
+    _refuse(threads_problem(value))
+    return value
+
+
+def _check_seed(value: int) -> int:
+    _refuse(seed_problem(value))
+    return value
+
+
+def _check_batch_sizes(value: str) -> str:
+    _refuse(parse_batch_sizes(value)[1])
+    return value
+
+
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
+    typer.Option("--threads", callback=_check_threads,
+                 help="torch threads, 1 to 4 per core (default: torch's own; recorded either way)."),
 ]
+SeedOpt = Annotated[int, typer.Option("--seed", callback=_check_seed, help="Random seed, 0 to 2**63-1.")]
 # Where independent runs go (compare's rows, fit's trials, --scaling's points): gonprof.executors
 JobsOpt = Annotated[int, typer.Option("--jobs", min=1, help="Run up to N at once, each in its own process pinned to its own cores (torch threads to match).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (one subprocess each, the default) or ray (each a task in a fresh Ray worker; needs the ray extra).")]
@@ -344,14 +423,14 @@ def profile(
     device: DeviceOpt = "cpu",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps; the last one counts FLOPs and live bytes.")] = 2,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="C,H,W.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the records to this JSON file.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per record.")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", callback=_check_batch_sizes, help="Batch sizes for --scaling: integers from 1 to 1,000,000, each once.")] = "1,2,4,8,16,32",
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -469,10 +548,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     from .records import save_records
 
     if scaling:
-        try:
-            sizes = [int(b) for b in batch_sizes.split(",")]
-        except ValueError:
-            raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE) from None
+        sizes, problem = parse_batch_sizes(batch_sizes)
+        _refuse(problem)
     err, out, records, failed = _stderr(), _stdout(), [], []
     if scaling:
         stop_workers_on_termination()
@@ -578,7 +655,7 @@ def train(
     steps: Annotated[int | None, typer.Option(min=1, help="Optimization steps (default 1000).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data, instead of --steps.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder, or 'synthetic'; default: embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<arch>-<mode>-<time>).")] = None,
@@ -636,7 +713,7 @@ def parse_sets(items: list[str] | None) -> dict:
             continue
         try:
             out[name] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an integer past Python's 4,300 digits, deep nesting
             out[name] = value
     return out
 
@@ -650,7 +727,7 @@ def compare(
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps per run.")] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
     samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
@@ -752,7 +829,7 @@ def score(
     samples_path: Annotated[Path, typer.Argument(metavar="SAMPLES", help="PNG grid (28x28 tiles, make_grid padding), folder of 28x28 PNGs, or .pt / .npy tensor N x 1 x 28 x 28 in [-1, 1] or [0, 1].")],
     classes: Annotated[str | None, typer.Option("--classes", help="The digits the samples should be, e.g. 0 or 0,3: scored against held-out real images of these (default: all ten).")] = None,
     samples: Annotated[int | None, typer.Option("--samples", help="N: images scored, and real images in the floor row (default: all, up to half the held-out images of the classes).")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the subsets of samples and real images.")] = 0,
+    seed: Annotated[int, typer.Option(callback=_check_seed, help="Seeds the subsets of samples and real images (0 to 2**63-1).")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the quality records (and what was read) to this JSON file; gonprof report re-renders it.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:

@@ -334,3 +334,49 @@ def test_info_mode_prints_each_settings_type_range_and_default():
     res = CliRunner().invoke(app, ["info", "--mode", "gan", "--json"])
     settings = {s["name"]: s for s in json.loads(res.stdout)["settings"]}
     assert settings["d_steps"] == {"name": "d_steps", "type": "int", "range": "from 1 to 10,000", "default": 1}
+
+
+# ----------------------------------------------------------------------------- CLI numbers at the door
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["profile", "--arch", "inception-k8", "--threads", "100000"], "--threads 100000: expected an integer from 1 to"),
+    (["profile", "--arch", "inception-k8", "--threads", "0"], "--threads 0: expected an integer from 1 to"),
+    (["train", "--arch", "mlp-gan", "--steps", "1", "--threads", "-2"], "--threads -2: expected"),
+    (["profile", "--arch", "inception-k8", "--seed", "100000000000000000000000"],
+     "--seed <an integer of about 24 digits>: expected an integer from 0 to 2**63-1"),
+    (["compare", "gan", "--steps", "1", "--seed", "-1"], "--seed -1: expected an integer from 0 to 2**63-1"),
+    (["score", "x.png", "--seed", str(2**63)], "expected an integer from 0 to 2**63-1"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--batch-sizes", "0,1"], "batch size 0 is out of range"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--batch-sizes", "-4"], "batch size -4 is out of range"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--batch-sizes", "8,8"], "names batch size 8 twice"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--batch-sizes", "1,,2"], "has an empty item"),
+    (["profile", "--arch", "inception-k8", "--scaling", "--batch-sizes", "1,x"], "expected integers from 1 to"),
+    (["train", "--arch", "mlp-gan", "--steps", "1", "--classes", "0,,1"], "--classes '0,,1' has an empty item"),
+    (["compare", "gan", "--steps", "1", "--classes", "0,"], "--classes '0,' has an empty item"),
+    (["train", "--arch", "improved-gan-mlp", "--mode", "improved-gan", "--steps", "1", "--labels", "70000"],
+     "hyper-parameter labels=70000: expected an integer from 0 to 60,000"),
+    (["profile", "--arch", "mlp-gan", "--set", "d_steps=" + "1" * 5000], "hyper-parameter d_steps='1111"),
+])
+def test_cli_numbers_are_checked_at_the_door_in_one_line_exit_2(args, said, tmp_path):
+    from typer.testing import CliRunner
+
+    from gonprof.cli import app
+
+    out = ["--out", str(tmp_path / "out")] if args[0] in ("train", "compare") else []
+    res = CliRunner().invoke(app, args + out)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_threads_up_to_four_per_core_are_taken():
+    import os
+
+    from gonprof.cli import threads_problem
+
+    limit = 4 * (os.cpu_count() or 1)
+    assert threads_problem(limit) == "" and threads_problem(1) == "" and threads_problem(None) == ""
+    assert threads_problem(limit + 1).startswith(f"--threads {limit + 1}: expected an integer from 1 to {limit:,}")
+
