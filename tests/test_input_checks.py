@@ -380,3 +380,72 @@ def test_threads_up_to_four_per_core_are_taken():
     assert threads_problem(limit) == "" and threads_problem(1) == "" and threads_problem(None) == ""
     assert threads_problem(limit + 1).startswith(f"--threads {limit + 1}: expected an integer from 1 to {limit:,}")
 
+
+# ----------------------------------------------------------------------------- on-class needs confidence
+
+
+def test_an_unsure_argmax_is_not_on_class():
+    from gonprof.metrics.scores import ON_CLASS_CONFIDENCE, class_stats
+
+    assert ON_CLASS_CONFIDENCE == 0.9
+    unsure = torch.zeros(4, 10)
+    unsure[:, 0] = 0.1  # argmax 0, read at about 0.11
+    sure = torch.full((4, 10), -20.0)
+    sure[:, 0] = 20.0
+    s = class_stats(torch.cat([unsure, sure]), classes=[0])
+    assert s["on_class_fraction"] == 0.5 and s["on_class_confidence"] == 0.9
+    assert s["predicted_classes"] == {"0": 8}  # the argmax counts are unchanged
+    assert s["class_coverage"] == 1.0
+    assert class_stats(unsure, classes=[0], confidence=0.1)["on_class_fraction"] == 1.0
+    assert class_stats(sure)["on_class_fraction"] is None and class_stats(sure)["on_class_confidence"] is None
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from gonprof.metrics.classifier import load_classifier
+
+    return load_classifier()
+
+
+def _noise_grids() -> dict[str, torch.Tensor]:
+    from gonprof.metrics import corruptions as C
+
+    g = torch.Generator().manual_seed(0)
+    return {
+        "uniform noise": torch.rand(256, 1, 28, 28, generator=g) * 2 - 1,
+        "salt-and-pepper on grey": C.salt_and_pepper(torch.zeros(256, 1, 28, 28), 0.5, seed=1),
+        "salt-and-pepper everywhere": C.salt_and_pepper(torch.zeros(256, 1, 28, 28), 1.0, seed=2),
+        "sparse salt on black": torch.where(torch.rand(256, 1, 28, 28, generator=g) < 0.1, 1.0, -1.0),
+        "Gaussian texture": (0.5 * torch.randn(256, 1, 28, 28, generator=g)).clamp(-1, 1),
+    }
+
+
+def test_noise_and_texture_grids_are_never_on_class_whatever_class_is_kept(classifier):
+    from gonprof.metrics.scores import class_stats, extract
+
+    for name, grid in _noise_grids().items():
+        _, logits = extract(classifier, grid)
+        for k in range(10):
+            assert class_stats(logits, classes=[k])["on_class_fraction"] == 0.0, (name, k)
+        assert class_stats(logits, classes=list(range(10)))["on_class_fraction"] == 0.0, name
+
+
+def test_real_mnist_digits_stay_on_class(classifier):
+    from gonprof.metrics.classifier import reference_split
+    from gonprof.metrics.scores import class_stats, extract
+
+    _, held = reference_split()  # the 5,000 held-out digits of the embedded MNIST test split
+    _, logits = extract(classifier, held.images)
+    assert class_stats(logits, classes=list(range(10)))["on_class_fraction"] >= 0.98  # measured 0.987
+    for k in range(10):
+        mine = held.labels == k
+        assert class_stats(logits[mine], classes=[k])["on_class_fraction"] >= 0.95, k  # measured 0.967 to 0.997
+
+
+def test_a_scored_noise_grid_records_zero_on_class_and_the_threshold(classifier):
+    from gonprof.metrics.scores import score_with_floor
+
+    noise = _noise_grids()["salt-and-pepper on grey"][:120]
+    q, floor = score_with_floor(noise, classes=[0], n=60, classifier=classifier)
+    assert q.on_class_fraction == 0.0 and q.on_class_confidence == 0.9
+    assert floor.on_class_fraction >= 0.95  # the real zeros beside it
