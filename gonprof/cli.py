@@ -2,7 +2,8 @@
 
 Results go to stdout, diagnostics and progress to stderr.  Exit codes:
 0 success, 1 a run or data failure, 2 a usage error (unknown name, bad shape,
-incompatible choice), 130 interrupted.
+incompatible choice, a number out of range, an output path that cannot be written),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM; 129 for SIGHUP).
 
 This module must not import torch at import time: ``gonprof --help`` stays fast.
 """
@@ -151,30 +152,79 @@ def executor_options(jobs: int, executor: str, address: str | None, cpus_per_run
 def check_outputs(**paths: Path | None) -> None:
     """Refuse, before any work, an output path that cannot be written: one line, exit 2.
 
-    ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.
+    ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.  Each is
+    tried by creating it: an output file is created (with its missing folders) and removed again, or,
+    where it exists, opened for appending (nothing in it changes); an output folder gets a temporary file
+    in it, or in its nearest existing parent.  So /proc, read-only mounts and names the file system
+    refuses fail here, not after the work.
     """
     for option, path in paths.items():
         if path is None:
             continue
-        path = Path(path)
         flag = "--" + option.replace("_", "-")
-        if option == "out":
-            if path.exists() and not path.is_dir():
-                raise fail(f"{flag} {path}: is a file, not a folder", EXIT_USAGE)
-        elif path.is_dir():
-            raise fail(f"{flag} {path}: is a folder; give a file name", EXIT_USAGE)
-        ancestor = path if option == "out" and path.is_dir() else path.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
-        if not os.access(ancestor, os.W_OK):
-            raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
-        if option == "plot":
-            import importlib.util
+        try:
+            _check_output(option, flag, Path(path))
+        except OSError as exc:  # a name the file system refuses even to look up (too long, a loop of links)
+            raise fail(f"{flag} {path}: {exc.strerror or exc}", EXIT_USAGE) from None
 
-            if importlib.util.find_spec("matplotlib") is None:
-                raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
+
+def _check_output(option: str, flag: str, path: Path) -> None:
+    """One output of :func:`check_outputs`."""
+    if option == "out":
+        if path.exists() and not path.is_dir():
+            raise fail(f"{flag} {path}: is a file, not a folder", EXIT_USAGE)
+    elif path.is_dir():
+        raise fail(f"{flag} {path}: is a folder; give a file name", EXIT_USAGE)
+    elif path.exists() and not path.is_file():
+        raise fail(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a file name",
+                   EXIT_USAGE)
+    ancestor = path if option == "out" and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
+    if not os.access(ancestor, os.W_OK):
+        raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
+    problem = _try_folder(ancestor) if option == "out" else _try_file(path)
+    if problem:
+        raise fail(f"{flag} {path}: {problem}", EXIT_USAGE)
+    if option == "plot":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
+
+
+def _try_file(path: Path) -> str:
+    """Why the output file ``path`` cannot be written ("" when it can), found by creating it (and its missing
+    folders) and removing it again, or, where it exists, by opening it to append (its content unchanged)."""
+    if path.exists():
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror or exc})"
+        return ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    os.close(fd)
+    path.unlink()
+    return ""
+
+
+def _try_folder(folder: Path) -> str:
+    """Why no file can be made in ``folder`` ("" when one can), found by making a temporary one there."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gonprof-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot create files in {folder} ({exc.strerror or exc})"
+    return ""
 
 
 class Outputs:
@@ -289,13 +339,26 @@ def _run_errors() -> tuple[type, ...]:
     return tuple(errors)
 
 
+#: The signal that sent the running command down the Ctrl-C path (empty after Ctrl-C itself, or none).
+_stopped_by: dict[str, int] = {}
+
+
 def _stop_as_interrupt(signum, frame):
+    _stopped_by["signal"] = signum
     raise KeyboardInterrupt
+
+
+def interrupted_exit_code() -> int:
+    """The exit code of a command that was stopped: 128 + the signal's number where a signal took the Ctrl-C
+    path (143 for SIGTERM, 129 for SIGHUP), else 130 (Ctrl-C), as ``gonprof train`` exits."""
+    signum = _stopped_by.get("signal")
+    return 128 + signum if signum else EXIT_INTERRUPTED
 
 
 def stop_workers_on_termination() -> None:
     """SIGTERM and SIGHUP take the Ctrl-C path, so that the worker processes a command started are
-    stopped and the rows already finished kept (compare, fit)."""
+    stopped and the rows already finished kept (profile, compare, fit); the command then exits 143
+    (SIGTERM) or 129 (SIGHUP) instead of 130 (:func:`interrupted_exit_code`)."""
     import signal
     import threading
 
@@ -310,12 +373,13 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _stopped_by.clear()
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
+            raise fail("interrupted", interrupted_exit_code()) from None
         except Exception as exc:
             if isinstance(exc, _usage_errors()):
                 raise fail(str(exc), EXIT_USAGE) from None
@@ -468,6 +532,7 @@ def profile(
                                           plugins=list(plugin or ())), json_path, csv_path)
         return
     apply_threads(threads)
+    stop_workers_on_termination()  # SIGTERM: the records finished so far are kept and written, exit 143
     placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
@@ -519,7 +584,7 @@ def _profile_each(names, run, *, status: str, json_path, csv_path, environments,
         err.print(f"[yellow]{escape(who(r))}: {r.status}: {escape(r.message)}[/]", soft_wrap=True)
     outputs.finish()
     if any(r.status == "interrupted" for r in records):
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if failed:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -577,7 +642,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         outputs.finish()
     if scaling and any(r.status == "interrupted" for r in records):
         raise fail("interrupted; the finished points are kept" + (f" in {json_path}" if json_path else ""),
-                   EXIT_INTERRUPTED)
+                   interrupted_exit_code())
     if failed:
         raise fail(f"scaling failed: {failed[0]}")
 
@@ -634,7 +699,7 @@ def fit(
             err.print(f"plot: {plot}")
     outputs.finish()
     if rec.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)
 
@@ -778,11 +843,11 @@ def compare(
 
     def on_start(i, total, spec):
         where = f" on cores {','.join(map(str, spec.cpus))}" if spec.cpus else ""
-        err.print(f"[floor] real images scored as samples{where} ..." if spec.kind == "floor" else
-                  f"[{i}/{total - 1}] {spec.label}{where} ...")
+        err.print(escape(f"[floor] real images scored as samples{where} ..." if spec.kind == "floor" else
+                         f"[{i}/{total - 1}] {spec.label}{where} ..."))
 
     def on_reuse(rec):
-        err.print(f"[kept] {rec.label}: finished earlier with the same settings")
+        err.print(escape(f"[kept] {rec.label}: finished earlier with the same settings"))
 
     def on_row(rec):
         who = f"{rec.label}: " if jobs > 1 or executor == "ray" else ""  # rows may end out of order
@@ -814,7 +879,7 @@ def compare(
         err.print(f"results: {res.json_path} (gonprof report re-renders them)")
     outputs.finish()
     if any(r.status == "interrupted" for r in res.rows):
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     runs = [r for r in res.rows if r.kind == "run"]
     failed = [r for r in runs if r.status != "ok"]
     if failed:
@@ -868,6 +933,7 @@ def report(
     from . import api, render
     from .records import records_to_csv
 
+    check_outputs(csv=csv_path)
     records = api.report(path)
     _stdout().print(render.render_any(records))
     preset, verdicts = api.report_claims(path, records)
