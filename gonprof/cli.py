@@ -2,7 +2,8 @@
 
 Results go to stdout, diagnostics and progress to stderr.  Exit codes:
 0 success, 1 a run or data failure, 2 a usage error (unknown name, bad shape,
-incompatible choice), 130 interrupted.
+incompatible choice, a number out of range, an output path that cannot be written),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM; 129 for SIGHUP).
 
 This module must not import torch at import time: ``gonprof --help`` stays fast.
 """
@@ -52,10 +53,89 @@ PerClassOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
 ]
+#: --threads: at most this many torch threads per core (more only adds hand-offs; 100,000 cannot be started).
+THREADS_PER_CORE = 4
+#: --seed: the seeds torch.manual_seed takes (a signed 64-bit integer, non-negative).
+MAX_SEED = 2**63 - 1
+#: --batch-sizes: the largest batch any mode takes (gonprof.modes.base.MAX_SIZE; not imported here, so that
+#: parsing the command line imports no torch).
+MAX_BATCH_SIZE = 1_000_000
+
+
+def _int_text(n: int) -> str:
+    """An integer for a message: a huge one by its size, never thousands of digits."""
+    if abs(n) >= 10**16:
+        digits = int(abs(n).bit_length() * 0.30103) + 1  # str() refuses past 4,300 digits
+        return f"{'-' if n < 0 else ''}<an integer of about {digits} digits>"
+    return str(n)
+
+
+def threads_problem(threads: int | None) -> str:
+    """Why --threads cannot be used ("" when it can): an integer from 1 to 4 per core of this machine."""
+    if threads is None:
+        return ""
+    cores = os.cpu_count() or 1
+    limit = THREADS_PER_CORE * cores
+    if 1 <= threads <= limit:
+        return ""
+    return (f"--threads {_int_text(threads)}: expected an integer from 1 to {limit:,} "
+            f"({THREADS_PER_CORE} per core; this machine has {cores})")
+
+
+def seed_problem(seed: int | None) -> str:
+    """Why --seed cannot be used ("" when it can): an integer from 0 to 2**63-1."""
+    if seed is None or 0 <= seed <= MAX_SEED:
+        return ""
+    return f"--seed {_int_text(seed)}: expected an integer from 0 to 2**63-1 ({MAX_SEED:,})"
+
+
+def parse_batch_sizes(text: str) -> tuple[list[int], str]:
+    """(the batch sizes of --batch-sizes, "") or ([], why they cannot be used): integers from 1 to
+    :data:`MAX_BATCH_SIZE` separated by commas, each named once."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    expected = f"expected integers from 1 to {MAX_BATCH_SIZE:,} separated by commas, each once (e.g. 1,2,4,8)"
+    parts = [part.strip() for part in text.split(",")]
+    if "" in parts:
+        return [], f"--batch-sizes {shown!r} has an empty item; {expected}"
+    try:
+        sizes = [int(part) for part in parts]
+    except ValueError:
+        return [], f"--batch-sizes {shown!r}: {expected}"
+    for size in sizes:
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            return [], f"--batch-sizes {shown!r}: batch size {_int_text(size)} is out of range; {expected}"
+    seen = {size for size in sizes if sizes.count(size) > 1}
+    if seen:
+        return [], f"--batch-sizes {shown!r} names batch size {min(seen)} twice; {expected}"
+    return sizes, ""
+
+
+def _refuse(problem: str) -> None:
+    if problem:
+        raise fail(problem, EXIT_USAGE)
+
+
+def _check_threads(value: int | None) -> int | None:
+    _refuse(threads_problem(value))
+    return value
+
+
+def _check_seed(value: int) -> int:
+    _refuse(seed_problem(value))
+    return value
+
+
+def _check_batch_sizes(value: str) -> str:
+    _refuse(parse_batch_sizes(value)[1])
+    return value
+
+
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="torch threads (default: torch's own; recorded either way)."),
+    typer.Option("--threads", callback=_check_threads,
+                 help="torch threads, 1 to 4 per core (default: torch's own; recorded either way)."),
 ]
+SeedOpt = Annotated[int, typer.Option("--seed", callback=_check_seed, help="Random seed, 0 to 2**63-1.")]
 # Where independent runs go (compare's rows, fit's trials, --scaling's points): gonprof.executors
 JobsOpt = Annotated[int, typer.Option("--jobs", min=1, help="Run up to N at once, each in its own process pinned to its own cores (torch threads to match).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (one subprocess each, the default) or ray (each a task in a fresh Ray worker; needs the ray extra).")]
@@ -75,30 +155,79 @@ def executor_options(jobs: int, executor: str, address: str | None, cpus_per_run
 def check_outputs(**paths: Path | None) -> None:
     """Refuse, before any work, an output path that cannot be written: one line, exit 2.
 
-    ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.
+    ``paths`` maps an option name (``json``) to the file (or, for ``out``, folder) it names.  Each is
+    tried by creating it: an output file is created (with its missing folders) and removed again, or,
+    where it exists, opened for appending (nothing in it changes); an output folder gets a temporary file
+    in it, or in its nearest existing parent.  So /proc, read-only mounts and names the file system
+    refuses fail here, not after the work.
     """
     for option, path in paths.items():
         if path is None:
             continue
-        path = Path(path)
         flag = "--" + option.replace("_", "-")
-        if option == "out":
-            if path.exists() and not path.is_dir():
-                raise fail(f"{flag} {path}: is a file, not a folder", EXIT_USAGE)
-        elif path.is_dir():
-            raise fail(f"{flag} {path}: is a folder; give a file name", EXIT_USAGE)
-        ancestor = path if option == "out" and path.is_dir() else path.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
-        if not os.access(ancestor, os.W_OK):
-            raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
-        if option == "plot":
-            import importlib.util
+        try:
+            _check_output(option, flag, Path(path))
+        except OSError as exc:  # a name the file system refuses even to look up (too long, a loop of links)
+            raise fail(f"{flag} {path}: {exc.strerror or exc}", EXIT_USAGE) from None
 
-            if importlib.util.find_spec("matplotlib") is None:
-                raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
+
+def _check_output(option: str, flag: str, path: Path) -> None:
+    """One output of :func:`check_outputs`."""
+    if option == "out":
+        if path.exists() and not path.is_dir():
+            raise fail(f"{flag} {path}: is a file, not a folder", EXIT_USAGE)
+    elif path.is_dir():
+        raise fail(f"{flag} {path}: is a folder; give a file name", EXIT_USAGE)
+    elif path.exists() and not path.is_file():
+        raise fail(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a file name",
+                   EXIT_USAGE)
+    ancestor = path if option == "out" and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise fail(f"{flag} {path}: {ancestor} is a file, not a folder", EXIT_USAGE)
+    if not os.access(ancestor, os.W_OK):
+        raise fail(f"{flag} {path}: {ancestor} is not writable", EXIT_USAGE)
+    problem = _try_folder(ancestor) if option == "out" else _try_file(path)
+    if problem:
+        raise fail(f"{flag} {path}: {problem}", EXIT_USAGE)
+    if option == "plot":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
+
+
+def _try_file(path: Path) -> str:
+    """Why the output file ``path`` cannot be written ("" when it can), found by creating it (and its missing
+    folders) and removing it again, or, where it exists, by opening it to append (its content unchanged)."""
+    if path.exists():
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror or exc})"
+        return ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    os.close(fd)
+    path.unlink()
+    return ""
+
+
+def _try_folder(folder: Path) -> str:
+    """Why no file can be made in ``folder`` ("" when one can), found by making a temporary one there."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gonprof-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot create files in {folder} ({exc.strerror or exc})"
+    return ""
 
 
 class Outputs:
@@ -200,13 +329,26 @@ def _run_errors() -> tuple[type, ...]:
     return (*RUN_ERRORS, PlotError)
 
 
+#: The signal that sent the running command down the Ctrl-C path (empty after Ctrl-C itself, or none).
+_stopped_by: dict[str, int] = {}
+
+
 def _stop_as_interrupt(signum, frame):
+    _stopped_by["signal"] = signum
     raise KeyboardInterrupt
+
+
+def interrupted_exit_code() -> int:
+    """The exit code of a command that was stopped: 128 + the signal's number where a signal took the Ctrl-C
+    path (143 for SIGTERM, 129 for SIGHUP), else 130 (Ctrl-C), as ``gonprof train`` exits."""
+    signum = _stopped_by.get("signal")
+    return 128 + signum if signum else EXIT_INTERRUPTED
 
 
 def stop_workers_on_termination() -> None:
     """SIGTERM and SIGHUP take the Ctrl-C path, so that the worker processes a command started are
-    stopped and the rows already finished kept (compare, fit)."""
+    stopped and the rows already finished kept (profile, compare, fit); the command then exits 143
+    (SIGTERM) or 129 (SIGHUP) instead of 130 (:func:`interrupted_exit_code`)."""
     import signal
     import threading
 
@@ -221,12 +363,13 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _stopped_by.clear()
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
+            raise fail("interrupted", interrupted_exit_code()) from None
         except Exception as exc:
             if isinstance(exc, _usage_errors()):
                 raise fail(str(exc), EXIT_USAGE) from None
@@ -334,14 +477,14 @@ def profile(
     device: DeviceOpt = "cpu",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps; the last one counts FLOPs and live bytes.")] = 2,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="C,H,W.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the records to this JSON file.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per record.")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Predict the step's peak memory without allocating it (any device, cuda too without a GPU), beside the measured figure when one can be measured.")] = False,
     scaling: Annotated[bool, typer.Option("--scaling", help="Peak memory and step time against batch size, fitted as fixed + per sample.")] = False,
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes for --scaling.")] = "1,2,4,8,16,32",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", callback=_check_batch_sizes, help="Batch sizes for --scaling: integers from 1 to 1,000,000, each once.")] = "1,2,4,8,16,32",
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -379,6 +522,7 @@ def profile(
                                           plugins=list(plugin or ())), json_path, csv_path)
         return
     apply_threads(threads)
+    stop_workers_on_termination()  # SIGTERM: the records finished so far are kept and written, exit 143
     placement = executor_options(jobs, executor, address, cpus_per_run, gpus_per_run)
     if scaling or estimate:
         ignored = [flag for flag, given in (("--csv", csv_path), ("--data", data), ("--classes", classes),
@@ -430,7 +574,7 @@ def _profile_each(names, run, *, status: str, json_path, csv_path, environments,
         err.print(f"[yellow]{escape(who(r))}: {r.status}: {escape(r.message)}[/]", soft_wrap=True)
     outputs.finish()
     if any(r.status == "interrupted" for r in records):
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if failed:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -459,10 +603,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     from .records import save_records
 
     if scaling:
-        try:
-            sizes = [int(b) for b in batch_sizes.split(",")]
-        except ValueError:
-            raise fail(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}", EXIT_USAGE) from None
+        sizes, problem = parse_batch_sizes(batch_sizes)
+        _refuse(problem)
     err, out, records, failed = _stderr(), _stdout(), [], []
     if scaling:
         stop_workers_on_termination()
@@ -491,7 +633,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         outputs.finish()
     if scaling and any(r.status == "interrupted" for r in records):
         raise fail("interrupted; the finished points are kept" + (f" in {json_path}" if json_path else ""),
-                   EXIT_INTERRUPTED)
+                   interrupted_exit_code())
     if failed:
         raise fail(f"scaling failed: {failed[0]}")
 
@@ -548,7 +690,7 @@ def fit(
             err.print(f"plot: {plot}")
     outputs.finish()
     if rec.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)
 
@@ -569,7 +711,7 @@ def train(
     steps: Annotated[int | None, typer.Option(min=1, help="Optimization steps (default 1000).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data, instead of --steps.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder, or 'synthetic'; default: embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<arch>-<mode>-<time>).")] = None,
@@ -627,7 +769,7 @@ def parse_sets(items: list[str] | None) -> dict:
             continue
         try:
             out[name] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an integer past Python's 4,300 digits, deep nesting
             out[name] = value
     return out
 
@@ -641,7 +783,7 @@ def compare(
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps per run.")] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     device: DeviceOpt = "cpu",
     samples: Annotated[int, typer.Option("--samples", min=10, help="Samples scored per run (and real images in the floor row).")] = 1000,
@@ -692,11 +834,11 @@ def compare(
 
     def on_start(i, total, spec):
         where = f" on cores {','.join(map(str, spec.cpus))}" if spec.cpus else ""
-        err.print(f"[floor] real images scored as samples{where} ..." if spec.kind == "floor" else
-                  f"[{i}/{total - 1}] {spec.label}{where} ...")
+        err.print(escape(f"[floor] real images scored as samples{where} ..." if spec.kind == "floor" else
+                         f"[{i}/{total - 1}] {spec.label}{where} ..."))
 
     def on_reuse(rec):
-        err.print(f"[kept] {rec.label}: finished earlier with the same settings")
+        err.print(escape(f"[kept] {rec.label}: finished earlier with the same settings"))
 
     def on_row(rec):
         who = f"{rec.label}: " if jobs > 1 or executor == "ray" else ""  # rows may end out of order
@@ -729,7 +871,7 @@ def compare(
         err.print(f"results: {res.json_path} (gonprof report re-renders them)")
     outputs.finish()
     if any(r.status == "interrupted" for r in res.rows):
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     runs = [r for r in res.rows if r.kind == "run"]
     failed = [r for r in runs if r.status != "ok"]
     if failed:
@@ -744,7 +886,7 @@ def score(
     samples_path: Annotated[Path, typer.Argument(metavar="SAMPLES", help="PNG grid (28x28 tiles, make_grid padding), folder of 28x28 PNGs, or .pt / .npy tensor N x 1 x 28 x 28 in [-1, 1] or [0, 1].")],
     classes: Annotated[str | None, typer.Option("--classes", help="The digits the samples should be, e.g. 0 or 0,3: scored against held-out real images of these (default: all ten).")] = None,
     samples: Annotated[int | None, typer.Option("--samples", help="N: images scored, and real images in the floor row (default: all, up to half the held-out images of the classes).")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the subsets of samples and real images.")] = 0,
+    seed: Annotated[int, typer.Option(callback=_check_seed, help="Seeds the subsets of samples and real images (0 to 2**63-1).")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the quality records (and what was read) to this JSON file; gonprof report re-renders it.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -783,6 +925,7 @@ def report(
     from . import api, render
     from .records import records_to_csv
 
+    check_outputs(csv=csv_path)
     records = api.report(path)
     _stdout().print(render.render_any(records))
     preset, verdicts = api.report_claims(path, records)

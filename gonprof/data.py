@@ -222,11 +222,16 @@ class Selection:
     def parse(cls, classes: str | list | tuple | None = None, per_class: int | None = None) -> Selection:
         """From CLI text (``"0,3,7"``) or a sequence of labels."""
         if isinstance(classes, str):
-            parts = [p.strip() for p in classes.split(",")]
+            text: str = classes
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            parts = [p.strip() for p in text.split(",")]
+            if "" in parts and any(parts):
+                raise SelectionError(f"--classes {shown!r} has an empty item; name labels separated by single "
+                                     "commas (e.g. 0,3,7)")
             try:
                 classes = tuple(int(p) for p in parts if p)
             except ValueError:
-                raise SelectionError(f"--classes takes labels separated by commas (e.g. 0,3,7), not {classes!r}") \
+                raise SelectionError(f"--classes takes labels separated by commas (e.g. 0,3,7), not {shown!r}") \
                     from None
         elif classes is not None:
             classes = tuple(classes)

@@ -49,7 +49,9 @@ several times in a step) and label FLOPs and live bytes on the measuring step.
 
 An exception leaving the ``with`` block sets the record's ``status``
 (``oom``, ``interrupted`` or ``error``, with the message) and propagates;
-non-finite parameters after the run set ``status="nan"``.
+non-finite parameters after the run set ``status="nan"``.  A report taken
+before the measuring step ended (the loop left early, or ``prof.step()`` was
+never called) has ``status="incomplete"`` and a warning saying what is missing.
 """
 
 from __future__ import annotations
@@ -101,12 +103,75 @@ def _as_dict(obj: Any, default: str) -> dict[str, Any]:
     if obj is None:
         return {}
     if isinstance(obj, Mapping):
-        return {str(k): v for k, v in obj.items()}
+        return dict(obj.items())
     if isinstance(obj, (list, tuple)):
         if len(obj) == 1:
             return {default: obj[0]}
         return {f"{default}{i}": v for i, v in enumerate(obj)}
     return {default: obj}
+
+
+def _shown(value: Any) -> str:
+    """A given value as an error message names it: its type and a short repr."""
+    text = repr(value)
+    if len(text) > 60 or "\n" in text:
+        text = text.splitlines()[0][:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _named(argument: str, given: Any, default: str, cls: type, what: str, *, required: bool) -> dict[str, Any]:
+    """``given`` (one object, a list or a dict name -> object) as a dict name -> ``cls`` instance; a TypeError
+    or ValueError saying what was given and what is expected where it is not one."""
+    expected = f"a {what}, a list of them or a dict name -> {what}"
+    named = _as_dict(given, default)
+    for name, obj in named.items():
+        if not isinstance(name, str):
+            raise TypeError(f"Profiler({argument}=...): names must be text; got {_shown(name)} for {_shown(obj)}")
+        if not isinstance(obj, cls):
+            hint = " (pass the module that owns the parameters)" if type(obj).__name__ in ("Tensor", "Parameter") \
+                else ""
+            raise TypeError(f"Profiler({argument}=...): {argument}[{name!r}] is {_shown(obj)}; expected a {what}{hint}")
+    if required and not named:
+        raise ValueError(f"Profiler({argument}=...): no models to measure; expected {expected} with at least one")
+    return named
+
+
+def _step_count(argument: str, value: Any) -> int:
+    """``warmup`` / ``active``: a non-negative integer (not a bool, float or text), else TypeError / ValueError."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Profiler({argument}=...): expected a non-negative integer (a count of steps); "
+                        f"got {_shown(value)}")
+    if value < 0:
+        raise ValueError(f"Profiler({argument}=...): expected a non-negative integer (a count of steps); got {value}")
+    return int(value)
+
+
+def _usable_device(device: Any) -> str:
+    """An explicit ``device`` as text, where the Profiler can measure on it: ``cpu``, or ``cuda`` / ``cuda:N``
+    where CUDA is available and has device N; else TypeError / ValueError."""
+    import torch
+
+    expected = "expected 'cpu', 'cuda' or 'cuda:N' (a str or torch.device)"
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"Profiler(device=...): {expected}; got {_shown(device)}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"Profiler(device=...): {device!r} is not a device; {expected}") from None
+    if dev.type == "cpu":
+        return str(device)
+    if dev.type != "cuda":
+        raise ValueError(f"Profiler(device=...): cannot measure on {str(dev)!r}; {expected}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"Profiler(device=...): {str(dev)!r} is not usable here: CUDA is not available; "
+                         "expected 'cpu'")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise ValueError(f"Profiler(device=...): {str(dev)!r} is not usable here: this machine has {count} CUDA "
+                         f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
+    return str(device)
 
 
 class _NullPhase:
@@ -190,15 +255,25 @@ class Profiler:
 
     Parameters
     ----------
-    models, optimizers:
-        one object, a list, or a dict name -> object (e.g. a GAN's ``D`` and ``G``).
+    models:
+        the ``torch.nn.Module`` s the step trains: one module, a list, or a dict name -> module (e.g. a
+        GAN's ``D`` and ``G``); at least one.
+    optimizers:
+        their ``torch.optim.Optimizer`` s, in the same forms (or None).
     warmup:
-        untimed steps before the timed ones; the last one is the measuring step.
+        untimed steps before the timed ones (a non-negative integer); the last one is the measuring step.
     active:
-        timed steps.
+        timed steps (a non-negative integer).
     device:
-        the device the step runs on; default: the first model parameter's device.
+        the device the step runs on: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` where CUDA has that device
+        (a str or ``torch.device``); default: the first model parameter's device.
         CUDA devices get synchronised timing and CUDA memory figures.
+
+    Arguments it cannot measure with are refused at construction: a TypeError for the wrong kind of
+    object (a model that is not an ``nn.Module``, ``active=2.7`` or ``"3"``), a ValueError for a value
+    out of range (no models, ``warmup=-1``, a device that is not here); each says what was given and
+    what is expected.  :meth:`step` outside the ``with`` block and :meth:`report` before it raise
+    RuntimeError.
     measure:
         run the measuring step (FLOPs, live bytes, persistent state).
     clock:
@@ -228,12 +303,13 @@ class Profiler:
         generator: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        if warmup < 0 or active < 0:
-            raise ValueError("warmup and active must be >= 0")
-        self.models = _as_dict(models, "model")
-        self.optimizers = _as_dict(optimizers, "optimizer")
-        self.warmup = int(warmup)
-        self.active = int(active)
+        import torch
+
+        self.models = _named("models", models, "model", torch.nn.Module, "torch.nn.Module", required=True)
+        self.optimizers = _named("optimizers", optimizers, "optimizer", torch.optim.Optimizer,
+                                 "torch.optim.Optimizer", required=False)
+        self.warmup = _step_count("warmup", warmup)
+        self.active = _step_count("active", active)
         self.measure = bool(measure)
         self.clock = clock or time.perf_counter
         self.noisy_threshold = noisy_threshold
@@ -279,7 +355,7 @@ class Profiler:
     # -- helpers ---------------------------------------------------------------------
     def _infer_device(self, device: Any) -> Any:
         if device is not None:
-            return str(device)
+            return _usable_device(device)
         for m in self.models.values():
             for p in m.parameters():
                 return str(p.device)
@@ -353,8 +429,12 @@ class Profiler:
         return False
 
     def step(self) -> None:
-        """Mark the end of one step (and the start of the next)."""
-        if self._index >= self.total_steps or not self._entered or self._exited:
+        """Mark the end of one step (and the start of the next); a RuntimeError outside the ``with`` block."""
+        if not self._entered or self._exited:
+            where = "after" if self._exited else "before"
+            raise RuntimeError(f"Profiler.step() {where} its `with` block: call it inside `with Profiler(...) as "
+                               "prof:`, once at the end of each step")
+        if self._index >= self.total_steps:
             return
         self._end(self._index)
         self._index += 1
@@ -500,6 +580,21 @@ class Profiler:
             self._rss.stop()
         self._kind = _DONE
 
+    def _missing_figures(self, steps: tuple[StepRecord, ...]) -> tuple[str, str]:
+        """(message, warning) of a report taken before the figures it asks for were measured: the measuring
+        step has not ended, or, with ``measure=False``, no timed step has; ("", "") when nothing is missing."""
+        advice = "call prof.step() at the end of every step, and prof.report() after the loop"
+        if self.measure and not self._figures:
+            return ("the report was taken before the measuring step ended",
+                    f"incomplete record: the measuring step (step {self.measuring_step}) had not ended when the "
+                    f"report was taken, after {self._index} prof.step() calls, so it has no FLOPs, memory or "
+                    f"persistent-state figures; {advice}")
+        if not self.measure and self.active > 0 and not steps:
+            return ("the report was taken before any timed step ended",
+                    f"incomplete record: no timed step had ended when the report was taken, so it has no step "
+                    f"times; {advice}")
+        return "", ""
+
     def _nonfinite_params(self) -> list[str]:
         import torch
 
@@ -592,10 +687,18 @@ class Profiler:
                     peak_difference_note=note, untracked_bytes=untracked, warnings=tuple(warnings))
 
     def report(self) -> ProfileRecord:
-        """The figures so far as a :class:`~gonprof.records.ProfileRecord`."""
+        """The figures so far as a :class:`~gonprof.records.ProfileRecord`: inside the ``with`` block or after it
+        (a RuntimeError before it).  A report taken before the measuring step ended (or, with ``measure=False``,
+        before any timed step ended) has status ``incomplete`` and says so in a warning."""
+        if not self._entered:
+            raise RuntimeError("Profiler.report() before its `with` block: run the steps inside `with Profiler(...) "
+                               "as prof:` (prof.step() after each), then call prof.report()")
         steps = tuple(self._steps)
         status, message = self._status, self._message
-        if status == "ok" and self._entered and len(steps) < self.active:
+        missing, warning = self._missing_figures(steps)
+        if status == "ok" and missing:
+            status, message = "incomplete", missing
+        elif status == "ok" and len(steps) < self.active:
             message = f"only {len(steps)} of {self.active} timed steps ran"
         rss = None
         with_rss = [s for s in steps if s.peak_rss_bytes is not None and s.rss_start_bytes is not None]
@@ -623,6 +726,8 @@ class Profiler:
             if ts:
                 phase_time[name] = summarize(ts, self.noisy_threshold)
         mem = self._memory_figures(rss)
+        if status == "incomplete":
+            mem["warnings"] = (warning, *mem["warnings"])
         return ProfileRecord(
             **mem,
             status=status,

@@ -7,6 +7,7 @@ allocated), and set beside the count the spec declares.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .arch import ArchSpec, ShapeError
 
@@ -53,6 +54,29 @@ class LayerRow:
 
 
 @dataclass(frozen=True)
+class SettingSummary:
+    """One hyper-parameter of a mode as ``gonprof info --mode`` shows it: its type (int, float, bool, choice,
+    betas), the values it accepts (``from 1 to 10,000``, ``> 0 and <= 10``) and its default."""
+
+    name: str
+    type: str
+    range: str
+    default: Any
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mode_settings(spec: Any) -> tuple[SettingSummary, ...]:
+    """Every hyper-parameter of a :class:`~gonprof.modes.ModeSpec`, with the rule it is checked against."""
+    settings = []
+    for name, default in spec.defaults.items():
+        rule = spec.param(name)
+        settings.append(SettingSummary(name, rule.type_name(), rule.range_text(), default))
+    return tuple(settings)
+
+
+@dataclass(frozen=True)
 class ModeSummary:
     name: str
     summary: str
@@ -65,6 +89,15 @@ class ModeSummary:
     default_arch: str | None = None
     notes: tuple[str, ...] = ()
     preset_overrides: dict = field(default_factory=dict)  # preset name -> the hyper-parameters it changes
+    # each hyper-parameter's type, range and default; taken from the registered mode of this name when not given
+    settings: tuple[SettingSummary, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.settings and self.defaults:
+            from .modes import MODES
+
+            if self.name in MODES.list():
+                object.__setattr__(self, "settings", mode_settings(MODES.get(self.name)))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,28 +30,30 @@ def test_learning_rates_are_positive_numbers(value, message):
 
 def test_integers_ranges_betas_choices_and_booleans():
     gon = get_mode("gon")
-    for bad, message in [({"batch_size": 1.5}, "batch_size=1.5: expected an integer >= 1"),
-                         ({"batch_size": -4}, "batch_size=-4: expected an integer >= 1"),
-                         ({"batch_size": 0}, "batch_size=0: expected an integer >= 1"),
+    for bad, message in [({"batch_size": 1.5}, "batch_size=1.5: expected an integer from 1 to 1,000,000"),
+                         ({"batch_size": -4}, "batch_size=-4: expected an integer from 1 to 1,000,000"),
+                         ({"batch_size": 0}, "batch_size=0: expected an integer from 1 to 1,000,000"),
                          ({"betas": [0.5]}, "betas=\\[0.5\\]: expected two numbers in \\[0, 1\\)"),
                          ({"betas": [0.5, 1.0]}, "expected two numbers in \\[0, 1\\)"),
                          ({"skip_identity": "maybe"}, "skip_identity='maybe': expected true or false"),
                          ({"inner_opt": "rmsprop"}, "expected one of adam, sgd, normalized, langevin"),
                          ({"real_class": 2}, "real_class=2: expected an integer from 0 to 1"),
-                         ({"fakes": -1}, "fakes=-1: expected an integer >= 0")]:
+                         ({"fakes": -1}, "fakes=-1: expected an integer from 0 to 1,000,000")]:
         with pytest.raises(IncompatibleError, match=message):
             gon.hparams(**bad)
     hp = gon.hparams(skip_identity="no", batched=1, batch_size=64.0, betas=[0.5, 0.9])
     assert hp["skip_identity"] is False and hp["batched"] is True
     assert hp["batch_size"] == 64 and isinstance(hp["batch_size"], int) and hp["betas"] == (0.5, 0.9)
-    with pytest.raises(IncompatibleError, match="labels=-5: expected an integer >= 0"):
+    with pytest.raises(IncompatibleError, match="labels=-5: expected an integer from 0 to 60,000"):
         get_mode("improved-gan").hparams(labels=-5)
 
 
 def test_inferred_rules():
-    assert infer_param("lr", 1e-3) == Param("float", low=0.0, low_open=True)
+    assert infer_param("lr", 1e-3) == Param("float", low=0.0, high=10.0, low_open=True)
     assert infer_param("g_lr", 1e-3).low_open and not infer_param("noise", 0.1).low_open
     assert infer_param("batch_size", 64).low == 1 and infer_param("g_steps", 1).low == 0
+    assert (infer_param("batch_size", 64).high, infer_param("g_steps", 1).high) == (1_000_000, 100_000)
+    assert infer_param("noise", 0.1).high == 1e6
     assert infer_param("betas", (0.5, 0.9)).kind == "betas"
     assert infer_param("flag", True).kind == "bool"
 

@@ -371,7 +371,7 @@ def test_an_empty_step_measures_zero_bytes_when_its_batch_is_made_between_steps(
 
     from gonprof.profiler import Profiler
 
-    prof = Profiler(models={}, optimizers={}, warmup=1, active=2)
+    prof = Profiler(models={"D": nn.Identity()}, optimizers={}, warmup=1, active=2)
     with prof:
         while not prof.done:
             with prof.between():
@@ -388,7 +388,7 @@ def test_an_empty_step_measures_zero_bytes_when_its_batch_is_made_between_steps(
 def test_batch_preparation_inside_the_interval_is_counted_without_between():
     from gonprof.profiler import Profiler
 
-    prof = Profiler(models={}, optimizers={}, warmup=1, active=1)
+    prof = Profiler(models={"D": nn.Identity()}, optimizers={}, warmup=1, active=1)
     with prof:
         while not prof.done:
             batch = torch.randperm(10_000)
@@ -406,7 +406,7 @@ def test_memory_the_tracker_cannot_see_shows_as_a_flagged_gap():
     out = run_clean("""
 import numpy as np
 from gonprof.profiler import Profiler
-prof = Profiler(models={}, optimizers={}, warmup=1, active=3)
+prof = Profiler(models={"D": torch.nn.Identity()}, optimizers={}, warmup=1, active=3)
 with prof:
     while not prof.done:
         t = torch.from_numpy(np.ones(16 * 2**20, dtype=np.float32))  # 64 MiB, outside the dispatcher

@@ -19,6 +19,12 @@ uniform noise scores FID about 1,100 and KID about 150.
 
 Class statistics use the classifier's argmax predictions on the samples:
 
+- ``on_class_fraction`` (with a class selection): share of the samples the
+  classifier reads as a kept class *with confidence*: argmax a kept class and
+  maximum softmax probability at least :data:`ON_CLASS_CONFIDENCE` (0.9), so
+  that texture and noise, which the classifier reads at about 0.1 whatever its
+  argmax, are never on-class (measured with the shipped weights on the 5,000
+  held-out real digits: 98.7% read at 0.9 or more, 99.4% correctly);
 - ``class_coverage``: fraction of the classes predicted for at least
   :data:`CLASS_COVERAGE_THRESHOLD` (1%) of the samples;
 - ``class_entropy_nats``: entropy of the histogram of predicted classes
@@ -42,6 +48,11 @@ from gonprof.metrics.prdc import DC_K, PR_K, prdc
 from gonprof.records import QualityRecord
 
 CLASS_COVERAGE_THRESHOLD = 0.01
+#: A sample counts as on-class only where the classifier's maximum softmax probability is at least this.  The
+#: shipped extractor (gonprof-mnist-cnn-v2) reads 98.7% of the 5,000 held-out real digits at 0.9 or more (the
+#: 1st percentile is 0.85) and uniform noise, Gaussian noise and salt-and-pepper texture at 0.30 at most (0.10 on
+#: average), so real digits stay on-class and texture never is.
+ON_CLASS_CONFIDENCE = 0.9
 BATCH = 500
 
 
@@ -75,15 +86,20 @@ def extract(classifier, images: torch.Tensor, batch_size: int = BATCH) -> tuple[
 
 
 def class_stats(logits: torch.Tensor, threshold: float = CLASS_COVERAGE_THRESHOLD,
-                classes: list[int] | tuple[int, ...] | None = None) -> dict:
+                classes: list[int] | tuple[int, ...] | None = None,
+                confidence: float = ON_CLASS_CONFIDENCE) -> dict:
     """Class statistics of the samples' predictions, from logits (N, C).
 
     ``class_coverage``: share of the kept classes (all C without ``classes``)
     predicted for at least ``threshold`` of the samples; ``class_entropy_nats``:
     entropy of the histogram of predictions that fall on a kept class (ln K when
     the K kept classes are equally frequent, 0 under collapse);
-    ``on_class_fraction``: share of samples predicted as a kept class (None
-    without ``classes``); ``predicted_classes``: class -> count, over all C;
+    ``on_class_fraction``: share of samples the classifier reads as a kept class
+    with confidence, i.e. argmax a kept class *and* maximum softmax probability
+    at least ``confidence`` (:data:`ON_CLASS_CONFIDENCE`, 0.9: an unsure argmax,
+    as on noise or texture, is not on-class); None without ``classes``;
+    ``on_class_confidence``: that threshold (None without ``classes``);
+    ``predicted_classes``: class -> count of argmax predictions, over all C;
     ``mean_confidence``: mean maximum softmax probability; ``classifier_score``:
     ``exp(E_x KL(p(y|x) || p(y)))``.
     """
@@ -91,22 +107,26 @@ def class_stats(logits: torch.Tensor, threshold: float = CLASS_COVERAGE_THRESHOL
     n, c = logits.shape
     logp = torch.log_softmax(logits, dim=1)
     p = logp.exp()
-    counts = torch.bincount(p.argmax(1), minlength=c)
+    top, pred = p.max(1)
+    counts = torch.bincount(pred, minlength=c)
     kept = list(range(c)) if classes is None else [int(k) for k in classes]
     if any(k >= c for k in kept):
         raise ValueError(f"classes {kept} outside the classifier's {c} classes")
     kept_counts = counts[kept].to(torch.float64)
     freq = kept_counts / n
-    on_class = kept_counts.sum().item()
-    share = kept_counts[kept_counts > 0] / on_class if on_class else kept_counts[:0]
+    in_kept = kept_counts.sum().item()
+    share = kept_counts[kept_counts > 0] / in_kept if in_kept else kept_counts[:0]
+    sure = top >= confidence
+    on_class = int((torch.isin(pred, torch.tensor(kept, dtype=pred.dtype)) & sure).sum())
     log_py = torch.log(p.mean(0).clamp_min(1e-300))
     kl = (p * (logp - log_py)).sum(1)
     return {
         "class_coverage": (freq >= threshold).double().mean().item(),
         "class_entropy_nats": max(0.0, -(share * share.log()).sum().item()),
-        "mean_confidence": p.max(1).values.mean().item(),
+        "mean_confidence": top.mean().item(),
         "classifier_score": math.exp(kl.mean().item()),
         "on_class_fraction": None if classes is None else on_class / n,
+        "on_class_confidence": None if classes is None else float(confidence),
         "predicted_classes": {str(k): int(v) for k, v in enumerate(counts.tolist()) if v},
     }
 

@@ -19,6 +19,7 @@ This module does not import torch at import time.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,10 +39,26 @@ def no_phase(name: str):
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-#: Integer hyper-parameters that must be at least 1 (other integers: at least 0).
 DEFAULT_BATCH_SIZE = 64  # the batch of a mode that names none
 
-POSITIVE_INTS = ("batch_size", "n_critic", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
+#: Integer hyper-parameters that must be at least 1 (other integers: at least 0), where a mode declares
+#: no rule of its own.
+POSITIVE_INTS = ("batch_size", "n_critic", "d_steps", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
+
+#: Upper bounds of the rules :func:`infer_param` gives settings their mode declares none for: sizes (images
+#: in a batch or a buffer), counts (iterations of a loop) and numbers (weights, scales).
+MAX_SIZE = 1_000_000
+MAX_COUNT = 100_000
+MAX_NUMBER = 1e6
+#: Learning rates: above 0, at most 10.
+MAX_LR = 10.0
+
+
+def _bound(v: float) -> str:
+    """A bound as a reader reads it: whole numbers with thousands separators, others as %g."""
+    if float(v).is_integer() and abs(v) < 1e15:
+        return f"{int(v):,}"
+    return f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,11 @@ class Param:
     """The type and range one hyper-parameter accepts.
 
     ``kind``: ``int``, ``float``, ``bool``, ``choice`` (one of ``choices``) or
-    ``betas`` (two numbers in [0, 1)).  Numbers lie in ``[low, high]``, or
-    above ``low`` when ``low_open``.
+    ``betas`` (two numbers in [0, 1)).  Numbers lie in ``[low, high]``, or in
+    ``(low, high]`` when ``low_open``.  Every int and float rule has both bounds,
+    finite, so that a setting of 1e308 or infinity is refused, never run: a rule
+    declared without ``high`` gets :data:`MAX_COUNT` (int) or :data:`MAX_NUMBER`
+    (float), and without ``low`` minus that.
     """
 
     kind: str
@@ -59,6 +79,40 @@ class Param:
     low_open: bool = False
     choices: tuple = ()
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("int", "float", "bool", "choice", "betas"):
+            raise ValueError(f"Param kind {self.kind!r}: expected int, float, bool, choice or betas")
+        if self.kind not in ("int", "float"):
+            return
+        if self.high is None:
+            object.__setattr__(self, "high", MAX_COUNT if self.kind == "int" else MAX_NUMBER)
+        if self.low is None:
+            object.__setattr__(self, "low", -self.high)  # type: ignore[operator]
+        bounds = (self.low, self.high)
+        if any(isinstance(b, bool) or not math.isfinite(b) for b in bounds):  # type: ignore[arg-type]
+            raise ValueError(f"a {self.kind} Param needs finite bounds, got {bounds}")
+        if self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"Param bounds {bounds}: low above high")
+
+    def type_name(self) -> str:
+        """``int``, ``float``, ``bool``, ``choice`` or ``betas``: the type ``gonprof info --mode`` shows."""
+        return self.kind
+
+    def range_text(self) -> str:
+        """The values accepted, as ``gonprof info --mode`` shows them: ``from 1 to 10,000``,
+        ``> 0 and <= 10``, ``true or false``, ``sum | mean``."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return " | ".join(map(str, self.choices))
+        if self.kind == "betas":
+            return "two numbers in [0, 1)"
+        return self._interval()
+
+    def _interval(self) -> str:
+        low, high = _bound(self.low), _bound(self.high)  # type: ignore[arg-type]
+        return f"> {low} and <= {high}" if self.low_open else f"from {low} to {high}"
+
     def allowed(self) -> str:
         if self.kind == "bool":
             return "true or false"
@@ -66,16 +120,13 @@ class Param:
             return "one of " + ", ".join(map(str, self.choices))
         if self.kind == "betas":
             return "two numbers in [0, 1), e.g. [0.5, 0.999]"
-        what = "an integer" if self.kind == "int" else "a number"
-        if self.low is not None and self.high is not None:
-            return f"{what} from {self.low:g} to {self.high:g}"
-        if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
-        return what
+        return ("an integer " if self.kind == "int" else "a number ") + self._interval()
 
     def check(self, name: str, value: Any) -> Any:
-        """``value`` as the type this parameter takes; a one-line IncompatibleError when it cannot be."""
-        bad = IncompatibleError(f"hyper-parameter {name}={value!r}: expected {self.allowed()}")
+        """``value`` as the type this parameter takes; a one-line IncompatibleError naming the setting and
+        what it accepts when it cannot be (text, a bool for a number, a non-whole number for an integer,
+        NaN or infinity, or a value out of range)."""
+        bad = IncompatibleError(f"hyper-parameter {name}={_shown(value)}: expected {self.allowed()}")
         if self.kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -84,43 +135,91 @@ class Param:
                 return text in _TRUE
             raise bad
         if self.kind == "choice":
-            if value in self.choices:
+            if isinstance(value, (str, int, float)) and value in self.choices:
                 return value
             raise bad
         if self.kind == "betas":
-            if (isinstance(value, (list, tuple)) and len(value) == 2
-                    and all(_is_number(v) and 0 <= v < 1 for v in value)):
-                return tuple(float(v) for v in value)
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                betas = [_as_float(v) for v in value]
+                if all(b is not None and 0 <= b < 1 for b in betas):
+                    return tuple(betas)
             raise bad
-        if not _is_number(value) or (self.kind == "int" and float(value) != int(value)):
+        v = _as_int(value) if self.kind == "int" else _as_float(value)
+        if v is None:
             raise bad
-        v = int(value) if self.kind == "int" else float(value)
-        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
-            raise bad
-        if self.high is not None and v > self.high:
+        if v < self.low or (self.low_open and v == self.low) or v > self.high:  # type: ignore[operator]
             raise bad
         return v
 
 
-def _is_number(v: Any) -> bool:
-    import math
+def _shown(value: Any) -> str:
+    """A setting's value in a message: its repr, cut short (a 309-digit integer stays one short line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1  # repr may refuse past 4,300 digits
+        return f"{'-' if value < 0 else ''}<an integer of about {digits} digits>"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def _as_int(value: Any) -> int | None:
+    """An integer (or a float with a whole value: 5.0) as an int; None for anything else (bool, text, 2.5,
+    NaN, infinity)."""
+    import numbers
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return int(v) if math.isfinite(v) and v.is_integer() else None
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    """A finite real number as a float; None for anything else (bool, text, NaN, infinity, an integer too
+    large for a float)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        v = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def infer_param(name: str, default: Any) -> Param:
-    """The rule a hyper-parameter gets from its default when its mode declares none: booleans, integers
-    >= 0 (>= 1 for :data:`POSITIVE_INTS`), non-negative numbers (> 0 for learning rates), betas, and a
-    text default as the only choice."""
+    """The rule a hyper-parameter gets from its default when its mode declares none: booleans; integers
+    from 0 (1 for :data:`POSITIVE_INTS`) to :data:`MAX_SIZE` (names with ``batch`` or ``size``) or
+    :data:`MAX_COUNT`; non-negative numbers up to :data:`MAX_NUMBER` (learning rates: above 0, up to
+    :data:`MAX_LR`); betas; and a text default as the only choice."""
     if isinstance(default, bool):
         return Param("bool")
     if isinstance(default, int):
-        return Param("int", low=1 if name in POSITIVE_INTS else 0)
+        words = name.split("_")
+        high = MAX_SIZE if {"batch", "size", "chunk", "buffer"} & set(words) else MAX_COUNT
+        return Param("int", low=1 if name in POSITIVE_INTS else 0, high=high)
     if isinstance(default, float):
-        return Param("float", low=0.0, low_open="lr" in name.split("_"))
+        if "lr" in name.split("_"):
+            return Param("float", low=0.0, high=MAX_LR, low_open=True)
+        return Param("float", low=0.0, high=MAX_NUMBER)
     if isinstance(default, (tuple, list)) and len(default) == 2:
         return Param("betas")
     return Param("choice", choices=(default,))
+
+
+# Rules the built-in modes share (each mode declares every numeric setting it has).
+#: Images in one batch (a step's real batch, a chunk of samples, a buffer of fakes).
+BATCH_SIZE = Param("int", low=1, high=MAX_SIZE)
+#: A learning rate.
+LEARNING_RATE = Param("float", low=0.0, high=MAX_LR, low_open=True)
+
+
+def updates(low: int = 1, high: int = 10_000) -> Param:
+    """Updates of one network per step (``d_steps``, ``g_steps``, ``n_critic``): ``low`` to ``high``."""
+    return Param("int", low=low, high=high)
 
 
 def batch_size_of(hparams: dict) -> int:

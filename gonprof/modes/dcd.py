@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import GANStep, adam, detached, frozen
-from .base import IncompatibleError, Param, no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, IncompatibleError, Param, no_phase, register_mode, updates
 
 DEFAULTS = {
     "batch_size": 64,          # configs/sn_cifar10_unconditional.yml batchsize: 64
@@ -152,8 +152,14 @@ class DCDStep(GANStep):
     default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
-    params={"langevin": Param("choice", choices=("pixel", "latent")),
-            "temperature": Param("float", low=0.0, low_open=True)},
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "n_critic": updates(),
+            "g_steps": updates(low=0),  # 0: the released updater (preset critic-only)
+            "langevin": Param("choice", choices=("pixel", "latent")),
+            "langevin_steps": Param("int", low=0, high=10_000),
+            "step_size": Param("float", low=0.0, high=100.0),
+            "noise": Param("float", low=0.0, high=10.0),  # a standard deviation, on images in [-1, 1]
+            "grad_clip": Param("float", low=0.0, high=1_000.0),  # 0: no clipping
+            "temperature": Param("float", low=0.0, high=1_000.0, low_open=True)},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Song et al. 2020, Discriminator Contrastive Divergence; MinkaiXu/Discriminator-Contrastive-Divergence "

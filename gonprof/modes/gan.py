@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import GANStep, adam, detached, frozen
-from .base import Param, no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, Param, no_phase, register_mode, updates
 
 DEFAULTS = {
     "batch_size": 128,     # "we define a batch (say batch_size=128)"
@@ -68,7 +68,8 @@ class GANBCEStep(GANStep):
     default_arch="mlp-gan",
     needs_generator=True,
     outputs=("score", "logits[2]"),
-    params={"real_label": Param("float", low=0.0, high=1.0)},
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(), "g_steps": updates(),
+            "real_label": Param("float", low=0.0, high=1.0)},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Keras MNIST MLP GAN tutorial (seed 003, Sawarn, Towards AI)",

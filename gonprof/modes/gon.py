@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import detached, eval_mode, frozen, identity_ops, identity_ops_skipped, identity_skip_check
-from .base import Param, TrainStep, no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, MAX_SIZE, Param, TrainStep, no_phase, register_mode
 
 DEFAULTS = {
     "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
@@ -84,6 +84,25 @@ DEFAULTS = {
 }
 
 INNER_OPTS = ("adam", "sgd", "normalized", "langevin")
+
+#: Iterations of the inner loop (and its early stop and cosine period): at most 100,000 per sample.
+MAX_INNER = 100_000
+
+PARAMS = {
+    "batch_size": BATCH_SIZE, "lr": LEARNING_RATE,
+    "inner_lr": Param("float", low=0.0, high=10.0, low_open=True),
+    "inner_t_max": Param("int", low=1, high=MAX_INNER),
+    "inner_steps": Param("int", low=1, high=MAX_INNER),
+    "early_stop": Param("int", low=0, high=MAX_INNER),
+    "early_stop_eps": Param("float", low=0.0, high=1.0),
+    "buffer": Param("int", low=1, high=MAX_SIZE),
+    "fakes": Param("int", low=0, high=MAX_SIZE),  # 0: as many as the real batch
+    "update_batch": Param("int", low=0, high=MAX_SIZE),  # 0: one update on the real batch and the fakes
+    "real_class": Param("int", low=0, high=1),
+    "sample_chunk": Param("int", low=1, high=MAX_SIZE),
+    "inner_opt": Param("choice", choices=INNER_OPTS),
+    "inner_noise": Param("float", low=0.0, high=10.0),  # a standard deviation, on images in [-1, 1]
+}
 
 PRESETS = {
     "seed": {"batch_size": 10, "lr": 5e-6, "inner_opt": "adam", "batched": False, "fakes": 1, "update_batch": 1,
@@ -397,8 +416,7 @@ class GONStep(TrainStep):
     default_arch="gon-mnist-mlp",
     needs_generator=False,
     outputs=("score", "logits[2]"),
-    params={"inner_opt": Param("choice", choices=INNER_OPTS), "real_class": Param("int", low=0, high=1),
-            "inner_lr": Param("float", low=0.0, low_open=True)},
+    params=PARAMS,
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Tuli et al. 2021, arXiv 2110.02912; imperial-qore/GON_MNIST (src/gen.py, main.py)",

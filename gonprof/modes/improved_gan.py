@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import GANStep, adam, detached, eval_mode, frozen
-from .base import IncompatibleError, no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, IncompatibleError, Param, no_phase, register_mode, updates
 
 DEFAULTS = {
     "batch_size": 100,        # --batch-size 100
@@ -182,6 +182,9 @@ class ImprovedGANStep(GANStep):
     default_arch="improved-gan-mlp",
     needs_generator=True,
     outputs=("logits[*]",),
+    # labels: 0 trains with feature matching only (preset unsupervised); at most MNIST's 60,000 training images
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "labels": Param("int", low=0, high=60_000),
+            "unlabel_weight": Param("float", low=0.0, high=1_000.0), "g_steps": updates()},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Salimans et al. 2016, arXiv 1606.03498; openai/improved-gan train_mnist_feature_matching.py; "

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from ._common import GANStep, detached, frozen
-from .base import Param, no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, Param, no_phase, register_mode, updates
 
 DEFAULTS = {
     "batch_size": 32,      # evaluate.py: batch_size = 32
@@ -95,7 +95,8 @@ class LSGANStep(GANStep):
     default_arch="lsgan-original",
     needs_generator=True,
     outputs=("score", "logits[2]"),
-    params={"reduction": Param("choice", choices=("sum", "mean"))},
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(), "g_steps": updates(),
+            "reduction": Param("choice", choices=("sum", "mean"))},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="SunnerLi/GAS (evaluate.py train(), model.py LSGAN.build); Mao et al. 2016",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ._common import GANStep, adam, detached, frozen
-from .base import no_phase, register_mode
+from .base import BATCH_SIZE, LEARNING_RATE, Param, no_phase, register_mode, updates
 
 DEFAULTS = {
     "batch_size": 50,         # gan_mnist.py BATCH_SIZE = 50
@@ -76,6 +76,8 @@ class WGANGPStep(GANStep):
     default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "n_critic": updates(),
+            "gp_weight": Param("float", low=0.0, high=10_000.0)},
     defaults=DEFAULTS,
     presets=PRESETS,
     source="Gulrajani et al. 2017, arXiv 1704.00028; igul222/improved_wgan_training gan_mnist.py",

@@ -12,8 +12,10 @@ from typing import Any, Union
 
 SCHEMA_VERSION = 1
 
-#: Allowed values of ``ProfileRecord.status``.
-STATUSES = ("ok", "oom", "nan", "error", "interrupted")
+#: Allowed values of ``ProfileRecord.status``: ``ok``; ``oom``, ``nan``, ``error`` and ``interrupted`` (how a
+#: run failed or stopped); ``incomplete``: a report taken before the figures it asks for were measured (the
+#: embedded Profiler's ``report()`` before its measuring step ended; the message and a warning say which).
+STATUSES = ("ok", "oom", "nan", "error", "interrupted", "incomplete")
 
 #: Spread threshold above which timing is flagged noisy: (p90 - p10) / median.
 DEFAULT_NOISY_THRESHOLD = 0.2
@@ -100,6 +102,19 @@ def _dataclass_from_dict(cls: type, data: dict) -> Any:
     return cls(**kwargs)
 
 
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in words (for messages)."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
 class _Serialisable:
     def to_dict(self) -> dict:
         return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -111,21 +126,46 @@ class _Serialisable:
 
 
 class JsonRecord(_Serialisable):
-    """The base of every record the tool writes: ``to_json`` / ``from_json`` (refusing a schema newer
-    than this version understands) / ``replace``."""
+    """The base of every record the tool writes: ``to_json`` / ``from_json`` (refusing what is not such a
+    record, and a schema newer than this version understands) / ``replace``."""
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
 
     @classmethod
-    def from_json(cls, text: str):
-        data = json.loads(text)
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION:
-            raise ValueError(
-                f"record schema_version {version} is newer than this gonprof understands ({SCHEMA_VERSION})"
-            )
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes):
+        """The record ``text`` holds, as written by :meth:`to_json`.  Anything else is a one-line
+        :class:`RecordError` (a ValueError): text that is not JSON, JSON that is not an object, an object
+        without the record's ``schema_version`` or with keys the record does not have, a newer schema, or
+        values the record cannot take."""
+        name = cls.__name__
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise RecordError(f"{name}.from_json: expected the JSON text of a record, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"not a {name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise RecordError(f"not a {name}: not valid JSON ({type(exc).__name__})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"not a {name}: the JSON is {_json_kind(data)}, not an object")
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise RecordError(f"not a {name}: keys it does not have ({shown})")
+        if "schema_version" in fields:
+            version = data.get("schema_version")
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise RecordError(f"not a {name}: no integer schema_version (got {version!r})")
+            if version > SCHEMA_VERSION:
+                raise RecordError(f"record schema_version {version} is newer than this gonprof understands "
+                                  f"({SCHEMA_VERSION})")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RecordError(f"malformed {name}: {first}") from None
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

@@ -35,7 +35,10 @@ class QualityRecord(JsonRecord):
     kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
     classes: list | None = None  # the kept classes scored against (None: all); coverage / entropy are over them
     predicted_classes: dict = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
-    on_class_fraction: float | None = None  # share of samples predicted as a kept class (None: no selection)
+    # share of samples read as a kept class with a maximum softmax probability of at least on_class_confidence
+    # (None: no selection); on_class_confidence None in a record from before the threshold: argmax only
+    on_class_fraction: float | None = None
+    on_class_confidence: float | None = None
     n_held_out: int | None = None  # held-out real images of the kept classes the reference was drawn from
 
     @classmethod

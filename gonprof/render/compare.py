@@ -8,6 +8,17 @@ from rich.table import Table
 
 from .formats import _mib, _ms, format_count
 
+
+def on_class_note(scored) -> str:
+    """What the on-class column counts, for a caption ("" without a class selection)."""
+    if scored is None or scored.classes is None:
+        return ""
+    if scored.on_class_confidence is None:  # a record from before the confidence threshold
+        return "; on-class: samples whose argmax is a kept class"
+    return (f"; on-class: samples read as a kept class with confidence >= {scored.on_class_confidence:g} "
+            "(maximum softmax probability)")
+
+
 # -- gonprof compare ------------------------------------------------------------------
 
 def compare_table(rows, baseline: int | None = None, title: str = "gonprof compare") -> Group:
@@ -72,7 +83,8 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
                             "the floor row scores real images the same way; * Pareto-optimal on "
                             "(peak live memory, FID)" + ("; FID before refinement: the same samples as drawn by G, "
                                                          "before the critic's Langevin steps" if refined else "")
-                            + ("; test error: argmax D(x) on the held-out images" if tested else ""),
+                            + ("; test error: argmax D(x) on the held-out images" if tested else "")
+                            + on_class_note(scored),
                     caption_justify="left")
     cols = ["run", "FID"] + (["FID before refinement"] if refined else []) + [
         "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
@@ -114,7 +126,8 @@ def score_table(rows, source: str = "") -> Group:
     extractor = f"{scored.extractor} (weights {scored.weights_hash})" if scored is not None else "-"
     t = Table(title="gonprof score: quality of the samples", title_justify="left",
               caption=(f"{source}\n" if source else "") + f"N={n} images vs {n}{held} {what} in the features "
-                      f"of {extractor}; the floor row scores real images the same way", caption_justify="left")
+                      f"of {extractor}; the floor row scores real images the same way" + on_class_note(scored),
+              caption_justify="left")
     cols = ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
         (["on-class (%)"] if kept is not None else []) + ["confidence", "predicted (class: count)"]
     for c in cols:

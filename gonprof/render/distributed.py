@@ -12,7 +12,7 @@ from rich.text import Text
 from gonprof.records import DistributedProfileRecord, RankRecord
 from gonprof.records.distributed import rank_figure
 
-from .formats import MIB, _mflop, _mib, _ms, _timing_cell, format_count
+from .formats import MIB, STATUS_STYLES, _mflop, _mib, _ms, _timing_cell, format_count
 
 SPREAD_LABEL = "spread"
 
@@ -30,7 +30,7 @@ def _uses_cuda(rec: DistributedProfileRecord) -> bool:
 
 
 def _status(r: RankRecord) -> Text:
-    return Text(r.status, style="green" if r.status == "ok" else "red")
+    return Text(r.status, style=STATUS_STYLES.get(r.status, "red"))
 
 
 def _spread_cell(span: tuple | None, fmt) -> str:

@@ -75,9 +75,12 @@ def _mflop(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:,.3f}"
 
 
+#: The style of each status: ok green; stopped or partly measured yellow; failed red.
+STATUS_STYLES = {"ok": "green", "interrupted": "yellow", "incomplete": "yellow"}
+
+
 def _status(rec: ProfileRecord) -> Text:
-    style = "green" if rec.status == "ok" else "red"
-    return Text(rec.status, style=style)
+    return Text(rec.status, style=STATUS_STYLES.get(rec.status, "red"))
 
 
 def _timing_cell(t: TimingStats | None) -> str:

@@ -54,7 +54,8 @@ def modes_table(rows) -> Table:
 
 
 def mode_report(m) -> Group:
-    """``gonprof info --mode``: a mode's defaults, its presets' changes and its notes."""
+    """``gonprof info --mode``: a mode's hyper-parameters (type, range, default), its presets' changes and its
+    notes."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -63,11 +64,16 @@ def mode_report(m) -> Group:
                 f"phases: {', '.join(m.phases)}")
     table = Table(title="hyper-parameters (--set NAME=VALUE)", title_justify="left")
     table.add_column("name", no_wrap=True)
+    table.add_column("type")
+    table.add_column("range")
     table.add_column("default")
     for p in sorted(m.preset_overrides):
         table.add_column(f"preset {p}")
+    rules = {s.name: s for s in getattr(m, "settings", ())}
     for k, v in m.defaults.items():
-        table.add_row(k, str(v), *[str(m.preset_overrides[p].get(k, "")) for p in sorted(m.preset_overrides)])
+        rule = rules.get(k)
+        table.add_row(k, rule.type if rule else "", rule.range if rule else "", str(v),
+                      *[str(m.preset_overrides[p].get(k, "")) for p in sorted(m.preset_overrides)])
     parts = [head, table]
     if m.notes:
         parts.append(Text("notes:\n" + "\n".join(f"  - {n}" for n in m.notes), style="dim"))
