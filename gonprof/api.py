@@ -168,6 +168,9 @@ def _placement(placement: Placement | None, device: str, estimate: bool) -> Plac
     """The placement of measured trials or points, checked: a bad combination is one line before anything
     runs."""
     checked = (placement or Placement()).checked(device)
+    if checked.executor == "inline":
+        raise RequestError("the inline executor runs compare rows in this process; fit trials and scaling points "
+                           "each need a process of their own: use --executor local or ray")
     if estimate and not checked.default:
         raise RequestError("--estimate runs its trials in this process on meta tensors (milliseconds each); "
                            "--jobs and --executor ray place measured trials: drop one or the other")
@@ -293,7 +296,7 @@ class CompareResult(list):
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out: str | os.PathLike | None = None,
             preset: str | None = None, json_path: str | os.PathLike | None = None, resume: bool = False,
             force: bool = False, placement: Placement | None = None, events: CompareEvents | None = None,
-            isolate: bool = True, **settings: Any) -> CompareResult:
+            **settings: Any) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
 
     ``settings`` are the fields every row shares: the request's (:class:`~gonprof.request.StepSpec`:
@@ -304,7 +307,7 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     is kept.  ``out`` defaults to ``runs/compare-<time>``; rows are saved to ``json_path`` (default
     ``OUT/results.json``) after each one.  ``resume=True`` continues the comparison in ``out``: rows that
     finished with the same settings are kept, the rest run.  ``placement`` (:class:`Placement`) says
-    where the rows run.  ``isolate=False`` runs them in this process (tests).
+    where the rows run (``Placement("inline")``: in this process, one after another).
     """
     import time
     from pathlib import Path
@@ -333,9 +336,8 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     if events.on_plan:
         events.on_plan(specs, n, held)
     write_errors: list[str] = []
-    rows = comparison.compare(specs, out=out, json_path=json_path, isolate=isolate, on_start=events.on_start,
-                              on_row=events.on_row, write_errors=write_errors, resume=resume,
-                              on_reuse=events.on_reuse, placement=runner)
+    rows = comparison.compare(specs, out=out, json_path=json_path, events=events, write_errors=write_errors,
+                              resume=resume, placement=runner)
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors

@@ -85,7 +85,8 @@ def core_slots(jobs: int, cores: list | None = None) -> list[list[int]]:
 @dataclass(frozen=True)
 class Placement(_Serialisable):
     """Where jobs run: ``executor`` ``local`` (``jobs`` at once) or ``ray`` (the cluster at ``address``,
-    None: a local one; ``cpus_per_run`` CPUs and ``gpus_per_run`` whole GPUs per job).  The second half of
+    None: a local one; ``cpus_per_run`` CPUs and ``gpus_per_run`` whole GPUs per job); ``inline`` runs
+    compare rows in the calling process, one after another (tests, debugging).  The second half of
     a request, beside its :class:`~gonprof.request.StepSpec`; :meth:`checked` validates it once."""
 
     executor: str = "local"
@@ -99,8 +100,11 @@ class Placement(_Serialisable):
         anything runs)."""
         executor, jobs, address = self.executor, self.jobs, self.address
         cpus_per_run, gpus_per_run = self.cpus_per_run, self.gpus_per_run
-        if executor not in ("local", "ray"):
-            raise RequestError(f"--executor must be local or ray, not {executor!r}")
+        if executor not in ("local", "ray", "inline"):
+            raise RequestError(f"--executor must be local or ray (or inline: in this process), not {executor!r}")
+        if executor == "inline" and (jobs != 1 or address or cpus_per_run != 1 or gpus_per_run):
+            raise RequestError("the inline executor runs one row at a time in this process; drop --jobs, --address, "
+                               "--cpus-per-run and --gpus-per-run")
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise RequestError(f"--jobs must be a whole number, at least 1, not {jobs!r}")
         cuda = str(device).startswith("cuda")
@@ -134,6 +138,8 @@ class Placement(_Serialisable):
 
     def describe(self) -> str:
         """Where the runs go, in words (for records' notes)."""
+        if self.executor == "inline":
+            return "one run at a time, in the calling process"
         if self.executor == "ray":
             gpus = f" and {self.gpus_per_run} GPU{'s' if self.gpus_per_run > 1 else ''}" if self.gpus_per_run else ""
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"

@@ -21,7 +21,7 @@ def test_compare_returns_rows_even_after_the_submodule_is_imported(tmp_path):
     import gonprof.comparison  # noqa: F401  (the module must not shadow the function)
 
     rows = gonprof.compare(["gan"], ["mlp-gan"], out=tmp_path, steps=1, batch_size=8, n_samples=20,
-                           profile_steps=1, isolate=False)
+                           profile_steps=1, placement=gonprof.api.Placement("inline"))
     assert [r.kind for r in rows] == ["floor", "run"]
     assert all(isinstance(r, RunRecord) and r.status == "ok" for r in rows)
     assert rows[1].d_params == 1_460_225 and rows[1].quality.n_samples == 20

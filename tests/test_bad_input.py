@@ -166,7 +166,7 @@ def test_compare_keeps_its_rows_when_the_results_file_cannot_be_written(tmp_path
     monkeypatch.setattr(cmp, "save_records", refuse)
     errors: list = []
     specs = cmp.plan(["gan"], steps=1, batch_size=8, n_samples=20, profile_steps=1)
-    rows = cmp.compare(specs, out=tmp_path, isolate=False, write_errors=errors)
+    rows = cmp.compare(specs, out=tmp_path, placement=cmp.Placement("inline"), write_errors=errors)
     assert [r.kind for r in rows] == ["floor", "run"] and rows[1].status == "ok"
     assert errors == [f"{tmp_path / 'results.json'} not written: Permission denied"]
 

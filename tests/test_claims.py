@@ -279,12 +279,12 @@ def test_a_comparison_fills_the_fields_the_dcd_and_improved_gan_claims_read(tmp_
     from gonprof import api
 
     rows = api.compare(["dcd"], out=tmp_path / "dcd", steps=1, batch_size=8, n_samples=20, profile_steps=1,
-                       hparams={"langevin_steps": 1, "n_critic": 1}, isolate=False)
+                       hparams={"langevin_steps": 1, "n_critic": 1}, placement=api.Placement("inline"))
     run = [r for r in rows if r.kind == "run"][0]
     assert run.status == "ok" and run.quality_unrefined is not None and run.quality is not None
     assert run.quality_unrefined.n_samples == run.quality.n_samples == 20 and run.test_error_fraction is None
     rows = api.compare(["improved-gan"], out=tmp_path / "igan", steps=1, batch_size=8, n_samples=20,
-                       profile_steps=1, isolate=False)
+                       profile_steps=1, placement=api.Placement("inline"))
     run = [r for r in rows if r.kind == "run"][0]
     assert run.status == "ok" and run.n_test_images == 5000  # the embedded split's held-out half
     assert 0.0 <= run.test_error_fraction <= 1.0 and run.quality_unrefined is None

@@ -2,7 +2,7 @@
 
 Budgets are tiny (2 training steps, 1 profiled step, N=50 scored samples), so
 the figures mean nothing; the tests check the plumbing.  Most rows run in this
-process (``isolate=False``); one test goes through the worker subprocesses
+process (``Placement("inline")``); one test goes through the worker subprocesses
 (the local executor, :mod:`gonprof.executors`) with a memory cap that makes a row fail out of memory.
 """
 
@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from gonprof import comparison as cmp
 from gonprof import render
 from gonprof.cli import app
-from gonprof.comparison import PRESETS, RunSpec, compare, plan
+from gonprof.comparison import PRESETS, CompareEvents, RunSpec, compare, plan
+from gonprof.executors import Placement
 from gonprof.isolation import last_line
 from gonprof.modes.base import IncompatibleError
 from gonprof.plots import compare_plot
@@ -36,6 +37,7 @@ from gonprof.records import (
 )
 from gonprof.registry import RegistryError
 
+INLINE = Placement("inline")  # rows in this process
 N = 50  # samples scored per row; the floor row uses the same N
 TINY = dict(steps=2, n_samples=N, profile_steps=1)
 K8 = RunSpec.of(mode="lsgan", arch="inception-k8", batch_size=8, hparams={"g_steps": 1}, **TINY)
@@ -231,8 +233,8 @@ def compared(tmp_path_factory):
     def on_row(rec):  # the results file holds every row finished so far, this one included
         saved.append([(r.kind, r.mode, r.arch, r.status) for r in load_records(json_path)])
 
-    rows = compare([K8, bad, GON], out=out, json_path=json_path, isolate=False,
-                   on_start=lambda i, n, spec: started.append((i, n, spec)), on_row=on_row)
+    events = CompareEvents(on_start=lambda i, n, spec: started.append((i, n, spec)), on_row=on_row)
+    rows = compare([K8, bad, GON], out=out, json_path=json_path, placement=INLINE, events=events)
     return rows, out, json_path, started, saved
 
 
@@ -327,7 +329,7 @@ def test_isolated_out_of_memory_row_then_an_ok_row(tmp_path):
     # 5000 x 32 x 28 x 28 float32 = 0.5 GB (its D and G hold more): one step cannot fit under a 1.5 GiB
     # RLIMIT_DATA, and the allocator fails with "can't allocate memory".
     oom = RunSpec.of(mode="lsgan", arch="lsgan-original", batch_size=5_000, memory_limit_bytes=int(1.5 * 2**30), **TINY)
-    rows = compare([oom, GAN], out=tmp_path, floor=False, isolate=True)
+    rows = compare([oom, GAN], out=tmp_path, floor=False)
     assert [r.status for r in rows] == ["oom", "ok"], [r.message for r in rows]
     msg = rows[0].message
     assert one_line(msg) and ("allocate memory" in msg or "SIGKILL" in msg), msg  # SIGKILL: the kernel's OOM killer
@@ -360,7 +362,7 @@ def cli_compare(tmp_path_factory):
     """`gonprof compare gan --arch mlp-gan ...`, its rows run in this process (the subprocess path is tested above)."""
     mp = pytest.MonkeyPatch()
     real = cmp.compare
-    mp.setattr(cmp, "compare", lambda specs, **kw: real(specs, **{**kw, "isolate": False}))
+    mp.setattr(cmp, "compare", lambda specs, **kw: real(specs, **{**kw, "placement": INLINE}))
     out = tmp_path_factory.mktemp("cli")
     try:
         res = invoke("compare", "gan", "--arch", "mlp-gan", "--steps", 2, "--samples", N, "--profile-steps", 1,
@@ -423,21 +425,22 @@ def test_resume_keeps_finished_rows_and_reruns_the_rest(tmp_path):
     """A sweep stopped part-way (its second row interrupted) continues with --resume: the floor and the
     finished row are kept as they were, the interrupted row runs, and a row asked with other settings runs."""
     specs = plan(["gan", "lsgan"], steps=1, n_samples=N, profile_steps=1, batch_size=8)
-    rows = compare(specs, out=tmp_path, isolate=False)
+    rows = compare(specs, out=tmp_path, placement=INLINE)
     assert [r.status for r in rows] == ["ok", "ok", "ok"]
     # make the lsgan row look interrupted, as Ctrl-C leaves it
     interrupted = rows[2].replace(status="interrupted", message="interrupted (Ctrl-C)")
     save_records([rows[0], rows[1], interrupted], tmp_path / "results.json")
     kept, started = [], []
-    again = compare(specs, out=tmp_path, isolate=False, resume=True, on_reuse=kept.append,
-                    on_start=lambda i, n, s: started.append(s.label))
+    again = compare(specs, out=tmp_path, placement=INLINE, resume=True,
+                    events=CompareEvents(on_reuse=kept.append, on_start=lambda i, n, s: started.append(s.label)))
     assert [r.label for r in kept] == ["real (floor)", "gan / mlp-gan"] and started == ["lsgan / lsgan-original"]
     assert again[0] == rows[0] and again[1] == rows[1] and again[2].status == "ok"
     assert load_records(tmp_path / "results.json") == again
     # other settings for a row: it runs again
     changed = plan(["gan", "lsgan"], steps=2, n_samples=N, profile_steps=1, batch_size=8)
     started.clear()
-    compare(changed, out=tmp_path, isolate=False, resume=True, on_start=lambda i, n, s: started.append(s.label))
+    compare(changed, out=tmp_path, placement=INLINE, resume=True,
+            events=CompareEvents(on_start=lambda i, n, s: started.append(s.label)))
     assert started == ["gan / mlp-gan", "lsgan / lsgan-original"]
 
 

@@ -37,7 +37,7 @@ def saved(tmp_path_factory, one_thread):
     scl = api.scaling("inception-k8", batch_sizes=[1, 2, 4], estimate=True)
     save_records([scl], d / "scaling.json")
     rows = api.compare(["gan"], ["mlp-gan"], out=d / "cmp", steps=1, batch_size=8, n_samples=20, profile_steps=1,
-                       isolate=False)
+                       placement=api.Placement("inline"))
     return {"dir": d, "profile": prof, "estimate": est, "fit": fit, "scaling": scl, "compare": list(rows)}
 
 

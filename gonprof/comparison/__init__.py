@@ -64,7 +64,7 @@ class CompareEvents:
 
 
 __all__ = [
-    "CompareEvents",
+    "CompareEvents", "Placement",
     "DEFAULT_N_SAMPLES", "DEFAULT_PROFILE_STEPS", "DEFAULT_TIME_BUDGET_S", "PRESETS", "PRESET_SETTINGS",
     "RunSpec", "compare", "finished_rows", "grid_image", "plan", "record_of", "run_spec", "same_settings",
     "scope_hparams", "scoring_n",
@@ -72,81 +72,100 @@ __all__ = [
 
 
 def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: str | os.PathLike | None = None,
-            floor: bool = True, isolate: bool = True,
-            on_start: Callable[[int, int, RunSpec], None] | None = None,
-            on_row: Callable[[RunRecord], None] | None = None,
-            write_errors: list | None = None, resume: bool = False,
-            on_reuse: Callable[[RunRecord], None] | None = None,
-            placement: Placement | None = None) -> list[RunRecord]:
+            floor: bool = True, events: CompareEvents | None = None, write_errors: list | None = None,
+            resume: bool = False, placement: Placement | None = None) -> list[RunRecord]:
     """Run every spec (plus the floor row) and return their records, saved after each row.
 
     ``out`` holds one folder per row (its ``spec.json``, run directory, worker
     log) and, unless ``json_path`` says otherwise, ``results.json``.
     ``resume=True`` continues a comparison in ``out``: a row that finished
-    (status ok) with the very same spec is kept as it is (``on_reuse(record)``),
+    (status ok) with the very same spec is kept as it is (``events.on_reuse(record)``),
     every other row (failed, interrupted, never run, or asked with other
     settings) runs.  Each row runs in its own worker process, placed by
     ``placement`` (:class:`gonprof.executors.Placement`): ``jobs`` > 1 runs that many rows at
     once, each worker pinned to its own disjoint set of cores with torch
     threads to match; ``executor="ray"`` runs every row as a Ray task in a
     fresh worker on the cluster at ``address`` (None: a local one, started and
-    stopped here), ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  The
-    results file keeps the plan's order.  ``isolate=False`` runs the rows in
-    this process, one after another (tests).  ``on_start(i, n, spec)`` and
-    ``on_row(record)`` report progress; nothing here prints.
+    stopped here), ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each;
+    ``executor="inline"`` runs the rows in this process, one after another
+    (tests, debugging).  The results file keeps the plan's order.  ``events``
+    (:class:`CompareEvents`) report progress; nothing here prints.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = Path(json_path) if json_path else out / "results.json"
     done = finished_rows(out, json_path) if resume else {}
-    rows: list[RunRecord] = []
-    todo = list(specs)
-    if todo:  # every row scores at one N, at which the selection's held-out images give a floor
-        n, _ = scoring_n(todo[0])
-        todo = [dataclasses.replace(s, n_samples=n) for s in todo]
-    if floor and todo:
-        first = todo[0]
-        s = first.step
-        todo.insert(0, RunSpec(kind="floor", n_samples=first.n_samples,
-                               step=NO_MODEL.replace(seed=s.seed, device=s.device, data=s.data, classes=s.classes,
-                                                     per_class=s.per_class)))
+    events = events or CompareEvents()
+    placed = _placed(_with_floor(specs) if floor else _at_one_n(specs), out)
+    placement = placement or Placement()
+    if placement.executor == "inline":
+        return _compare_inline(placed, done, json_path, events, write_errors)
+    return _compare_workers(placed, done, json_path, placement, events, write_errors)
+
+
+def _at_one_n(specs: list[RunSpec]) -> list[RunSpec]:
+    """The rows, each scored at one N, at which the selection's held-out images give a floor."""
+    if not specs:
+        return []
+    n, _ = scoring_n(specs[0])
+    return [dataclasses.replace(s, n_samples=n) for s in specs]
+
+
+def _with_floor(specs: list[RunSpec]) -> list[RunSpec]:
+    """The real-vs-real floor row (the first row's data, seed and device, at the same N), then the rows."""
+    todo = _at_one_n(specs)
+    if not todo:
+        return todo
+    s = todo[0].step
+    floor = RunSpec(kind="floor", n_samples=todo[0].n_samples,
+                    step=NO_MODEL.replace(seed=s.seed, device=s.device, data=s.data, classes=s.classes,
+                                          per_class=s.per_class))
+    return [floor, *todo]
+
+
+def _placed(todo: list[RunSpec], out: Path) -> list[tuple[RunSpec, Path]]:
+    """Each row with its folder under ``out`` (and its run directory inside it)."""
     placed = []
     for i, spec in enumerate(todo):
         name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
                        folder))
-    if isolate:
-        return _compare_workers(placed, done, json_path, placement or Placement(), on_start, on_row, on_reuse,
-                                write_errors)
-    for i, (spec, folder) in enumerate(placed):  # every row in this process (tests)
-        kept = _kept_row(done, spec, folder, on_reuse)
+    return placed
+
+
+def _compare_inline(placed: list[tuple[RunSpec, Path]], done: dict, json_path: Path, events: CompareEvents,
+                    write_errors: list | None) -> list[RunRecord]:
+    """Every row in this process, one after another (``executor="inline"``)."""
+    rows: list[RunRecord] = []
+    for i, (spec, folder) in enumerate(placed):
+        kept = _kept_row(done, spec, folder, events.on_reuse)
         if kept is not None:
             rows.append(kept)
             continue
-        if on_start:
-            on_start(i, len(todo), spec)
+        if events.on_start:
+            events.on_start(i, len(placed), spec)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
         rec = run_spec(spec)
         rows.append(rec)
         _save_rows(rows, json_path, write_errors)
-        if on_row:
-            on_row(rec)
+        if events.on_row:
+            events.on_row(rec)
         if rec.status == "interrupted":
             break
     return rows
 
 
-def _compare_workers(placed, done, json_path, executor: Placement, on_start, on_row, on_reuse,
-                     write_errors) -> list[RunRecord]:
+def _compare_workers(placed: list[tuple[RunSpec, Path]], done: dict, json_path: Path, executor: Placement,
+                     events: CompareEvents, write_errors: list | None) -> list[RunRecord]:
     """Every row not kept from an earlier run as a worker job of ``executor`` (:mod:`gonprof.executors`):
     rows come back as they finish, the results file (in the plan's order) is rewritten after each, and
     Ctrl-C keeps the finished rows beside the interrupted ones."""
     results: dict[int, RunRecord] = {}
     todo: list[tuple[int, RunSpec, Path]] = []
     for i, (spec, folder) in enumerate(placed):
-        kept = _kept_row(done, spec, folder, on_reuse)
+        kept = _kept_row(done, spec, folder, events.on_reuse)
         if kept is not None:
             results[i] = kept
         else:
@@ -158,14 +177,14 @@ def _compare_workers(placed, done, json_path, executor: Placement, on_start, on_
 
     def started(k: int, spec: dict) -> None:
         running[k] = RunSpec.from_dict(spec)
-        if on_start:
-            on_start(todo[k][0], len(placed), running[k])
+        if events.on_start:
+            events.on_start(todo[k][0], len(placed), running[k])
 
     def finished(k: int, outcome: Outcome) -> None:
         results[todo[k][0]] = rec = record_of(running[k], outcome)
         save()
-        if on_row:
-            on_row(rec)
+        if events.on_row:
+            events.on_row(rec)
 
     jobs = [Job("compare-row", spec.to_dict(), folder) for _, spec, folder in todo]
     with executor.session() as session:
