@@ -8,7 +8,7 @@ from typing import Any
 
 from .arch import ARCHITECTURES, Shape, ShapeError, get_arch
 from .comparison import CompareEvents
-from .data import DataError, SelectionError
+from .data import DataError, Selection, SelectionError
 from .executors import Placement
 from .guard import available_bytes, check_fits
 from .modes.base import IncompatibleError
@@ -33,6 +33,26 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (RegistryError, ShapeError, Incompat
                                               RequestError)
 #: The exceptions the verbs raise for a run, data or results file that failed (exit 1).
 RUN_ERRORS: tuple[type[Exception], ...] = (DataError, RecordError, TooBigError, TrainError)
+
+
+def match_architectures(patterns: Sequence[str]) -> list[str]:
+    """The architectures that ``patterns`` (names or globs) name, in natural order; an unknown name raises
+    :class:`~gonprof.registry.UnknownNameError` with a did-you-mean."""
+    return list(ARCHITECTURES.match(list(patterns)))
+
+
+def load_plugins(paths: Sequence[str | os.PathLike] | None) -> None:
+    """Load each plugin file (``--plugin``): its architectures and modes join the registries."""
+    from .registry import load_plugin_file
+
+    for path in paths or ():
+        load_plugin_file(path)
+
+
+def selection(classes: str | Sequence[int] | None, per_class: int | None = None) -> Selection:
+    """The data selection of ``classes`` (``"0,3"`` or a list) and ``per_class``; a bad one raises
+    :class:`~gonprof.data.SelectionError`."""
+    return Selection.parse(classes, per_class)
 
 
 def list_architectures(pattern: str | None = None, role: str | None = None) -> list[ArchSummary]:

@@ -259,9 +259,9 @@ class Outputs:
 
 def parse_selection(classes: str | None, per_class: int | None):
     """The data selection of --classes / --per-class; a bad one is a usage error."""
-    from .data import Selection
+    from . import api
 
-    return Selection.parse(classes, per_class)
+    return api.selection(classes, per_class)
 
 
 def apply_threads(threads: int | None) -> None:
@@ -383,10 +383,10 @@ def guarded(fn):
 
 
 def load_plugins(paths: list[Path] | None) -> None:
-    from .registry import load_plugin_file
+    if paths:
+        from . import api
 
-    for path in paths or ():
-        load_plugin_file(path)
+        api.load_plugins(paths)
 
 
 def parse_shape(text: str | None) -> tuple[int, int, int] | None:
@@ -500,11 +500,10 @@ def profile(
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
     from . import api, render
-    from .arch import ARCHITECTURES
 
     load_plugins(plugin)
     check_outputs(json=json_path, csv=csv_path)
-    names = ARCHITECTURES.match(arch)
+    names = api.match_architectures(arch)
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)

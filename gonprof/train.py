@@ -497,9 +497,41 @@ def run_training(config: TrainConfig, *, resume: bool = False,
         config = config.replace(step=config.step.checked())
     else:  # a step built by the caller: its names are the caller's; the device, seed and batch size are checked
         config = config.replace(step=config.step.checked_place())
-    device = torch.device(config.step.device)
+    out, stored_cfg = _run_dir(config, resume, overwrite)  # before anything expensive
+    plan, step = _prepare(config, out, stored_cfg, make_step, progress)
+    # -- start or resume: from here on this process owns the run directory -----
+    lock = RunLock(out).acquire()
+    try:
+        return _start(config, step, plan, resume, progress, catch_sigint)
+    finally:
+        lock.release()
 
-    # -- the run directory, before anything expensive --------------------------
+
+@dataclass
+class _Plan:
+    """A run as resolved before it starts: where it goes, its data, its schedule and the step's facts."""
+
+    out: Path
+    device: torch.device
+    stored_cfg: dict | None
+    train_data: ImageData
+    held_data: ImageData
+    selection: Selection
+    load: dict
+    hparams: dict
+    batch_size: int
+    total: int
+    per_epoch: int
+    sample_every: int
+    ckpt_every: int
+    log_every: int
+    labelled_idx: torch.Tensor | None = None
+    test_error_fn: Callable[..., Any] | None = None
+
+
+def _run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, dict | None]:
+    """(the run directory, its stored config.json when resuming); a one-line TrainError for a directory that
+    cannot be used as asked."""
     if config.out is None:
         if resume:
             raise TrainError("--resume needs the run directory (--out DIR)")
@@ -507,93 +539,94 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     else:
         out = Path(config.out).expanduser()
     ckpt_path, cfg_path, res_path = out / "checkpoint.pt", out / "config.json", out / "result.json"
-    stored_cfg = None
-    if resume:
-        if not cfg_path.exists() or not ckpt_path.exists():
-            missing = "config.json" if not cfg_path.exists() else "checkpoint.pt"
-            raise TrainError(f"{out}: nothing to resume (no {missing})")
-        stored_cfg = json.loads(cfg_path.read_text())
-        _check_same(config, stored_cfg["config"], out)
-        prev = _read_result(res_path)
-        if prev is not None and prev.get("status") == "nan":
-            raise TrainError(f"{out}: the run stopped on a non-finite loss at step {prev.get('steps_done')}; "
-                             "resuming would repeat it (start a new run with other settings)")
-    elif cfg_path.exists() and not overwrite:
-        raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    if not resume:
+        if cfg_path.exists() and not overwrite:
+            raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        return out, None
+    if not cfg_path.exists() or not ckpt_path.exists():
+        missing = "config.json" if not cfg_path.exists() else "checkpoint.pt"
+        raise TrainError(f"{out}: nothing to resume (no {missing})")
+    stored_cfg = json.loads(cfg_path.read_text())
+    _check_same(config, stored_cfg["config"], out)
+    prev = _read_result(res_path)
+    if prev is not None and prev.get("status") == "nan":
+        raise TrainError(f"{out}: the run stopped on a non-finite loss at step {prev.get('steps_done')}; "
+                         "resuming would repeat it (start a new run with other settings)")
+    return out, stored_cfg
 
-    # -- data and the step ---------------------------------------------------
+
+def _prepare(config: TrainConfig, out: Path, stored_cfg: dict | None,
+             make_step: Callable[[TrainConfig], Any] | None, progress: Any) -> tuple[_Plan, Any]:
+    """Load the data, build the step (seeded) and resolve the schedule: (the plan, the step)."""
     selection = Selection.parse(config.step.classes, config.step.per_class)
     train_data, held_data = load_split(config.step.data, selection)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     load = host_load()
     _seed_everything(config.step.seed)
-    if make_step is None:
-        make_step = default_make_step(train_data.shape)
-    step = make_step(config)
+    step = (make_step or default_make_step(train_data.shape))(config)
     if load.get("overloaded"):
         _call(progress, "note", load["warning"])
     hparams = dict(getattr(step, "hparams", {}) or {})
-    test_error_fn = getattr(step, "test_error", None)
-    test_error_fn = test_error_fn if callable(test_error_fn) else None
-    test_data = held_data if test_error_fn is not None else None
+    batch_size = _batch_size(config, stored_cfg, hparams, train_data, out)
+    per_epoch = len(train_data) // batch_size
+    total = _total_steps(config, stored_cfg, per_epoch)
+    plan = _Plan(
+        out=out, device=torch.device(config.step.device), stored_cfg=stored_cfg, train_data=train_data,
+        held_data=held_data, selection=selection, load=load, hparams=hparams, batch_size=batch_size, total=total,
+        per_epoch=per_epoch,
+        sample_every=config.sample_every if config.sample_every is not None else max(1, total // 10),
+        ckpt_every=config.checkpoint_every if config.checkpoint_every is not None else max(1, min(500, total // 10)),
+        log_every=max(1, int(config.log_every)), test_error_fn=step.test_error if step.has_test_error else None)
+    n_labels = int(hparams.get("labels") or 0)
+    if n_labels > 0 and step.takes_labelled:
+        plan.labelled_idx = idx = balanced_subset(train_data, n_labels, config.step.seed)
+        step.set_labelled(train_data.images[idx].to(plan.device), train_data.labels[idx].to(plan.device))
+    return plan, step
 
+
+def _batch_size(config: TrainConfig, stored_cfg: dict | None, hparams: dict, train_data: ImageData,
+                out: Path) -> int:
+    """The run's batch size: the request's, else (on resume) the run's, else the mode's."""
     if config.step.batch_size is None and stored_cfg is not None:
         batch_size = int(stored_cfg["resolved"]["batch_size"])  # a resume keeps the run's batch size
     else:
         batch_size = int(config.step.batch_size or batch_size_of(hparams))
     if batch_size > len(train_data):
         raise SelectionError(f"{train_data.name}: batch size {batch_size} exceeds its {len(train_data)} training "
-                             "images; "
-                             f"pass --batch-size {len(train_data)} or fewer, or keep more images")
-    per_epoch = len(train_data) // batch_size
-    if config.steps is not None:
-        total = int(config.steps)
-    elif config.epochs is not None:
-        total = int(config.epochs) * per_epoch
-    elif stored_cfg is not None:
-        total = int(stored_cfg["resolved"]["steps"])
-    elif config.time_budget_s is not None:
-        total = BUDGET_ONLY_STEPS  # the budget ends the run
-    else:
-        total = DEFAULT_STEPS
+                             f"images; pass --batch-size {len(train_data)} or fewer, or keep more images")
     if stored_cfg is not None and int(stored_cfg["resolved"]["batch_size"]) != batch_size:
         raise TrainError(f"{out}: was trained with batch size {stored_cfg['resolved']['batch_size']}, "
                          f"not {batch_size}; use another --out or drop --resume")
-    sample_every = config.sample_every if config.sample_every is not None else max(1, total // 10)
-    ckpt_every = config.checkpoint_every if config.checkpoint_every is not None else max(1, min(500, total // 10))
-    log_every = max(1, int(config.log_every))
-
-    labelled_idx = None
-    n_labels = int(hparams.get("labels") or 0)
-    if n_labels > 0 and callable(getattr(step, "set_labelled", None)):
-        labelled_idx = balanced_subset(train_data, n_labels, config.step.seed)
-        step.set_labelled(train_data.images[labelled_idx].to(device), train_data.labels[labelled_idx].to(device))
-
-    # -- start or resume: from here on this process owns the run directory -----
-    lock = RunLock(out).acquire()
-    try:
-        return _start(config, step, out, device, resume, stored_cfg, train_data, held_data, test_data, test_error_fn,
-                      batch_size, total, per_epoch, sample_every, ckpt_every, log_every, labelled_idx, hparams,
-                      selection, load, progress, catch_sigint)
-    finally:
-        lock.release()
+    return batch_size
 
 
-def _start(config, step, out, device, resume, stored_cfg, train_data, held_data, test_data, test_error_fn,
-           batch_size, total, per_epoch, sample_every, ckpt_every, log_every, labelled_idx, hparams, selection,
-           load, progress, catch_sigint) -> TrainResult:
-    ckpt_path, cfg_path, log_path, res_path = (out / "checkpoint.pt", out / "config.json",
-                                               out / "log.jsonl", out / "result.json")
+def _total_steps(config: TrainConfig, stored_cfg: dict | None, per_epoch: int) -> int:
+    if config.steps is not None:
+        return int(config.steps)
+    if config.epochs is not None:
+        return int(config.epochs) * per_epoch
+    if stored_cfg is not None:
+        return int(stored_cfg["resolved"]["steps"])
+    if config.time_budget_s is not None:
+        return BUDGET_ONLY_STEPS  # the budget ends the run
+    return DEFAULT_STEPS
+
+
+def _restore(step: Any, plan: _Plan, resume: bool) -> tuple[int, float, dict]:
+    """(start step, seconds trained before, last losses): the checkpoint's when resuming (the log cut back to
+    it), else a clean directory's."""
+    out = plan.out
+    ckpt_path, log_path, res_path = out / "checkpoint.pt", out / "log.jsonl", out / "result.json"
     start_step, elapsed0, last_losses = 0, 0.0, {}
     if resume:
         ckpt = _load_checkpoint(ckpt_path)
         start_step = int(ckpt["step"])
-        if start_step >= total:
-            raise TrainError(f"{out}: the run already finished {start_step} of {total} steps; "
+        if start_step >= plan.total:
+            raise TrainError(f"{out}: the run already finished {start_step} of {plan.total} steps; "
                              "pass a larger --steps to extend it, or use another --out")
         step.load_state_dict(ckpt["state"])
-        _set_rng_state(ckpt["rng"], device)
+        _set_rng_state(ckpt["rng"], plan.device)
         elapsed0 = float(ckpt.get("elapsed_s", 0.0))
         last_losses = dict(ckpt.get("last_losses", {}))
         _truncate_log(log_path, start_step)
@@ -605,47 +638,57 @@ def _start(config, step, out, device, resume, stored_cfg, train_data, held_data,
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     (out / "samples").mkdir(parents=True, exist_ok=True)
+    return start_step, elapsed0, last_losses
 
+
+def _write_config(config: TrainConfig, step: Any, plan: _Plan) -> None:
+    """config.json: the request and what it resolved to (schedule, data, host, models, versions)."""
+    data, idx = plan.train_data, plan.labelled_idx
     resolved = {
-        "batch_size": batch_size, "steps": total, "steps_per_epoch": per_epoch,
-        "epochs": total / per_epoch, "sample_every": sample_every, "checkpoint_every": ckpt_every,
-        "log_every": log_every, "device": str(getattr(step, "device", device)),
+        "batch_size": plan.batch_size, "steps": plan.total, "steps_per_epoch": plan.per_epoch,
+        "epochs": plan.total / plan.per_epoch, "sample_every": plan.sample_every,
+        "checkpoint_every": plan.ckpt_every, "log_every": plan.log_every,
+        "device": str(getattr(step, "device", plan.device)),
         "mode": getattr(step, "mode", config.step.mode), "phases": list(getattr(step, "phases", ())),
-        "hparams": _json(hparams),
-        "data": {"source": _data_key(config.step.data), "name": train_data.name, "shape": list(train_data.shape),
-                 "selection": selection.to_dict(), "train_images": len(train_data),
-                 "held_out_images": len(held_data), "held_out": held_data.name,
-                 "labelled_indices": labelled_idx.tolist() if labelled_idx is not None else None},
-        "host": {"torch_threads": torch.get_num_threads(), **{k: v for k, v in load.items() if k != "warning"}},
+        "hparams": _json(plan.hparams),
+        "data": {"source": _data_key(config.step.data), "name": data.name, "shape": list(data.shape),
+                 "selection": plan.selection.to_dict(), "train_images": len(data),
+                 "held_out_images": len(plan.held_data), "held_out": plan.held_data.name,
+                 "labelled_indices": idx.tolist() if idx is not None else None},
+        "host": {"torch_threads": torch.get_num_threads(), **{k: v for k, v in plan.load.items() if k != "warning"}},
         "models": {k: {"class": type(m).__name__, "params": sum(p.numel() for p in m.parameters())}
                    for k, m in (getattr(step, "models", {}) or {}).items()},
     }
     meta = {
-        "config": config.replace(out=str(out)).to_dict(), "resolved": resolved,
+        "config": config.replace(out=str(plan.out)).to_dict(), "resolved": resolved,
         "gonprof_version": _version(), "torch_version": torch.__version__,
         "torchvision_version": _tv_version(), "python": platform.python_version(),
-        "created": (stored_cfg or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        "created": (plan.stored_cfg or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write(cfg_path, json.dumps(meta, indent=2))
+    atomic_write(plan.out / "config.json", json.dumps(meta, indent=2))
 
-    run = _Run(step=step, config=config, out=out, device=device, total=total, elapsed0=elapsed0,
-               ckpt_every=ckpt_every, sample_every=sample_every, log_every=log_every,
-               progress=progress, last_losses=last_losses)
+
+def _start(config: TrainConfig, step: Any, plan: _Plan, resume: bool, progress: Any,
+           catch_sigint: bool) -> TrainResult:
+    start_step, elapsed0, last_losses = _restore(step, plan, resume)
+    _write_config(config, step, plan)
+    run = _Run(step=step, config=config, plan=plan, elapsed0=elapsed0, progress=progress, last_losses=last_losses)
     run.checkpoint_step = start_step if resume else None
     if not resume:
         run.save_checkpoint(0)
-
+    device = plan.device
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    shown_total = None if total == BUDGET_ONLY_STEPS else total  # a time-bounded run has no step total
+    shown_total = None if plan.total == BUDGET_ONLY_STEPS else plan.total  # a time-bounded run has no step total
     _call(progress, "start", shown_total, start_step, f"{config.step.arch} {config.step.mode}")
     try:
-        result = run.loop(train_data, batch_size, start_step, catch_sigint)
-        if result.status == "ok" and test_error_fn is not None and test_data is not None:
+        result = run.loop(plan.train_data, plan.batch_size, start_step, catch_sigint)
+        if result.status == "ok" and plan.test_error_fn is not None:
             try:
-                te = test_error_fn(test_data.images.to(device), test_data.labels.to(device))
+                held = plan.held_data
+                te = plan.test_error_fn(held.images.to(device), held.labels.to(device))
                 result.test_error = None if te is None else float(te)
             except Exception as exc:  # the run itself succeeded
                 result.warnings.append(f"test_error failed: {type(exc).__name__}: {exc}")
@@ -653,21 +696,21 @@ def _start(config, step, out, device, resume, stored_cfg, train_data, held_data,
         if device.type == "cuda":
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     result.resumed_from = start_step if resume else None
-    atomic_write(res_path, result.to_json())
+    atomic_write(plan.out / "result.json", result.to_json())
     _call(progress, "finish", result)
     return result
 
 
 class _Run:
-    def __init__(self, *, step, config, out, device, total, elapsed0, ckpt_every, sample_every,
-                 log_every, progress, last_losses):
-        self.step, self.config, self.out, self.device, self.total = step, config, out, device, total
-        self.elapsed0, self.ckpt_every, self.sample_every = elapsed0, ckpt_every, sample_every
-        self.log_every, self.progress, self.last_losses = log_every, progress, last_losses
+    def __init__(self, *, step: Any, config: TrainConfig, plan: _Plan, elapsed0: float, progress: Any,
+                 last_losses: dict) -> None:
+        self.step, self.config, self.out, self.device, self.total = step, config, plan.out, plan.device, plan.total
+        self.elapsed0, self.ckpt_every, self.sample_every = elapsed0, plan.ckpt_every, plan.sample_every
+        self.log_every, self.progress, self.last_losses = plan.log_every, progress, last_losses
         self.t0 = time.perf_counter()
         self.checkpoint_step: int | None = None
         self.warnings: list[str] = []
-        self._log = None
+        self._log: Any = None
         self._grid_at: int | None = None  # the step of the last step grid written
 
     def elapsed(self) -> float:

@@ -79,11 +79,11 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
         return rec.replace(message=f"not scored: the quality classifier takes 1x28x28 images, data is {data.shape}")
     from ..metrics.scores import score_samples
 
-    if callable(getattr(step, "test_error", None)):  # a classifier discriminator (improved-gan)
+    if step.has_test_error:  # a classifier discriminator (improved-gan)
         rec = rec.replace(test_error_fraction=step.test_error(held.images, held.labels), n_test_images=len(held))
     torch.manual_seed(request.seed)
     unrefined = None
-    if callable(getattr(step, "sample_with_unrefined", None)):  # a refining sampler (dcd)
+    if step.refines_samples:  # a refining sampler (dcd)
         unrefined, samples = step.sample_with_unrefined(spec.n_samples)
         unrefined = unrefined.detach().cpu()
     else:

@@ -330,6 +330,34 @@ class TrainStep:
         """``n`` images in [-1, 1] made the mode's way (generator, or optimisation for GON)."""
         raise NotImplementedError
 
+    # -- optional hooks: a mode overrides the ones it has; ``has_*`` / ``takes_*`` say which ---------------
+
+    def test_error(self, images: torch.Tensor, labels: torch.Tensor) -> float | None:
+        """Optional: the classification error on held-out labelled images (a classifier discriminator, such as
+        improved-gan's).  Steps without one return None."""
+        return None
+
+    def set_labelled(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Optional: the labelled subset a semi-supervised step trains on (improved-gan's ``labels``)."""
+        raise NotImplementedError(f"mode {self.mode or type(self).__name__} takes no labelled subset")
+
+    def sample_with_unrefined(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Optional: (unrefined, refined) samples from the same draw, for a step whose sampler refines its
+        generator's output (dcd's Langevin steps)."""
+        raise NotImplementedError(f"mode {self.mode or type(self).__name__} does not refine its samples")
+
+    @property
+    def has_test_error(self) -> bool:
+        return _overrides(self, "test_error")
+
+    @property
+    def takes_labelled(self) -> bool:
+        return _overrides(self, "set_labelled")
+
+    @property
+    def refines_samples(self) -> bool:
+        return _overrides(self, "sample_with_unrefined")
+
     def extra_state(self) -> dict:
         """Mode state beyond models and optimizers (buffers of fakes, schedulers...), for checkpoints."""
         return {}
@@ -350,6 +378,11 @@ class TrainStep:
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         self.load_extra_state(state.get("extra", {}))
+
+
+def _overrides(step: TrainStep, hook: str) -> bool:
+    """Whether ``step``'s class overrides :class:`TrainStep`'s optional ``hook``."""
+    return getattr(type(step), hook) is not getattr(TrainStep, hook)
 
 
 MODES: Registry[ModeSpec] = Registry("mode", "gonprof.modes")
