@@ -244,7 +244,7 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
     runner = _placement(runner, request.device, estimate)
     if on_plan:
         on_plan()
-    return fit_batch(request, memory_bytes=budget, estimate=estimate, guide=not estimate, max_batch=max_batch,
+    return fit_batch(request, memory_bytes=budget, estimate=estimate, max_batch=max_batch,
                      progress=progress, placement=runner)
 
 

@@ -528,8 +528,10 @@ def profile(
                                             ("--per-class", per_class), ("--force", force)) if given]
         if ignored:
             raise fail(f"{ignored[0]} does not apply to --estimate / --scaling (their records go to --json)", EXIT_USAGE)
-        _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                        batch_sizes, json_path, hparams, placement)
+        request = dict(mode=mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
+                       input_shape=shape, seed=seed, hparams=hparams)
+        _profile_memory(names, request, estimate=estimate, scaling=scaling, batch_sizes=batch_sizes,
+                        json_path=json_path, placement=placement)
         return
     _profile_each(
         names, lambda name: api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size,
@@ -594,10 +596,10 @@ def _profile_ranks(names, nproc, request: dict, json_path, csv_path) -> None:
         who=lambda r: f"{r.arch} ({r.mode}, {r.world_size} ranks)")
 
 
-def _profile_memory(names, mode, generator, preset, batch_size, device, shape, seed, estimate, scaling,
-                    batch_sizes, json_path, hparams, placement) -> None:
+def _profile_memory(names: list[str], request: dict, *, estimate: bool, scaling: bool, batch_sizes: str,
+                    json_path: Path | None, placement: Any) -> None:
     """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling, its points placed by
-    ``placement``: the executor options), per architecture."""
+    ``placement``: the executor options), per architecture; ``request`` are the step's fields."""
     from . import api, render
     from .records import save_records
 
@@ -610,10 +612,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     for name in names:
         if scaling:
             with err.status(f"scaling {name} over batch sizes {sizes} ..."):
-                rec = api.scaling(name, mode, batch_sizes=sizes, device=device, estimate=estimate,
-                                  generator=generator, preset=preset, input_shape=shape, seed=seed, hparams=hparams,
-                                  progress=None if estimate else lambda p: err.print(_trial_line(p)),
-                                  placement=placement)
+                rec = api.scaling(name, batch_sizes=sizes, estimate=estimate, placement=placement,
+                                  progress=None if estimate else lambda p: err.print(_trial_line(p)), **request)
             records.append(rec)
             out.print(render.render_scaling(rec))
             if rec.status == "interrupted":
@@ -621,9 +621,8 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
             if rec.status != "ok":
                 failed.append(f"{name}: {rec.message or rec.status}")
             continue
-        with err.status(f"estimating {name} on {device} (and measuring it where the device is here) ..."):
-            est, measured = api.estimate(name, mode, batch_size=batch_size, device=device, generator=generator,
-                                         preset=preset, input_shape=shape, seed=seed, hparams=hparams)
+        with err.status(f"estimating {name} on {request['device']} (and measuring it where the device is here) ..."):
+            est, measured = api.estimate(name, **request)
         records.append(est)
         out.print(render.render_estimate(est, measured=measured))
     if json_path:

@@ -117,12 +117,12 @@ class _CountedStep:
 
 
 def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: int, batch_size: int,
-                 warmup: int = 2, steps: int = 10, seed: int = 0, arch: str | None = None,
-                 mode: str | None = None, generator: str | None = None,
-                 extra: dict | None = None) -> RankRecord:
+                 warmup: int = 2, steps: int = 10, seed: int = 0, about: dict | None = None) -> RankRecord:
     """Profile a step whose models :func:`wrap_step` wrapped: :data:`SETTLE_STEPS` untimed steps, then
     :func:`gonprof.runner.profile_step` (batches shuffled with ``seed``), the all-reduce of every step
-    counted; the counter's figures are the measuring step's.  A failure is the record's status."""
+    counted; the counter's figures are the measuring step's.  ``about`` are what the record says the step
+    is (``arch``, ``mode``, ``generator``, ``extra``: :func:`~gonprof.runner.profile_step`'s keywords).  A
+    failure is the record's status."""
     from .runner import _repeat, profile_step
 
     data = _repeat(dataset, batch_size) if batch_size > len(dataset) else dataset
@@ -136,7 +136,7 @@ def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: in
         return RankRecord(rank=rank, status=status, message=f"settling step: {message}")
     counter.discard()
     rec = profile_step(_CountedStep(step, counter), data, batch_size=batch_size, warmup=warmup, steps=steps,
-                       seed=seed, arch=arch, mode=mode, generator=generator, extra=extra)
+                       seed=seed, **(about or {}))
     index = rec.measuring_step
     comm = counter.figures(index if index is not None and index < len(counter.steps) else None)
     if rec.measuring_step is not None and rec.status == "ok" and rec.persistent is not None:

@@ -324,7 +324,8 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
                  "hparams": to_jsonable(step.hparams), "notes": list(step.notes), "rank": rank,
                  "world_size": world, "backend": spec.backend, "ddp": options}
         return profile_rank(step, dataset, counter, rank=rank, batch_size=request.effective_batch_size(),
-                            warmup=spec.warmup, steps=spec.steps, seed=request.seed + rank, arch=request.arch,
-                            mode=request.mode_name, generator=step.generator or request.generator, extra=extra)
+                            warmup=spec.warmup, steps=spec.steps, seed=request.seed + rank,
+                            about=dict(arch=request.arch, mode=request.mode_name,
+                                       generator=step.generator or request.generator, extra=extra))
     finally:
         dist.destroy_process_group()

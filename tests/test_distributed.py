@@ -318,7 +318,7 @@ def test_every_mode_runs_under_ddp_and_all_reduces_each_update(group, mode, arch
     counter = AllreduceCounter()
     options = wrap_step(step, counter)
     rank = profile_rank(step, synthetic(8, step.input_shape), counter, rank=0, batch_size=2, warmup=1, steps=1,
-                        arch=arch, mode=mode)
+                        about=dict(arch=arch, mode=mode))
     assert rank.status == "ok", rank.message
     expected = {"D": 4 * d[0] * d[1]}
     if g is not None:

@@ -16,6 +16,7 @@ from gonprof.metrics.classifier import (
     V1_WEIGHTS_PATH,
     WEIGHTS_PATH,
     MnistClassifier,
+    Recipe,
     accuracy,
     load_classifier,
     reference_split,
@@ -315,11 +316,11 @@ def test_classifier_trains_on_synthetic_idx_data_quickly():
     from gonprof.data import synthetic
 
     data = synthetic(n=300, seed=1)
-    model, report = train_classifier(data, epochs=1, seed=0, n_train=256, width=4, feature_dim=16)
+    model, report = train_classifier(data, Recipe(epochs=1, n_train=256, width=4, feature_dim=16), seed=0)
     assert isinstance(model, MnistClassifier)
     assert report.n_train == 256 and report.n_heldout == 44
     assert model.features(data.images[:3]).shape == (3, 16)
-    model2, report2 = train_classifier(data, epochs=1, seed=0, n_train=256, width=4, feature_dim=16)
+    model2, report2 = train_classifier(data, Recipe(epochs=1, n_train=256, width=4, feature_dim=16), seed=0)
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)  # deterministic for a seed
 
@@ -331,7 +332,7 @@ def test_retraining_the_classifier_reproduces_the_shipped_weights(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the shipped weights were trained on one thread
     try:
-        model, report = train_classifier(load_dataset(), epochs=DEFAULT_EPOCHS, seed=0)
+        model, report = train_classifier(load_dataset(), Recipe(epochs=DEFAULT_EPOCHS), seed=0)
     finally:
         torch.set_num_threads(threads)
     assert report.heldout_accuracy >= 0.98

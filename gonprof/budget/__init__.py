@@ -97,7 +97,6 @@ def fit_batch(
     cap_bytes: int | None = None,
     progress: Callable[[BatchTrial], None] | None = None,
     trial: Callable[[int], BatchTrial] | None = None,
-    guide: bool = False,
     placement: Placement | None = None,
 ) -> FitRecord:
     """The largest batch size whose step peak stays within ``memory_bytes`` (an int or ``"4GiB"``).
@@ -107,9 +106,9 @@ def fit_batch(
     ``time_steps`` timed ones in its own process, capped at ``cap_bytes`` of
     RSS growth (default :func:`default_cap`).  ``progress(trial)`` is called
     after each trial; ``trial(batch_size) -> BatchTrial`` replaces the trial
-    runner (tests).  ``guide=True`` (measured trials only): first find the
-    answer by estimates, then measure from there (two measured trials when
-    the estimate is right, instead of about 2 log2(B)).  Errors in the
+    runner (tests).  Measured trials are guided: the answer is first found by
+    estimates, then measured from there (two measured trials when the
+    estimate is right, instead of about 2 log2(B)).  Errors in the
     request (unknown names) raise before any trial.
 
     ``placement`` (:class:`gonprof.executors.Placement`; default one local
@@ -132,7 +131,7 @@ def fit_batch(
     fn = _trial_fn(spec, estimate, steps, trial)
     notes = []
     start = None
-    if guide and not estimate and trial is None:
+    if not estimate and trial is None:  # guided by the estimate's answer
         g = fit_batch(spec, memory_bytes=memory_bytes, estimate=True, max_batch=max_batch, steps=steps)
         if g.status == "ok" and g.batch_size:
             start = g.batch_size

@@ -50,9 +50,11 @@ import io
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -247,22 +249,39 @@ def outliers(n: int, shape: tuple[int, int, int], gen: torch.Generator, digits: 
     return out
 
 
-def train_classifier(data: ImageData | None = None, epochs: int = DEFAULT_EPOCHS, seed: int = 0, *,
-                     n_train: int = TRAIN_SPLIT, batch_size: int = 64, lr: float = 2e-3,
-                     weight_decay: float = 5e-4, width: int = 32, feature_dim: int = FEATURE_DIM,
-                     robust: bool = True, outlier_batch: int = 32, outlier_weight: float = OE_WEIGHT,
-                     log=None) -> tuple[MnistClassifier, TrainReport]:
-    """Train the extractor on the first ``n_train`` images of ``data``; evaluate on the rest.
+@dataclass(frozen=True)
+class Recipe:
+    """How the extractor is trained: ``epochs`` over the first ``n_train`` images in batches of
+    ``batch_size``, AdamW (``lr``, ``weight_decay``) with a one-cycle schedule, a network ``width`` wide with
+    ``feature_dim`` features.  With ``robust`` (the shipped recipe) every batch of digits is corrupted on the
+    fly by :func:`augment`, and ``outlier_batch`` images from :func:`outliers` join it, trained towards the
+    uniform distribution over the classes (outlier exposure: loss ``outlier_weight`` x cross-entropy to
+    uniform), so that confidence falls far from any digit.  ``robust=False`` is the v1 recipe (clean digits
+    only)."""
 
-    AdamW with a one-cycle schedule.  With ``robust`` (the shipped recipe) every
-    batch of digits is corrupted on the fly by :func:`augment`, and
-    ``outlier_batch`` images from :func:`outliers` join it, trained towards the
-    uniform distribution over the classes (outlier exposure: loss
-    ``outlier_weight`` x cross-entropy to uniform), so that confidence falls
-    far from any digit.  ``robust=False`` is the v1 recipe (clean digits only).
+    epochs: int = DEFAULT_EPOCHS
+    n_train: int = TRAIN_SPLIT
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    width: int = 32
+    feature_dim: int = FEATURE_DIM
+    robust: bool = True
+    outlier_batch: int = 32
+    outlier_weight: float = OE_WEIGHT
+
+
+def train_classifier(data: ImageData | None = None, recipe: Recipe | None = None, seed: int = 0, *,
+                     log: Callable[[str], Any] | None = None) -> tuple[MnistClassifier, TrainReport]:
+    """Train the extractor by ``recipe`` (default: the shipped one) on the first ``recipe.n_train`` images of
+    ``data``; evaluate on the rest.
+
     The returned model has its weights already rounded to float16 (as
     shipped), and the report's accuracies are those of the rounded model.
     """
+    r = recipe or Recipe()
+    epochs, n_train, batch_size, lr, robust = r.epochs, r.n_train, r.batch_size, r.lr, r.robust
+    outlier_batch, outlier_weight = r.outlier_batch, r.outlier_weight
     data = load_dataset() if data is None else data
     train, held = reference_split(data, n_train)
     # Same as torch.use_deterministic_algorithms(True, warn_only=True), without the
@@ -273,10 +292,10 @@ def train_classifier(data: ImageData | None = None, epochs: int = DEFAULT_EPOCHS
     try:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919)  # augmentations and outliers
-        model = MnistClassifier(width=width, feature_dim=feature_dim, num_classes=max(data.num_classes, 10),
+        model = MnistClassifier(width=r.width, feature_dim=r.feature_dim, num_classes=max(data.num_classes, 10),
                                 in_channels=data.shape[0])
         steps_per_epoch = len(train) // batch_size
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=r.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                     pct_start=0.2)
         batches = train.batches(batch_size, seed=seed)
@@ -393,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {EXTRACTOR_NAME} on {data.name}: first {args.n_train} images, "
           f"holding out {len(data) - args.n_train}; {args.epochs} epochs, seed {args.seed}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    model, report = train_classifier(data, args.epochs, args.seed, n_train=args.n_train,
+    model, report = train_classifier(data, Recipe(epochs=args.epochs, n_train=args.n_train), args.seed,
                                      log=lambda m: print(m, flush=True))
     digest = save_classifier(model, args.out, report)
     size = Path(args.out).stat().st_size
