@@ -118,7 +118,7 @@ def test_ctrl_c_keeps_and_fits_the_finished_scaling_points():
             raise KeyboardInterrupt
         return BatchTrial(batch_size=b, status="measured", peak_bytes=100 + 10 * b, step_time_s=0.001 * b)
 
-    sc = scaling("x", "y", batch_sizes=(1, 2, 4), trial=trial)
+    sc = scaling(StepSpec("x", "y"), batch_sizes=(1, 2, 4), trial=trial)
     assert sc.status == "interrupted" and "after 2 of 3 points" in sc.message
     assert [p.batch_size for p in sc.points] == [1, 2]
     assert sc.memory_fit.intercept == pytest.approx(100) and sc.memory_fit.slope == pytest.approx(10)
@@ -238,7 +238,7 @@ def test_least_squares_recovers_exact_coefficients():
 
 
 def test_scaling_with_injected_trials():
-    rec = scaling("x", "y", batch_sizes=(1, 2, 4, 8), trial=_trial(lambda b: 5000 + 300 * b))
+    rec = scaling(StepSpec("x", "y"), batch_sizes=(1, 2, 4, 8), trial=_trial(lambda b: 5000 + 300 * b))
     assert rec.memory_fit.intercept == pytest.approx(5000)
     assert rec.memory_fit.slope == pytest.approx(300)
     assert rec.time_fit.slope == pytest.approx(0.001)
@@ -246,14 +246,14 @@ def test_scaling_with_injected_trials():
 
 
 def test_scaling_estimate_gon_vs_lsgan():
-    g = scaling("gon-mnist-mlp", "gon", batch_sizes=(8, 16, 32), estimate=True, hparams={"inner_steps": 2})
+    g = scaling(StepSpec("gon-mnist-mlp", "gon", hparams={"inner_steps": 2}), batch_sizes=(8, 16, 32), estimate=True)
     assert g.status == "ok" and g.time_fit is None
     assert g.memory_fit.slope > 0 and g.memory_fit.r2 > 0.99
 
 
 def test_records_round_trip_through_files(tmp_path):
     fit = fit_batch(StepSpec("x", "y"), memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
-    sc = scaling("x", "y", batch_sizes=(1, 2), trial=_trial(lambda b: b))
+    sc = scaling(StepSpec("x", "y"), batch_sizes=(1, 2), trial=_trial(lambda b: b))
     save_records([fit], tmp_path / "fit.json")
     save_records([sc], tmp_path / "sc.json")
     assert load_records(tmp_path / "fit.json") == [fit]
@@ -267,7 +267,7 @@ def test_render_any_dispatches_on_record_type():
     from gonprof.render import render_any
 
     fit = fit_batch(StepSpec("x", "y"), memory_bytes=1000, trial=_trial(lambda b: 10 * b), max_batch=1000)
-    sc = scaling("x", "y", batch_sizes=(1, 2, 4), trial=_trial(lambda b: 100 + b))
+    sc = scaling(StepSpec("x", "y"), batch_sizes=(1, 2, 4), trial=_trial(lambda b: 100 + b))
     console = Console(record=True, width=200)
     for r in ([fit], [sc]):
         console.print(render_any(r))

@@ -125,96 +125,20 @@ def search_batch(
     ``trials`` are in the order they finished.  Assumes the peak grows with
     the batch size.
     """
-    trials: list[BatchTrial] = []
-    seen: dict[int, BatchTrial] = {}
-    width = max(1, int(width))
-
-    def finished(t: BatchTrial) -> None:
-        t = classify(t, memory_bytes)
-        trials.append(t)
-        seen[t.batch_size] = t
-        if progress is not None:
-            progress(t)
-
-    def run(sizes: list[int]) -> list[BatchTrial]:
-        todo = [b for b in dict.fromkeys(sizes) if b not in seen]
-        if rounds is not None and todo:
-            rounds(todo, finished)
-        else:
-            for b in todo:
-                finished(trial(b))
-        return [seen[b] for b in sizes]
-
-    def stop(t: BatchTrial):
-        return None, hi, tuple(trials), "error", f"batch {t.batch_size}: {t.message or t.status}"
-
-    lo, hi = 0, None
+    search = _Search(trial, memory_bytes, max_batch, progress, width, rounds)
     try:
         if start is not None:
-            b = max(1, min(int(start), max_batch))
-            first, *ups = run([b] + _gallop(b, 1, width - 1, +1, max_batch))
-            if first.status == "fits":
-                # gallop up from the guess: +1, +2, +4, ... while it fits
-                lo, stride = b, 1
-                while lo < max_batch and hi is None:
-                    for t in ups:
-                        if t.status == "fits":
-                            lo, stride = t.batch_size, stride * 2
-                        elif t.status in TOO_BIG or t.status == "too-small":
-                            hi = t.batch_size
-                            break
-                        else:
-                            return stop(t)
-                    if hi is None and lo < max_batch:
-                        ups = run(_gallop(lo, stride, width, +1, max_batch))
-            elif first.status in TOO_BIG or first.status == "too-small":
-                # gallop down from the guess: -1, -2, -4, ... until one fits
-                hi, stride = b, 1
-                while hi > 1 and not lo:
-                    for t in run(_gallop(hi, stride, width, -1, 1)):
-                        if t.status == "fits":
-                            lo = t.batch_size
-                            break
-                        elif t.status in TOO_BIG or t.status == "too-small":
-                            hi, stride = t.batch_size, stride * 2
-                        else:
-                            return stop(t)
-            else:
-                return stop(first)
+            search.from_guess(max(1, min(int(start), max_batch)))
         else:
-            b, done = 1, False
-            while not done:
-                for t in run(_doubling(b, width, max_batch)):
-                    b = t.batch_size
-                    if t.status == "too-small":
-                        if b >= max_batch:
-                            hi, done = b, True
-                            break
-                    elif t.status == "fits":
-                        lo = b
-                        if b >= max_batch:
-                            done = True
-                            break
-                    elif t.status in TOO_BIG:
-                        hi, done = b, True
-                        break
-                    else:
-                        return stop(t)
-                b = min(b * 2, max_batch)
-        while hi is not None and hi - lo > 1:
-            # binary search, or the interval split into width + 1 parts
-            cut = sorted({lo + (hi - lo) * j // (width + 1) for j in range(1, width + 1)} - {lo, hi})
-            for t in run(cut):
-                if t.status == "fits":
-                    lo = t.batch_size
-                elif t.status in TOO_BIG or t.status == "too-small":
-                    hi = t.batch_size
-                    break
-                else:
-                    return stop(t)
+            search.doubling()
+        search.bisect()
+    except _Stopped as stop:
+        t = stop.trial
+        return None, search.hi, tuple(search.trials), "error", f"batch {t.batch_size}: {t.message or t.status}"
     except KeyboardInterrupt:
-        return None, hi, tuple(trials), "interrupted", (f"interrupted (Ctrl-C) after {len(trials)} finished "
-                                                        "trials, kept in this record")
+        return None, search.hi, tuple(search.trials), "interrupted", (
+            f"interrupted (Ctrl-C) after {len(search.trials)} finished trials, kept in this record")
+    lo, hi, trials = search.lo, search.hi, search.trials
     msg = ""
     if lo == 0:
         small = [t.batch_size for t in trials if t.status == "too-small"]
@@ -222,6 +146,107 @@ def search_batch(
     elif hi is None:
         msg = f"max_batch {max_batch} fits; the limit may be higher"
     return lo, hi, tuple(trials), "ok" if lo else "none-fits", msg
+
+
+class _Stopped(Exception):
+    """A trial that neither fitted nor was too big (an error): the search stops on it."""
+
+    def __init__(self, trial: BatchTrial) -> None:
+        super().__init__(trial.message)
+        self.trial = trial
+
+
+class _Search:
+    """The state of one :func:`search_batch`: the trials so far and the interval (``lo`` fits, ``hi`` does
+    not) that the phases (a gallop from a guess or the doubling, then the bisection) narrow."""
+
+    def __init__(self, trial: Callable[[int], BatchTrial] | None, memory_bytes: int, max_batch: int,
+                 progress: Callable[[BatchTrial], None] | None, width: int,
+                 rounds: Callable[[list[int], Finished], None] | None) -> None:
+        self.trial, self.memory_bytes, self.max_batch = trial, memory_bytes, max_batch
+        self.progress, self.width, self.rounds = progress, max(1, int(width)), rounds
+        self.trials: list[BatchTrial] = []
+        self.seen: dict[int, BatchTrial] = {}
+        self.lo, self.hi = 0, None
+
+    def finished(self, t: BatchTrial) -> None:
+        t = classify(t, self.memory_bytes)
+        self.trials.append(t)
+        self.seen[t.batch_size] = t
+        if self.progress is not None:
+            self.progress(t)
+
+    def run(self, sizes: list[int]) -> list[BatchTrial]:
+        todo = [b for b in dict.fromkeys(sizes) if b not in self.seen]
+        if self.rounds is not None and todo:
+            self.rounds(todo, self.finished)
+        else:
+            assert self.trial is not None, "search_batch needs a trial or rounds"
+            for b in todo:
+                self.finished(self.trial(b))
+        return [self.seen[b] for b in sizes]
+
+    @staticmethod
+    def too_big(t: BatchTrial) -> bool:
+        """Whether ``t`` bounds the answer from above; an error stops the search."""
+        if t.status in TOO_BIG or t.status == "too-small":
+            return True
+        if t.status != "fits":
+            raise _Stopped(t)
+        return False
+
+    def from_guess(self, b: int) -> None:
+        """Gallop from the guess ``b``: +1, +2, +4, ... while it fits, or -1, -2, -4, ... until one does."""
+        first, *ups = self.run([b] + _gallop(b, 1, self.width - 1, +1, self.max_batch))
+        if not self.too_big(first):
+            self.lo, stride = b, 1
+            while self.lo < self.max_batch and self.hi is None:
+                for t in ups:
+                    if self.too_big(t):
+                        self.hi = t.batch_size
+                        break
+                    self.lo, stride = t.batch_size, stride * 2
+                if self.hi is None and self.lo < self.max_batch:
+                    ups = self.run(_gallop(self.lo, stride, self.width, +1, self.max_batch))
+            return
+        self.hi, stride = b, 1
+        while self.hi > 1 and not self.lo:
+            for t in self.run(_gallop(self.hi, stride, self.width, -1, 1)):
+                if not self.too_big(t):
+                    self.lo = t.batch_size
+                    break
+                self.hi, stride = t.batch_size, stride * 2
+
+    def doubling(self) -> None:
+        """1, 2, 4, ... until a size does not fit (or ``max_batch`` is reached)."""
+        b, done = 1, False
+        while not done:
+            for t in self.run(_doubling(b, self.width, self.max_batch)):
+                b = t.batch_size
+                if t.status == "too-small":
+                    if b >= self.max_batch:
+                        self.hi, done = b, True
+                        break
+                elif not self.too_big(t):
+                    self.lo = b
+                    if b >= self.max_batch:
+                        done = True
+                        break
+                else:
+                    self.hi, done = b, True
+                    break
+            b = min(b * 2, self.max_batch)
+
+    def bisect(self) -> None:
+        """Binary search of (lo, hi), or the interval split into ``width + 1`` parts."""
+        while self.hi is not None and self.hi - self.lo > 1:
+            lo, hi = self.lo, self.hi
+            cut = sorted({lo + (hi - lo) * j // (self.width + 1) for j in range(1, self.width + 1)} - {lo, hi})
+            for t in self.run(cut):
+                if self.too_big(t):
+                    self.hi = t.batch_size
+                    break
+                self.lo = t.batch_size
 
 
 def _doubling(b: int, n: int, max_batch: int) -> list[int]:
