@@ -813,6 +813,9 @@ def _emit(obj, json_out: bool, renderer) -> None:
 
 
 def main() -> None:
+    from .records.files import set_command
+
+    set_command(["gonprof", *sys.argv[1:]])  # results files written by this command record it
     app()
 
 
