@@ -72,12 +72,12 @@ def provenance_markdown(records: list[Any], extra: dict) -> str:
 def results_markdown(path: str | Path) -> str:
     """The Markdown of one results file: the provenance line, then every table ``gonprof report`` shows for
     it (claims included), with the same columns and rounding."""
-    from gonprof import api
+    from gonprof.api import report, report_claims
     from gonprof.records import load_extra
 
     from . import blocks_any
 
-    records = api.report(path)
-    preset, verdicts = api.report_claims(path, records)
+    records = report(path)
+    preset, verdicts = report_claims(path, records)
     return provenance_markdown(records, load_extra(path)) + "\n\n" + to_markdown(
         blocks_any(records, preset, verdicts))
