@@ -384,11 +384,11 @@ class ScoreResult:
 
     def to_json(self) -> dict:
         from ._version import __version__
-        from .records import SCHEMA_VERSION
+        from .records import SCHEMA_VERSION, provenance
 
         floor, run = self.rows
         return {"gonprof": __version__, "kind": "compare", "schema_version": SCHEMA_VERSION,
-                "records": [r.to_dict() for r in self.rows], "samples": self.samples,
+                "records": [r.to_dict() for r in self.rows], **provenance(), "samples": self.samples,
                 "quality": run.quality.to_dict(), "floor": floor.quality.to_dict()}
 
 

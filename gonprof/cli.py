@@ -918,18 +918,23 @@ def score(
 def report(
     path: Annotated[Path, typer.Argument(help="JSON written by --json (profile or compare).")],
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown tables (the same columns and rounding), under a line saying the command, machine, threads and load they were measured with.")] = False,
 ) -> None:
     """Render saved results again, without re-running anything."""
     from . import api, render
     from .records import records_to_csv
 
     check_outputs(csv=csv_path)
-    records = api.report(path)
-    _stdout().print(render.render_any(records))
-    preset, verdicts = api.report_claims(path, records)
-    if verdicts:
-        _stdout().print(render.claims_table(verdicts, f"the claims of preset {preset}"))
+    if markdown:
+        from .render.markdown import results_markdown
+
+        typer.echo(results_markdown(path), nl=False)
+    else:
+        records = api.report(path)
+        preset, verdicts = api.report_claims(path, records)
+        _stdout().print(render.render_any(records, preset, verdicts))
     if csv_path:
+        records = api.report(path)
         outputs = Outputs()
         outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
         outputs.finish()
@@ -946,6 +951,9 @@ def _emit(obj, json_out: bool, renderer) -> None:
 
 
 def main() -> None:
+    from .records.files import set_command
+
+    set_command(["gonprof", *sys.argv[1:]])  # results files written by this command record it
     app()
 
 

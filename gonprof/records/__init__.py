@@ -12,7 +12,8 @@ Nothing here imports torch: records load and render without it.
 - :mod:`.budget`: :class:`MemoryEstimate`, :class:`FitRecord`, :class:`ScalingRecord`;
 - :mod:`.distributed`: :class:`DistributedProfileRecord` (one ProfileRecord per data-parallel rank, with
   what DDP all-reduced: :class:`RankRecord`, :class:`CommFigures`);
-- :mod:`.files`: results files (:func:`save_records`, :func:`load_records`).
+- :mod:`.files`: results files (:func:`save_records`, :func:`load_records`), with the command that
+  wrote them (:func:`set_command`, :func:`provenance`).
 """
 
 from .base import (
@@ -32,7 +33,7 @@ from .base import (
 from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRecord
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .distributed import CommFigures, DistributedProfileRecord, RankRecord
-from .files import RECORD_KINDS, load_extra, load_records, save_records
+from .files import RECORD_KINDS, load_extra, load_records, provenance, save_records, set_command
 from .profile import (
                    COMPILED,
                    EAGER,
@@ -59,7 +60,7 @@ __all__ = [
     "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "CommFigures", "DistributedProfileRecord", "RankRecord",
-    "RECORD_KINDS", "load_extra", "load_records", "save_records",
+    "RECORD_KINDS", "load_extra", "load_records", "provenance", "save_records", "set_command",
     "COMPILED", "EAGER", "AllocatorMemory", "CudaMemory", "Environment", "FlopFigures", "LiveMemory", "ModelParams",
     "ModuleFlops", "PersistentBytes", "ProfileRecord", "RssFigures", "StepRecord", "TimingStats", "host_load",
     "peak_tolerance_bytes", "records_to_csv",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .base import SCHEMA_VERSION, RecordError, atomic_write
@@ -16,11 +17,34 @@ RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord,
                                   "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 
+#: The command line this process carries out, when the CLI started it (:func:`set_command`).
+_command: list[str] | None = None
+
+
+def set_command(argv: Sequence[str] | None) -> None:
+    """Name the command line this process carries out (``gonprof.cli.main`` passes its argv); every results
+    file written after it records it as ``"command"``.  None forgets it."""
+    global _command
+    _command = list(argv) if argv is not None else None
+
+
+def provenance() -> dict:
+    """The keys a results file carries about how it came to be: ``"command"`` (the CLI's argv, when the CLI
+    wrote it; absent from files written through the API) and ``"written_utc"`` (when, to the second)."""
+    import time
+
+    facts: dict[str, Any] = {"written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if _command is not None:
+        facts["command"] = list(_command)
+    return facts
+
+
 def save_records(records: list[Any], path: Any, extra: dict | None = None) -> None:
     """Write records to a JSON file, atomically (a crash never leaves half a file).
 
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
-    "records": [...]}``; :func:`load_records` reads it back.
+    "records": [...]}`` with :func:`provenance` (the command and the time) and ``extra`` beside them;
+    :func:`load_records` reads it back, :func:`load_extra` the keys beside the records.
     """
     from pathlib import Path
 
@@ -30,7 +54,8 @@ def save_records(records: list[Any], path: Any, extra: dict | None = None) -> No
     if len(kinds) > 1:
         raise ValueError(f"cannot save records of different kinds together: {sorted(kinds)}")
     payload = {"gonprof": __version__, "kind": kinds.pop() if kinds else "profile",
-               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records], **(extra or {})}
+               "schema_version": SCHEMA_VERSION, "records": [r.to_dict() for r in records], **provenance(),
+               **(extra or {})}
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +63,8 @@ def save_records(records: list[Any], path: Any, extra: dict | None = None) -> No
 
 
 def load_extra(path: Any) -> dict:
-    """The keys a results file holds beside its records (a compare preset's name and claims); {} when none
+    """The keys a results file holds beside its records (the command and time it was written, a compare preset's
+    name and claims); {} when none
     (or when the file cannot be read: :func:`load_records` says why)."""
     try:
         data = _read_json(path)

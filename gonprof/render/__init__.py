@@ -1,35 +1,43 @@
-"""Rich tables of gonprof's records.  Render never measures: it only reads records.
+"""Tables of gonprof's records, for the terminal (rich) and for documents (Markdown).  Render never
+measures: it only reads records.
 
 Every column header says its unit: bytes are shown in MiB (2**20 bytes),
 FLOPs in MFLOP / GFLOP (10**6 / 10**9; FLOPs = 2 x MACs), times in ms.
-One module per record kind, and one dispatch (:func:`render_any`):
+Each table is built once as a :class:`~.sheet.Sheet` (headers and cells as text) and drawn either way,
+so both show the same columns with the same rounding.  One module per record kind, and one dispatch
+(:func:`blocks_any`; :func:`render_any` draws it with rich, :func:`markdown_any` as Markdown):
 
+- :mod:`.sheet`: the Sheet and Note blocks and their two renderings;
 - :mod:`.formats`: single values (:func:`format_bytes`, :func:`format_flops`, ...);
 - :mod:`.profile`: ProfileRecords; :mod:`.compare`: compare and score rows;
 - :mod:`.distributed`: data-parallel profiles (one row per rank and their spread);
 - :mod:`.budget`: estimates, fits, scaling; :mod:`.zoo`: ``list`` and ``info``;
-- :mod:`.width`: tables fitted to the terminal (:func:`fit_width`).
+- :mod:`.width`: tables fitted to the terminal (:func:`fit_width`);
+- :mod:`.markdown`: a results file as ``gonprof report --markdown`` prints it, with where it was measured.
 """
 
 from __future__ import annotations
 
 from rich.console import Group
 
-from .budget import render_estimate, render_fit, render_scaling
-from .compare import claims_table, compare_table, score_table
-from .distributed import allreduce_table, ranks_table, render_distributed
+from .budget import estimate_blocks, fit_blocks, render_estimate, render_fit, render_scaling, scaling_blocks
+from .compare import claims_sheet, claims_table, compare_sheets, compare_table, score_sheet, score_table
+from .distributed import allreduce_table, distributed_blocks, ranks_table, render_distributed
 from .formats import MIB, format_bytes, format_count, format_flops, format_seconds
 from .profile import (
     flops_table,
     memory_table,
     params_table,
     print_record,
+    record_blocks,
+    records_sheet,
     render_record,
     render_records,
     summary_table,
     timing_table,
     uncounted_table,
 )
+from .sheet import Note, Sheet, to_markdown, to_rich
 from .width import DESCRIPTIVE, fit_width, stacked, whole_numbers
 from .zoo import arch_report, architectures_table, mode_report, modes_table
 
@@ -41,24 +49,47 @@ __all__ = [
     "render_estimate", "render_fit", "render_scaling",
     "architectures_table", "modes_table", "mode_report", "arch_report",
     "DESCRIPTIVE", "fit_width", "stacked", "whole_numbers", "render_any",
+    "Sheet", "Note", "to_rich", "to_markdown", "blocks_any", "markdown_any", "record_blocks", "records_sheet",
+    "compare_sheets", "score_sheet", "claims_sheet", "estimate_blocks", "fit_blocks", "scaling_blocks",
+    "distributed_blocks",
 ]
 
 
-def render_any(records):
-    """Whatever a results file held, by record type: compare rows as their tables,
+def blocks_any(records, preset: str | None = None, verdicts=()) -> list[Sheet | Note]:
+    """Whatever a results file held, by record type, as tables and notes: compare rows as their tables,
     estimates / fits / scaling / data-parallel records each their way, one profile in full, several
-    profiles as one table."""
+    profiles as one table; then the claims table when there are ``verdicts`` on ``preset``'s claims."""
     from gonprof.records import DistributedProfileRecord, FitRecord, MemoryEstimate, RunRecord, ScalingRecord
 
     records = list(records)
+    blocks: list[Sheet | Note]
     if records and isinstance(records[0], RunRecord):
         if all(r.kind == "floor" or r.mode == "score" for r in records):  # written by `gonprof score`
-            return score_table(records)
-        return compare_table(records)
-    for cls, fn in ((MemoryEstimate, render_estimate), (FitRecord, render_fit), (ScalingRecord, render_scaling),
-                    (DistributedProfileRecord, render_distributed)):
-        if records and all(isinstance(r, cls) for r in records):
-            return fn(records[0]) if len(records) == 1 else Group(*(fn(r) for r in records))
-    if len(records) == 1:
-        return render_record(records[0])
-    return render_records(records)
+            blocks = [score_sheet(records)]
+        else:
+            blocks = list(compare_sheets(records))
+    elif len(records) == 1 and not isinstance(records[0], (MemoryEstimate, FitRecord, ScalingRecord,
+                                                          DistributedProfileRecord)):
+        blocks = record_blocks(records[0])
+    else:
+        blocks = []
+        for cls, fn in ((MemoryEstimate, estimate_blocks), (FitRecord, fit_blocks), (ScalingRecord, scaling_blocks),
+                        (DistributedProfileRecord, distributed_blocks)):
+            if records and all(isinstance(r, cls) for r in records):
+                blocks = [b for r in records for b in fn(r)]
+                break
+        else:
+            blocks = [records_sheet(records)]
+    if verdicts:
+        blocks.append(claims_sheet(verdicts, f"the claims of preset {preset}"))
+    return blocks
+
+
+def render_any(records, preset: str | None = None, verdicts=()) -> Group:
+    """:func:`blocks_any` drawn for the terminal."""
+    return to_rich(blocks_any(records, preset, verdicts))
+
+
+def markdown_any(records, preset: str | None = None, verdicts=()) -> str:
+    """:func:`blocks_any` as GitHub-flavoured Markdown: the same columns and rounding as :func:`render_any`."""
+    return to_markdown(blocks_any(records, preset, verdicts))

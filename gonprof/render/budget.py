@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from .formats import _mib, _ms, format_bytes, format_seconds
+from .sheet import Note, Sheet, to_rich
 
 # -- memory budgets: estimates, fits, scaling ------------------------------------
 
 def render_estimate(e, measured=None) -> Group:
+    """A :class:`~gonprof.records.MemoryEstimate` for the terminal (:func:`estimate_blocks`)."""
+    return to_rich(estimate_blocks(e, measured))
+
+
+def estimate_blocks(e, measured=None) -> list[Sheet | Note]:
     """A :class:`~gonprof.records.MemoryEstimate`; with ``measured`` (a ProfileRecord) the measured figures
     beside it."""
-    t = Table(title=f"estimated step memory: {e.arch} / {e.mode} / batch {e.batch_size} on {e.device} "
+    t = Sheet(title=f"estimated step memory: {e.arch} / {e.mode} / batch {e.batch_size} on {e.device} "
                     f"({e.method} tensors, nothing allocated)", header_style="bold")
     t.add_column("figure")
-    t.add_column("estimate (MiB)", justify="right")
+    t.add_column("estimate (MiB)", "right")
     if measured is not None:
-        t.add_column("measured (MiB)", justify="right")
+        t.add_column("measured (MiB)", "right")
     t.add_column("what it counts")
     lm = measured.live_memory if measured is not None else None
 
@@ -46,8 +51,8 @@ def render_estimate(e, measured=None) -> Group:
             measured.persistent.total_bytes if measured is not None and measured.persistent else None,
             "params + buffers + grads + optimizer state, end of step")
     row("budget figure", e.peak_bytes, None, "what `gonprof fit --estimate` compares")
-    notes = Text("\n".join(f"- {n}" for n in e.notes), style="dim")
-    return Group(t, Text(f"rounding: {e.rounding}", style="dim"), notes)
+    notes = Note("\n".join(f"- {n}" for n in e.notes), style="dim")
+    return [t, Note(f"rounding: {e.rounding}", style="dim"), notes]
 
 
 def _trial_row(t, cores: bool = False) -> list:
@@ -62,18 +67,23 @@ _TRIAL_COLUMNS = ("batch (samples)", "status", "compared peak (MiB)", "peak live
                   "peak RSS delta (MiB)", "CUDA max allocated (MiB)", "CUDA max reserved (MiB)", "step (ms)", "note")
 
 
-def _trial_table(title: str, trials) -> Table:
+def _trial_sheet(title: str, trials) -> Sheet:
     """Trials or points, one row each; a ``cores`` column when some ran pinned to cores (--jobs)."""
     cores = any(t.cpus for t in trials)
-    t = Table(title=title, header_style="bold")
+    t = Sheet(title=title, header_style="bold")
     for col in _TRIAL_COLUMNS[:-1] + (("cores",) if cores else ()) + _TRIAL_COLUMNS[-1:]:
-        t.add_column(col, justify="left" if col in ("status", "note", "cores") else "right")
+        t.add_column(col, "left" if col in ("status", "note", "cores") else "right")
     for tr in trials:
         t.add_row(*_trial_row(tr, cores))
     return t
 
 
 def render_fit(rec) -> Group:
+    """A :class:`~gonprof.records.FitRecord` for the terminal (:func:`fit_blocks`)."""
+    return to_rich(fit_blocks(rec))
+
+
+def fit_blocks(rec) -> list[Sheet | Note]:
     """A :class:`~gonprof.records.FitRecord`: the answer, then every trial in batch-size order."""
     budget = format_bytes(rec.memory_bytes)
     if rec.status != "ok":
@@ -84,26 +94,32 @@ def render_fit(rec) -> Group:
         head = Text.assemble(("largest batch", "bold"), f" for {rec.arch} / {rec.mode} on {rec.device} in {budget}"
                              f"{' (estimated)' if rec.estimate else ''}: ", (str(rec.batch_size), "bold green"),
                              nxt + (f" ({rec.message})" if rec.message else ""))
-    t = _trial_table("trials (MiB = 2**20 bytes)", sorted(rec.trials, key=lambda x: x.batch_size))
-    foot = Text(f"compared with the budget: {rec.compared}\nsearch: {rec.search}"
+    t = _trial_sheet("trials (MiB = 2**20 bytes)", sorted(rec.trials, key=lambda x: x.batch_size))
+    foot = Note(f"compared with the budget: {rec.compared}\nsearch: {rec.search}"
                 + "".join(f"\n- {n}" for n in rec.notes), style="dim")
-    return Group(head, t, foot)
+    return [Note(head), t, foot]
 
 
 def render_scaling(rec) -> Group:
+    """A :class:`~gonprof.records.ScalingRecord` for the terminal (:func:`scaling_blocks`)."""
+    return to_rich(scaling_blocks(rec))
+
+
+def scaling_blocks(rec) -> list[Sheet | Note]:
     """A :class:`~gonprof.records.ScalingRecord`: the points and the fixed + per-sample fits."""
-    t = _trial_table(f"scaling: {rec.arch} / {rec.mode} on {rec.device}{' (estimated)' if rec.estimate else ''}",
+    t = _trial_sheet(f"scaling: {rec.arch} / {rec.mode} on {rec.device}{' (estimated)' if rec.estimate else ''}",
                      rec.points)
-    f = Table(title="least-squares fits: fixed + per sample x batch", header_style="bold")
+    f = Sheet(title="least-squares fits: fixed + per sample x batch", header_style="bold")
     for col in ("quantity", "fixed", "per sample", "R^2", "points"):
-        f.add_column(col, justify="left" if col == "quantity" else "right")
+        f.add_column(col, "left" if col == "quantity" else "right")
     if rec.memory_fit is not None:
         m = rec.memory_fit
         f.add_row("peak memory", format_bytes(m.intercept), format_bytes(m.slope), f"{m.r2:.4f}", str(m.n))
     if rec.time_fit is not None:
         s = rec.time_fit
         f.add_row("step time", format_seconds(s.intercept), format_seconds(s.slope), f"{s.r2:.4f}", str(s.n))
-    parts = [t, f, Text(f"memory figure: {rec.compared}" + "".join(f"\n- {n}" for n in rec.notes), style="dim")]
+    notes = Note(f"memory figure: {rec.compared}" + "".join(f"\n- {n}" for n in rec.notes), style="dim")
+    parts: list[Sheet | Note] = [t, f, notes]
     if rec.message:
-        parts.insert(0, Text(rec.message, style="red" if rec.status != "ok" else "yellow"))
-    return Group(*parts)
+        parts.insert(0, Note(rec.message, style="red" if rec.status != "ok" else "yellow"))
+    return parts

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .formats import _mib, _ms, format_count
+from .sheet import Sheet, to_rich
 
 
 def on_class_note(scored) -> str:
@@ -22,15 +23,17 @@ def on_class_note(scored) -> str:
 # -- gonprof compare ------------------------------------------------------------------
 
 def compare_table(rows, baseline: int | None = None, title: str = "gonprof compare") -> Group:
+    """Two tables over the same rows: what each run cost, and what its samples are worth (:func:`compare_sheets`)."""
+    return to_rich(compare_sheets(rows, baseline, title))
+
+
+def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof compare") -> list[Sheet]:
     """Two tables over the same rows: what each run cost, and what its samples are worth.
 
     ``*`` marks Pareto-optimal rows: no other row has both a lower peak of live
     tensor memory and a lower FID.  Ratios are to the ``baseline`` row
     (default: the first trained row that finished).
     """
-    from rich.console import Group
-    from rich.table import Table
-
     from gonprof.records import pareto_front, peak_memory_bytes
 
     front = pareto_front(rows)
@@ -44,7 +47,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
     def label(i, r):
         return r.label + (" *" if i in front else "") + (" (base)" if i == base_i else "")
 
-    cost = Table(title=f"{title}: cost of one optimization step", title_justify="left",
+    cost = Sheet(title=f"{title}: cost of one optimization step", title_justify="left",
                  caption="FLOPs = 2 x MACs, whole step; peak live = tensor storages during one step; "
                          "RSS delta over the step's start; ratios vs the row marked (base)",
                  caption_justify="left")
@@ -52,7 +55,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
             "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + [
             "step median (ms)", "trained (steps / s)", "memory vs base (x)", "time vs base (x)"]
     for c in cols:
-        cost.add_column(c, justify="left" if c == "run" else "right", no_wrap=c == "run")
+        cost.add_column(c, "left" if c == "run" else "right", no_wrap=c == "run")
     for i, r in enumerate(rows):
         if r.kind != "run":
             continue
@@ -78,7 +81,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
                                      if kept is not None else "")
     refined = any(r.quality_unrefined is not None for r in rows)
     tested = any(r.test_error_fraction is not None for r in rows)
-    quality = Table(title=f"{title}: quality of the samples", title_justify="left",
+    quality = Sheet(title=f"{title}: quality of the samples", title_justify="left",
                     caption=f"N={n} samples vs {n}{held} {what} in the features of {extractor}; "
                             "the floor row scores real images the same way; * Pareto-optimal on "
                             "(peak live memory, FID)" + ("; FID before refinement: the same samples as drawn by G, "
@@ -90,7 +93,7 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
         "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
         (["on-class (%)"] if kept is not None else []) + (["test error (%)"] if tested else []) + ["status"]
     for c in cols:
-        quality.add_column(c, justify="left" if c in ("run", "status") else "right", no_wrap=c == "run")
+        quality.add_column(c, "left" if c in ("run", "status") else "right", no_wrap=c == "run")
     for i, r in enumerate(rows):
         q = r.quality
         cells = [label(i, r)]
@@ -106,15 +109,26 @@ def compare_table(rows, baseline: int | None = None, title: str = "gonprof compa
                 cells.append(f"{100 * r.test_error_fraction:.2f}" if r.test_error_fraction is not None else "-")
         else:
             cells += ["-"] * (len(cols) - 2)
-        cells.append(r.status if r.status == "ok" and not r.message else
-                     (f"[red]{r.status}[/]: " if r.status != "ok" else "ok: ") + escape(r.message))
+        cells.append(_status_cell(r))
         quality.add_row(*cells, style="dim" if r.kind == "floor" else None)
-    return Group(cost, quality)
+    return [cost, quality]
+
+
+def _status_cell(r) -> str | Text:
+    """``ok``, or the status (red unless ok) and the row's message."""
+    if r.status == "ok" and not r.message:
+        return r.status
+    return Text.assemble((r.status, "red" if r.status != "ok" else ""), ": " + r.message)
 
 
 # -- gonprof score --------------------------------------------------------------------
 
 def score_table(rows, source: str = "") -> Group:
+    """``gonprof score``'s table (:func:`score_sheet`) for the terminal."""
+    return Group(score_sheet(rows, source).to_rich())
+
+
+def score_sheet(rows, source: str = "") -> Sheet:
     """``gonprof score``: compare's quality columns over (floor, samples) RunRecords, with confidence and
     the predicted-class counts; ``source`` (what was read, and how) goes in the caption."""
     scored = next((r.quality for r in rows if r.quality is not None), None)
@@ -124,15 +138,14 @@ def score_table(rows, source: str = "") -> Group:
     what = "held-out real images" + (f" of class{'es' if len(kept) > 1 else ''} {','.join(map(str, kept))}"
                                      if kept is not None else "")
     extractor = f"{scored.extractor} (weights {scored.weights_hash})" if scored is not None else "-"
-    t = Table(title="gonprof score: quality of the samples", title_justify="left",
+    t = Sheet(title="gonprof score: quality of the samples", title_justify="left",
               caption=(f"{source}\n" if source else "") + f"N={n} images vs {n}{held} {what} in the features "
                       f"of {extractor}; the floor row scores real images the same way" + on_class_note(scored),
               caption_justify="left")
     cols = ["run", "FID", "KID", "precision", "recall", "classes (%)", "class entropy (nats)"] + \
         (["on-class (%)"] if kept is not None else []) + ["confidence", "predicted (class: count)"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("run", "predicted (class: count)") else "right",
-                     no_wrap=c == "run")
+        t.add_column(c, "left" if c in ("run", "predicted (class: count)") else "right", no_wrap=c == "run")
     for r in rows:
         q = r.quality
         if q is None:
@@ -146,19 +159,23 @@ def score_table(rows, source: str = "") -> Group:
         shown = ", ".join(f"{k}: {v}" for k, v in counts[:5]) + (", ..." if len(counts) > 5 else "")
         cells += [f"{q.mean_confidence:.3f}", shown or "-"]
         t.add_row(*cells, style="dim" if r.kind == "floor" else None)
-    return Group(t)
+    return t
 
 
 def claims_table(verdicts, title: str = "the source's claims") -> Table:
+    """The claims table (:func:`claims_sheet`) for the terminal."""
+    return claims_sheet(verdicts, title).to_rich()
+
+
+def claims_sheet(verdicts, title: str = "the source's claims") -> Sheet:
     """Claim | source figure | measured here | verdict (with its reason); the mapping of each source
     quantity to a defined figure goes in the last column."""
-    t = Table(title=f"gonprof compare: {title}", title_justify="left")
+    t = Sheet(title=f"gonprof compare: {title}", title_justify="left")
     for c in ("claim", "source figure", "measured here", "verdict", "measured as"):
         t.add_column(c)
     colour = {"holds": "green", "does not hold": "red"}
     for v in verdicts:
-        style = colour.get(v.verdict, "yellow")
-        verdict = f"[{style}]{v.verdict}[/]" + (f": {escape(v.reason)}" if v.reason else "")
-        t.add_row(escape(v.claim), escape(v.source_figure), escape(v.measured), verdict, escape(v.maps_to))
+        verdict = Text.assemble((v.verdict, colour.get(v.verdict, "yellow")), f": {v.reason}" if v.reason else "")
+        t.add_row(v.claim, v.source_figure, v.measured, verdict, v.maps_to)
     return t
 

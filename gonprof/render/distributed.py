@@ -3,8 +3,6 @@ all-reduced per step."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +11,7 @@ from gonprof.records import DistributedProfileRecord, RankRecord
 from gonprof.records.distributed import rank_figure
 
 from .formats import MIB, STATUS_STYLES, _mflop, _mib, _ms, _timing_cell, format_count
+from .sheet import Note, Sheet, to_rich
 
 SPREAD_LABEL = "spread"
 
@@ -40,15 +39,20 @@ def _spread_cell(span: tuple | None, fmt) -> str:
 
 
 def ranks_table(rec: DistributedProfileRecord) -> Table:
+    """The ranks table (:func:`ranks_sheet`) for the terminal."""
+    return ranks_sheet(rec).to_rich()
+
+
+def ranks_sheet(rec: DistributedProfileRecord) -> Sheet:
     """One row per rank and a spread row (max - min over the ranks; step time also as max / min)."""
     cuda = _uses_cuda(rec)
     memory_col = "CUDA max allocated (MiB)" if cuda else "peak RSS delta (MiB)"
     memory_fig = "cuda_max_memory_allocated_bytes" if cuda else "peak_rss_delta_bytes"
-    t = Table(title=_title(rec), header_style="bold",
+    t = Sheet(title=_title(rec), header_style="bold",
               caption="spread: max - min over the ranks (step median also as max / min)")
     for col in ("rank", "status", "FLOPs/step (MFLOP)", "peak live (MiB)", memory_col, "step median (ms)",
                 "all-reduced per step (MiB)"):
-        t.add_column(col, justify="left" if col in ("rank", "status") else "right")
+        t.add_column(col, "left" if col in ("rank", "status") else "right")
     for r in rec.ranks:
         st = r.profile.step_time if r.profile is not None else None
         t.add_row(
@@ -77,16 +81,22 @@ def ranks_table(rec: DistributedProfileRecord) -> Table:
 
 
 def allreduce_table(rec: DistributedProfileRecord) -> Table | None:
+    """The all-reduce table (:func:`allreduce_sheet`) for the terminal."""
+    sheet = allreduce_sheet(rec)
+    return sheet.to_rich() if sheet is not None else None
+
+
+def allreduce_sheet(rec: DistributedProfileRecord) -> Sheet | None:
     """What the first rank with figures all-reduced per step, by model and by phase, in exact bytes."""
     r = next((r for r in rec.ranks if r.comm is not None), None)
     if r is None:
         return None
     c = r.comm
-    t = Table(title=f"all-reduced per step (rank {r.rank}; every rank all-reduces the same buckets)",
+    t = Sheet(title=f"all-reduced per step (rank {r.rank}; every rank all-reduces the same buckets)",
               header_style="bold")
     t.add_column("what")
-    t.add_column("bytes", justify="right")
-    t.add_column("MiB", justify="right")
+    t.add_column("bytes", "right")
+    t.add_column("MiB", "right")
     for name, b in c.allreduce_bytes_by_model.items():
         t.add_row(f"model {name}", format_count(b), f"{b / MIB:,.2f}")
     for name, b in c.allreduce_bytes_by_phase.items():
@@ -97,7 +107,7 @@ def allreduce_table(rec: DistributedProfileRecord) -> Table | None:
     return t
 
 
-def _notes(rec: DistributedProfileRecord) -> Text:
+def _notes(rec: DistributedProfileRecord) -> Note:
     threads = rec.threads_per_rank if rec.threads_per_rank is not None else "?"
     seeds = "; rank r seeds its batches and noise with seed + r" if rec.extra.get("rank_seeds") else ""
     lines = [f"launcher: {rec.launcher or '-'}; device {rec.device}; torch threads per rank: {threads}{seeds}"]
@@ -109,19 +119,24 @@ def _notes(rec: DistributedProfileRecord) -> Text:
     loads = [e.load_average_1m for e in envs if e.load_average_1m is not None]
     if loads:
         lines.append(f"load average at the ranks' start: up to {max(loads):g}, on {envs[0].cpu_count} cores")
-    return Text("\n".join(lines))
+    return Note("\n".join(lines))
 
 
 def render_distributed(rec: DistributedProfileRecord) -> Group:
+    """A data-parallel profile for the terminal (:func:`distributed_blocks`)."""
+    return to_rich(distributed_blocks(rec))
+
+
+def distributed_blocks(rec: DistributedProfileRecord) -> list[Sheet | Note]:
     """A data-parallel profile: the ranks table, what was all-reduced, notes, warnings and failures."""
-    parts: list[Any] = [ranks_table(rec)]
-    comm = allreduce_table(rec)
+    parts: list[Sheet | Note] = [ranks_sheet(rec)]
+    comm = allreduce_sheet(rec)
     if comm is not None:
         parts.append(comm)
     parts.append(_notes(rec))
     if rec.warnings:
-        parts.append(Text("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
+        parts.append(Note("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
     failed = [r for r in rec.ranks if r.status != "ok"]
     if failed:
-        parts.append(Text("\n".join(f"rank {r.rank}: {r.status}: {r.message}" for r in failed), style="red"))
-    return Group(*parts)
+        parts.append(Note("\n".join(f"rank {r.rank}: {r.status}: {r.message}" for r in failed), style="red"))
+    return parts

@@ -23,6 +23,7 @@ from .formats import (
     format_flops,
     format_seconds,
 )
+from .sheet import Note, Sheet, to_rich
 
 # --------------------------------------------------------------------------
 # one record
@@ -30,9 +31,13 @@ from .formats import (
 
 
 def summary_table(rec: ProfileRecord) -> Table:
-    t = Table(title=_title(rec), show_header=True, header_style="bold")
+    return summary_sheet(rec).to_rich()
+
+
+def summary_sheet(rec: ProfileRecord) -> Sheet:
+    t = Sheet(title=_title(rec), header_style="bold")
     t.add_column("figure")
-    t.add_column("value", justify="right")
+    t.add_column("value", "right")
     t.add_column("what it counts")
     t.add_row("status", _status(rec), rec.message or "")
     t.add_row("device", rec.environment.device, rec.environment.device_name)
@@ -107,10 +112,14 @@ def allocator_rows(rec: ProfileRecord) -> list[tuple[Any, str, Any]]:
 
 
 def params_table(rec: ProfileRecord) -> Table:
-    t = Table(title="parameters", header_style="bold")
+    return params_sheet(rec).to_rich()
+
+
+def params_sheet(rec: ProfileRecord) -> Sheet:
+    t = Sheet(title="parameters", header_style="bold")
     for col in ("model", "total (count)", "trainable (count)", "frozen (count)", "buffers (elements)", "params (MiB)",
                 "buffers (MiB)", "dtypes"):
-        t.add_column(col, justify="left" if col in ("model", "dtypes") else "right")
+        t.add_column(col, "left" if col in ("model", "dtypes") else "right")
     for m in rec.models:
         t.add_row(
             m.name,
@@ -126,13 +135,17 @@ def params_table(rec: ProfileRecord) -> Table:
 
 
 def memory_table(rec: ProfileRecord) -> Table | None:
+    return _rich(memory_sheet(rec))
+
+
+def memory_sheet(rec: ProfileRecord) -> Sheet | None:
     p, lm = rec.persistent, rec.live_memory
     if p is None and lm is None:
         return None
-    t = Table(title="memory (MiB = 2**20 bytes)", header_style="bold")
+    t = Sheet(title="memory (MiB = 2**20 bytes)", header_style="bold")
     t.add_column("category")
-    t.add_column("persistent, end of step (MiB)", justify="right")
-    t.add_column("at peak of live tensors (MiB)", justify="right")
+    t.add_column("persistent, end of step (MiB)", "right")
+    t.add_column("at peak of live tensors (MiB)", "right")
     rows = [
         ("parameters", p.param_bytes if p else None, lm.peak_live_param_bytes if lm else None),
         ("buffers", p.buffer_bytes if p else None, lm.peak_live_buffer_bytes if lm else None),
@@ -147,15 +160,19 @@ def memory_table(rec: ProfileRecord) -> Table | None:
 
 
 def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Table | None:
+    return _rich(flops_sheet(rec, max_modules))
+
+
+def flops_sheet(rec: ProfileRecord, max_modules: int = 25) -> Sheet | None:
     f = rec.flops
     if f is None:
         return None
-    t = Table(title="FLOPs of one step (MFLOP = 10**6 FLOPs; FLOPs = 2 x MACs)", header_style="bold")
+    t = Sheet(title="FLOPs of one step (MFLOP = 10**6 FLOPs; FLOPs = 2 x MACs)", header_style="bold")
     t.add_column("where")
     t.add_column("type")
-    t.add_column("forward (MFLOP)", justify="right")
-    t.add_column("backward (MFLOP)", justify="right")
-    t.add_column("total (MFLOP)", justify="right")
+    t.add_column("forward (MFLOP)", "right")
+    t.add_column("backward (MFLOP)", "right")
+    t.add_column("total (MFLOP)", "right")
     for m in f.flops_by_module[:max_modules]:
         depth = m.module.count(".")
         t.add_row("  " * depth + m.module, m.module_type, _mflop(m.forward_flops), _mflop(m.backward_flops),
@@ -171,23 +188,31 @@ def flops_table(rec: ProfileRecord, max_modules: int = 25) -> Table | None:
 
 
 def uncounted_table(rec: ProfileRecord) -> Table | None:
+    return _rich(uncounted_sheet(rec))
+
+
+def uncounted_sheet(rec: ProfileRecord) -> Sheet | None:
     f = rec.flops
     if f is None or not f.uncounted_ops:
         return None
-    t = Table(title="ops that ran with no FLOP formula (not in the totals)", header_style="bold")
+    t = Sheet(title="ops that ran with no FLOP formula (not in the totals)", header_style="bold")
     t.add_column("op")
-    t.add_column("calls (count)", justify="right")
+    t.add_column("calls (count)", "right")
     for k, v in sorted(f.uncounted_ops.items(), key=lambda kv: (-kv[1], kv[0])):
         t.add_row(k, format_count(v))
     return t
 
 
 def timing_table(rec: ProfileRecord) -> Table | None:
+    return _rich(timing_sheet(rec))
+
+
+def timing_sheet(rec: ProfileRecord) -> Sheet | None:
     if rec.step_time is None and not rec.phase_time:
         return None
-    t = Table(title="time (ms), timed steps only", header_style="bold")
+    t = Sheet(title="time (ms), timed steps only", header_style="bold")
     for col in ("what", "median (ms)", "p10 (ms)", "p90 (ms)", "mean (ms)", "n (steps)", "spread (p90-p10)/median"):
-        t.add_column(col, justify="left" if col == "what" else "right")
+        t.add_column(col, "left" if col == "what" else "right")
 
     def row(name: str, s: TimingStats) -> None:
         t.add_row(
@@ -209,18 +234,27 @@ def timing_table(rec: ProfileRecord) -> Table | None:
     return t
 
 
+def record_blocks(rec: ProfileRecord) -> list[Sheet | Note]:
+    """All tables of one record, with its warnings, in the order they print."""
+    parts: list[Sheet | Note] = [summary_sheet(rec)]
+    if rec.warnings:
+        parts.append(Note("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
+    if rec.models:
+        parts.append(params_sheet(rec))
+    for fn in (memory_sheet, flops_sheet, uncounted_sheet, timing_sheet):
+        sheet = fn(rec)
+        if sheet is not None:
+            parts.append(sheet)
+    return parts
+
+
 def render_record(rec: ProfileRecord) -> Group:
     """All tables of one record as a rich renderable."""
-    parts: list[Any] = [summary_table(rec)]
-    if rec.warnings:
-        parts.append(Text("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
-    if rec.models:
-        parts.append(params_table(rec))
-    for fn in (memory_table, flops_table, uncounted_table, timing_table):
-        tbl = fn(rec)
-        if tbl is not None:
-            parts.append(tbl)
-    return Group(*parts)
+    return to_rich(record_blocks(rec))
+
+
+def _rich(sheet: Sheet | None) -> Table | None:
+    return sheet.to_rich() if sheet is not None else None
 
 
 # --------------------------------------------------------------------------
@@ -244,9 +278,14 @@ COMPARE_COLUMNS = (
 
 def render_records(records: Sequence[ProfileRecord], title: str = "gonprof profiles") -> Table:
     """One row per record; each column header says its unit."""
-    t = Table(title=title, header_style="bold")
+    return records_sheet(records, title).to_rich()
+
+
+def records_sheet(records: Sequence[ProfileRecord], title: str = "gonprof profiles") -> Sheet:
+    """One row per record; each column header says its unit."""
+    t = Sheet(title=title, header_style="bold")
     for col in COMPARE_COLUMNS:
-        t.add_column(col, justify="left" if col in ("arch", "mode", "status") else "right")
+        t.add_column(col, "left" if col in ("arch", "mode", "status") else "right")
     for r in records:
         st = r.step_time
         t.add_row(
