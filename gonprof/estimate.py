@@ -154,6 +154,53 @@ def input_bytes(batch_size: int, shape: tuple[int, ...]) -> int:
     return int(batch_size) * (math.prod(shape) * 4 + 8)
 
 
+def _estimate_overrides(spec: StepSpec, max_inner_steps: int, is_cuda: bool, notes: list[str]) -> dict[str, Any]:
+    """The settings the estimate runs with instead of the request's: inner loops capped at
+    ``max_inner_steps`` (their peak repeats), CPU-only fast paths off on cuda; each change noted."""
+    mode_spec, given = spec.mode_spec(), dict(spec.hparams)
+    resolved = spec.resolved_hparams()  # cheap: the build is on meta
+    capped: dict[str, Any] = {}
+    for k in mode_spec.inner_loop_hparams:  # the mode declares them (gon: inner_steps)
+        if k in resolved and isinstance(resolved[k], int) and resolved[k] > max_inner_steps:
+            capped[k] = max_inner_steps
+            notes.append(
+                f"{k} = {resolved[k]} capped at {max_inner_steps}: each inner iteration starts from the same "
+                "live set (input, its optimiser state, per-sample counters), so the peak of the first iterations "
+                "repeats in the later ones")
+    if is_cuda:
+        for k, v in mode_spec.cpu_only_hparams.items():
+            if k in resolved and resolved[k] != v and k not in given:
+                capped[k] = v
+                notes.append(f"{k} set to {v}: a CPU-only fast path the step skips on cuda")
+    return capped
+
+
+def _run_worst_case(spec: StepSpec, overrides: dict, real_shape: tuple[int, ...], steps: int,
+                    is_cuda: bool) -> tuple[Any, _MetaFixes, list, str]:
+    """(step, fixes, per-step (live, rounded) figures, what was done about data-dependent reads): the step run
+    on meta tensors, and where it reads data to branch (early stops), run again with every such read taken
+    the other way, keeping the run with the larger peak."""
+    def run(policy: bool) -> tuple[Any, _MetaFixes, list]:
+        fixes = _MetaFixes(policy)
+        with torch.device("meta"), fixes:
+            step = spec.replace(hparams=overrides).build(device="meta")
+        live, rounded, reads = track_meta_steps(step, real_shape, steps, policy, is_cuda)
+        fixes.reads += reads
+        return step, fixes, list(zip(live, rounded or [None] * len(live)))
+
+    step, fixes, results = run(False)
+    if not fixes.reads:
+        return step, fixes, results, "no data-dependent branch: the step ran as it always runs"
+    step_t, fixes_t, results_t = run(True)
+    a = max(r[0].peak_live_bytes for r in results)
+    b = max(r[0].peak_live_bytes for r in results_t)
+    worst = (f"{fixes.reads} data-dependent read(s) (early stops, checks); run with all of them False/0 "
+             f"(no early stop: peak {a:,} B) and True/1 (stops taken: peak {b:,} B); the larger is reported")
+    if b > a:
+        return step_t, fixes_t, results_t, worst
+    return step, fixes, results, worst
+
+
 def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int = 4) -> MemoryEstimate:
     """Predict the peak memory of one training step of ``spec`` (a :class:`~gonprof.request.StepSpec`) at
     its batch size.
@@ -168,7 +215,6 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
     t0 = time.perf_counter()
     spec = spec.checked(need_device=False)
     mode, arch, device = spec.mode_name, spec.arch, spec.device
-    mode_spec = spec.mode_spec()
     batch_size = spec.effective_batch_size()
     dev = torch.device(device)
     is_cuda = dev.type == "cuda"
@@ -179,45 +225,9 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
         f"{steps} step(s) run (the first creates optimizer state), the peak is the largest",
     ]
 
-    def build(policy: bool, overrides: dict) -> tuple[Any, _MetaFixes]:
-        fixes = _MetaFixes(policy)
-        with torch.device("meta"), fixes:
-            step = spec.replace(hparams=overrides).build(device="meta")
-        return step, fixes
-
-    # resolve the hyper-parameters once (cheap: the build is on meta) to apply the caps
-    resolved = spec.resolved_hparams()
-    capped: dict[str, Any] = {}
-    for k in mode_spec.inner_loop_hparams:  # the mode declares them (gon: inner_steps)
-        if k in resolved and isinstance(resolved[k], int) and resolved[k] > max_inner_steps:
-            capped[k] = max_inner_steps
-            notes.append(
-                f"{k} = {resolved[k]} capped at {max_inner_steps}: each inner iteration starts from the same "
-                "live set (input, its optimiser state, per-sample counters), so the peak of the first iterations "
-                "repeats in the later ones")
-    if is_cuda:
-        for k, v in mode_spec.cpu_only_hparams.items():
-            if k in resolved and resolved[k] != v and k not in given:
-                capped[k] = v
-                notes.append(f"{k} set to {v}: a CPU-only fast path the step skips on cuda")
-    overrides = {**given, **capped}
-
-    def run(policy: bool) -> tuple[Any, _MetaFixes, list]:
-        step, fixes = build(policy, overrides)
-        live, rounded, reads = track_meta_steps(step, (batch_size, *shape), steps, policy, is_cuda)
-        fixes.reads += reads
-        return step, fixes, list(zip(live, rounded or [None] * len(live)))
-
-    step, fixes, results = run(False)
-    worst = "no data-dependent branch: the step ran as it always runs"
+    overrides = {**given, **_estimate_overrides(spec, max_inner_steps, is_cuda, notes)}
+    step, fixes, results, worst = _run_worst_case(spec, overrides, (batch_size, *shape), steps, is_cuda)
     if fixes.reads:
-        step_t, fixes_t, results_t = run(True)
-        a = max(r[0].peak_live_bytes for r in results)
-        b = max(r[0].peak_live_bytes for r in results_t)
-        worst = (f"{fixes.reads} data-dependent read(s) (early stops, checks); run with all of them False/0 "
-                 f"(no early stop: peak {a:,} B) and True/1 (stops taken: peak {b:,} B); the larger is reported")
-        if b > a:
-            step, fixes, results = step_t, fixes_t, results_t
         notes.append("data-dependent control flow estimated at its worst case: " + worst)
 
     live = [r[0] for r in results]
