@@ -427,93 +427,107 @@ class ProfileRecord(JsonRecord):
             measuring_step_time_s=self.measuring_step_time_s,
             params_total=self.params_total,
         )
-        for m in self.models:
-            p = f"model_{m.name}_"
-            row[p + "params_total"] = m.params_total
-            row[p + "params_trainable"] = m.params_trainable
-            row[p + "params_frozen"] = m.params_frozen
-            row[p + "buffer_elements"] = m.buffer_elements
-            row[p + "param_bytes"] = m.param_bytes
-            row[p + "buffer_bytes"] = m.buffer_bytes
-        if self.persistent is not None:
-            pb = self.persistent
-            row.update(
-                param_bytes=pb.param_bytes,
-                buffer_bytes=pb.buffer_bytes,
-                grad_bytes=pb.grad_bytes,
-                optimizer_state_bytes=pb.optimizer_state_bytes,
-                persistent_bytes=pb.total_bytes,
-            )
-        if self.flops is not None:
-            f = self.flops
-            row.update(
-                flops_per_step=f.flops_per_step,
-                forward_flops=f.forward_flops,
-                backward_flops=f.backward_flops,
-                flops_outside_modules=f.flops_outside_modules,
-            )
-            for ph, v in f.flops_by_phase.items():
-                row[f"phase_{ph}_flops"] = v
-            row["uncounted_ops"] = ";".join(f"{k}x{v}" for k, v in sorted(f.uncounted_ops.items()))
-        if self.live_memory is not None:
-            lm = self.live_memory
-            for fl in dataclasses.fields(lm):
-                if fl.name.endswith("_bytes"):
-                    row[fl.name] = getattr(lm, fl.name)
-            row["peak_live_delta_bytes"] = lm.peak_live_delta_bytes
-            for ph, v in lm.peak_live_bytes_by_phase.items():
-                row[f"phase_{ph}_peak_live_bytes"] = v
-        if self.allocator_memory is not None:
-            am = self.allocator_memory
-            row.update(
-                allocator_peak_bytes=am.peak_bytes,
-                allocator_peak_delta_bytes=am.peak_delta_bytes,
-                allocator_allocated_bytes=am.allocated_bytes,
-                allocator_execution=am.execution,
-                allocator_compiled_frames=am.compiled_frames,
-            )
-        if self.step_peak_bytes is not None:
-            row.update(step_peak_bytes=self.step_peak_bytes, step_peak_execution=self.step_peak_execution,
-                       step_peak_source=self.step_peak_source)
-        for fig, ex in self.execution.items():
-            row[f"execution_{fig}"] = ex
-        if self.peak_difference_note:
-            row["peak_difference_note"] = self.peak_difference_note
-        if self.untracked_bytes is not None:
-            row["untracked_bytes"] = self.untracked_bytes
-        if self.rss is not None:
-            row.update(
-                rss_method=self.rss.method,
-                peak_rss_bytes=self.rss.peak_rss_bytes,
-                peak_rss_delta_bytes=self.rss.peak_rss_delta_bytes,
-                peak_rss_delta_bytes_median=self.rss.peak_rss_delta_bytes_median,
-                rss_baseline_bytes=self.rss.rss_baseline_bytes,
-            )
-        if self.cuda_memory is not None:
-            row.update(
-                cuda_max_memory_allocated_bytes=self.cuda_memory.max_memory_allocated_bytes,
-                cuda_max_memory_reserved_bytes=self.cuda_memory.max_memory_reserved_bytes,
-            )
-
-        def timing(prefix: str, t: TimingStats) -> None:
-            for fl in dataclasses.fields(t):
-                if fl.name == "n":
-                    row[prefix + "n"] = t.n
-                elif fl.name.startswith("time_s"):
-                    row[prefix + fl.name] = getattr(t, fl.name)
-                else:
-                    row[prefix + "time_" + fl.name] = getattr(t, fl.name)
-
-        if self.step_time is not None:
-            timing("step_", self.step_time)
-        for ph, t in self.phase_time.items():
-            timing(f"phase_{ph}_", t)
-        for k, v in self.extra.items():
-            if isinstance(v, (str, int, float, bool)) or v is None:
-                row[f"extra_{k}"] = v
-            else:
-                row[f"extra_{k}"] = json.dumps(v)
+        _row_static(self, row)
+        _row_memory(self, row)
+        _row_timing(self, row)
         return row
+
+
+def _row_static(rec: ProfileRecord, row: dict[str, Any]) -> None:
+    """The CSV columns of the models' parameters, the persistent state and the FLOPs."""
+    for m in rec.models:
+        p = f"model_{m.name}_"
+        row[p + "params_total"] = m.params_total
+        row[p + "params_trainable"] = m.params_trainable
+        row[p + "params_frozen"] = m.params_frozen
+        row[p + "buffer_elements"] = m.buffer_elements
+        row[p + "param_bytes"] = m.param_bytes
+        row[p + "buffer_bytes"] = m.buffer_bytes
+    if rec.persistent is not None:
+        pb = rec.persistent
+        row.update(
+            param_bytes=pb.param_bytes,
+            buffer_bytes=pb.buffer_bytes,
+            grad_bytes=pb.grad_bytes,
+            optimizer_state_bytes=pb.optimizer_state_bytes,
+            persistent_bytes=pb.total_bytes,
+        )
+    if rec.flops is not None:
+        f = rec.flops
+        row.update(
+            flops_per_step=f.flops_per_step,
+            forward_flops=f.forward_flops,
+            backward_flops=f.backward_flops,
+            flops_outside_modules=f.flops_outside_modules,
+        )
+        for ph, v in f.flops_by_phase.items():
+            row[f"phase_{ph}_flops"] = v
+        row["uncounted_ops"] = ";".join(f"{k}x{v}" for k, v in sorted(f.uncounted_ops.items()))
+
+
+def _row_memory(rec: ProfileRecord, row: dict[str, Any]) -> None:
+    """The CSV columns of the step's memory peaks: tensor-level, allocator, RSS and CUDA."""
+    if rec.live_memory is not None:
+        lm = rec.live_memory
+        for fl in dataclasses.fields(lm):
+            if fl.name.endswith("_bytes"):
+                row[fl.name] = getattr(lm, fl.name)
+        row["peak_live_delta_bytes"] = lm.peak_live_delta_bytes
+        for ph, v in lm.peak_live_bytes_by_phase.items():
+            row[f"phase_{ph}_peak_live_bytes"] = v
+    if rec.allocator_memory is not None:
+        am = rec.allocator_memory
+        row.update(
+            allocator_peak_bytes=am.peak_bytes,
+            allocator_peak_delta_bytes=am.peak_delta_bytes,
+            allocator_allocated_bytes=am.allocated_bytes,
+            allocator_execution=am.execution,
+            allocator_compiled_frames=am.compiled_frames,
+        )
+    if rec.step_peak_bytes is not None:
+        row.update(step_peak_bytes=rec.step_peak_bytes, step_peak_execution=rec.step_peak_execution,
+                   step_peak_source=rec.step_peak_source)
+    for fig, ex in rec.execution.items():
+        row[f"execution_{fig}"] = ex
+    if rec.peak_difference_note:
+        row["peak_difference_note"] = rec.peak_difference_note
+    if rec.untracked_bytes is not None:
+        row["untracked_bytes"] = rec.untracked_bytes
+    if rec.rss is not None:
+        row.update(
+            rss_method=rec.rss.method,
+            peak_rss_bytes=rec.rss.peak_rss_bytes,
+            peak_rss_delta_bytes=rec.rss.peak_rss_delta_bytes,
+            peak_rss_delta_bytes_median=rec.rss.peak_rss_delta_bytes_median,
+            rss_baseline_bytes=rec.rss.rss_baseline_bytes,
+        )
+    if rec.cuda_memory is not None:
+        row.update(
+            cuda_max_memory_allocated_bytes=rec.cuda_memory.max_memory_allocated_bytes,
+            cuda_max_memory_reserved_bytes=rec.cuda_memory.max_memory_reserved_bytes,
+        )
+
+
+def _row_timing(rec: ProfileRecord, row: dict[str, Any]) -> None:
+    """The CSV columns of the step and phase times, and the record's extra context."""
+    def timing(prefix: str, t: TimingStats) -> None:
+        for fl in dataclasses.fields(t):
+            if fl.name == "n":
+                row[prefix + "n"] = t.n
+            elif fl.name.startswith("time_s"):
+                row[prefix + fl.name] = getattr(t, fl.name)
+            else:
+                row[prefix + "time_" + fl.name] = getattr(t, fl.name)
+
+    if rec.step_time is not None:
+        timing("step_", rec.step_time)
+    for ph, t in rec.phase_time.items():
+        timing(f"phase_{ph}_", t)
+    for k, v in rec.extra.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            row[f"extra_{k}"] = v
+        else:
+            row[f"extra_{k}"] = json.dumps(v)
 
 
 def records_to_csv(records: list[ProfileRecord], path_or_file: Any) -> None:
