@@ -69,7 +69,7 @@ class StepSpec(_Serialisable):
         Idempotent: checking a checked spec returns an equal one.
         """
         from .arch import get_arch
-        from .modes.base import IncompatibleError, get_mode
+        from .modes.base import IncompatibleError, canonical_hparams, get_mode
         from .modes.build import default_mode
 
         if not isinstance(self.arch, str) or not self.arch:
@@ -84,7 +84,7 @@ class StepSpec(_Serialisable):
                                     f"mode {mode} accepts {' or '.join(mode_spec.outputs)}")
         self._check_generator(mode_spec)
         resolved = mode_spec.hparams(self.preset, **dict(self.hparams))  # names, types and ranges
-        overrides = {k: resolved[k] for k in self.hparams}
+        overrides = {k: resolved[k] for k in canonical_hparams(dict(self.hparams))}  # old names read as today's
         shape = _check_shape(self.input_shape)
         check_device(self.device, need_real=need_device, hint=device_hint)
         check_seed(self.seed)

@@ -260,7 +260,7 @@ def test_every_numeric_setting_of_every_mode_has_a_finite_readable_range():
 
 @pytest.mark.parametrize(("mode", "name"), [("gan", "d_steps"), ("gan", "g_steps"), ("lsgan", "d_steps"),
                                             ("lsgan", "g_steps"), ("improved-gan", "g_steps"),
-                                            ("wgan-gp", "n_critic"), ("dcd", "n_critic")])
+                                            ("wgan-gp", "d_steps"), ("dcd", "d_steps")])
 def test_update_counts_that_must_be_positive_refuse_zero(mode, name):
     from gonprof.modes import IncompatibleError, get_mode
 
@@ -279,7 +279,7 @@ def test_zero_is_kept_where_it_means_something():
 
 @pytest.mark.parametrize("value", [1e308, 10**400, math.inf, -math.inf, math.nan, 2.5])
 @pytest.mark.parametrize(("mode", "name", "expected"), [
-    ("wgan-gp", "n_critic", "an integer from 1 to 10,000"),
+    ("wgan-gp", "d_steps", "an integer from 1 to 10,000"),
     ("gon", "inner_steps", "an integer from 1 to 100,000"),
     ("gon", "inner_lr", "a number > 0 and <= 10"),
     ("dcd", "noise", "a number from 0 to 10"),
@@ -300,8 +300,8 @@ def test_huge_non_finite_and_non_whole_values_are_one_line_naming_the_setting_an
 def test_a_whole_float_for_an_integer_setting_is_taken_as_the_integer():
     from gonprof.modes import get_mode
 
-    hp = get_mode("wgan-gp").hparams(n_critic=3.0)
-    assert hp["n_critic"] == 3 and type(hp["n_critic"]) is int
+    hp = get_mode("wgan-gp").hparams(d_steps=3.0)
+    assert hp["d_steps"] == 3 and type(hp["d_steps"]) is int
 
 
 @pytest.mark.parametrize("value", ["1e308", "Infinity", "NaN", "0"])
@@ -327,7 +327,7 @@ def test_info_mode_prints_each_settings_type_range_and_default():
     assert res.exit_code == 0, res.output
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
             for line in res.output.splitlines() if line.count("│") >= 5}
-    assert rows["n_critic"] == ["int", "from 1 to 10,000", "5"]
+    assert rows["d_steps"] == ["int", "from 1 to 10,000", "5"]
     assert rows["temperature"] == ["float", "> 0 and <= 1,000", "1.0"]
     assert rows["g_steps"] == ["int", "from 0 to 10,000", "1"]
     assert rows["langevin"] == ["choice", "pixel | latent", "pixel"]

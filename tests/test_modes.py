@@ -22,9 +22,9 @@ SMALL = {
     "gon": {"inner_steps": 3},
     "gan": {},
     "lsgan": {"g_steps": 1},
-    "wgan-gp": {"n_critic": 1},
+    "wgan-gp": {"d_steps": 1},
     "improved-gan": {"labels": 4},
-    "dcd": {"langevin_steps": 2, "n_critic": 1},
+    "dcd": {"langevin_steps": 2, "d_steps": 1},
 }
 
 
@@ -51,7 +51,7 @@ def test_all_six_modes_registered_with_their_contract():
         assert isinstance(spec.needs_generator, bool)
         for preset in spec.presets:
             spec.hparams(preset)  # every preset names real hyper-parameters
-    assert get_mode("gon").phases == ("sample", "update")
+    assert get_mode("gon").phases == ("sample", "d_step")  # the same phase names as the GAN modes
     assert get_mode("dcd").phases == ("sample", "d_step", "g_step")
     for name in ("gan", "lsgan", "wgan-gp", "improved-gan"):
         assert get_mode(name).phases == ("d_step", "g_step")
@@ -72,12 +72,12 @@ def test_seed_defaults():
     lsgan = get_mode("lsgan").defaults
     assert (lsgan["lr"], lsgan["d_steps"], lsgan["g_steps"], lsgan["batch_size"]) == (1e-3, 1, 4, 32)
     wg = get_mode("wgan-gp")
-    assert (wg.defaults["gp_weight"], wg.defaults["n_critic"], wg.defaults["betas"]) == (10.0, 5, (0.5, 0.9))
+    assert (wg.defaults["gp_weight"], wg.defaults["d_steps"], wg.defaults["betas"]) == (10.0, 5, (0.5, 0.9))
     assert wg.hparams("beta0")["betas"] == (0.0, 0.9)
     ig = get_mode("improved-gan").defaults
     assert (ig["lr"], ig["betas"], ig["batch_size"]) == (0.003, (0.5, 0.999), 100)
     dcd = get_mode("dcd").defaults
-    assert (dcd["langevin_steps"], dcd["step_size"], dcd["noise"], dcd["grad_clip"], dcd["n_critic"]) == \
+    assert (dcd["langevin_steps"], dcd["step_size"], dcd["noise"], dcd["grad_clip"], dcd["d_steps"]) == \
         (20, 1.0, 0.005, 1.0, 5)
     assert dcd["betas"] == (0.0, 0.9) and dcd["lr"] == 2e-4
 
@@ -415,3 +415,28 @@ def test_gon_keeps_identities_when_d_has_in_place_layers():
     step.optimise(step.noise(3))
     assert step.skipped_identities(step.noise(2)) == []
     assert any("identity activations kept: in-place layers (ReLU)" in n for n in step.notes)
+
+
+def test_one_name_for_the_discriminator_updates_and_the_old_name_an_alias():
+    from gonprof.modes.base import IncompatibleError
+
+    for mode in ("gan", "lsgan", "wgan-gp", "dcd"):
+        assert "d_steps" in get_mode(mode).defaults and "n_critic" not in get_mode(mode).defaults
+    assert get_mode("wgan-gp").hparams(n_critic=3)["d_steps"] == 3  # WGAN-GP's own name still works
+    with pytest.raises(IncompatibleError, match="d_steps given twice"):
+        get_mode("dcd").hparams(n_critic=3, d_steps=2)
+
+
+@pytest.mark.parametrize("mode, setting", [("gan", "d_steps"), ("lsgan", "d_steps"), ("gan", "g_steps"),
+                                           ("wgan-gp", "n_critic"), ("dcd", "d_steps")])
+def test_a_zero_update_count_is_one_line_and_exit_2(mode, setting):
+    from typer.testing import CliRunner
+
+    from gonprof.cli import app
+
+    res = CliRunner().invoke(app, ["profile", "--arch", "dcd-mnist-sn", "--mode", mode, "--estimate",
+                                   "--set", f"{setting}=0"])
+    assert res.exit_code == 2, res.output
+    name = "d_steps" if setting == "n_critic" else setting
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"hyper-parameter {name}=0" in lines[0], res.output

@@ -101,12 +101,14 @@ def scope_hparams(hparams: dict, modes: list[str]) -> dict[str, dict]:
     ``lr``), ``lr=1e-4`` to every mode that has ``lr``.  A name no mode has (or a scope naming a mode
     not in the run) is an error."""
     from ..modes import get_mode
-    from ..modes.base import IncompatibleError
+    from ..modes.base import ALIASES, IncompatibleError
 
     out: dict[str, dict] = {m: {} for m in modes}
     # unscoped names first, so that a scoped value wins whatever the order given
     for key, value in sorted(hparams.items(), key=lambda kv: "." in kv[0]):
         scope, dot, name = key.partition(".")
+        name = ALIASES.get(name, name)
+        key = f"{scope}.{name}" if dot else ALIASES.get(key, key)
         if dot and scope in out:
             known = get_mode(scope).defaults
             if name not in known:

@@ -39,11 +39,27 @@ def no_phase(name: str):
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+#: Old or other-paper names of settings, accepted everywhere a setting is named (``--set``, the api, old
+#: records and run folders) and read as the one name every mode uses.
+ALIASES = {"n_critic": "d_steps"}
+
+
+def canonical_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` with every alias (:data:`ALIASES`) read as its setting's name; a one-line
+    IncompatibleError when both names are given."""
+    out: dict[str, Any] = {}
+    for k, v in hparams.items():
+        name = ALIASES.get(k, k)
+        if name in out:  # keys are unique, so the other spelling was given too
+            raise IncompatibleError(f"hyper-parameter {name} given twice (as {k} and as {name}); give one")
+        out[name] = v
+    return out
 DEFAULT_BATCH_SIZE = 64  # the batch of a mode that names none
 
 #: Integer hyper-parameters that must be at least 1 (other integers: at least 0), where a mode declares
 #: no rule of its own.
-POSITIVE_INTS = ("batch_size", "n_critic", "d_steps", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
+POSITIVE_INTS = ("batch_size", "d_steps", "inner_steps", "inner_t_max", "sample_chunk", "buffer")
 
 #: Upper bounds of the rules :func:`infer_param` gives settings their mode declares none for: sizes (images
 #: in a batch or a buffer), counts (iterations of a loop) and numbers (weights, scales).
@@ -218,7 +234,7 @@ LEARNING_RATE = Param("float", low=0.0, high=MAX_LR, low_open=True)
 
 
 def updates(low: int = 1, high: int = 10_000) -> Param:
-    """Updates of one network per step (``d_steps``, ``g_steps``, ``n_critic``): ``low`` to ``high``."""
+    """Updates of one network per step (``d_steps``, ``g_steps``): ``low`` to ``high``."""
     return Param("int", low=low, high=high)
 
 
@@ -280,6 +296,7 @@ class ModeSpec:
                 raise IncompatibleError(
                     f"mode {self.name!r} has no preset {preset!r} (presets: {', '.join(self.presets) or 'none'})")
             hp.update(self.presets[preset])
+        overrides = canonical_hparams(overrides)
         unknown = set(overrides) - set(hp)
         if unknown:
             raise IncompatibleError(

@@ -43,7 +43,7 @@ DEFAULTS = {
     "batch_size": 64,          # configs/sn_cifar10_unconditional.yml batchsize: 64
     "lr": 2e-4,                # adam alpha: 0.0002
     "betas": (0.0, 0.9),       # beta1: 0.0, beta2: 0.9
-    "n_critic": 5,             # updater n_dis: 5
+    "d_steps": 5,              # updater n_dis: 5 (the critic updates; old name n_critic)
     "g_steps": 1,              # the (commented-out) generator update: once per iteration
     "langevin": "pixel",       # argparser --sampling_space ('latent' or 'pixel'; gonprof default pixel)
     "langevin_steps": 20,      # --num_steps 20
@@ -128,7 +128,7 @@ class DCDStep(GANStep):
             fake = self.negatives(n)
         d_losses = []
         with phase("d_step"):
-            for _ in range(int(hp["n_critic"])):
+            for _ in range(int(hp["d_steps"])):
                 loss = F.relu(1.0 - self.score(real)).mean() + F.relu(1.0 + self.score(fake)).mean()
                 self.update(self.optimizers["D"], loss)
                 d_losses.append(loss.detach())
@@ -152,7 +152,7 @@ class DCDStep(GANStep):
     default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
-    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "n_critic": updates(),
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(),
             "g_steps": updates(low=0),  # 0: the released updater (preset critic-only)
             "langevin": Param("choice", choices=("pixel", "latent")),
             "langevin_steps": Param("int", low=0, high=10_000),

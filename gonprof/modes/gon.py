@@ -159,7 +159,7 @@ def cosine_lrs(base_lr: float, t_max: int, n: int) -> tuple[float, ...]:
 
 class GONStep(TrainStep):
     mode = "gon"
-    phases = ("sample", "update")
+    phases = ("sample", "d_step")
 
     def __init__(self, D: nn.Module, D_spec, hparams: dict, device):
         opt = torch.optim.Adam(D.parameters(), lr=hparams["lr"], betas=tuple(hparams["betas"]))
@@ -371,7 +371,7 @@ class GONStep(TrainStep):
             buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
             self.buffer = buf[-cap:].detach()
             fakes = self.buffer
-        with phase("update"):
+        with phase("d_step"):
             x = torch.cat([real, fakes.to(real.dtype)])
             target = torch.zeros(x.shape[0], 2, device=x.device, dtype=x.dtype)
             target[:n, 0] = 1.0

@@ -1,6 +1,6 @@
 """WGAN-GP (Gulrajani et al. 2017, ``improved_wgan_training/gan_mnist.py``).
 
-One step = one generator iteration: ``n_critic = 5`` critic updates, then one
+One step = one generator iteration: ``d_steps = 5`` critic updates (``n_critic``, the name WGAN-GP uses, is an alias), then one
 generator update.
 
 * critic (``d_step``): ``mean(D(fake)) - mean(D(real)) + lambda * mean((||grad_x D(x_hat)||_2 - 1)^2)``
@@ -27,7 +27,7 @@ DEFAULTS = {
     "batch_size": 50,         # gan_mnist.py BATCH_SIZE = 50
     "lr": 1e-4,               # tf.train.AdamOptimizer(learning_rate=1e-4, beta1=0.5, beta2=0.9)
     "betas": (0.5, 0.9),
-    "n_critic": 5,            # CRITIC_ITERS = 5
+    "d_steps": 5,             # CRITIC_ITERS = 5 (the critic updates; old name n_critic)
     "gp_weight": 10.0,        # LAMBDA = 10
 }
 PRESETS = {"beta0": {"betas": (0.0, 0.9)}}
@@ -50,7 +50,7 @@ class WGANGPStep(GANStep):
         n = real.shape[0]
         d_losses, gps, wds = [], [], []
         with phase("d_step"):
-            for _ in range(int(hp["n_critic"])):
+            for _ in range(int(hp["d_steps"])):
                 fake = self.fake_nograd(n)
                 d_real = self.score(real).mean()
                 d_fake = self.score(fake).mean()
@@ -76,7 +76,7 @@ class WGANGPStep(GANStep):
     default_arch="dcd-mnist-sn",
     needs_generator=True,
     outputs=("score", "logits[2]"),
-    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "n_critic": updates(),
+    params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(),
             "gp_weight": Param("float", low=0.0, high=10_000.0)},
     defaults=DEFAULTS,
     presets=PRESETS,
