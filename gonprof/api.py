@@ -25,7 +25,7 @@ from .records import (
 )
 from .registry import RegistryError
 from .request import StepSpec, as_spec, cuda_here
-from .summary import ArchReport, ArchSummary, ModeSummary, summarize
+from .summary import ArchReport, ArchSummary, ModeSummary, mode_settings, summarize
 from .train import TrainConfig, TrainError, TrainResult
 
 #: The exceptions the verbs raise for a request that cannot be made as asked (a usage error, exit 2).
@@ -70,7 +70,7 @@ def list_modes(pattern: str | None = None) -> list[ModeSummary]:
     return [
         ModeSummary(m.name, m.summary, tuple(m.phases), m.needs_generator, tuple(m.outputs), dict(m.defaults),
                     tuple(m.presets), m.source, m.default_arch, tuple(m.notes),
-                    {k: dict(v) for k, v in m.presets.items()})
+                    {k: dict(v) for k, v in m.presets.items()}, mode_settings(m))
         for m in _list(pattern)
     ]
 

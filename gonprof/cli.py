@@ -476,7 +476,8 @@ def profile(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the mode's seed batch size.")] = None,
     device: DeviceOpt = "cpu",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps; the last one counts FLOPs and live bytes.")] = 2,
-    steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
+    timed_steps: Annotated[int, typer.Option("--timed-steps", min=1, help="Timed steps (after --warmup).")] = 10,
+    old_steps: Annotated[int | None, typer.Option("--steps", min=1, help="Deprecated: the old spelling of --timed-steps (elsewhere --steps counts training steps).")] = None,
     seed: SeedOpt = 0,
     data: Annotated[str | None, typer.Option(help="IDX folder; default: the embedded MNIST test split.")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="C,H,W.")] = None,
@@ -501,6 +502,11 @@ def profile(
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
     from . import api, render
 
+    steps = timed_steps
+    if old_steps is not None:
+        _stderr().print("[yellow]gonprof: warning: profile --steps is deprecated; it is --timed-steps (--steps "
+                        "counts training steps in train and compare)[/]", soft_wrap=True)
+        steps = old_steps
     load_plugins(plugin)
     check_outputs(json=json_path, csv=csv_path)
     names = api.match_architectures(arch)

@@ -89,15 +89,7 @@ class ModeSummary:
     default_arch: str | None = None
     notes: tuple[str, ...] = ()
     preset_overrides: dict = field(default_factory=dict)  # preset name -> the hyper-parameters it changes
-    # each hyper-parameter's type, range and default; taken from the registered mode of this name when not given
-    settings: tuple[SettingSummary, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.settings and self.defaults:
-            from .modes import MODES
-
-            if self.name in MODES.list():
-                object.__setattr__(self, "settings", mode_settings(MODES.get(self.name)))
+    settings: tuple[SettingSummary, ...] = ()  # each hyper-parameter's type, range and default
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,7 @@
 """WGAN-GP (Gulrajani et al. 2017, ``improved_wgan_training/gan_mnist.py``).
 
-One step = one generator iteration: ``d_steps = 5`` critic updates (``n_critic``, the name WGAN-GP uses, is an alias), then one
-generator update.
+One step = one generator iteration: ``d_steps = 5`` critic updates (``n_critic``, the name WGAN-GP
+uses, is an alias), then one generator update.
 
 * critic (``d_step``): ``mean(D(fake)) - mean(D(real)) + lambda * mean((||grad_x D(x_hat)||_2 - 1)^2)``
   with ``x_hat = a * real + (1 - a) * fake``, ``a ~ U[0, 1]`` per sample, lambda 10;
