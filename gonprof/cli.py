@@ -832,7 +832,7 @@ def compare(
     def on_plan(specs, n, held):
         warn_if_loaded()  # --threads applies inside each row's worker
         budget = specs[0].steps and f"{specs[0].steps} steps" or f"{specs[0].time_budget_s:g} s"
-        err.print(f"comparing {len(specs)} runs ({budget} of training each, {specs[0].selection().label()}) and "
+        err.print(f"comparing {len(specs)} runs ({budget} of training each, {specs[0].step.selection().label()}) and "
                   f"the real-vs-real floor; scored on {n} samples against {n} of {held} held-out images",
                   soft_wrap=True)
 

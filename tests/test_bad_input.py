@@ -181,7 +181,7 @@ def test_few_shot_selections_smaller_than_the_batch_are_refused_up_front(tmp_pat
     from gonprof.comparison import plan
 
     [spec] = plan(["gon"], classes=[0], per_class=10, steps=1, hparams={"gon.batch_size": 8})
-    assert spec.hparams == {"batch_size": 8}
+    assert spec.step.hparams == {"batch_size": 8}
 
 
 def test_a_scoped_set_may_not_rewrite_a_preset_rows_own_settings(tmp_path):

@@ -83,7 +83,7 @@ def test_scoped_set_goes_to_its_mode_and_unscoped_to_every_mode_that_has_it():
     assert got["gon"] == {"lr": 1e-4, "inner_steps": 3}  # the scoped value wins for gon
     assert got["lsgan"] == {"lr": 2e-4}
     specs = plan(["gon", "lsgan"], steps=1, hparams={"gon.lr": 1e-4})
-    assert [s.hparams for s in specs] == [{"lr": 1e-4}, {}]
+    assert [s.step.hparams for s in specs] == [{"lr": 1e-4}, {}]
 
 
 @pytest.mark.parametrize("hparams, message", [
@@ -99,14 +99,14 @@ def test_scoped_set_errors(hparams, message):
 def test_presets_carry_their_selection_and_variants():
     specs = plan([], preset="gon-inner")
     assert [s.variant for s in specs] == ["adam", "normalized", "langevin", "sgd"]
-    assert all(s.classes == [0] and s.mode == "gon" for s in specs)
-    assert [s.hparams.get("inner_opt") for s in specs] == ["adam", "normalized", "langevin", "sgd"]
+    assert all(s.step.classes == (0,) and s.mode == "gon" for s in specs)
+    assert [s.step.hparams.get("inner_opt") for s in specs] == ["adam", "normalized", "langevin", "sgd"]
     digit = plan([], preset="gon-digit")
-    assert {s.mode for s in digit} >= {"gon", "gan", "lsgan"} and all(s.classes == [0] for s in digit)
+    assert {s.mode for s in digit} >= {"gon", "gan", "lsgan"} and all(s.step.classes == (0,) for s in digit)
     assert {s.time_budget_s for s in digit} == {PRESETS["gon-digit"]["time_budget_s"]}
     # explicit settings win over the preset's
     assert {s.steps for s in plan([], preset="gon-digit", steps=2)} == {2}
-    assert {tuple(s.classes) for s in plan([], preset="gon-digit", classes=[3])} == {(3,)}
+    assert {tuple(s.step.classes) for s in plan([], preset="gon-digit", classes=[3])} == {(3,)}
 
 
 def test_environment_records_threads_and_load():

@@ -281,7 +281,7 @@ def test_zero_is_kept_where_it_means_something():
 @pytest.mark.parametrize(("mode", "name", "expected"), [
     ("wgan-gp", "d_steps", "an integer from 1 to 10,000"),
     ("gon", "inner_steps", "an integer from 1 to 100,000"),
-    ("gon", "inner_lr", "a number > 0 and <= 10"),
+    ("gon", "inner_lr", "a number > 0 and <= 1,000"),
     ("dcd", "noise", "a number from 0 to 10"),
 ])
 def test_huge_non_finite_and_non_whole_values_are_one_line_naming_the_setting_and_its_range(mode, name, expected,

@@ -90,7 +90,8 @@ MAX_INNER = 100_000
 
 PARAMS = {
     "batch_size": BATCH_SIZE, "lr": LEARNING_RATE,
-    "inner_lr": Param("float", low=0.0, high=10.0, low_open=True),
+    # plain SGD on the input takes steps of about 50 (the gon-inner preset): the bound leaves room above it
+    "inner_lr": Param("float", low=0.0, high=1000.0, low_open=True),
     "inner_t_max": Param("int", low=1, high=MAX_INNER),
     "inner_steps": Param("int", low=1, high=MAX_INNER),
     "early_stop": Param("int", low=0, high=MAX_INNER),
