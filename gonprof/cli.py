@@ -694,6 +694,9 @@ def fit(
             err.print(f"plot: {plot}")
     outputs.finish()
     if rec.status == "interrupted":
+        from rich.markup import escape
+
+        err.print(f"[yellow]{escape(rec.message)}[/]", soft_wrap=True)
         raise typer.Exit(interrupted_exit_code())
     if rec.status != "ok":
         raise typer.Exit(EXIT_FAILURE)

@@ -95,10 +95,10 @@ def test_interrupted_exit_codes():
 def test_compare_progress_labels_are_printed_as_text(monkeypatch, tmp_path):
     import gonprof.api
 
-    def fake_compare(*args, on_start, on_reuse, **kwargs):
-        on_start(0, 3, SimpleNamespace(kind="floor", cpus=(), label="real"))
-        on_start(1, 3, SimpleNamespace(kind="run", cpus=(0, 1), label="gan / mlp-gan [bold]"))
-        on_reuse(SimpleNamespace(label="lsgan / lsgan-original"))
+    def fake_compare(*args, events, **kwargs):
+        events.on_start(0, 3, SimpleNamespace(kind="floor", cpus=(), label="real"))
+        events.on_start(1, 3, SimpleNamespace(kind="run", cpus=(0, 1), label="gan / mlp-gan [bold]"))
+        events.on_reuse(SimpleNamespace(label="lsgan / lsgan-original"))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(gonprof.api, "compare", fake_compare)

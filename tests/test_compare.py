@@ -502,7 +502,7 @@ def test_a_row_that_finished_as_ctrl_c_cut_its_report_short_is_kept(tmp_path, mo
     specs = plan(["gan", "lsgan"], steps=1, n_samples=20, profile_steps=1)
     placed = [(s, tmp_path / f"row{i}") for i, s in enumerate(specs)]
     executor = type("E", (), {"session": lambda self: _OneByOneSession()})()
-    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, None, None, None, None)
+    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, CompareEvents(), None)
     assert [(r.mode, r.status) for r in rows] == [("gan", "error")]  # kept; the second row never started
     assert "ValueError: boom" in rows[0].message
     assert [(r.mode, r.status) for r in load_records(tmp_path / "results.json")] == [("gan", "error")]
@@ -529,6 +529,6 @@ def test_a_row_whose_own_save_ctrl_c_cut_short_is_in_the_results_file(tmp_path, 
     specs = plan(["gan", "lsgan"], steps=1, n_samples=20, profile_steps=1)
     placed = [(s, tmp_path / f"row{i}") for i, s in enumerate(specs)]
     executor = type("E", (), {"session": lambda self: _Session()})()
-    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, None, None, None, None)
+    rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, CompareEvents(), None)
     assert [r.mode for r in rows] == ["gan", "lsgan"]
     assert [r.mode for r in load_records(tmp_path / "results.json")] == ["gan", "lsgan"]  # saved at the end

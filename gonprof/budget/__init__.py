@@ -133,6 +133,9 @@ def fit_batch(
     start = None
     if not estimate and trial is None:  # guided by the estimate's answer
         g = fit_batch(spec, memory_bytes=memory_bytes, estimate=True, max_batch=max_batch, steps=steps)
+        if g.status == "interrupted":  # Ctrl-C or SIGTERM while estimating: stop here, as in a measured trial
+            return g.replace(estimate=False, trials=(), message="interrupted (Ctrl-C) while the estimates guided "
+                                                                 "the search; no trial was measured")
         if g.status == "ok" and g.batch_size:
             start = g.batch_size
             notes.append(f"guided: the estimate's answer {g.batch_size} was measured first "
