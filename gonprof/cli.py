@@ -10,6 +10,7 @@ This module must not import torch at import time: ``gonprof --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -208,13 +209,20 @@ def _try_file(path: Path) -> str:
         except OSError as exc:
             return f"cannot be written ({exc.strerror or exc})"
         return ""
+    made = [p for p in path.parents if not p.exists()]  # the folders this check creates, deepest first
+    fd = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as exc:
         return f"cannot be created ({exc.strerror or exc})"
-    os.close(fd)
-    path.unlink()
+    finally:
+        if fd is not None:
+            os.close(fd)
+            path.unlink()
+        for folder in made:  # nothing is left behind: the work creates them again when it writes
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return ""
 
 

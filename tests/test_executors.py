@@ -55,9 +55,9 @@ def test_core_slots_are_disjoint_and_refuse_sharing():
     (dict(address="auto"), "--address is the ray executor's"),
     (dict(cpus_per_run=2), "--cpus-per-run and --gpus-per-run are the ray executor's"),
     (dict(jobs=2, device="cuda"), "would run side by side on one GPU"),
-    (dict(placement=Placement("ray"), jobs=2), "--jobs is the local executor's"),
-    (dict(placement=Placement("ray"), device="cuda"), "needs --gpus-per-run 1 or more"),
-    (dict(placement=Placement("ray"), cpus_per_run=0), "--cpus-per-run must be at least 1"),
+    (dict(executor="ray", jobs=2), "--jobs is the local executor's"),
+    (dict(executor="ray", device="cuda"), "needs --gpus-per-run 1 or more"),
+    (dict(executor="ray", cpus_per_run=0), "--cpus-per-run must be at least 1"),
 ])
 def test_combinations_that_cannot_be_are_refused(kwargs, words):
     with pytest.raises(RequestError) as e:
