@@ -274,9 +274,9 @@ def test_a_fit_trial_that_rays_memory_monitor_kills_is_too_big_and_the_search_go
     ray = None
 
     def result_of(spec):  # 100 B a sample; past 8 Ray's memory monitor kills the trial
-        if spec["batch_size"] > 8:
+        if spec["step"]["batch_size"] > 8:
             raise ray.exceptions.OutOfMemoryError("task killed: memory used 95% > 95% threshold")
-        return measured(100 * spec["batch_size"])
+        return measured(100 * spec["step"]["batch_size"])
 
     ray = fake_ray(result_of)
     monkeypatch.setitem(sys.modules, "ray", ray)
@@ -289,9 +289,9 @@ def test_a_fit_trial_that_meets_another_ray_error_is_lost_and_the_finished_trial
     ray = None
 
     def result_of(spec):
-        if spec["batch_size"] > 224:  # the command line starts from the estimate's answer, 224 at 16 MiB
+        if spec["step"]["batch_size"] > 224:  # the command line starts from the estimate's answer, 224 at 16 MiB
             raise ray.exceptions.TaskUnschedulableError("no node can hold it")
-        return measured(100 * spec["batch_size"])
+        return measured(100 * spec["step"]["batch_size"])
 
     ray = fake_ray(result_of)
     monkeypatch.setitem(sys.modules, "ray", ray)
@@ -310,7 +310,7 @@ def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypat
 
     def result_of(spec):
         caps.append(spec["cap_bytes"])
-        return measured(100 * spec["batch_size"])
+        return measured(100 * spec["step"]["batch_size"])
 
     monkeypatch.setitem(sys.modules, "ray", fake_ray(result_of))
     monkeypatch.setattr(bud.trials, "available_bytes", lambda: 2**20)  # this machine: 1 MiB free
