@@ -22,7 +22,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,7 @@ class ArchSpec:
         code = getattr(self.builder, "__code__", None)
         return code.co_filename if code is not None else getattr(self.builder, "__module__", "?")
 
-    def build(self, input_shape: Shape | None = None):
+    def build(self, input_shape: Sequence[int] | None = None):
         """The model for ``input_shape`` (default: the spec's); a broken builder is an :class:`ArchError`."""
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
         if len(shape) != 3 or any(int(d) <= 0 for d in shape):

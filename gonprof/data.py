@@ -36,14 +36,15 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 EMBEDDED_DIR = Path(__file__).parent / "data"
 SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+                                     0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 class DataError(Exception):
@@ -114,7 +115,8 @@ class ImageData:
         return self.images.shape[0]
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image."""
         return tuple(self.images.shape[1:])
 
     def subset(self, idx: torch.Tensor, name: str) -> ImageData:

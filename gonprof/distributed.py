@@ -314,6 +314,7 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
     try:
         step = request.build(device=device)  # the same seed, so one init on every rank
         selection = request.selection()
+        assert step.input_shape is not None  # set by build()
         shape = tuple(step.input_shape)
         dataset = profile_data(request.data, shape, selection)
         counter = AllreduceCounter()

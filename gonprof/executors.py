@@ -174,7 +174,7 @@ class LocalSession(Session):
     """Worker processes on this machine, ``jobs`` at once (pinned to disjoint cores when more than one)."""
 
     def __init__(self, executor: Placement):
-        self.slots: list[list[int] | None] = core_slots(executor.jobs) if executor.jobs > 1 else [None]
+        self.slots: list[list[int] | None] = list(core_slots(executor.jobs)) if executor.jobs > 1 else [None]
         self.width = len(self.slots)
 
     def run(self, jobs: Sequence[Job], on_start: OnStart = None, on_done: OnDone = None) -> dict[int, Outcome]:

@@ -17,13 +17,14 @@ This module imports nothing heavy, so that the CLI can use it before torch.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 import importlib
 import importlib.util
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -130,15 +131,15 @@ class Registry(Generic[T]):
         plain word matches names that contain it; None lists everything.
         """
         self.load_plugins()
-        names = self._entries.keys()
+        names: Iterable[str] = self._entries.keys()
         if pattern:
             pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
             names = [n for n in names if fnmatch.fnmatchcase(n, pat)]
         return sorted(names, key=natural_key)
 
-    def match(self, patterns: list[str]) -> list[str]:
+    def match(self, patterns: builtins.list[str]) -> builtins.list[str]:
         """Expand names and globs in order, without repeats; an unknown plain name raises."""
-        out: list[str] = []
+        out: builtins.list[str] = []
         for pat in patterns:
             if any(c in pat for c in "*?["):
                 found = self.list(pat)

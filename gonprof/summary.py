@@ -20,7 +20,7 @@ class ArchSummary:
     params: int  # counted on the built model (meta device), all parameters
     trainable_params: int
     expected_params: int  # declared by the spec
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W)
     output: str
     source: str
     repo: str
@@ -108,7 +108,7 @@ class ArchReport:
     """What ``gonprof info`` shows: one architecture, layer by layer."""
 
     arch: ArchSummary
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W)
     layers: tuple[LayerRow, ...]
     total_params: int
     trainable_params: int

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -158,7 +158,7 @@ class ModuleScope:
         self._handles = []
         self._stack.clear()
         try:
-            warnings.filters.remove(self._warning_filter)
+            cast("list[Any]", warnings.filters).remove(self._warning_filter)  # a list; typeshed says Sequence
         except (AttributeError, ValueError):
             pass
 
@@ -252,7 +252,8 @@ class FlopCounter(Instrument):
         if tag is None:
             cur = torch._C._current_autograd_node()
             if cur is not None:
-                tag = cur.metadata.get(_NODE_KEY)
+                # torch's stub declares Node.metadata a method; it is a dict property
+                tag = cur.metadata.get(_NODE_KEY)  # type: ignore[attr-defined]
         if tag is not None:
             node.metadata[_NODE_KEY] = tag
 
@@ -286,7 +287,7 @@ class FlopCounter(Instrument):
         backward = node is not None
         module = self.scope.current
         if module is None and node is not None:
-            module = node.metadata.get(_NODE_KEY)
+            module = node.metadata.get(_NODE_KEY)  # type: ignore[attr-defined]  # a dict property (see _on_node)
         if backward:
             self.backward_flops += flops
         else:

@@ -68,6 +68,7 @@ def known_state(
     """(tensor, category) for the persistent state of ``models`` and ``optimizers``."""
     out: list[tuple[torch.Tensor, str]] = []
     params: list[torch.Tensor] = []
+    p: torch.Tensor
     for m in models.values():
         for p in m.parameters():
             out.append((p, PARAM))

@@ -121,10 +121,10 @@ def peak_memory_bytes(rec: RunRecord) -> int | None:
 
 def pareto_front(rows: list[RunRecord]) -> set[int]:
     """Indices of the trained rows no other row beats on both peak memory and FID (lower is better)."""
-    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
-           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
-           and math.isfinite(r.quality.fid)]
-    front = set()
+    pts = [(i, m, r.quality.fid) for i, r in enumerate(rows)
+           if r.kind == "run" and r.status == "ok" and r.quality is not None
+           and (m := peak_memory_bytes(r)) is not None and math.isfinite(r.quality.fid)]
+    front: set[int] = set()
     for i, m, f in pts:
         dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
         if not dominated:

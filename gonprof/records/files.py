@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import SCHEMA_VERSION, RecordError, atomic_write
+from .base import SCHEMA_VERSION, JsonRecord, RecordError, atomic_write
 from .budget import FitRecord, MemoryEstimate, ScalingRecord
 from .compare import RunRecord
 from .distributed import DistributedProfileRecord
 from .profile import ProfileRecord
 
 #: Record types a results file may hold, by the ``kind`` written beside them.
-RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
+RECORD_KINDS: dict[str, type[JsonRecord]] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
                                   "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -103,7 +103,8 @@ def render_scaling(rec) -> Group:
     if rec.time_fit is not None:
         s = rec.time_fit
         f.add_row("step time", format_seconds(s.intercept), format_seconds(s.slope), f"{s.r2:.4f}", str(s.n))
-    parts = [t, f, Text(f"memory figure: {rec.compared}" + "".join(f"\n- {n}" for n in rec.notes), style="dim")]
+    parts: list[RenderableType] = [
+        t, f, Text(f"memory figure: {rec.compared}" + "".join(f"\n- {n}" for n in rec.notes), style="dim")]
     if rec.message:
         parts.insert(0, Text(rec.message, style="red" if rec.status != "ok" else "yellow"))
     return Group(*parts)
