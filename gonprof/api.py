@@ -71,7 +71,10 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     spec = get_arch(arch)
     shape = tuple(input_shape) if input_shape else tuple(spec.input_shape)
     model = spec.build(shape)
-    model_input = (1, spec.latent_dim) if spec.role == "generator" else (1, *shape)
+    model_input: tuple[int, ...] = (1, *shape)
+    if spec.role == "generator":
+        assert spec.latent_dim is not None, f"generator {spec.name} declares no latent_dim"
+        model_input = (1, spec.latent_dim)
     table = forward_table(model, model_input)
     rows = tuple(
         LayerRow(name=r.module, type=r.module_type, depth=r.depth,

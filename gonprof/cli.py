@@ -15,11 +15,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .records import MemoryEstimate
 
 app = typer.Typer(
     name="gonprof",
@@ -399,7 +402,7 @@ def parse_shape(text: str | None) -> tuple[int, int, int] | None:
     if len(shape) != 3 or min(shape) <= 0:
         raise fail(f"--input-shape must be C,H,W with three positive integers (e.g. 1,28,28), got {text!r}",
                    EXIT_USAGE)
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _version(value: bool) -> None:
@@ -430,8 +433,7 @@ def list_cmd(
 
     load_plugins(plugin)
     if modes:
-        rows = api.list_modes(pattern)
-        _emit(rows, json_out, render.modes_table)
+        _emit(api.list_modes(pattern), json_out, render.modes_table)
         return
     if role is not None and role not in ("discriminator", "generator"):
         raise fail(f"--role must be discriminator or generator, not {role!r}", EXIT_USAGE)
@@ -459,6 +461,7 @@ def info(
     if mode is not None:
         _emit(api.describe_mode(mode), json_out, render.mode_report)
         return
+    assert arch is not None  # exactly one of --arch and --mode (checked above)
     report = api.describe(arch, parse_shape(input_shape))
     _emit(report, json_out, render.arch_report)
 
@@ -600,12 +603,13 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
     """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling, its points placed by
     ``placement``: the executor options), per architecture."""
     from . import api, render
-    from .records import save_records
+    from .records import ScalingRecord, save_records
 
     if scaling:
         sizes, problem = parse_batch_sizes(batch_sizes)
         _refuse(problem)
-    err, out, records, failed = _stderr(), _stdout(), [], []
+    err, out, failed = _stderr(), _stdout(), []
+    records: list[ScalingRecord | MemoryEstimate] = []
     if scaling:
         stop_workers_on_termination()
     for name in names:
@@ -631,7 +635,7 @@ def _profile_memory(names, mode, generator, preset, batch_size, device, shape, s
         outputs = Outputs()
         outputs.write(f"--json {json_path}", save_records, records, json_path)
         outputs.finish()
-    if scaling and any(r.status == "interrupted" for r in records):
+    if scaling and any(isinstance(r, ScalingRecord) and r.status == "interrupted" for r in records):
         raise fail("interrupted; the finished points are kept" + (f" in {json_path}" if json_path else ""),
                    interrupted_exit_code())
     if failed:
@@ -759,7 +763,7 @@ def train(
 
 def parse_sets(items: list[str] | None) -> dict:
     """NAME=VALUE pairs; values are read as JSON when they parse (numbers, true, lists), else as text."""
-    out = {}
+    out: dict[str, Any] = {}
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -906,10 +910,12 @@ def score(
     if json_path:
         from .records import atomic_write
 
+        def write_json() -> None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(json_path, json.dumps(res.to_json(), indent=2, allow_nan=True) + "\n")
+
         outputs = Outputs()
-        outputs.write(f"--json {json_path}", lambda: (json_path.parent.mkdir(parents=True, exist_ok=True),
-                                                      atomic_write(json_path, json.dumps(res.to_json(), indent=2,
-                                                                                         allow_nan=True) + "\n")))
+        outputs.write(f"--json {json_path}", write_json)
         if not outputs.errors:
             err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
         outputs.finish()

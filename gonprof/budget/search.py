@@ -88,7 +88,7 @@ Finished = Callable[[BatchTrial], None]
 def _gallop(edge: int, stride: int, n: int, step: int, bound: int) -> list[int]:
     """The next ``n`` sizes of a gallop from ``edge``: ``edge + step*stride``, then the stride doubling each
     time, clamped to ``bound`` (max_batch going up, 1 going down); stops at the bound."""
-    out = []
+    out: list[int] = []
     while len(out) < n and edge != bound:
         edge = min(edge + stride, bound) if step > 0 else max(edge - stride, bound)
         out.append(edge)
@@ -141,6 +141,7 @@ def search_batch(
         if rounds is not None and todo:
             rounds(todo, finished)
         else:
+            assert trial is not None  # a search without rounds runs its trials itself
             for b in todo:
                 finished(trial(b))
         return [seen[b] for b in sizes]

@@ -160,6 +160,7 @@ def cosine_lrs(base_lr: float, t_max: int, n: int) -> tuple[float, ...]:
 class GONStep(TrainStep):
     mode = "gon"
     phases = ("sample", "update")
+    input_shape: tuple[int, ...]  # never None here: the spec's, or (1, 28, 28)
 
     def __init__(self, D: nn.Module, D_spec, hparams: dict, device):
         opt = torch.optim.Adam(D.parameters(), lr=hparams["lr"], betas=tuple(hparams["betas"]))
@@ -232,9 +233,11 @@ class GONStep(TrainStep):
         batched = self.hparams["batched"] if batched is None else batched
         if batched:
             return self._optimise_batched(x0)
-        outs, losses = [], []
+        outs: list[torch.Tensor] = []
+        losses: list[torch.Tensor] = []
         for i in range(x0.shape[0]):
             outs.append(self._optimise_seed(x0[i:i + 1]))
+            assert self.last_loss is not None  # set by _optimise_seed
             losses.append(self.last_loss)
         self.last_loss = torch.cat(losses)
         return torch.cat(outs)
@@ -304,6 +307,7 @@ class GONStep(TrainStep):
                     z = z.detach()
                     with torch.no_grad():
                         if rule == "adam":
+                            assert m is not None and v is not None  # allocated above for adam
                             m.lerp_(g, 1 - b1)
                             v.mul_(b2).addcmul_(g, g, value=1 - b2)
                             bc1 = 1 - b1 ** t
@@ -367,6 +371,7 @@ class GONStep(TrainStep):
                 new = self.noise(cap)  # the source's first epoch: noise negatives, no optimisation
             else:
                 new = self.optimise(self.noise(k))
+                assert self.last_loss is not None  # set by optimise
                 sample_loss = self.last_loss.mean()
             buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
             self.buffer = buf[-cap:].detach()
