@@ -16,7 +16,7 @@ RECORD_KINDS: dict[str, type[JsonRecord]] = {"profile": ProfileRecord, "compare"
                                   "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 
-def save_records(records: list[Any], path: Any, extra: dict | None = None) -> None:
+def save_records(records: list[Any], path: Any, extra: dict[str, Any] | None = None) -> None:
     """Write records to a JSON file, atomically (a crash never leaves half a file).
 
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
@@ -37,7 +37,7 @@ def save_records(records: list[Any], path: Any, extra: dict | None = None) -> No
     atomic_write(path, json.dumps(payload, indent=2, allow_nan=True))
 
 
-def load_extra(path: Any) -> dict:
+def load_extra(path: Any) -> dict[str, Any]:
     """The keys a results file holds beside its records (a compare preset's name and claims); {} when none
     (or when the file cannot be read: :func:`load_records` says why)."""
     try:
@@ -88,7 +88,7 @@ def load_records(path: Any) -> list[Any]:
         raise RecordError(f"{path}: malformed {kind} record ({exc})") from None
 
 
-def _bare_kind(path: Any, data: dict) -> str:
+def _bare_kind(path: Any, data: dict[str, Any]) -> str:
     """The kind of one bare record (a record's own ``to_json``, not a results file): a distributed record
     (it has ``ranks`` and ``world_size``) or a profile record; any other keys are an error, never a profile
     with its figures dropped."""
