@@ -83,6 +83,7 @@ def run(spec: dict, result_path: str) -> dict:
     if rec.status != "ok":
         return {"status": "oom" if rec.status == "oom" else "error", "message": rec.message[:500]}
     rss, cuda = rec.rss, rec.cuda_memory
+    assert rec.live_memory is not None  # an ok record has every figure it asked for (else it is incomplete)
     return {
         "status": "measured",
         "cpus": usable_cores() if spec.get("cpus") else None,

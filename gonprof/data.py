@@ -34,6 +34,7 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ class ImageData:
         b = ImageData(self.images[n_first:], self.labels[n_first:], self.name + f"[{n_first}:]", self.num_classes)
         return a, b
 
-    def batches(self, batch_size: int, seed: int = 0, start_step: int = 0):
+    def batches(self, batch_size: int, seed: int = 0, start_step: int = 0
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless shuffled batches ``(images, labels)``; reshuffled every epoch.
 
         The order depends only on ``seed``; ``start_step`` skips ahead so that a
@@ -313,7 +315,7 @@ def _is_embedded_split(data: ImageData) -> bool:
     return bool(torch.equal(data.images, load_dataset(None).images))
 
 
-def synthetic(n: int = 512, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
+def synthetic(n: int = 512, shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10,
               seed: int = 0) -> ImageData:
     """Class-dependent blobs in [-1, 1]: cheap, deterministic, and learnable.
 

@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+_O = TypeVar("_O")
 
 
 class RegistryError(Exception):
@@ -95,7 +96,7 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, value, origin)
         return value
 
-    def register(self, name: str, make: Callable[[Callable], T] | None = None):
+    def register(self, name: str, make: Callable[[Callable[..., Any]], T] | None = None) -> Callable[[_O], _O]:
         """Decorator: ``@REG.register("name", make=lambda fn: Spec(fn))``.
 
         Without ``make`` the decorated object itself is registered.  The

@@ -6,10 +6,14 @@ allocated), and set beside the count the spec declares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arch import ArchSpec, ShapeError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def param_totals(model) -> tuple[int, int]:
     return total, trainable
 
 
-def build_on_meta(spec: ArchSpec, input_shape=None):
+def build_on_meta(spec: ArchSpec, input_shape: Sequence[int] | None = None) -> nn.Module:
     """Build without allocating: on the meta device where the builder allows it."""
     import torch
 

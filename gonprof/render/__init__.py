@@ -13,7 +13,10 @@ One module per record kind, and one dispatch (:func:`render_any`):
 
 from __future__ import annotations
 
-from rich.console import Group
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group, RenderableType
 
 from .budget import render_estimate, render_fit, render_scaling
 from .compare import claims_table, compare_table, score_table
@@ -44,7 +47,7 @@ __all__ = [
 ]
 
 
-def render_any(records):
+def render_any(records: Iterable[Any]) -> RenderableType:
     """Whatever a results file held, by record type: compare rows as their tables,
     estimates / fits / scaling / data-parallel records each their way, one profile in full, several
     profiles as one table."""
