@@ -14,15 +14,20 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .data import Selection
     from .records import MemoryEstimate
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 app = typer.Typer(
     name="gonprof",
@@ -240,7 +245,7 @@ class Outputs:
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def write(self, what, fn, *args, **kwargs):
+    def write(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
         from .plots import PlotError
 
         try:
@@ -260,7 +265,7 @@ class Outputs:
             raise fail(self.errors[-1], EXIT_FAILURE)
 
 
-def parse_selection(classes: str | None, per_class: int | None):
+def parse_selection(classes: str | None, per_class: int | None) -> Selection:
     """The data selection of --classes / --per-class; a bad one is a usage error."""
     from .data import Selection
 
@@ -361,11 +366,11 @@ def stop_workers_on_termination() -> None:
                 signal.signal(sig, _stop_as_interrupt)
 
 
-def guarded(fn):
+def guarded(fn: Callable[_P, _T]) -> Callable[_P, _T]:
     """Turn the project's known errors into one line and a meaningful exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         _stopped_by.clear()
         try:
             return fn(*args, **kwargs)

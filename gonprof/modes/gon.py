@@ -52,7 +52,9 @@ noise layers coupling samples; the GON_MNIST networks have neither).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -358,7 +360,8 @@ class GONStep(TrainStep):
         return torch.cat(out)
 
     # -- one step ----------------------------------------------------------------------
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         self.input_shape = tuple(real.shape[1:])
         n = real.shape[0]
@@ -433,5 +436,5 @@ class GONStep(TrainStep):
                                     "under DDP the ranks' gradient all-reduces would not match; the fast path "
                                     "(batched=true, the default) takes input gradients only")},
 )
-def make_gon(D, D_spec, G, G_spec, hparams, device):
+def make_gon(D, D_spec, G, G_spec, hparams, device) -> GONStep:
     return GONStep(D, D_spec, hparams, device)

@@ -37,6 +37,9 @@ error of ``argmax D(x)`` (D in eval mode: no noise layers) on held-out images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,7 +149,8 @@ class ImprovedGANStep(GANStep):
         return wrong / max(1, len(images))
 
     # -- one step ------------------------------------------------------------------------
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         self._collect(real, labels)
@@ -204,6 +208,6 @@ class ImprovedGANStep(GANStep):
         "Fallback generator when the discriminator names none: improved-gan-generator.",
     ),
 )
-def make_improved_gan(D, D_spec, G, G_spec, hparams, device):
+def make_improved_gan(D, D_spec, G, G_spec, hparams, device) -> ImprovedGANStep:
     return ImprovedGANStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                            adam(G.parameters(), hparams))
