@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import psutil
 
@@ -39,7 +40,7 @@ CAP_EXIT = 86
 
 
 def _rss() -> int:
-    return psutil.Process().memory_info().rss
+    return int(psutil.Process().memory_info().rss)
 
 
 def _watch(cap: int, baseline: int, result_path: str) -> None:
@@ -59,7 +60,7 @@ def _watch(cap: int, baseline: int, result_path: str) -> None:
     threading.Thread(target=loop, daemon=True).start()
 
 
-def run(spec: dict, result_path: str) -> dict:
+def run(spec: dict[str, Any], result_path: str) -> dict[str, Any]:
     import math
 
     import torch

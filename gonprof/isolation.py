@@ -34,7 +34,7 @@ from .records import looks_oom
 class Outcome:
     """How one worker process ended."""
 
-    result: dict | None  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
+    result: dict[str, Any] | None  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
     returncode: int | None  # negative: killed by that signal
     tail: str  # the last non-empty line of its output
     wall_s: float
@@ -102,7 +102,7 @@ class Worker:
         self.t0 = time.perf_counter()
         self.timeout_s = timeout_s
         self.interrupted = self.timed_out = False
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[str] | None = None
         if start:
             self.start()

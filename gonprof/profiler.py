@@ -70,6 +70,7 @@ from gonprof.records import (
     EAGER,
     CudaMemory,
     Environment,
+    ModelParams,
     PersistentBytes,
     ProfileRecord,
     RssFigures,
@@ -346,7 +347,7 @@ class Profiler:
         self._exited = False
         self._status = "ok"
         self._message = ""
-        self._model_params: tuple = ()
+        self._model_params: tuple[ModelParams, ...] = ()
         self._persistent: PersistentBytes | None = None
         self._figures: dict[str, Any] = {}  # ProfileRecord field -> an instrument's figures
         self._instruments: list[Any] = []  # entered on the measuring step, innermost last

@@ -46,7 +46,7 @@ class UnknownNameError(RegistryError, KeyError):
         super().__init__(f"unknown {kind} {name!r}{hint} (see `{where}`)")
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 class DuplicateNameError(RegistryError):
@@ -57,7 +57,7 @@ class PluginError(RegistryError):
     pass
 
 
-def natural_key(name: str) -> list:
+def natural_key(name: str) -> list[int | str]:
     """Sort key that orders embedded numbers by value: k8 < k16 < k32."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -103,7 +103,7 @@ class Registry(Generic[T]):
         decorated object is returned unchanged.
         """
 
-        def deco(obj):
+        def deco(obj: Any) -> Any:  # any object without make; a callable that make turns into a T
             origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
             self.add(name, make(obj) if make else obj, origin=origin)
             return obj
@@ -213,5 +213,5 @@ def _caller_origin() -> str:
     return f"{frame.f_globals.get('__name__', '?')} ({frame.f_code.co_filename}:{frame.f_lineno})"
 
 
-def _same_definition(a, b) -> bool:
+def _same_definition(a: object, b: object) -> bool:
     return a is b or a == b

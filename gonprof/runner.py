@@ -73,7 +73,7 @@ def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> Prof
                         extra=context)
 
 
-def _batch_size_of(hparams: dict) -> int:
+def _batch_size_of(hparams: dict[str, Any]) -> int:
     from .modes.base import batch_size_of
 
     return batch_size_of(hparams)
@@ -95,7 +95,7 @@ def profile_data(data: str | os.PathLike[str] | None, shape: Sequence[int],
     return synthetic(2048, tuple(shape))
 
 
-def _repeat(dataset, n):
+def _repeat(dataset: ImageData, n: int) -> ImageData:
     """``dataset`` repeated to ``n`` images (a batch larger than a small selection)."""
     from .data import ImageData
 
