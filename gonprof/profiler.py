@@ -508,7 +508,8 @@ class Profiler:
             if self._is_cuda:
                 import torch
 
-                self._sync()  # type: ignore[misc]
+                assert self._sync is not None  # there is a sync exactly on cuda (see __init__)
+                self._sync()
                 torch.cuda.reset_peak_memory_stats(self.device)
             self._rss_start = self._rss.start() if self._rss is not None else None
             self._t0 = self._now()
