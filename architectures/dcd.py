@@ -31,7 +31,7 @@ DIM = 64
 LATENT_DIM = 128
 
 
-def _sn(module: nn.Module) -> nn.Module:
+def _sn(module: nn.Conv2d | nn.Linear) -> nn.Module:
     # The source's own spectral_norm re-initialises weights N(0, 1) and zeroes biases first.
     nn.init.normal_(module.weight, 0.0, 1.0)
     if module.bias is not None:

@@ -68,6 +68,7 @@ def _tl_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     """tl.layers.Conv2d with its defaults: stride 1, SAME padding, bias, N_trunc(0, 0.02)."""
     conv = nn.Conv2d(cin, cout, k, padding=k // 2)
     _tf_truncated_normal_(conv.weight, 0.02)
+    assert conv.bias is not None  # built with a bias
     nn.init.zeros_(conv.bias)
     return conv
 
@@ -80,6 +81,7 @@ def _slim_conv(cin: int, cout: int, k: int, groups: int = 1) -> nn.Conv2d:
     """
     conv = nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups)
     nn.init.xavier_uniform_(conv.weight)
+    assert conv.bias is not None  # built with a bias
     nn.init.zeros_(conv.bias)
     return conv
 
@@ -95,6 +97,11 @@ class FrozenTLBatchNorm2d(nn.Module):
     are buffers fixed at 0 and 1 and the layer always normalises with them, in train() as in
     eval() mode.
     """
+
+    weight: torch.Tensor  # buffers, registered in __init__
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
 
     def __init__(self, channels: int, eps: float = TL_BN_EPS):
         super().__init__()
@@ -122,6 +129,9 @@ class SlimBatchNorm(nn.Module):
     Batch statistics while training, running statistics in eval mode (decay 0.999, i.e.
     PyTorch momentum 0.001).  Works on (N, C) and (N, C, H, W).
     """
+
+    running_mean: torch.Tensor  # buffers, registered in __init__
+    running_var: torch.Tensor
 
     def __init__(self, channels: int, eps: float = SLIM_BN_EPS, decay: float = SLIM_BN_DECAY):
         super().__init__()
@@ -269,6 +279,7 @@ class GASGenerator(nn.Module):
         for m in (self.fc, self.conv1, self.conv2):
             _tf_truncated_normal_(m.weight, init)
         nn.init.xavier_uniform_(self.conv3.weight)  # g_conv3 keeps the contrib default
+        assert self.conv3.bias is not None  # built with a bias
         nn.init.zeros_(self.conv3.bias)
 
     @staticmethod

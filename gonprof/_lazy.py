@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 
-def lazy_exports(package: str, namespace: dict, exports: dict[str, str]) -> tuple[Callable, Callable]:
+def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, str]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package`` exporting ``name -> module``.
 
     A resolved name is cached in the package ``namespace``.
     """
 
-    def __getattr__(name: str):
+    def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -21,7 +23,7 @@ def lazy_exports(package: str, namespace: dict, exports: dict[str, str]) -> tupl
         namespace[name] = value
         return value
 
-    def __dir__():
+    def __dir__() -> list[str]:
         return sorted(namespace.get("__all__", exports))
 
     return __getattr__, __dir__

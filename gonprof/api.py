@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .arch import ARCHITECTURES, Shape, ShapeError, get_arch
 from .comparison import CompareEvents
@@ -20,6 +21,7 @@ from .records import (
     ProfileRecord,
     RecordError,
     RequestError,
+    RunRecord,
     ScalingRecord,
     TooBigError,
 )
@@ -27,6 +29,10 @@ from .registry import RegistryError
 from .request import StepSpec, as_spec, cuda_here
 from .summary import ArchReport, ArchSummary, ModeSummary, mode_settings, summarize
 from .train import TrainConfig, TrainError, TrainResult
+
+if TYPE_CHECKING:
+    from .claims import Verdict
+    from .comparison.plan import RunSpec
 
 #: The exceptions the verbs raise for a request that cannot be made as asked (a usage error, exit 2).
 USAGE_ERRORS: tuple[type[Exception], ...] = (RegistryError, ShapeError, IncompatibleError, SelectionError,
@@ -41,15 +47,15 @@ def match_architectures(patterns: Sequence[str]) -> list[str]:
     return list(ARCHITECTURES.match(list(patterns)))
 
 
-def load_plugins(paths: Sequence[str | os.PathLike] | None) -> None:
+def load_plugins(paths: Sequence[str | os.PathLike[str]] | None) -> None:
     """Load each plugin file (``--plugin``): its architectures and modes join the registries."""
     from .registry import load_plugin_file
 
     for path in paths or ():
-        load_plugin_file(path)
+        load_plugin_file(Path(path))
 
 
-def selection(classes: str | Sequence[int] | None, per_class: int | None = None) -> Selection:
+def selection(classes: str | list[int] | tuple[int, ...] | None, per_class: int | None = None) -> Selection:
     """The data selection of ``classes`` (``"0,3"`` or a list) and ``per_class``; a bad one raises
     :class:`~gonprof.data.SelectionError`."""
     return Selection.parse(classes, per_class)
@@ -91,7 +97,10 @@ def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     spec = get_arch(arch)
     shape = tuple(input_shape) if input_shape else tuple(spec.input_shape)
     model = spec.build(shape)
-    model_input = (1, spec.latent_dim) if spec.role == "generator" else (1, *shape)
+    model_input: tuple[int, ...] = (1, *shape)
+    if spec.role == "generator":
+        assert spec.latent_dim is not None, f"generator {spec.name} declares no latent_dim"
+        model_input = (1, spec.latent_dim)
     table = forward_table(model, model_input)
     rows = tuple(
         LayerRow(name=r.module, type=r.module_type, depth=r.depth,
@@ -139,7 +148,7 @@ def profile(spec: StepSpec | str | None = None, mode: str | None = None, *, warm
 
 def profile_distributed(spec: StepSpec | str | None = None, mode: str | None = None, *, nproc: int,
                         warmup: int = 2, steps: int = 10, force: bool = False, threads: int | None = None,
-                        plugins: Sequence[str | os.PathLike] = (), **fields: Any) -> DistributedProfileRecord:
+                        plugins: Sequence[str | os.PathLike[str]] = (), **fields: Any) -> DistributedProfileRecord:
     """Profile the same step on ``nproc`` data-parallel ranks; returns a DistributedProfileRecord.
 
     The ranks are started by torch.distributed's elastic launcher (:mod:`gonprof.distributed`): gloo on
@@ -297,24 +306,26 @@ def _check_memory_limit(limit: int) -> None:
                            "allow more than that for the run itself")
 
 
-class CompareResult(list):
+class CompareResult(list[RunRecord]):
     """The rows :func:`compare` ran (floor first; a list of RunRecords), with where they went and the N
     they were scored at: ``specs``, ``out``, ``json_path``, ``n_samples``, ``n_held_out``, ``grid``."""
 
-    def __init__(self, rows, specs, out, json_path, n_samples: int, n_held_out: int, grid):
+    def __init__(self, rows: Iterable[RunRecord], specs: list[RunSpec], out: Path, json_path: Path, n_samples: int,
+                 n_held_out: int, grid: Path | None) -> None:
         super().__init__(rows)
         self.write_errors: list[str] = []  # results-file writes that failed (the rows are still here)
-        self.claims: list = []  # the preset's claims, each with its verdict (gonprof.claims)
+        self.claims: list[Verdict] = []  # the preset's claims, each with its verdict (gonprof.claims)
         self.specs, self.out, self.json_path = specs, out, json_path
         self.n_samples, self.n_held_out, self.grid = n_samples, n_held_out, grid
 
     @property
-    def rows(self) -> list:
+    def rows(self) -> list[RunRecord]:
         return list(self)
 
 
-def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, out: str | os.PathLike | None = None,
-            preset: str | None = None, json_path: str | os.PathLike | None = None, resume: bool = False,
+def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
+            out: str | os.PathLike[str] | None = None, preset: str | None = None,
+            json_path: str | os.PathLike[str] | None = None, resume: bool = False,
             force: bool = False, placement: Placement | None = None, events: CompareEvents | None = None,
             **settings: Any) -> CompareResult:
     """Train, profile and score each (mode, architecture) pair; returns a :class:`CompareResult`.
@@ -330,7 +341,6 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
     where the rows run (``Placement("inline")``: in this process, one after another).
     """
     import time
-    from pathlib import Path
 
     from . import comparison
 
@@ -378,24 +388,26 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *, o
 class ScoreResult:
     """What :func:`score` read and measured: (floor, samples) RunRecords and a description of the input."""
 
-    def __init__(self, rows, samples, source: str, n: int, n_read: int, n_held_out: int):
+    def __init__(self, rows: list[RunRecord], samples: dict[str, Any], source: str, n: int, n_read: int,
+                 n_held_out: int) -> None:
         self.rows, self.samples, self.source = rows, samples, source
         self.n, self.n_read, self.n_held_out = n, n_read, n_held_out
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         from ._version import __version__
         from .records import SCHEMA_VERSION, provenance
 
         floor, run = self.rows
+        assert floor.quality is not None and run.quality is not None  # score() scored both
         return {"gonprof": __version__, "kind": "compare", "schema_version": SCHEMA_VERSION,
                 "records": [r.to_dict() for r in self.rows], **provenance(), "samples": self.samples,
                 "quality": run.quality.to_dict(), "floor": floor.quality.to_dict()}
 
 
-def score(path, *, classes=None, n: int | None = None, seed: int = 0) -> ScoreResult:
+def score(path: str | os.PathLike[str], *, classes: str | list[int] | tuple[int, ...] | None = None,
+          n: int | None = None, seed: int = 0) -> ScoreResult:
     """Score images from a file or folder (see :mod:`gonprof.sample_io`) against held-out real images of
     ``classes``, beside the real-vs-real floor at the same N (default: as many as a floor allows)."""
-    from pathlib import Path
 
     from .data import Selection
     from .metrics.scores import floor_n, held_out, score_with_floor
@@ -429,14 +441,15 @@ def score(path, *, classes=None, n: int | None = None, seed: int = 0) -> ScoreRe
     return ScoreResult(rows, read.describe(), source, n, len(read), len(pool))
 
 
-def report(path) -> list:
+def report(path: str | os.PathLike[str]) -> list[Any]:
     """The records a results file holds (profile, compare, estimate, fit, scaling), to render again."""
     from .records import load_records
 
     return load_records(path)
 
 
-def report_claims(path, rows: list | None = None) -> tuple[str | None, list]:
+def report_claims(path: str | os.PathLike[str], rows: list[RunRecord] | None = None
+                  ) -> tuple[str | None, list[Verdict]]:
     """(preset, verdicts on its claims) of a compare results file ((None, []) when it names no preset).
 
     They are judged again over the file's rows by this version's rules

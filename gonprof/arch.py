@@ -22,11 +22,14 @@ This module does not import torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .registry import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Shape = tuple[int, int, int]
 ROLES = ("discriminator", "generator")
@@ -70,7 +73,7 @@ class ArchSpec:
     params_arithmetic: str = ""  # how expected_params is reached, for humans
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"{self.name}: role must be one of {ROLES}, not {self.role!r}")
         _ = self.output_dim  # validates the output kind
@@ -89,7 +92,7 @@ class ArchSpec:
         code = getattr(self.builder, "__code__", None)
         return code.co_filename if code is not None else getattr(self.builder, "__module__", "?")
 
-    def build(self, input_shape: Shape | None = None):
+    def build(self, input_shape: Sequence[int] | None = None) -> nn.Module:
         """The model for ``input_shape`` (default: the spec's); a broken builder is an :class:`ArchError`."""
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
         if len(shape) != 3 or any(int(d) <= 0 for d in shape):
@@ -137,7 +140,7 @@ def get_arch(name: str) -> ArchSpec:
     return ARCHITECTURES.get(name)
 
 
-def build(name: str, input_shape: Shape | None = None):
+def build(name: str, input_shape: Shape | None = None) -> nn.Module:
     """Build architecture ``name`` for ``input_shape`` (its default when None)."""
     return get_arch(name).build(input_shape)
 

@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import psutil
 
@@ -39,7 +40,7 @@ CAP_EXIT = 86
 
 
 def _rss() -> int:
-    return psutil.Process().memory_info().rss
+    return int(psutil.Process().memory_info().rss)
 
 
 def _watch(cap: int, baseline: int, result_path: str) -> None:
@@ -59,7 +60,7 @@ def _watch(cap: int, baseline: int, result_path: str) -> None:
     threading.Thread(target=loop, daemon=True).start()
 
 
-def run(spec: dict, result_path: str) -> dict:
+def run(spec: dict[str, Any], result_path: str) -> dict[str, Any]:
     import math
 
     import torch
@@ -83,6 +84,7 @@ def run(spec: dict, result_path: str) -> dict:
     if rec.status != "ok":
         return {"status": "oom" if rec.status == "oom" else "error", "message": rec.message[:500]}
     rss, cuda = rec.rss, rec.cuda_memory
+    assert rec.live_memory is not None  # an ok record has every figure it asked for (else it is incomplete)
     return {
         "status": "measured",
         "cpus": usable_cores() if spec.get("cpus") else None,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from .records import RunRecord
+from .records import ProfileRecord, RunRecord
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 
@@ -88,8 +88,17 @@ def _row(rows: dict[str, RunRecord], key: str) -> RunRecord:
     return r
 
 
-def _peak(rows, arch) -> int:
-    return _row(rows, arch).profile.peak_live_bytes
+def _profile(rows: dict[str, RunRecord], key: str) -> ProfileRecord:
+    profile = _row(rows, key).profile
+    assert profile is not None  # _row refuses a row without one
+    return profile
+
+
+def _peak(rows: dict[str, RunRecord], arch: str) -> int:
+    peak = _profile(rows, arch).peak_live_bytes
+    if peak is None:
+        raise _Missing(f"{arch} has no peak memory")
+    return peak
 
 
 def _quality(rows, arch):
@@ -178,7 +187,7 @@ def _saving(gon: str, gan: str, claimed: float) -> Callable:
 def _time_ratio(gon: str, gan: str, claimed: float) -> Callable:
     """GON's median step time over a GAN's, against a claimed ratio (1.05 = 5% more)."""
     def judge(rows, budget):
-        a, b = _row(rows, gon).profile.step_time_s_median, _row(rows, gan).profile.step_time_s_median
+        a, b = _profile(rows, gon).step_time_s_median, _profile(rows, gan).step_time_s_median
         if not a or not b:
             raise _Missing("no timed steps")
         ratio = a / b

@@ -15,12 +15,20 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .data import Selection
+    from .records import MemoryEstimate
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 app = typer.Typer(
     name="gonprof",
@@ -245,7 +253,7 @@ class Outputs:
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def write(self, what, fn, *args, **kwargs):
+    def write(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
         from .plots import PlotError
 
         try:
@@ -265,7 +273,7 @@ class Outputs:
             raise fail(self.errors[-1], EXIT_FAILURE)
 
 
-def parse_selection(classes: str | None, per_class: int | None):
+def parse_selection(classes: str | None, per_class: int | None) -> Selection:
     """The data selection of --classes / --per-class; a bad one is a usage error."""
     from . import api
 
@@ -366,11 +374,11 @@ def stop_workers_on_termination() -> None:
                 signal.signal(sig, _stop_as_interrupt)
 
 
-def guarded(fn):
+def guarded(fn: Callable[_P, _T]) -> Callable[_P, _T]:
     """Turn the project's known errors into one line and a meaningful exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         _stopped_by.clear()
         try:
             return fn(*args, **kwargs)
@@ -407,7 +415,7 @@ def parse_shape(text: str | None) -> tuple[int, int, int] | None:
     if len(shape) != 3 or min(shape) <= 0:
         raise fail(f"--input-shape must be C,H,W with three positive integers (e.g. 1,28,28), got {text!r}",
                    EXIT_USAGE)
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _version(value: bool) -> None:
@@ -438,8 +446,7 @@ def list_cmd(
 
     load_plugins(plugin)
     if modes:
-        rows = api.list_modes(pattern)
-        _emit(rows, json_out, render.modes_table)
+        _emit(api.list_modes(pattern), json_out, render.modes_table)
         return
     if role is not None and role not in ("discriminator", "generator"):
         raise fail(f"--role must be discriminator or generator, not {role!r}", EXIT_USAGE)
@@ -467,6 +474,7 @@ def info(
     if mode is not None:
         _emit(api.describe_mode(mode), json_out, render.mode_report)
         return
+    assert arch is not None  # exactly one of --arch and --mode (checked above)
     report = api.describe(arch, parse_shape(input_shape))
     _emit(report, json_out, render.arch_report)
 
@@ -615,12 +623,13 @@ def _profile_memory(names: list[str], request: dict, *, estimate: bool, scaling:
     """``profile --estimate`` (api.estimate) and ``profile --scaling`` (api.scaling, its points placed by
     ``placement``: the executor options), per architecture; ``request`` are the step's fields."""
     from . import api, render
-    from .records import save_records
+    from .records import ScalingRecord, save_records
 
     if scaling:
         sizes, problem = parse_batch_sizes(batch_sizes)
         _refuse(problem)
-    err, out, records, failed = _stderr(), _stdout(), [], []
+    err, out, failed = _stderr(), _stdout(), []
+    records: list[ScalingRecord | MemoryEstimate] = []
     if scaling:
         stop_workers_on_termination()
     for name in names:
@@ -643,7 +652,7 @@ def _profile_memory(names: list[str], request: dict, *, estimate: bool, scaling:
         outputs = Outputs()
         outputs.write(f"--json {json_path}", save_records, records, json_path)
         outputs.finish()
-    if scaling and any(r.status == "interrupted" for r in records):
+    if scaling and any(isinstance(r, ScalingRecord) and r.status == "interrupted" for r in records):
         raise fail("interrupted; the finished points are kept" + (f" in {json_path}" if json_path else ""),
                    interrupted_exit_code())
     if failed:
@@ -774,7 +783,7 @@ def train(
 
 def parse_sets(items: list[str] | None) -> dict:
     """NAME=VALUE pairs; values are read as JSON when they parse (numbers, true, lists), else as text."""
-    out = {}
+    out: dict[str, Any] = {}
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -921,10 +930,12 @@ def score(
     if json_path:
         from .records import atomic_write
 
+        def write_json() -> None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(json_path, json.dumps(res.to_json(), indent=2, allow_nan=True) + "\n")
+
         outputs = Outputs()
-        outputs.write(f"--json {json_path}", lambda: (json_path.parent.mkdir(parents=True, exist_ok=True),
-                                                      atomic_write(json_path, json.dumps(res.to_json(), indent=2,
-                                                                                         allow_nan=True) + "\n")))
+        outputs.write(f"--json {json_path}", write_json)
         if not outputs.errors:
             err.print(f"results: {json_path} (gonprof report re-renders them)", soft_wrap=True)
         outputs.finish()

@@ -34,16 +34,18 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 EMBEDDED_DIR = Path(__file__).parent / "data"
 SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+                                     0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 class DataError(Exception):
@@ -114,7 +116,8 @@ class ImageData:
         return self.images.shape[0]
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image."""
         return tuple(self.images.shape[1:])
 
     def subset(self, idx: torch.Tensor, name: str) -> ImageData:
@@ -126,7 +129,8 @@ class ImageData:
         b = ImageData(self.images[n_first:], self.labels[n_first:], self.name + f"[{n_first}:]", self.num_classes)
         return a, b
 
-    def batches(self, batch_size: int, seed: int = 0, start_step: int = 0):
+    def batches(self, batch_size: int, seed: int = 0, start_step: int = 0
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless shuffled batches ``(images, labels)``; reshuffled every epoch.
 
         The order depends only on ``seed``; ``start_step`` skips ahead so that a
@@ -311,7 +315,7 @@ def _is_embedded_split(data: ImageData) -> bool:
     return bool(torch.equal(data.images, load_dataset(None).images))
 
 
-def synthetic(n: int = 512, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
+def synthetic(n: int = 512, shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10,
               seed: int = 0) -> ImageData:
     """Class-dependent blobs in [-1, 1]: cheap, deterministic, and learnable.
 

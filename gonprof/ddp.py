@@ -117,7 +117,7 @@ class _CountedStep:
 
 
 def profile_rank(step: Any, dataset: Any, counter: AllreduceCounter, *, rank: int, batch_size: int,
-                 warmup: int = 2, steps: int = 10, seed: int = 0, about: dict | None = None) -> RankRecord:
+                 warmup: int = 2, steps: int = 10, seed: int = 0, about: dict[str, Any] | None = None) -> RankRecord:
     """Profile a step whose models :func:`wrap_step` wrapped: :data:`SETTLE_STEPS` untimed steps, then
     :func:`gonprof.runner.profile_step` (batches shuffled with ``seed``), the all-reduce of every step
     counted; the counter's figures are the measuring step's.  ``about`` are what the record says the step
@@ -166,11 +166,12 @@ def gather_records(record: ProfileRecord, comm: Any = None, *, dst: int = 0, gro
         comm = comm.figures()
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     mine = RankRecord(rank=rank, status=record.status, message=record.message, profile=record, comm=comm).to_dict()
-    gathered: list | None = [None] * world if rank == dst else None
+    gathered: list[Any] | None = [None] * world if rank == dst else None
     dist.gather_object(mine, gathered, dst=dst, group=group)
     if rank != dst:
         return None
-    ranks = [RankRecord.from_dict(d) for d in gathered]  # type: ignore[union-attr]
+    assert gathered is not None  # allocated on dst, and this is dst
+    ranks = [RankRecord.from_dict(d) for d in gathered]
     env = record.environment
     fields.setdefault("backend", str(dist.get_backend(group)))
     fields.setdefault("device", env.device)

@@ -54,7 +54,7 @@ class RankSpec(_Serialisable):
 
 
 def plan_ranks(spec: StepSpec, *, nproc: int, warmup: int = 2, steps: int = 10, force: bool = False,
-               threads: int | None = None, plugins: Sequence[str | os.PathLike] = ()) -> DistributedProfileRecord:
+               threads: int | None = None, plugins: Sequence[str | os.PathLike[str]] = ()) -> DistributedProfileRecord:
     """Check a data-parallel profile of the checked request ``spec`` on ``nproc`` ranks (backend, DDP
     settings, memory for every rank), then :func:`launch` it.  Errors in the request raise before any rank
     starts."""
@@ -185,7 +185,7 @@ def _assemble(spec: RankSpec, nproc: int, out: Path, interrupted: bool) -> Distr
         warnings=tuple(dict.fromkeys(w for r in ranks if r.profile is not None for w in r.profile.warnings)))
 
 
-def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+def _stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
     """Stop the launcher's process group: SIGTERM (the launcher stops its ranks), then SIGKILL after
     ``grace_s`` or at once on another Ctrl-C while waiting (``grace_s`` 0: SIGKILL straight away)."""
     if proc.poll() is not None:
@@ -314,6 +314,7 @@ def _profile_this_rank(spec: RankSpec, rank: int, world: int, local_rank: int) -
     try:
         step = request.build(device=device)  # the same seed, so one init on every rank
         selection = request.selection()
+        assert step.input_shape is not None  # set by build()
         shape = tuple(step.input_shape)
         dataset = profile_data(request.data, shape, selection)
         counter = AllreduceCounter()

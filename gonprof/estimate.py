@@ -247,7 +247,7 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
         notes.append("cuda: the step ran on meta tensors (fake cuda backward needs a GPU); max_memory_allocated "
                      "= rounded live peak + rounded input batch; max_memory_reserved, cuBLAS/cuDNN workspaces "
                      "and the CUDA context are not estimated")
-    peak = cuda_alloc if is_cuda else lm.peak_live_bytes + inp
+    peak = cuda_alloc if cuda_alloc is not None else lm.peak_live_bytes + inp  # not None exactly on cuda
     notes.extend(str(n) for n in step.notes)
     return MemoryEstimate(
         arch=arch,

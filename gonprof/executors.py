@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .cores import can_pin, usable_cores
@@ -44,7 +45,7 @@ from .records.base import _Serialisable
 RAY_MISSING = 'the ray executor needs Ray, an optional extra: pip install -e ".[ray]"'
 
 #: What a session reports: on_start(k, spec as it runs), on_done(k, outcome).
-OnStart = Callable[[int, dict], None] | None
+OnStart = Callable[[int, dict[str, Any]], None] | None
 OnDone = Callable[[int, Outcome], None] | None
 
 
@@ -54,12 +55,12 @@ class Job:
     result.json and worker.log (None: a temporary folder, removed once its result is read)."""
 
     kind: str
-    spec: dict
+    spec: dict[str, Any]
     workdir: Path | None = None
     timeout_s: float | None = None
 
 
-def import_ray():
+def import_ray() -> ModuleType:
     """Ray, or a one-line RequestError telling how to install it."""
     try:
         import ray
@@ -68,7 +69,7 @@ def import_ray():
     return ray
 
 
-def core_slots(jobs: int, cores: list | None = None) -> list[list[int]]:
+def core_slots(jobs: int, cores: list[int] | None = None) -> list[list[int]]:
     """``jobs`` disjoint sets of this process's cores, as equal as they divide; an error when there are
     fewer cores than jobs (runs would share cores and their timings would not compare)."""
     if jobs > 1 and not can_pin():
@@ -162,7 +163,7 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def run(self, jobs: Sequence[Job], on_start: OnStart = None, on_done: OnDone = None) -> dict[int, Outcome]:
@@ -180,7 +181,7 @@ class LocalSession(Session):
     """Worker processes on this machine, ``jobs`` at once (pinned to disjoint cores when more than one)."""
 
     def __init__(self, executor: Placement):
-        self.slots: list[list[int] | None] = core_slots(executor.jobs) if executor.jobs > 1 else [None]
+        self.slots: list[list[int] | None] = list(core_slots(executor.jobs)) if executor.jobs > 1 else [None]
         self.width = len(self.slots)
 
     def run(self, jobs: Sequence[Job], on_start: OnStart = None, on_done: OnDone = None) -> dict[int, Outcome]:
@@ -238,7 +239,8 @@ class LocalSession(Session):
         return outcomes
 
 
-def _ray_job(kind: str, spec: dict, workdir: str | None, timeout_s: float | None, root: str) -> dict:
+def _ray_job(kind: str, spec: dict[str, Any], workdir: str | None, timeout_s: float | None, root: str
+             ) -> dict[str, Any]:
     """One job inside a Ray task: the same fresh worker process the local executor starts, on this node,
     killed with the task if Ray cancels it; returns the :class:`Outcome`'s fields."""
     path = os.environ.get("PYTHONPATH")  # the worker imports the gonprof this task was sent from
@@ -283,7 +285,7 @@ class RaySession(Session):
         self.width = max(1, width)  # how many jobs the cluster holds at once
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.started_here:
             self.ray.shutdown()
 

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .records import looks_oom
 
@@ -34,7 +34,7 @@ from .records import looks_oom
 class Outcome:
     """How one worker process ended."""
 
-    result: dict | None  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
+    result: dict[str, Any] | None  # what the worker wrote to RESULT.json (None: it wrote nothing readable)
     returncode: int | None  # negative: killed by that signal
     tail: str  # the last non-empty line of its output
     wall_s: float
@@ -102,8 +102,8 @@ class Worker:
         self.t0 = time.perf_counter()
         self.timeout_s = timeout_s
         self.interrupted = self.timed_out = False
-        self.proc: subprocess.Popen | None = None
-        self._log = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[str] | None = None
         if start:
             self.start()
 
@@ -122,6 +122,7 @@ class Worker:
 
     def poll(self) -> Outcome | None:
         """The outcome once the process has ended (or was stopped past its ``timeout_s``), else None."""
+        assert self.proc is not None, "poll() before start()"
         if self.proc.poll() is None:
             if self.timeout_s is None or time.perf_counter() - self.t0 <= self.timeout_s:
                 return None
@@ -131,6 +132,7 @@ class Worker:
 
     def wait(self, timeout_s: float | None = None) -> Outcome:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        assert self.proc is not None, "wait() before start()"
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

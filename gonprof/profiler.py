@@ -61,7 +61,7 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
@@ -70,12 +70,24 @@ from gonprof.records import (
     EAGER,
     CudaMemory,
     Environment,
+    ModelParams,
+    PersistentBytes,
     ProfileRecord,
     RssFigures,
     StepRecord,
     classify_failure,
     peak_tolerance_bytes,
 )
+
+
+class _Context(TypedDict):
+    """What a profiled step is, for its record (each None when not given)."""
+
+    arch: str | None
+    mode: str | None
+    batch_size: int | None
+    generator: str | None
+
 
 _WARMUP, _MEASURE, _ALLOC, _TIMED, _DONE = "warmup", "measure", "allocator", "timed", "done"
 
@@ -314,7 +326,7 @@ class Profiler:
         self.clock = clock or time.perf_counter
         self.noisy_threshold = noisy_threshold
         self.rss_method = rss_method
-        self.context = dict(arch=arch, mode=mode, batch_size=batch_size, generator=generator)
+        self.context: _Context = {"arch": arch, "mode": mode, "batch_size": batch_size, "generator": generator}
         self.extra = dict(extra or {})
         self.device = self._infer_device(device)
         self._sync = make_sync(self.device)
@@ -335,8 +347,8 @@ class Profiler:
         self._exited = False
         self._status = "ok"
         self._message = ""
-        self._model_params: tuple = ()
-        self._persistent = None
+        self._model_params: tuple[ModelParams, ...] = ()
+        self._persistent: PersistentBytes | None = None
         self._figures: dict[str, Any] = {}  # ProfileRecord field -> an instrument's figures
         self._instruments: list[Any] = []  # entered on the measuring step, innermost last
         self._measure_t0 = 0.0
@@ -413,7 +425,7 @@ class Profiler:
         self._begin(0)
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         try:
             self._abort_current()
         finally:
@@ -496,7 +508,8 @@ class Profiler:
             if self._is_cuda:
                 import torch
 
-                self._sync()  # type: ignore[misc]
+                assert self._sync is not None  # there is a sync exactly on cuda (see __init__)
+                self._sync()
                 torch.cuda.reset_peak_memory_stats(self.device)
             self._rss_start = self._rss.start() if self._rss is not None else None
             self._t0 = self._now()
@@ -659,6 +672,7 @@ class Profiler:
                 else "torch.compile'd code ran in the step"
             if run == COMPILED:
                 if source == "allocator":
+                    assert alloc is not None  # the allocator peak is the source
                     peak = f"the step peak is the allocator peak of untimed step {alloc.step}, which ran compiled"
                 elif source is not None:
                     peak = "the step peak is the tensor-level one (eager maths): no allocator peak of the compiled step"
@@ -701,23 +715,28 @@ class Profiler:
         elif status == "ok" and len(steps) < self.active:
             message = f"only {len(steps)} of {self.active} timed steps ran"
         rss = None
-        with_rss = [s for s in steps if s.peak_rss_bytes is not None and s.rss_start_bytes is not None]
+        # (peak, start) of the steps with both
+        with_rss = [(peak, start) for s in steps
+                    if (peak := s.peak_rss_bytes) is not None and (start := s.rss_start_bytes) is not None]
         if with_rss:
-            deltas = sorted(s.peak_rss_bytes - s.rss_start_bytes for s in with_rss)  # type: ignore[operator]
-            starts = sorted(s.rss_start_bytes for s in with_rss)  # type: ignore[misc]
+            deltas = sorted(peak - start for peak, start in with_rss)
+            starts = sorted(start for _, start in with_rss)
             rss = RssFigures(
                 method=self._rss.method if self._rss is not None else "",
-                peak_rss_bytes=max(s.peak_rss_bytes for s in with_rss),  # type: ignore[type-var]
+                peak_rss_bytes=max(peak for peak, _ in with_rss),
                 peak_rss_delta_bytes=deltas[-1],
                 peak_rss_delta_bytes_median=int(statistics.median(deltas)),
                 rss_baseline_bytes=int(statistics.median(starts)),
             )
         cuda = None
-        with_cuda = [s for s in steps if s.cuda_max_memory_allocated_bytes is not None]
+        # (allocated, reserved) of the steps on cuda (both are read together, see _end)
+        with_cuda = [(alloc, res) for s in steps
+                     if (alloc := s.cuda_max_memory_allocated_bytes) is not None
+                     and (res := s.cuda_max_memory_reserved_bytes) is not None]
         if with_cuda:
             cuda = CudaMemory(
-                max_memory_allocated_bytes=max(s.cuda_max_memory_allocated_bytes for s in with_cuda),  # type: ignore
-                max_memory_reserved_bytes=max(s.cuda_max_memory_reserved_bytes for s in with_cuda),  # type: ignore
+                max_memory_allocated_bytes=max(alloc for alloc, _ in with_cuda),
+                max_memory_reserved_bytes=max(res for _, res in with_cuda),
             )
         step_time = summarize([s.step_time_s for s in steps], self.noisy_threshold) if steps else None
         phase_time = {}

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import ProgressColumn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, Task, TaskID
+    from rich.text import Text
 
 
 def format_losses(losses: dict[str, Any], digits: int = 4) -> str:
@@ -36,14 +41,14 @@ def format_losses(losses: dict[str, Any], digits: int = 4) -> str:
 class RichProgress:
     """Step, losses, steps/s and ETA on stderr (rich), for :func:`run_training`."""
 
-    def __init__(self, console=None, plain_every_s: float = 10.0):
+    def __init__(self, console: Console | None = None, plain_every_s: float = 10.0) -> None:
         from rich.console import Console
 
         self.console = console if console is not None else Console(stderr=True)
         self.plain_every_s = plain_every_s
-        self._progress = None
-        self._task = None
-        self._total = 0
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._total: int | None = 0
         self._t0 = 0.0
         self._initial = 0
         self._last_plain = 0.0
@@ -83,6 +88,7 @@ class RichProgress:
 
     def update(self, step: int, losses: dict[str, float]) -> None:
         if self._progress is not None:
+            assert self._task is not None  # set with the bar, in start()
             self._progress.update(self._task, completed=step, losses=format_losses(losses))
             return
         now = time.perf_counter()
@@ -97,7 +103,7 @@ class RichProgress:
     def note(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
-    def finish(self, result) -> None:
+    def finish(self, result: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -120,7 +126,7 @@ def _fmt_s(s: float) -> str:
 class _RateColumn(ProgressColumn):
     """Steps per second, from rich's recent-speed estimate."""
 
-    def render(self, task):
+    def render(self, task: Task) -> Text:
         from rich.text import Text
 
         speed = task.speed

@@ -17,19 +17,21 @@ This module imports nothing heavy, so that the CLI can use it before torch.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 import importlib
 import importlib.util
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+_O = TypeVar("_O")
 
 
 class RegistryError(Exception):
@@ -44,7 +46,7 @@ class UnknownNameError(RegistryError, KeyError):
         super().__init__(f"unknown {kind} {name!r}{hint} (see `{where}`)")
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 class DuplicateNameError(RegistryError):
@@ -55,7 +57,7 @@ class PluginError(RegistryError):
     pass
 
 
-def natural_key(name: str) -> list:
+def natural_key(name: str) -> list[int | str]:
     """Sort key that orders embedded numbers by value: k8 < k16 < k32."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -94,14 +96,14 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, value, origin)
         return value
 
-    def register(self, name: str, make: Callable[[Callable], T] | None = None):
+    def register(self, name: str, make: Callable[[Callable[..., Any]], T] | None = None) -> Callable[[_O], _O]:
         """Decorator: ``@REG.register("name", make=lambda fn: Spec(fn))``.
 
         Without ``make`` the decorated object itself is registered.  The
         decorated object is returned unchanged.
         """
 
-        def deco(obj):
+        def deco(obj: Any) -> Any:  # any object without make; a callable that make turns into a T
             origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
             self.add(name, make(obj) if make else obj, origin=origin)
             return obj
@@ -130,15 +132,15 @@ class Registry(Generic[T]):
         plain word matches names that contain it; None lists everything.
         """
         self.load_plugins()
-        names = self._entries.keys()
+        names: Iterable[str] = self._entries.keys()
         if pattern:
             pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
             names = [n for n in names if fnmatch.fnmatchcase(n, pat)]
         return sorted(names, key=natural_key)
 
-    def match(self, patterns: list[str]) -> list[str]:
+    def match(self, patterns: builtins.list[str]) -> builtins.list[str]:
         """Expand names and globs in order, without repeats; an unknown plain name raises."""
-        out: list[str] = []
+        out: builtins.list[str] = []
         for pat in patterns:
             if any(c in pat for c in "*?["):
                 found = self.list(pat)
@@ -211,5 +213,5 @@ def _caller_origin() -> str:
     return f"{frame.f_globals.get('__name__', '?')} ({frame.f_code.co_filename}:{frame.f_lineno})"
 
 
-def _same_definition(a, b) -> bool:
+def _same_definition(a: object, b: object) -> bool:
     return a is b or a == b

@@ -6,16 +6,20 @@ Nothing here prints; a failure inside a step is the record's status.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+
+    from .data import ImageData, Selection
     from .records import ProfileRecord
     from .request import StepSpec
 
 
-def profile_step(step, dataset, *, batch_size: int, warmup: int = 2, steps: int = 10, seed: int = 0,
-                 arch: str | None = None, mode: str | None = None, generator: str | None = None,
-                 extra: dict | None = None):
+def profile_step(step: Any, dataset: ImageData, *, batch_size: int, warmup: int = 2, steps: int = 10,
+                 seed: int = 0, arch: str | None = None, mode: str | None = None, generator: str | None = None,
+                 extra: dict[str, Any] | None = None) -> ProfileRecord:
     """Run a built TrainStep under the Profiler on batches of ``dataset``; returns the ProfileRecord.
 
     A failure inside a step (out of memory, NaN, Ctrl-C) comes back as the
@@ -69,13 +73,14 @@ def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> Prof
                         extra=context)
 
 
-def _batch_size_of(hparams: dict) -> int:
+def _batch_size_of(hparams: dict[str, Any]) -> int:
     from .modes.base import batch_size_of
 
     return batch_size_of(hparams)
 
 
-def profile_data(data, shape, selection=None):
+def profile_data(data: str | os.PathLike[str] | None, shape: Sequence[int],
+                 selection: Selection | None = None) -> ImageData:
     """The source's training images (of the selection) when their shape matches the step's input,
     synthetic ones otherwise (a named source or a selection of the wrong shape is a ShapeError)."""
     from .data import load_split, synthetic
@@ -90,7 +95,7 @@ def profile_data(data, shape, selection=None):
     return synthetic(2048, tuple(shape))
 
 
-def _repeat(dataset, n):
+def _repeat(dataset: ImageData, n: int) -> ImageData:
     """``dataset`` repeated to ``n`` images (a batch larger than a small selection)."""
     from .data import ImageData
 

@@ -29,10 +29,14 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gonprof.data import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 TILE = 28
 GRID_PADDINGS = (2, 0, 1, 3, 4, 5, 6, 7, 8, 9, 10)
@@ -51,7 +55,7 @@ class SampleError(DataError):
 class Samples:
     """Images read by :func:`read_samples`: ``images`` is float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``."""
 
-    images: object  # torch.Tensor
+    images: torch.Tensor
     source: str
     format: str  # png-grid, png-folder, torch, numpy
     value_range: str  # how the stored values were read: "[-1, 1]", "[0, 1]", "[0, 255]" or "[0, 65535]"

@@ -6,10 +6,14 @@ allocated), and set beside the count the spec declares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arch import ArchSpec, ShapeError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class ArchSummary:
     params: int  # counted on the built model (meta device), all parameters
     trainable_params: int
     expected_params: int  # declared by the spec
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W)
     output: str
     source: str
     repo: str
@@ -100,7 +104,7 @@ class ArchReport:
     """What ``gonprof info`` shows: one architecture, layer by layer."""
 
     arch: ArchSummary
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W)
     layers: tuple[LayerRow, ...]
     total_params: int
     trainable_params: int
@@ -122,7 +126,7 @@ def param_totals(model) -> tuple[int, int]:
     return total, trainable
 
 
-def build_on_meta(spec: ArchSpec, input_shape=None):
+def build_on_meta(spec: ArchSpec, input_shape: Sequence[int] | None = None) -> nn.Module:
     """Build without allocating: on the meta device where the builder allows it."""
     import torch
 

@@ -111,7 +111,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -351,7 +351,8 @@ def _default_out(config: TrainConfig) -> Path:
 
 
 def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # the default, said so: numpy's stub reads no argument as False
+    assert isinstance(np_state, tuple)  # the global generator is an MT19937, whose legacy state is a tuple
     state = {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
@@ -441,7 +442,7 @@ class RunLock:
 
     def __init__(self, out: Path):
         self.path = Path(out) / "run.lock"
-        self._fh = None
+        self._fh: IO[str] | None = None
 
     def acquire(self) -> RunLock:
         import fcntl
@@ -829,7 +830,7 @@ class _Run:
         return TrainResult(
             status=status, message=message, steps_done=k, steps_total=self.total,
             checkpoint_step=self.checkpoint_step, final_losses=dict(self.last_losses),
-            wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.step.arch, mode=cfg.step.mode,
+            wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.step.arch, mode=cfg.step.mode_name,
             seed=cfg.step.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb,
             stopped_by=stopped_by)
 

@@ -31,12 +31,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 USAGE = ("usage: python -m gonprof.worker compare-row|fit-trial SPEC.json RESULT.json, "
          "or ddp-rank SPEC.json OUTDIR (under torch.distributed.run)")
 
 
-def place(spec: dict) -> None:
+def place(spec: dict[str, Any]) -> None:
     """Apply the placement an executor gave the work (:mod:`gonprof.executors`): the cores it is pinned to
     (``cpus``, --jobs: shared with no other run) and its torch threads (``threads``)."""
     if spec.get("cpus"):

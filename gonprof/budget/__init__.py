@@ -234,9 +234,11 @@ def scaling(
         interrupted = True
     points = [done[b] for b in sizes if b in done]
     good = [p for p in points if p.status == "measured" and p.peak_bytes is not None]
-    mem_fit = least_squares([p.batch_size for p in good], [p.peak_bytes for p in good]) if good else None
+    mem_fit = least_squares([p.batch_size for p in good],
+                            [p.peak_bytes for p in good if p.peak_bytes is not None]) if good else None
     timed = [p for p in good if p.step_time_s is not None]
-    time_fit = least_squares([p.batch_size for p in timed], [p.step_time_s for p in timed]) if timed else None
+    time_fit = least_squares([p.batch_size for p in timed],
+                             [p.step_time_s for p in timed if p.step_time_s is not None]) if timed else None
     bad = [p for p in points if p not in good]
     status, message = "ok", ""
     if bad:

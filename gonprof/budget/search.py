@@ -88,7 +88,7 @@ Finished = Callable[[BatchTrial], None]
 def _gallop(edge: int, stride: int, n: int, step: int, bound: int) -> list[int]:
     """The next ``n`` sizes of a gallop from ``edge``: ``edge + step*stride``, then the stride doubling each
     time, clamped to ``bound`` (max_batch going up, 1 going down); stops at the bound."""
-    out = []
+    out: list[int] = []
     while len(out) < n and edge != bound:
         edge = min(edge + stride, bound) if step > 0 else max(edge - stride, bound)
         out.append(edge)
@@ -167,7 +167,8 @@ class _Search:
         self.progress, self.width, self.rounds = progress, max(1, int(width)), rounds
         self.trials: list[BatchTrial] = []
         self.seen: dict[int, BatchTrial] = {}
-        self.lo, self.hi = 0, None
+        self.lo: int = 0
+        self.hi: int | None = None
 
     def finished(self, t: BatchTrial) -> None:
         t = classify(t, self.memory_bytes)

@@ -37,7 +37,7 @@ def default_cap(memory_bytes: int, at_once: int = 1, available: bool = True) -> 
     return cap
 
 
-def local_width(memory_bytes: int, width: int) -> tuple[int, int]:
+def local_width(memory_bytes: int, width: int) -> tuple[int, int | None]:
     """``(trials at once, each one's cap)`` for measured CPU trials on this machine: the most trials, up to
     ``width``, whose share of the memory available (:func:`default_cap`) still holds a trial that fits the
     budget (budget + :data:`CAP_SLACK_BYTES`), so that running trials side by side never turns a batch that

@@ -233,13 +233,13 @@ def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord
         records = load_records(json_path)
     except RecordError:
         return {}
-    done = {}
+    done: dict[str, tuple[dict, RunRecord]] = {}
     for rec in records:
         if rec.status != "ok":
             continue
         folder = "floor" if rec.kind == "floor" else (Path(rec.run_dir).parent.name if rec.run_dir else None)
         spec_path = out / folder / "spec.json" if folder else None
-        if spec_path is not None and spec_path.is_file():
+        if folder is not None and spec_path is not None and spec_path.is_file():
             try:
                 done[folder] = (json.loads(spec_path.read_text()), rec)
             except ValueError:

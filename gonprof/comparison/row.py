@@ -70,6 +70,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     if result.status != "ok":
         status = "oom" if looks_oom(result.message) else result.status
         return rec.replace(status=status, message=f"training: {result.message}")
+    assert step is not None  # a run that ended ok built its step
+    assert rec.batch_size is not None  # and wrote its resolved batch size (read by _batch_size)
     prof = profile_step(step, data, batch_size=rec.batch_size, warmup=1, steps=spec.profile_steps,
                         seed=request.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator)
     rec = rec.replace(profile=prof)

@@ -53,7 +53,8 @@ class AllreduceCounter:
 
         counter = self
 
-        def hook(state, bucket):  # unannotated: DDP checks a hook's annotations against its own types
+        # unannotated: DDP checks a hook's annotations against its own types (and these would be strings)
+        def hook(state, bucket):  # type: ignore[no-untyped-def]
             buf = bucket.buffer()
             counter._count(name, int(buf.numel()) * int(buf.element_size()))
             return allreduce_hook(state, bucket)

@@ -34,15 +34,18 @@ do no arithmetic (views, copies, allocation, fills, and ``profiler.*`` markers s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gonprof.measure.instrument import Instrument
 from gonprof.records import OUTSIDE_PHASES, FlopFigures, ModuleFlops
+
+if TYPE_CHECKING:
+    from torch._ops import OpOverload
 
 _NODE_KEY = "gonprof_module"
 
@@ -71,7 +74,7 @@ _META_OPS = frozenset(
 )
 
 
-def flop_registry() -> dict:
+def flop_registry() -> dict[Any, Callable[..., Any]]:
     """The formula registry this counter uses (torch's, including later registrations)."""
     from torch.utils.flop_counter import flop_registry as registry
 
@@ -158,7 +161,7 @@ class ModuleScope:
         self._handles = []
         self._stack.clear()
         try:
-            warnings.filters.remove(self._warning_filter)
+            cast("list[Any]", warnings.filters).remove(self._warning_filter)  # a list; typeshed says Sequence
         except (AttributeError, ValueError):
             pass
 
@@ -206,7 +209,8 @@ class _CountingMode(TorchDispatchMode):
         info = self.info[func] = (name, formula, kind, can)
         return info
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func: OpOverload, types: Collection[type], args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         info = self.info.get(func) or self._info(func)
         if info[3]:  # no formula, but a decomposition: count its parts, as FlopCounterMode does
@@ -229,7 +233,8 @@ class FlopCounter(Instrument):
 
     record_field = "flops"
 
-    def __init__(self, models: Mapping[str, torch.nn.Module] | None = None, registry: Mapping | None = None) -> None:
+    def __init__(self, models: Mapping[str, torch.nn.Module] | None = None,
+                 registry: Mapping[Any, Callable[..., Any]] | None = None) -> None:
         super().__init__()
         self.scope = ModuleScope(models or {})
         self.registry = dict(registry) if registry is not None else flop_registry()
@@ -252,7 +257,8 @@ class FlopCounter(Instrument):
         if tag is None:
             cur = torch._C._current_autograd_node()
             if cur is not None:
-                tag = cur.metadata.get(_NODE_KEY)
+                # torch's stub declares Node.metadata a method; it is a dict property
+                tag = cur.metadata.get(_NODE_KEY)  # type: ignore[attr-defined]
         if tag is not None:
             node.metadata[_NODE_KEY] = tag
 
@@ -286,7 +292,7 @@ class FlopCounter(Instrument):
         backward = node is not None
         module = self.scope.current
         if module is None and node is not None:
-            module = node.metadata.get(_NODE_KEY)
+            module = node.metadata.get(_NODE_KEY)  # type: ignore[attr-defined]  # a dict property (see _on_node)
         if backward:
             self.backward_flops += flops
         else:

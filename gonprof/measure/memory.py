@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -41,6 +41,9 @@ from torch.utils._pytree import tree_iter
 from gonprof.measure.instrument import Instrument
 from gonprof.measure.params import optimizer_state_tensors
 from gonprof.records import OUTSIDE_PHASES, LiveMemory
+
+if TYPE_CHECKING:
+    from torch._ops import OpOverload
 
 PARAM, BUFFER, GRAD, OPTIM, ACT = "param", "buffer", "grad", "optim", "act"
 
@@ -68,6 +71,7 @@ def known_state(
     """(tensor, category) for the persistent state of ``models`` and ``optimizers``."""
     out: list[tuple[torch.Tensor, str]] = []
     params: list[torch.Tensor] = []
+    p: torch.Tensor
     for m in models.values():
         for p in m.parameters():
             out.append((p, PARAM))
@@ -94,7 +98,8 @@ class _TrackingMode(TorchDispatchMode):
         super().__init__()
         self.tracker = tracker
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func: OpOverload, types: Collection[type], args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         self.tracker._on_op(args, kwargs, out)

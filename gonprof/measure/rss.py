@@ -131,7 +131,7 @@ class RssPeak:
     """
 
     def __init__(self, method: str = "auto", poll_interval_s: float = 0.001) -> None:
-        self._impl: Any
+        self._impl: _VmHwm | _Poller
         if method not in ("auto", "vmhwm", "poll", METHOD_POLL, METHOD_VMHWM):
             raise ValueError(f"unknown RSS method {method!r}")
         if method in ("auto", "vmhwm", METHOD_VMHWM):

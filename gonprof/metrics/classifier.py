@@ -83,11 +83,16 @@ class MnistClassifier(nn.Module):
     in ``[-1, 1]``.
     """
 
+    # set by the loader (_load), not by __init__
+    extractor_name: str
+    weights_hash: str
+    train_report: dict[str, Any]
+
     def __init__(self, width: int = 32, feature_dim: int = FEATURE_DIM, num_classes: int = 10,
                  in_channels: int = 1, dropout: float = 0.3):
         super().__init__()
         c = width
-        self.config = dict(width=width, feature_dim=feature_dim, num_classes=num_classes,
+        self.config: dict[str, Any] = dict(width=width, feature_dim=feature_dim, num_classes=num_classes,
                            in_channels=in_channels, dropout=dropout)
 
         def block(cin, cout):
@@ -209,7 +214,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, clean: float = AUG_CLEAN) -> 
     return x
 
 
-def outliers(n: int, shape: tuple[int, int, int], gen: torch.Generator, digits: torch.Tensor | None = None
+def outliers(n: int, shape: tuple[int, ...], gen: torch.Generator, digits: torch.Tensor | None = None
              ) -> torch.Tensor:
     """``n`` images far from any digit, for outlier exposure (trained towards the uniform distribution).
 
@@ -242,6 +247,7 @@ def outliers(n: int, shape: tuple[int, int, int], gen: torch.Generator, digits: 
         elif k == 4:
             v = (torch.rand((c, 1, 1, 1), generator=gen) * 2 - 1).expand(c, *shape)
         else:
+            assert digits is not None  # kind 5 is drawn only when there are digits
             src = digits[torch.randint(0, len(digits), (c,), generator=gen)].reshape(c, -1)
             perm = torch.argsort(torch.rand(src.shape, generator=gen), dim=1)
             v = torch.gather(src, 1, perm).reshape(c, *shape)

@@ -21,6 +21,8 @@ chunks, so memory stays at ``chunk x N`` rather than ``N x M``.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 PR_K = 3
@@ -44,16 +46,25 @@ def knn_radii(x: torch.Tensor, k: int, chunk: int = CHUNK) -> torch.Tensor:
     return torch.cat(out)
 
 
+class PRDC(TypedDict):
+    """What :func:`prdc` returns: the four figures, by name."""
+
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+
+
 def prdc(real: torch.Tensor, fake: torch.Tensor, pr_k: int = PR_K, dc_k: int = DC_K,
-         chunk: int = CHUNK) -> dict[str, float]:
+         chunk: int = CHUNK) -> PRDC:
     """precision, recall (k = pr_k) and density, coverage (k = dc_k) of ``fake`` against ``real``."""
     real = real.to(torch.float64)
     fake = fake.to(torch.float64)
     r_pr = knn_radii(real, pr_k, chunk)
     f_pr = knn_radii(fake, pr_k, chunk)
     r_dc = r_pr if dc_k == pr_k else knn_radii(real, dc_k, chunk)
-    in_real_ball = 0          # fakes inside some real ball (precision)
-    density_count = 0         # sum over fakes of the number of real balls containing them
+    in_real_ball: float = 0   # fakes inside some real ball (precision)
+    density_count: float = 0  # sum over fakes of the number of real balls containing them
     real_recalled = torch.zeros(real.shape[0], dtype=torch.bool)
     real_min_dist = torch.full((real.shape[0],), float("inf"), dtype=torch.float64)
     for i in range(0, fake.shape[0], chunk):

@@ -244,6 +244,7 @@ def real_floor(reference=None, n: int | None = None, seed: int = 0, classifier=N
             raise ValueError(f"a floor at n={n} needs 2n={2 * n} disjoint real images but the reference has "
                              f"{len(pool)}; pass real= another set of real images")
         a, b = reference_sets(pool, n, seed)
+        assert a is not None  # 2n images are there (checked above), so the floor set is drawn
     else:
         real = _images(real)
         n = min(len(real), len(pool)) if n is None else n

@@ -34,7 +34,7 @@ class IncompatibleError(ValueError):
     """A mode cannot train this discriminator (or generator); one-line reason."""
 
 
-def no_phase(name: str):
+def no_phase(name: str) -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
 
 

@@ -32,6 +32,8 @@ One step = one iteration of the source's ``Updater.update_core`` (``updater.py``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +123,8 @@ class DCDStep(GANStep):
         """Refined samples: G(z) followed by the Langevin steps (the semi-amortized sampler)."""
         return self.sample_with_unrefined(n)[1]
 
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         with phase("sample"):
@@ -173,7 +176,7 @@ class DCDStep(GANStep):
         "Fallback generator when the discriminator names none: dcd-mnist-generator.",
     ),
 )
-def make_dcd(D, D_spec, G, G_spec, hparams, device):
+def make_dcd(D, D_spec, G, G_spec, hparams, device) -> DCDStep:
     if hparams["langevin"] not in ("pixel", "latent"):
         raise IncompatibleError(f"dcd: langevin must be 'pixel' or 'latent', not {hparams['langevin']!r}")
     return DCDStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),

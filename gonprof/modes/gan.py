@@ -17,6 +17,9 @@ offers the text's as preset ``article-lr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +41,8 @@ class GANBCEStep(GANStep):
     mode = "gan"
     phases = ("d_step", "g_step")
 
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         d_losses, g_losses = [], []
@@ -81,6 +85,6 @@ class GANBCEStep(GANStep):
         "Fallback generator when the discriminator names none: mlp-gan-generator.",
     ),
 )
-def make_gan(D, D_spec, G, G_spec, hparams, device):
+def make_gan(D, D_spec, G, G_spec, hparams, device) -> GANBCEStep:
     return GANBCEStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                       adam(G.parameters(), hparams))

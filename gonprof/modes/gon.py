@@ -52,7 +52,9 @@ noise layers coupling samples; the GON_MNIST networks have neither).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +163,7 @@ def cosine_lrs(base_lr: float, t_max: int, n: int) -> tuple[float, ...]:
 class GONStep(TrainStep):
     mode = "gon"
     phases = ("sample", "d_step")
+    input_shape: tuple[int, ...]  # never None here: the spec's, or (1, 28, 28)
 
     def __init__(self, D: nn.Module, D_spec, hparams: dict, device):
         opt = torch.optim.Adam(D.parameters(), lr=hparams["lr"], betas=tuple(hparams["betas"]))
@@ -233,9 +236,11 @@ class GONStep(TrainStep):
         batched = self.hparams["batched"] if batched is None else batched
         if batched:
             return self._optimise_batched(x0)
-        outs, losses = [], []
+        outs: list[torch.Tensor] = []
+        losses: list[torch.Tensor] = []
         for i in range(x0.shape[0]):
             outs.append(self._optimise_seed(x0[i:i + 1]))
+            assert self.last_loss is not None  # set by _optimise_seed
             losses.append(self.last_loss)
         self.last_loss = torch.cat(losses)
         return torch.cat(outs)
@@ -305,6 +310,7 @@ class GONStep(TrainStep):
                     z = z.detach()
                     with torch.no_grad():
                         if rule == "adam":
+                            assert m is not None and v is not None  # allocated above for adam
                             m.lerp_(g, 1 - b1)
                             v.mul_(b2).addcmul_(g, g, value=1 - b2)
                             bc1 = 1 - b1 ** t
@@ -355,7 +361,8 @@ class GONStep(TrainStep):
         return torch.cat(out)
 
     # -- one step ----------------------------------------------------------------------
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         self.input_shape = tuple(real.shape[1:])
         n = real.shape[0]
@@ -368,6 +375,7 @@ class GONStep(TrainStep):
                 new = self.noise(cap)  # the source's first epoch: noise negatives, no optimisation
             else:
                 new = self.optimise(self.noise(k))
+                assert self.last_loss is not None  # set by optimise
                 sample_loss = self.last_loss.mean()
             buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
             self.buffer = buf[-cap:].detach()
@@ -429,5 +437,5 @@ class GONStep(TrainStep):
                                     "under DDP the ranks' gradient all-reduces would not match; the fast path "
                                     "(batched=true, the default) takes input gradients only")},
 )
-def make_gon(D, D_spec, G, G_spec, hparams, device):
+def make_gon(D, D_spec, G, G_spec, hparams, device) -> GONStep:
     return GONStep(D, D_spec, hparams, device)

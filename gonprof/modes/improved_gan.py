@@ -37,6 +37,9 @@ error of ``argmax D(x)`` (D in eval mode: no noise layers) on held-out images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,11 +64,11 @@ PRESETS = {
 class _LastLinearInput:
     """Captures the input of a module (the features feeding the classifier head)."""
 
-    def __init__(self, module: nn.Module):
-        self.value = None
+    def __init__(self, module: nn.Module) -> None:
+        self.value: torch.Tensor | None = None
         self.handle = module.register_forward_hook(self._hook)
 
-    def _hook(self, mod, inputs, output):
+    def _hook(self, mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         self.value = inputs[0]
 
 
@@ -79,7 +82,7 @@ class ImprovedGANStep(GANStep):
         self.labelled_x: torch.Tensor | None = None
         self.labelled_y: torch.Tensor | None = None
         self._collecting = True
-        self._hook = None
+        self._hook: _LastLinearInput | None = None
         if not callable(getattr(self.D, "features", None)):
             last = [m for m in self.D.modules() if isinstance(m, nn.Linear)]
             if not last:
@@ -126,10 +129,14 @@ class ImprovedGANStep(GANStep):
 
     # -- pieces ------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if callable(getattr(self.D, "features", None)):
-            return self.D.features(x)
+        features = getattr(self.D, "features", None)
+        if callable(features):
+            return features(x)
+        assert self._hook is not None  # hooked in __init__ when D has no features
         self.D(x)
-        return self._hook.value
+        value = self._hook.value
+        assert value is not None  # the forward above ran through the hooked layer
+        return value
 
     def test_error(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
         """Fraction of ``images`` whose ``argmax D(x)`` differs from ``labels`` (D in eval mode)."""
@@ -142,7 +149,8 @@ class ImprovedGANStep(GANStep):
         return wrong / max(1, len(images))
 
     # -- one step ------------------------------------------------------------------------
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         self._collect(real, labels)
@@ -154,6 +162,7 @@ class ImprovedGANStep(GANStep):
             loss = float(hp["unlabel_weight"]) * loss_unl
             losses = {"d_loss_unlabelled": loss_unl}
             if int(hp["labels"]) > 0 and self.labelled_x is not None and len(self.labelled_x):
+                assert self.labelled_y is not None  # set together with labelled_x
                 idx = torch.randint(len(self.labelled_x), (n,), device=self.labelled_x.device)
                 out = self.D(self.labelled_x[idx])
                 loss_lab = F.cross_entropy(out, self.labelled_y[idx])
@@ -199,6 +208,6 @@ class ImprovedGANStep(GANStep):
         "Fallback generator when the discriminator names none: improved-gan-generator.",
     ),
 )
-def make_improved_gan(D, D_spec, G, G_spec, hparams, device):
+def make_improved_gan(D, D_spec, G, G_spec, hparams, device) -> ImprovedGANStep:
     return ImprovedGANStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                            adam(G.parameters(), hparams))

@@ -25,6 +25,9 @@ below float32 resolution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from ._common import GANStep, detached, frozen
@@ -66,7 +69,8 @@ class LSGANStep(GANStep):
     def _reduce(self, t):
         return t.sum() if self.hparams["reduction"] == "sum" else t.mean()
 
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         d_losses, g_losses = [], []
@@ -109,7 +113,7 @@ class LSGANStep(GANStep):
         "Fallback generator when the discriminator names none: gas-generator.",
     ),
 )
-def make_lsgan(D, D_spec, G, G_spec, hparams, device):
+def make_lsgan(D, D_spec, G, G_spec, hparams, device) -> LSGANStep:
     tf = bool(hparams["tf_rmsprop"])
     return LSGANStep(D, D_spec, G, G_spec, hparams, device, rmsprop(D.parameters(), hparams["lr"], tf),
                      rmsprop(G.parameters(), hparams["lr"], tf))

@@ -18,6 +18,9 @@ of the 5 critic updates; gonprof's trainer hands a step one batch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from ._common import GANStep, adam, detached, frozen
@@ -45,7 +48,8 @@ class WGANGPStep(GANStep):
     mode = "wgan-gp"
     phases = ("d_step", "g_step")
 
-    def step(self, real, labels=None, phase=no_phase):
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
+             phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         n = real.shape[0]
         d_losses, gps, wds = [], [], []
@@ -89,6 +93,6 @@ class WGANGPStep(GANStep):
         "generator that DCD reuses).",
     ),
 )
-def make_wgan_gp(D, D_spec, G, G_spec, hparams, device):
+def make_wgan_gp(D, D_spec, G, G_spec, hparams, device) -> WGANGPStep:
     return WGANGPStep(D, D_spec, G, G_spec, hparams, device, adam(D.parameters(), hparams),
                       adam(G.parameters(), hparams))

@@ -8,7 +8,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
 SCHEMA_VERSION = 1
 
@@ -65,11 +65,11 @@ def _from_plain(tp: Any, value: Any) -> Any:
         return None
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return _from_plain(args[0], value)
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _from_plain(members[0], value)
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _dataclass_from_dict(tp, value)
     if origin is tuple:
         args = typing.get_args(tp)
@@ -91,7 +91,7 @@ def _from_plain(tp: Any, value: Any) -> Any:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _dataclass_from_dict(cls: type, data: dict) -> Any:
+def _dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
     hints = _HINTS.get(cls)
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls)
@@ -115,14 +115,26 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
+_S = TypeVar("_S", bound="_Serialisable")
+
+
 class _Serialisable:
-    def to_dict(self) -> dict:
+    """The base of the record dataclasses: ``to_dict`` / ``from_dict`` by their fields."""
+
+    if TYPE_CHECKING:  # every subclass is a dataclass; this tells the type checker so
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict):
-        return _dataclass_from_dict(cls, data)
+    def from_dict(cls: type[_S], data: dict[str, Any]) -> _S:
+        result: _S = _dataclass_from_dict(cls, data)
+        return result
 
+
+
+_R = TypeVar("_R", bound="JsonRecord")
 
 
 class JsonRecord(_Serialisable):
@@ -133,7 +145,7 @@ class JsonRecord(_Serialisable):
         return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes):
+    def from_json(cls: type[_R], text: str | bytes) -> _R:
         """The record ``text`` holds, as written by :meth:`to_json`.  Anything else is a one-line
         :class:`RecordError` (a ValueError): text that is not JSON, JSON that is not an object, an object
         without the record's ``schema_version`` or with keys the record does not have, a newer schema, or
@@ -149,7 +161,7 @@ class JsonRecord(_Serialisable):
             raise RecordError(f"not a {name}: not valid JSON ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise RecordError(f"not a {name}: the JSON is {_json_kind(data)}, not an object")
-        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
             shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
@@ -167,7 +179,7 @@ class JsonRecord(_Serialisable):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RecordError(f"malformed {name}: {first}") from None
 
-    def replace(self, **changes: Any):
+    def replace(self: _R, **changes: Any) -> _R:
         return dataclasses.replace(self, **changes)
 
 

@@ -81,7 +81,7 @@ class BatchTrial(JsonRecord):
     step_time_s: float | None = None
     elapsed_s: float | None = None
     message: str = ""
-    cpus: list | None = None  # the cores the trial's worker was pinned to (--jobs N); None: any
+    cpus: list[int] | None = None  # the cores the trial's worker was pinned to (--jobs N); None: any
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ class QualityRecord(JsonRecord):
     seed: int = 0
     kid_subsets: int = 100  # gonprof.metrics.kid.KID_SUBSETS
     kid_subset_size: int = 1000  # gonprof.metrics.kid.KID_SUBSET_SIZE
-    classes: list | None = None  # the kept classes scored against (None: all); coverage / entropy are over them
-    predicted_classes: dict = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
+    classes: list[int] | None = None  # the kept classes scored against (None: all); coverage / entropy are over them
+    predicted_classes: dict[str, int] = dataclasses.field(default_factory=dict)  # class -> samples predicted as it
     # share of samples read as a kept class with a maximum softmax probability of at least on_class_confidence
     # (None: no selection); on_class_confidence None in a record from before the threshold: argmax only
     on_class_fraction: float | None = None
@@ -42,7 +42,7 @@ class QualityRecord(JsonRecord):
     n_held_out: int | None = None  # held-out real images of the kept classes the reference was drawn from
 
     @classmethod
-    def from_dict(cls, d: dict) -> QualityRecord:
+    def from_dict(cls, d: dict[str, Any]) -> QualityRecord:
         """Inverse of ``to_dict``; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -79,10 +79,10 @@ class RunRecord(JsonRecord):
     run_dir: str | None = None
     wall_time_s: float | None = None  # the whole row: train + profile + score
     variant: str | None = None  # a preset row's name for its own hyper-parameters (e.g. "inner sgd")
-    hparams: dict = field(default_factory=dict)  # the overrides this row ran with
-    classes: list | None = None  # data selection: kept labels (None: all)
+    hparams: dict[str, Any] = field(default_factory=dict)  # the overrides this row ran with
+    classes: list[int] | None = None  # data selection: kept labels (None: all)
     per_class: int | None = None  # data selection: first N training images of each kept class
-    cpus: list | None = None  # the cores the row's worker was pinned to (compare --jobs)
+    cpus: list[int] | None = None  # the cores the row's worker was pinned to (compare --jobs)
     # the mode's samples before its refinement (dcd: G(z) without the Langevin steps), scored at the same N
     quality_unrefined: QualityRecord | None = None
     test_error_fraction: float | None = None  # improved-gan: share of held-out images argmax D(x) misclassifies
@@ -121,10 +121,10 @@ def peak_memory_bytes(rec: RunRecord) -> int | None:
 
 def pareto_front(rows: list[RunRecord]) -> set[int]:
     """Indices of the trained rows no other row beats on both peak memory and FID (lower is better)."""
-    pts = [(i, peak_memory_bytes(r), r.quality.fid) for i, r in enumerate(rows)
-           if r.kind == "run" and r.status == "ok" and r.quality is not None and peak_memory_bytes(r) is not None
-           and math.isfinite(r.quality.fid)]
-    front = set()
+    pts = [(i, m, r.quality.fid) for i, r in enumerate(rows)
+           if r.kind == "run" and r.status == "ok" and r.quality is not None
+           and (m := peak_memory_bytes(r)) is not None and math.isfinite(r.quality.fid)]
+    front: set[int] = set()
     for i, m, f in pts:
         dominated = any((m2 <= m and f2 <= f) and (m2 < m or f2 < f) for j, m2, f2 in pts if j != i)
         if not dominated:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +126,7 @@ class DistributedProfileRecord(JsonRecord):
         return out
 
     @classmethod
-    def assemble(cls, ranks, *, world_size: int, **fields) -> DistributedProfileRecord:
+    def assemble(cls, ranks: Iterable[RankRecord], *, world_size: int, **fields: Any) -> DistributedProfileRecord:
         """A record from its ranks (sorted by rank); a rank missing from ``ranks`` is a failed rank, and
         the record's status is the first failing rank's."""
         by_rank = {r.rank: r for r in ranks}
@@ -179,7 +180,7 @@ def _consequence(message: str) -> bool:
     return any(c in text for c in _CONSEQUENCES)
 
 
-def median_int(values) -> int:
+def median_int(values: Iterable[int]) -> int:
     """The median of integers, as an integer (the lower middle of an even count)."""
     values = sorted(values)
     return int(values[(len(values) - 1) // 2]) if values else 0

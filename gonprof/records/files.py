@@ -6,14 +6,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import SCHEMA_VERSION, RecordError, atomic_write
+from .base import SCHEMA_VERSION, JsonRecord, RecordError, atomic_write
 from .budget import FitRecord, MemoryEstimate, ScalingRecord
 from .compare import RunRecord
 from .distributed import DistributedProfileRecord
 from .profile import ProfileRecord
 
 #: Record types a results file may hold, by the ``kind`` written beside them.
-RECORD_KINDS: dict[str, type] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
+RECORD_KINDS: dict[str, type[JsonRecord]] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
                                   "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
 
 
@@ -28,7 +28,7 @@ def set_command(argv: Sequence[str] | None) -> None:
     _command = list(argv) if argv is not None else None
 
 
-def provenance() -> dict:
+def provenance() -> dict[str, Any]:
     """The keys a results file carries about how it came to be: ``"command"`` (the CLI's argv, when the CLI
     wrote it; absent from files written through the API) and ``"written_utc"`` (when, to the second)."""
     import time
@@ -39,7 +39,7 @@ def provenance() -> dict:
     return facts
 
 
-def save_records(records: list[Any], path: Any, extra: dict | None = None) -> None:
+def save_records(records: list[Any], path: Any, extra: dict[str, Any] | None = None) -> None:
     """Write records to a JSON file, atomically (a crash never leaves half a file).
 
     The file is ``{"gonprof": version, "kind": ..., "schema_version": ...,
@@ -62,7 +62,7 @@ def save_records(records: list[Any], path: Any, extra: dict | None = None) -> No
     atomic_write(path, json.dumps(payload, indent=2, allow_nan=True))
 
 
-def load_extra(path: Any) -> dict:
+def load_extra(path: Any) -> dict[str, Any]:
     """The keys a results file holds beside its records (the command and time it was written, a compare preset's
     name and claims); {} when none
     (or when the file cannot be read: :func:`load_records` says why)."""
@@ -114,7 +114,7 @@ def load_records(path: Any) -> list[Any]:
         raise RecordError(f"{path}: malformed {kind} record ({exc})") from None
 
 
-def _bare_kind(path: Any, data: dict) -> str:
+def _bare_kind(path: Any, data: dict[str, Any]) -> str:
     """The kind of one bare record (a record's own ``to_json``, not a results file): a distributed record
     (it has ``ranks`` and ``world_size``) or a profile record; any other keys are an error, never a profile
     with its figures dropped."""

@@ -26,7 +26,7 @@ from .base import DEFAULT_NOISY_THRESHOLD, SCHEMA_VERSION, STATUSES, JsonRecord,
 # --------------------------------------------------------------------------
 
 
-def host_load() -> dict:
+def host_load() -> dict[str, Any]:
     """The machine's load at this moment: 1-minute load average, cores, and whether it exceeds them.
 
     ``warning`` is one line to show when the load average exceeds the cores
@@ -39,7 +39,7 @@ def host_load() -> dict:
         load = round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):  # not every platform has a load average
         return {"load_average_1m": None, "cpu_count": cores, "overloaded": False}
-    out = {"load_average_1m": load, "cpu_count": cores, "overloaded": load > cores}
+    out: dict[str, Any] = {"load_average_1m": load, "cpu_count": cores, "overloaded": load > cores}
     if out["overloaded"]:
         out["warning"] = (f"load average {load:g} exceeds this machine's {cores} cores: "
                           "timings are not comparable with a quiet machine's")

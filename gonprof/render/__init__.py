@@ -18,6 +18,9 @@ so both show the same columns with the same rounding.  One module per record kin
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from rich.console import Group
 
 from .budget import estimate_blocks, fit_blocks, render_estimate, render_fit, render_scaling, scaling_blocks
@@ -55,7 +58,7 @@ __all__ = [
 ]
 
 
-def blocks_any(records, preset: str | None = None, verdicts=()) -> list[Sheet | Note]:
+def blocks_any(records: Iterable[Any], preset: str | None = None, verdicts: Sequence[Any] = ()) -> list[Sheet | Note]:
     """Whatever a results file held, by record type, as tables and notes: compare rows as their tables,
     estimates / fits / scaling / data-parallel records each their way, one profile in full, several
     profiles as one table; then the claims table when there are ``verdicts`` on ``preset``'s claims."""
@@ -85,11 +88,11 @@ def blocks_any(records, preset: str | None = None, verdicts=()) -> list[Sheet | 
     return blocks
 
 
-def render_any(records, preset: str | None = None, verdicts=()) -> Group:
+def render_any(records: Iterable[Any], preset: str | None = None, verdicts: Sequence[Any] = ()) -> Group:
     """:func:`blocks_any` drawn for the terminal."""
     return to_rich(blocks_any(records, preset, verdicts))
 
 
-def markdown_any(records, preset: str | None = None, verdicts=()) -> str:
+def markdown_any(records: Iterable[Any], preset: str | None = None, verdicts: Sequence[Any] = ()) -> str:
     """:func:`blocks_any` as GitHub-flavoured Markdown: the same columns and rounding as :func:`render_any`."""
     return to_markdown(blocks_any(records, preset, verdicts))

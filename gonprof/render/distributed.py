@@ -92,6 +92,7 @@ def allreduce_sheet(rec: DistributedProfileRecord) -> Sheet | None:
     if r is None:
         return None
     c = r.comm
+    assert c is not None  # the rank was chosen for its figures
     t = Sheet(title=f"all-reduced per step (rank {r.rank}; every rank all-reduces the same buckets)",
               header_style="bold")
     t.add_column("what")

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from rich.console import Console, Group
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 _NUMBER = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?( ?[a-zA-Z%/]+)?( / [\d,.]+)?( \(.*\))?$|^-$")
@@ -76,7 +76,7 @@ def _fits(table: Table, width: int) -> bool:
 DESCRIPTIVE = ("source repository", "family", "input (C,H,W)", "default mode", "what it counts", "summary")
 
 
-def _without(table: Table, drop: list) -> Table | None:
+def _without(table: Table, drop: list[Column]) -> Table | None:
     """A copy of ``table`` without the columns in ``drop`` (None when there is nothing to drop)."""
     if not drop:
         return None

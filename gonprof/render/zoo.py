@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from .formats import format_flops
@@ -74,7 +74,7 @@ def mode_report(m) -> Group:
         rule = rules.get(k)
         table.add_row(k, rule.type if rule else "", rule.range if rule else "", str(v),
                       *[str(m.preset_overrides[p].get(k, "")) for p in sorted(m.preset_overrides)])
-    parts = [head, table]
+    parts: list[RenderableType] = [head, table]
     if m.notes:
         parts.append(Text("notes:\n" + "\n".join(f"  - {n}" for n in m.notes), style="dim"))
     return Group(*parts)
@@ -90,7 +90,7 @@ def arch_report(report) -> Group:
     head = Text.assemble((a.name, "bold"), f"  {a.family} {a.role}, output {a.output}, "
                          f"input {','.join(map(str, report.input_shape))}\n", ("source: ", "dim"),
                          a.source + (f" ({a.repo})" if a.repo else ""))
-    parts = [head]
+    parts: list[RenderableType] = [head]
     if a.notes:
         parts.append(Text("notes:\n" + "\n".join(f"  - {n}" for n in a.notes), style="dim"))
     table = Table(caption=report.flops_note, caption_justify="left")
