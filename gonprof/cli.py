@@ -24,7 +24,7 @@ import typer
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .data import Selection
+    from .api import Selection
     from .records import MemoryEstimate
 
 _T = TypeVar("_T")
