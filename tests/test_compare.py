@@ -532,3 +532,10 @@ def test_a_row_whose_own_save_ctrl_c_cut_short_is_in_the_results_file(tmp_path, 
     rows = cmp._compare_workers(placed, {}, tmp_path / "results.json", executor, CompareEvents(), None)
     assert [r.mode for r in rows] == ["gan", "lsgan"]
     assert [r.mode for r in load_records(tmp_path / "results.json")] == ["gan", "lsgan"]  # saved at the end
+
+
+def test_a_comparison_folder_moved_elsewhere_still_resumes():
+    # a row's run directory follows its comparison folder; where the folder went is not a setting
+    a = GAN.replace(run_dir="/old/place/01-gan-mlp-gan/run").to_dict()
+    b = GAN.replace(run_dir="/new/place/01-gan-mlp-gan/run").to_dict()
+    assert cmp.same_settings(a, b) and not cmp.same_settings(a, GAN.replace(seed=1).to_dict())

@@ -220,8 +220,9 @@ def _save_rows(rows: list[RunRecord], json_path: Path, write_errors: list | None
 
 
 def same_settings(a: dict, b: dict) -> bool:
-    """Whether two row specs ask for the same run (the cores and threads a row ran with aside)."""
-    ignore = ("cpus", "threads")
+    """Whether two row specs ask for the same run (the cores and threads a row ran with aside, and its run
+    directory, which follows the comparison folder: a folder moved or copied elsewhere still resumes)."""
+    ignore = ("cpus", "threads", "run_dir")
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
