@@ -28,6 +28,20 @@ _LAZY = {
     "DistributedProfileRecord": "gonprof.records",
     "gather_records": "gonprof.ddp",
     "count_allreduce": "gonprof.measure.comm",
+    # a step's request and where work runs: what every api verb takes
+    "StepSpec": "gonprof.request",
+    "Placement": "gonprof.executors",
+    # the errors the api raises: a request that cannot be made (usage, the CLI's exit 2) ...
+    "RequestError": "gonprof.records",
+    "RegistryError": "gonprof.registry",
+    "IncompatibleError": "gonprof.modes.base",
+    "SelectionError": "gonprof.data",
+    "ShapeError": "gonprof.arch",
+    # ... and a run, its data or a results file that failed (exit 1)
+    "DataError": "gonprof.data",
+    "RecordError": "gonprof.records",
+    "TooBigError": "gonprof.records",
+    "TrainError": "gonprof.train",
 }
 
 __all__ = ["__version__", *_LAZY]

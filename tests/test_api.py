@@ -1,5 +1,7 @@
 """The top-level API: gonprof.profile() and gonprof.compare() return typed records."""
 
+import pytest
+
 import gonprof
 from gonprof.records import ProfileRecord, RunRecord
 
@@ -25,3 +27,25 @@ def test_compare_returns_rows_even_after_the_submodule_is_imported(tmp_path):
     assert [r.kind for r in rows] == ["floor", "run"]
     assert all(isinstance(r, RunRecord) and r.status == "ok" for r in rows)
     assert rows[1].d_params == 1_460_225 and rows[1].quality.n_samples == 20
+
+
+def test_the_request_placement_and_errors_are_top_level_names():
+    from gonprof import api
+
+    assert gonprof.StepSpec is api.StepSpec and gonprof.Placement is api.Placement
+    usage = (gonprof.RegistryError, gonprof.ShapeError, gonprof.IncompatibleError, gonprof.SelectionError,
+             gonprof.RequestError)
+    assert set(api.USAGE_ERRORS) == set(usage)
+    assert set(api.RUN_ERRORS) == {gonprof.DataError, gonprof.RecordError, gonprof.TooBigError, gonprof.TrainError}
+
+
+def test_the_readme_api_lines_run(tmp_path):
+    from gonprof import api
+
+    spec = gonprof.StepSpec("inception-k8", "lsgan", batch_size=4, hparams={"d_steps": 1})
+    rec = api.profile(spec, steps=1, warmup=1)
+    assert rec.status == "ok" and rec.batch_size == 4
+    est, _ = api.estimate(spec.replace(device="cuda"), measure=False)
+    assert est.device == "cuda" and est.peak_bytes > 0
+    with pytest.raises(gonprof.RegistryError, match="did you mean"):
+        api.profile(gonprof.StepSpec("inception-k3"))
