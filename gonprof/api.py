@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
+from . import claims, comparison
+from ._version import __version__
 from .arch import ARCHITECTURES, Shape, ShapeError, get_arch
+from .budget import fit_batch, parse_bytes
+from .budget import scaling as _scaling
 from .comparison import CompareEvents
 from .data import DataError, Selection, SelectionError
+from .distributed import plan_ranks
+from .estimate import estimate_step_memory
 from .executors import Placement
 from .guard import available_bytes, check_fits
+from .measure.flops import forward_table
+from .metrics.scores import floor_n, held_out, score_with_floor
+from .modes import get_mode
+from .modes import list_modes as _list
 from .modes.base import IncompatibleError
 from .records import (
+    SCHEMA_VERSION,
     BatchTrial,
     DistributedProfileRecord,
     FitRecord,
@@ -24,11 +39,17 @@ from .records import (
     RunRecord,
     ScalingRecord,
     TooBigError,
+    load_extra,
+    load_records,
+    provenance,
+    save_records,
 )
-from .registry import RegistryError
+from .registry import RegistryError, load_plugin_file
 from .request import StepSpec, as_spec, cuda_here
-from .summary import ArchReport, ArchSummary, ModeSummary, mode_settings, summarize
-from .train import TrainConfig, TrainError, TrainResult
+from .runner import profile_request
+from .sample_io import MIN_IMAGES, read_samples
+from .summary import ArchReport, ArchSummary, LayerRow, ModeSummary, mode_settings, param_totals, summarize
+from .train import TrainConfig, TrainError, TrainResult, load_run_config, run_training
 
 if TYPE_CHECKING:
     from .claims import Verdict
@@ -49,7 +70,6 @@ def match_architectures(patterns: Sequence[str]) -> list[str]:
 
 def load_plugins(paths: Sequence[str | os.PathLike[str]] | None) -> None:
     """Load each plugin file (``--plugin``): its architectures and modes join the registries."""
-    from .registry import load_plugin_file
 
     for path in paths or ():
         load_plugin_file(Path(path))
@@ -71,7 +91,6 @@ def list_architectures(pattern: str | None = None, role: str | None = None) -> l
 
 
 def list_modes(pattern: str | None = None) -> list[ModeSummary]:
-    from .modes import list_modes as _list
 
     return [
         ModeSummary(m.name, m.summary, tuple(m.phases), m.needs_generator, tuple(m.outputs), dict(m.defaults),
@@ -83,7 +102,6 @@ def list_modes(pattern: str | None = None) -> list[ModeSummary]:
 
 def describe_mode(mode: str) -> ModeSummary:
     """One training mode: its defaults, presets (what each changes) and notes on where it departs from its seed."""
-    from .modes import get_mode
 
     name = get_mode(mode).name  # an unknown name fails here with a did-you-mean
     return next(m for m in list_modes() if m.name == name)
@@ -91,8 +109,6 @@ def describe_mode(mode: str) -> ModeSummary:
 
 def describe(arch: str, input_shape: Shape | None = None) -> ArchReport:
     """Layer-by-layer parameters and forward FLOPs of ``arch`` for one sample."""
-    from .measure.flops import forward_table
-    from .summary import LayerRow, param_totals
 
     spec = get_arch(arch)
     shape = tuple(input_shape) if input_shape else tuple(spec.input_shape)
@@ -139,7 +155,6 @@ def profile(spec: StepSpec | str | None = None, mode: str | None = None, *, warm
     request = _request(spec, mode, fields, "profile")
     if nproc is not None:
         return profile_distributed(request, nproc=nproc, warmup=warmup, steps=steps, force=force)
-    from .runner import profile_request
 
     request = request.checked()
     check_fits(request, force=force)
@@ -159,7 +174,6 @@ def profile_distributed(spec: StepSpec | str | None = None, mode: str | None = N
     ``plugins`` are files each rank loads (``--plugin``).  Errors in the request raise before any rank
     starts; a rank's failure is the record's status.
     """
-    from .distributed import plan_ranks
 
     request = _request(spec, mode, fields, "profile_distributed").checked()
     return plan_ranks(request, nproc=nproc, warmup=warmup, steps=steps, force=force, threads=threads,
@@ -178,7 +192,6 @@ def estimate(spec: StepSpec | str | None = None, mode: str | None = None, *, mea
     """(MemoryEstimate, measured ProfileRecord or None): a step's peak predicted on meta tensors and,
     when the device exists (``measure=None``) or ``measure=True``, measured on its second step as the
     estimate's figures are (the first creates optimizer state)."""
-    from .estimate import estimate_step_memory
 
     request = _request(spec, mode, fields, "estimate").checked(need_device=False)
     est = estimate_step_memory(request)
@@ -186,7 +199,6 @@ def estimate(spec: StepSpec | str | None = None, mode: str | None = None, *, mea
         measure = (request.device == "cpu" or cuda_here()) and est.peak_bytes <= available_bytes(request.device)
     measured = None
     if measure:
-        from .runner import profile_request
 
         # the fit was just decided on this very estimate; do not estimate again
         measured = profile_request(request.checked(), warmup=2, steps=1)
@@ -218,7 +230,6 @@ def scaling(spec: StepSpec | str | None = None, mode: str | None = None, *,
     cores, or (``executor="ray"``) as Ray tasks on the cluster at ``address`` (None: a local one) with
     ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  ``progress(point)`` as each point finishes.
     """
-    from .budget import scaling as _scaling
 
     request = _request(spec, mode, fields, "scaling").checked(need_device=False)
     runner = _placement(placement, request.device, estimate)
@@ -240,7 +251,6 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
     more parts than two (:func:`gonprof.budget.search_batch`).  ``on_plan()`` once the request is checked,
     before any trial; ``progress(trial)`` as each trial finishes.
     """
-    from .budget import fit_batch, parse_bytes
 
     try:
         budget = parse_bytes(memory)
@@ -268,7 +278,6 @@ def train(config: TrainConfig | None = None, *, resume: bool = False, progress: 
     continues the run stored there (``steps``, ``batch_size`` and ``threads`` may still be given).  See
     :func:`gonprof.train.run_training`.
     """
-    from .train import load_run_config, run_training
 
     if config is None:
         if resume and fields.get("arch") is None and fields.get("out") is not None:
@@ -291,11 +300,8 @@ def train(config: TrainConfig | None = None, *, resume: bool = False, progress: 
 def _check_memory_limit(limit: int) -> None:
     """Refuse a --memory-limit below what a worker needs just to start: the data segment of a process
     that has imported torch and gonprof (this one, once torch is loaded)."""
-    import importlib
 
-    import psutil
 
-    from .records import RequestError
 
     importlib.import_module("torch")  # a worker imports it before anything else
 
@@ -340,14 +346,11 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
     finished with the same settings are kept, the rest run.  ``placement`` (:class:`Placement`) says
     where the rows run (``Placement("inline")``: in this process, one after another).
     """
-    import time
 
-    from . import comparison
 
     events = events or CompareEvents()
     limit = settings.get("memory_limit_bytes")
     if isinstance(limit, str):  # "4GiB"
-        from .budget import parse_bytes
 
         try:
             settings["memory_limit_bytes"] = limit = parse_bytes(limit)
@@ -371,11 +374,9 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
     grid = comparison.grid_image(rows, out / "samples.png")
     res = CompareResult(rows, specs, out, Path(json_path) if json_path else out / "results.json", n, held, grid)
     res.write_errors = write_errors
-    from . import claims
 
     res.claims = claims.judge(preset, list(rows))
     if res.claims and not write_errors:  # the verdicts join the rows in the results file
-        from .records import save_records
 
         try:
             save_records(list(rows), res.json_path,
@@ -394,8 +395,6 @@ class ScoreResult:
         self.n, self.n_read, self.n_held_out = n, n_read, n_held_out
 
     def to_json(self) -> dict[str, Any]:
-        from ._version import __version__
-        from .records import SCHEMA_VERSION, provenance
 
         floor, run = self.rows
         assert floor.quality is not None and run.quality is not None  # score() scored both
@@ -409,10 +408,6 @@ def score(path: str | os.PathLike[str], *, classes: str | list[int] | tuple[int,
     """Score images from a file or folder (see :mod:`gonprof.sample_io`) against held-out real images of
     ``classes``, beside the real-vs-real floor at the same N (default: as many as a floor allows)."""
 
-    from .data import Selection
-    from .metrics.scores import floor_n, held_out, score_with_floor
-    from .records import RequestError, RunRecord
-    from .sample_io import MIN_IMAGES, read_samples
 
     path = Path(path)
     selection = Selection.parse(classes)
@@ -443,7 +438,6 @@ def score(path: str | os.PathLike[str], *, classes: str | list[int] | tuple[int,
 
 def report(path: str | os.PathLike[str]) -> list[Any]:
     """The records a results file holds (profile, compare, estimate, fit, scaling), to render again."""
-    from .records import load_records
 
     return load_records(path)
 
@@ -455,8 +449,6 @@ def report_claims(path: str | os.PathLike[str], rows: list[RunRecord] | None = N
     They are judged again over the file's rows by this version's rules
     (:func:`gonprof.claims.judge`), so a file and its table never disagree.
     """
-    from . import claims
-    from .records import load_extra
 
     preset = load_extra(path).get("preset")
     if not preset:
