@@ -119,7 +119,9 @@ class Claim:
 
 def _reached(claim: Claim, row: RunRecord) -> str:
     """Where a threshold claim's row reached its quality: the step it was scored at."""
-    where = f"reached by step {row.train_steps or 0:,}"
+    if row.train_steps is None:
+        return "reached (the row records no step count)"
+    where = f"reached by step {row.train_steps:,}"
     if claim.needs_time_s:
         return where + f", after {row.train_time_s or 0.0:,.0f} s of the {claim.needs_time_s:,.0f} s it is judged at"
     if claim.short_of(row):

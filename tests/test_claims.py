@@ -342,6 +342,8 @@ def test_a_threshold_claim_holds_when_reached_and_does_not_hold_only_at_the_full
     at_100 = 2  # the claim on labels-100: paper 0.93%, holds up to 1.5 x 0.93% + 0.5 points = 1.895%
     early = claims.judge("improved-gan", _igan([0.5, 0.5, 0.015, 0.5], steps=1500))[at_100]
     assert early.verdict == claims.HOLDS and early.reason == "reached by step 1,500 of the 180,000 it is judged at"
+    unknown = claims.judge("improved-gan", _igan([0.5, 0.5, 0.015, 0.5], steps=None))[at_100]
+    assert unknown.verdict == claims.HOLDS and unknown.reason == "reached (the row records no step count)"
     short = claims.judge("improved-gan", _igan([0.5, 0.5, 0.20, 0.5], steps=179_999))[at_100]
     assert short.verdict == claims.UNSURE
     assert short.reason == "trained 179,999 of the 180,000 iterations the claim is judged at"
