@@ -822,7 +822,7 @@ def compare(
     address: AddressOpt = None,
     cpus_per_run: CpusPerRunOpt = 1,
     gpus_per_run: GpusPerRunOpt = 0,
-    quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); claims that need the full budget say inconclusive.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); a quality not reached yet, or a run's end state, is inconclusive until the full budget.")] = False,
     force: ForceOpt = False,
     hparam: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,

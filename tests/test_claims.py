@@ -44,11 +44,15 @@ def test_six_gas_claims_with_verdicts_at_the_full_budget():
     assert all("TensorFlow" in x.maps_to for x in v.values() if "memory" in x.claim)
 
 
-def test_a_quick_budget_leaves_quality_claims_inconclusive_but_judges_memory():
+def test_a_quick_budget_judges_memory_and_comparisons_and_leaves_end_states_inconclusive():
     v = {x.claim: x for x in claims.judge("gas", _gas(steps=100))}
-    quality = [x for x in v.values() if "memory" not in x.claim]
-    assert all(x.verdict == claims.UNSURE and "trained 100 of the 2,000 iterations" in x.reason for x in quality)
+    ends = [x for x in v.values() if "crashes" in x.claim or "collapse" in x.claim]
+    assert len(ends) == 3
+    assert all(x.verdict == claims.UNSURE and "trained 100 of the 2,000 iterations" in x.reason for x in ends)
     assert v["inception-k32 needs 1.59x less discriminator memory than lsgan-original"].verdict == claims.FAILS
+    # both rows trained 100 steps: the comparison is judged at that budget, and says so
+    same = v["inception-k32 performs about as well as lsgan-original"]
+    assert same.verdict == claims.HOLDS and same.reason == "compared at 100 steps a row"
 
 
 def test_a_missing_row_is_inconclusive_and_a_preset_without_claims_has_none():
@@ -97,7 +101,8 @@ def test_claims_table_renders_every_verdict_and_quick_needs_a_preset():
     buf = io.StringIO()
     Console(file=buf, width=250, color_system=None).print(render.claims_table(claims.judge("gas", _gas(steps=100))))
     text = buf.getvalue()
-    assert text.count("inconclusive") == 4 and text.count("does not hold") == 2 and "777 vs 489 MB" in text
+    assert text.count("inconclusive") == 3 and text.count("does not hold") == 2 and "777 vs 489 MB" in text
+    assert text.count("holds: compared at 100 steps a row") == 1  # inception-k32 "as well" ("does not hold" aside)
     res = CliRunner().invoke(app, ["compare", "gan", "--quick", "--steps", "1"])
     assert res.exit_code == 2 and "--quick picks a preset's short budget" in res.output
 
@@ -159,13 +164,16 @@ def test_gon_claims_read_the_gon_and_gan_rows_of_one_architecture():
     assert claims.judge("gon", _gon(on_class=0.3))[0].verdict == claims.FAILS
 
 
-def test_gon_quality_claims_wait_for_the_time_budget_but_memory_and_time_do_not():
+def test_gon_quality_claims_hold_early_and_fail_only_at_the_time_budget():
     v = claims.judge("gon", _gon(time_s=60.0))
-    assert [x.verdict for x in v] == [claims.UNSURE, claims.UNSURE, claims.HOLDS, claims.UNSURE]
-    assert "trained 60 s of the 300 s" in v[0].reason
+    assert [x.verdict for x in v] == [claims.HOLDS, claims.UNSURE, claims.HOLDS, claims.HOLDS]
+    assert v[0].reason == "reached by step 2,000, after 60 s of the 300 s it is judged at"
+    assert v[3].reason == "compared at 60 s a row"  # 60 s and 61 s: the same time, to 98%
+    short = claims.judge("gon", _gon(time_s=60.0, on_class=0.3))[0]
+    assert short.verdict == claims.UNSURE and "trained 60 s of the 300 s" in short.reason
     # trained time, not the time asked for: 294 s is 98% of 300 s (a budget ends at a step's end); 293 s is short
-    assert claims.judge("gon", _gon(time_s=294.0))[0].verdict == claims.HOLDS
-    assert claims.judge("gon", _gon(time_s=293.0))[0].verdict == claims.UNSURE
+    assert claims.judge("gon", _gon(time_s=294.0, on_class=0.3))[0].verdict == claims.FAILS
+    assert claims.judge("gon", _gon(time_s=293.0, on_class=0.3))[0].verdict == claims.UNSURE
 
 
 def test_a_failed_row_does_not_shorten_the_budget_of_the_rows_that_finished():
@@ -189,7 +197,11 @@ def test_improved_gan_test_error_per_label_count():
     # 0.25 <= 1.5 x 0.1677 + 0.005 = 0.2566; 0.038 <= 0.03815; 0.0433 > 0.01895; 0.0185 <= 0.0185
     assert v[2].measured == "4.33% of 5,000 held-out images"
     assert v[2].source_figure == "0.93% (paper); 4.33% (reproduction)"
-    assert all(x.verdict == claims.UNSURE for x in claims.judge("improved-gan", _igan([0.01] * 4, steps=1500)))
+    # at 1,500 steps: an error already within the paper's holds (naming the step); one above it waits
+    early = claims.judge("improved-gan", _igan([0.01, 0.30, 0.01, 0.30], steps=1500))
+    assert [x.verdict for x in early] == [claims.HOLDS, claims.UNSURE, claims.HOLDS, claims.UNSURE]
+    assert early[0].reason == "reached by step 1,500 of the 180,000 it is judged at"
+    assert early[1].reason == "trained 1,500 of the 180,000 iterations the claim is judged at"
     assert "5,000" in v[0].maps_to  # the offline split is said plainly
 
 
@@ -204,7 +216,9 @@ def test_dcd_refinement_is_judged_on_the_same_samples_before_and_after():
     assert v[0].verdict == claims.HOLDS and v[0].measured == "FID 100.0 -> 80.0 (N=1,000)"  # 80 <= 95
     assert v[1].verdict == claims.UNSURE  # 98: less than 5% lower
     assert claims.judge("dcd", _dcd(latent=(100.0, 101.0)))[1].verdict == claims.FAILS
-    assert all(x.verdict == claims.UNSURE for x in claims.judge("dcd", _dcd(steps=30)))
+    # before and after come from one row, so they share its budget: judged at any budget, and say which
+    quick = claims.judge("dcd", _dcd(steps=30))
+    assert [x.verdict for x in quick] == [claims.HOLDS, claims.UNSURE] and quick[0].reason == "compared at 30 steps"
     # samples the classifier does not read as digits (confidence below 0.5 before and after): FID cannot rank them
     noise = _dcd()[0].replace(quality=_q(fid=80.0, confidence=0.46), quality_unrefined=_q(fid=100.0, confidence=0.40))
     v = claims.judge("dcd", [noise])[0]
@@ -214,13 +228,15 @@ def test_dcd_refinement_is_judged_on_the_same_samples_before_and_after():
     assert "no finished latent row" in missing[1].reason
 
 
-def test_mlp_gan_parameter_counts_need_no_budget_and_digits_do():
+def test_mlp_gan_parameter_counts_need_no_budget_and_digits_fail_only_at_it():
     row = _row("mlp-gan", 12.0, steps=2000).replace(mode="gan", d_params=1_460_225, g_params=1_486_352,
                                                      quality=_q(confidence=0.95, coverage=1.0))
     v = claims.judge("mlp-gan", [row])
     assert v[0].verdict == claims.HOLDS and v[0].measured == "1,460,225 / 1,486,352"
-    assert v[1].verdict == claims.UNSURE  # 2,000 of 234,500 steps
+    assert v[1].verdict == claims.HOLDS and v[1].reason == "reached by step 2,000 of the 234,500 it is judged at"
+    assert claims.judge("mlp-gan", [row.replace(quality=_q(confidence=0.3))])[1].verdict == claims.UNSURE
     full = row.replace(train_steps=claims.MLP_GAN_STEPS)
+    assert claims.judge("mlp-gan", [full])[1].reason == "reached by step 234,500"
     assert claims.judge("mlp-gan", [full])[1].verdict == claims.HOLDS
     assert claims.judge("mlp-gan", [full.replace(quality=_q(confidence=0.3))])[1].verdict == claims.FAILS
     assert claims.judge("mlp-gan", [full.replace(d_params=1)])[0].verdict == claims.FAILS
@@ -288,3 +304,91 @@ def test_a_comparison_fills_the_fields_the_dcd_and_improved_gan_claims_read(tmp_
     run = [r for r in rows if r.kind == "run"][0]
     assert run.status == "ok" and run.n_test_images == 5000  # the embedded split's held-out half
     assert 0.0 <= run.test_error_fraction <= 1.0 and run.quality_unrefined is None
+
+
+# -- when the evidence is enough: each claim's form -------------------------------------------
+
+def test_every_claim_states_its_form():
+    forms = {c.text: c.form for cs in claims.CLAIMS.values() for c in cs}
+    assert set(forms.values()) == set(claims.FORMS)
+    assert forms["inception-k32 needs 1.59x less discriminator memory than lsgan-original"] == claims.BUDGET_FREE
+    assert forms["inception-k32 performs about as well as lsgan-original"] == claims.COMPARATIVE
+    assert forms["depthwise-inception crashes (no correct images)"] == claims.AT_BUDGET
+    assert forms["inception-k8 suffers mode collapse"] == claims.AT_BUDGET
+    assert forms["GON generates the trained digit from 10 shots"] == claims.THRESHOLD
+    assert forms["GON's samples are about as good as the GAN's"] == claims.COMPARATIVE
+    assert forms["GON takes about 5% more training time than a GAN"] == claims.BUDGET_FREE
+    assert forms["test error at 100 labels is 0.93%"] == claims.THRESHOLD
+    assert forms["Langevin refinement in pixel space improves G's samples"] == claims.COMPARATIVE
+    assert forms["the GAN draws recognisable digits"] == claims.THRESHOLD
+    assert forms["the pair has 1.46M / 1.49M parameters"] == claims.BUDGET_FREE
+
+
+def test_a_claim_without_a_known_form_or_with_a_budget_its_form_has_no_use_for_is_refused():
+    import pytest
+
+    rule = claims._recognisable("gan")
+    with pytest.raises(ValueError, match="is not one of"):
+        claims.Claim("x", "y", "z", rule, "eventually", needs_steps=10)
+    with pytest.raises(ValueError, match="a threshold claim needs budget"):
+        claims.Claim("x", "y", "z", rule, claims.THRESHOLD)
+    with pytest.raises(ValueError, match="a comparative claim has no budget"):
+        claims.Claim("x", "y", "z", rule, claims.COMPARATIVE, needs_steps=10)
+    with pytest.raises(ValueError, match="reads one row"):
+        claims.Claim("x", "y", "z", claims._fid_close("a", "b"), claims.THRESHOLD, needs_steps=10)
+
+
+def test_a_threshold_claim_holds_when_reached_and_does_not_hold_only_at_the_full_budget():
+    at_100 = 2  # the claim on labels-100: paper 0.93%, holds up to 1.5 x 0.93% + 0.5 points = 1.895%
+    early = claims.judge("improved-gan", _igan([0.5, 0.5, 0.015, 0.5], steps=1500))[at_100]
+    assert early.verdict == claims.HOLDS and early.reason == "reached by step 1,500 of the 180,000 it is judged at"
+    unknown = claims.judge("improved-gan", _igan([0.5, 0.5, 0.015, 0.5], steps=None))[at_100]
+    assert unknown.verdict == claims.HOLDS and unknown.reason == "reached (the row records no step count)"
+    short = claims.judge("improved-gan", _igan([0.5, 0.5, 0.20, 0.5], steps=179_999))[at_100]
+    assert short.verdict == claims.UNSURE
+    assert short.reason == "trained 179,999 of the 180,000 iterations the claim is judged at"
+    full = claims.judge("improved-gan", _igan([0.5, 0.5, 0.20, 0.5]))[at_100]
+    assert full.verdict == claims.FAILS and "above 1.5x the paper's 0.93%" in full.reason
+
+
+def test_a_threshold_claim_reads_its_own_rows_budget_not_the_shortest_rows():
+    rows = _igan([0.5, 0.5, 0.20, 0.5])
+    rows[0] = rows[0].replace(train_steps=1500)  # labels-20 stopped early; labels-100 trained the full budget
+    v = claims.judge("improved-gan", rows)
+    assert v[0].verdict == claims.UNSURE and "trained 1,500 of the 180,000" in v[0].reason
+    assert v[2].verdict == claims.FAILS
+
+
+def test_a_comparative_claim_is_judged_at_any_equal_budget_and_not_across_budgets():
+    same = "inception-k32 performs about as well as lsgan-original"
+    worse = {x.claim: x for x in claims.judge("gas", _gas(steps=100, k32_fid=300.0))}[same]
+    assert worse.verdict == claims.FAILS  # 300 > 2 x 100, both at 100 steps: no need to wait for 2,000
+    assert worse.reason == "FID more than twice the original's; compared at 100 steps a row"
+    rows = [r.replace(train_steps=200) if r.arch == "inception-k32" else r for r in _gas(steps=100)]
+    apart = {x.claim: x for x in claims.judge("gas", rows)}[same]
+    assert apart.verdict == claims.UNSURE and apart.measured == "FID 110.0 against 100.0"
+    assert apart.reason == ("the rows trained different budgets (lsgan-original 100 steps, inception-k32 200 steps); "
+                            "compared only at the same budget")
+    # time budgets: the same when each row trained its own budget (to 98%), however many steps that took
+    gon, gan = _gon(time_s=60.0)
+    timed = [gon.replace(time_budget_s=60.0, train_time_s=67.0, train_steps=40),
+             gan.replace(time_budget_s=60.0, train_time_s=60.4, train_steps=1679)]
+    v = claims.judge("gon", timed)[3]
+    assert v.verdict == claims.HOLDS and v.reason == "compared at 60 s a row"
+    v = claims.judge("gon", [timed[0].replace(time_budget_s=300.0, train_time_s=300.0), timed[1]])[3]
+    assert v.verdict == claims.UNSURE and "(gan 60 s, gon 300 s)" in v.reason
+
+
+def test_an_end_state_claim_waits_for_the_full_budget_either_way():
+    crash = "depthwise-inception crashes (no correct images)"
+    # at 100 steps every row draws no correct images yet: precision 0.02 says nothing about the end
+    early = {x.claim: x for x in claims.judge("gas", _gas(steps=100))}[crash]
+    assert early.verdict == claims.UNSURE
+    assert early.reason == "trained 100 of the 2,000 iterations the claim is judged at"
+    assert {x.claim: x for x in claims.judge("gas", _gas())}[crash].verdict == claims.HOLDS
+
+
+def test_budget_free_claims_are_judged_after_a_single_step():
+    v = claims.judge("gon", [r.replace(train_steps=1, train_time_s=0.5) for r in _gon()])
+    assert [x.verdict for x in v[1:3]] == [claims.UNSURE, claims.HOLDS] and v[2].reason == ""
+    assert v[1].reason == "a saving, smaller than 90% of the claimed 58%"  # its own rule's reason, not the budget's
