@@ -52,7 +52,7 @@ TIME_TOLERANCE = 0.98  # a row trained for a time budget counts as trained for i
 
 
 @dataclass(frozen=True)
-class Budget:
+class TrainingLength:
     """How far the rows of a comparison trained: the fewest steps and the shortest time of any row."""
 
     steps: int = 0
@@ -67,12 +67,13 @@ class Budget:
         return ""
 
     @classmethod
-    def of(cls, row: RunRecord) -> Budget:
+    def of(cls, row: RunRecord) -> TrainingLength:
         """What one row trained."""
         return cls(steps=row.train_steps or 0, time_s=row.train_time_s or 0.0)
 
 
-Judge = Callable[[dict[str, RunRecord], Budget], tuple[str, str, str]]  # rows by key -> (measured, verdict, reason)
+#: rows by key -> (measured, verdict, reason)
+Judge = Callable[[dict[str, RunRecord], TrainingLength], tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Rule:
     reads: tuple[str, ...]
     fn: Judge
 
-    def __call__(self, rows: dict[str, RunRecord], budget: Budget) -> tuple[str, str, str]:
+    def __call__(self, rows: dict[str, RunRecord], budget: TrainingLength) -> tuple[str, str, str]:
         return self.fn(rows, budget)
 
 
@@ -105,7 +106,7 @@ class Claim:
         if self.form == THRESHOLD and len(self.judge.reads) != 1:
             raise ValueError(f"{self.text!r}: a threshold claim reads one row")
 
-    def verdict(self, rows: dict[str, RunRecord], budget: Budget) -> Verdict:
+    def verdict(self, rows: dict[str, RunRecord], budget: TrainingLength) -> Verdict:
         measured, verdict, reason = _safe(self.judge, rows, budget)
         if measured != "-":  # a row that did not finish says so; otherwise the claim's form decides
             read = [rows[k] for k in self.judge.reads if k in rows]
@@ -114,7 +115,7 @@ class Claim:
 
     def short_of(self, row: RunRecord) -> str:
         """Why ``row`` trained less than this claim's budget (\"\" when it did not)."""
-        return Budget.of(row).short_of(self.needs_steps, self.needs_time_s)
+        return TrainingLength.of(row).short_of(self.needs_steps, self.needs_time_s)
 
 
 def _reached(claim: Claim, row: RunRecord) -> str:
@@ -461,7 +462,7 @@ def judge(preset: str | None, rows: list[RunRecord]) -> list[Verdict]:
         return []
     # the budget of the rows that finished: a failed row says so in its own claims ("no finished ... row")
     trained = [r for r in rows if r.kind == "run" and r.status == "ok"]
-    budget = Budget(steps=min((r.train_steps or 0 for r in trained), default=0),
+    budget = TrainingLength(steps=min((r.train_steps or 0 for r in trained), default=0),
                     time_s=min((r.train_time_s or 0.0 for r in trained), default=0.0))
     by_key = _rows_by_key(rows)
     return [c.verdict(by_key, budget) for c in claims]

@@ -663,7 +663,7 @@ def _profile_memory(names: list[str], request: dict, *, estimate: bool, scaling:
 @guarded
 def fit(
     arch: Annotated[str, typer.Option("--arch", help="Discriminator to fit.")],
-    memory: Annotated[str, typer.Option("--memory", help="Budget for one step's peak, e.g. 4GiB, 512MB.")],
+    memory: Annotated[str, typer.Option("--memory", help="Memory budget for one step's peak, e.g. 4GiB, 512MB.")],
     mode: Annotated[str | None, typer.Option(help="Training mode; default: the architecture's own.")] = None,
     device: DeviceOpt = "cpu",
     estimate: Annotated[bool, typer.Option("--estimate", help="Trials estimated on meta tensors, nothing allocated (cuda works without a GPU).")] = False,
