@@ -779,6 +779,8 @@ def train(
         raise typer.Exit(EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED)
     if result.status != "ok":
         raise fail(result.message if result.status == "error" else f"{result.status}: {result.message}")
+    if result.stopped_by:  # a signal cut the final grid of a run that had trained all its steps
+        raise typer.Exit(EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED)
 
 
 def parse_sets(items: list[str] | None) -> dict:
