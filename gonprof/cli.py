@@ -742,7 +742,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     sample_every: Annotated[int | None, typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
     labels: Annotated[int | None, typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Stop after this many seconds of training (status ok).")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Stop after this many seconds of training, inside a step where the mode's long loops allow (status ok); the final grid may take 10% more.")] = None,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,

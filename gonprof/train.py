@@ -53,14 +53,28 @@ Stopping
 * A non-finite loss stops the run with status ``"nan"``: the step's log line
   and a status line are written, ``result.json`` too; the last good
   checkpoint and grids stay.  Such a run cannot be resumed (it would repeat).
-* Ctrl-C: the first SIGINT (when the run is in the main thread and SIGINT
-  has Python's default handler) asks the loop to stop after the current step;
-  it then writes a checkpoint at that step and status ``"interrupted"``.  A
-  ``KeyboardInterrupt`` that arrives *inside* a step (a second Ctrl-C, or one
-  raised by code) leaves that step half done, so the previous checkpoint is
-  kept rather than overwritten; a KeyboardInterrupt between steps (logging,
-  sampling) writes a checkpoint at the last completed step.  Either way the
-  run resumes exactly.
+* Ctrl-C or SIGTERM: the first one (when the run is in the main thread and
+  the signal has Python's default handler) asks the run to stop, through a
+  :class:`gonprof.stops.StopToken`: between steps, or inside a step where the
+  mode polls it (GON's inner loop, DCD's Langevin steps, the samplers of
+  grids), within one iteration of that loop.  A mode polls only where its
+  step has not yet changed its models, optimizers or state, and the trainer
+  puts back the random-number state the step began with, so a step stopped
+  inside is as if it never began: the run writes a checkpoint at the last
+  whole step, status ``"interrupted"`` (``stopped_by`` names the signal) and
+  resumes exactly.  A ``KeyboardInterrupt`` that arrives inside a step where
+  nothing polls (a second Ctrl-C, or one raised by code) leaves that step
+  half done, so the previous checkpoint is kept rather than overwritten; a
+  KeyboardInterrupt between steps (logging, sampling) writes a checkpoint at
+  the last completed step.  Either way the run resumes exactly.
+* ``time_budget_s``: the same token carries the deadline, so the budget stops
+  the run between steps or inside one as a signal does, with status ``"ok"``
+  and a message that says where ("reached inside step 7 ...: stopped there,
+  the last whole step (6) kept").  The final grid then gets
+  :data:`GRID_GRACE` (10%) of the budget more, said on the progress line; a
+  grid the grace cannot hold is not drawn (a warning says so).  Steps of a
+  mode that polls nothing (their update loops) stop only between steps: the
+  message says when such a step ran past the budget.
 * Any other exception during training gives status ``"error"`` with a
   one-line message (the traceback goes to ``result.json``).  Errors before the
   first step (bad config, unknown architecture, incompatible mode, unreadable
@@ -159,9 +173,10 @@ class TrainConfig(_Serialisable):
     ``sample_every``: a grid every K steps; None is about 10 grids a run; 0 only the final one.
     ``checkpoint_every``: None is about 10 checkpoints a run (at most every 500 steps).
     ``log_every``: a log line every K steps (the last step and a NaN step are always logged).
-    ``time_budget_s``: stop after the first step that ends past this many seconds of
-    training (status ``ok``; the message says so).  Without ``steps`` or ``epochs``
-    the run is then bounded by the budget alone.
+    ``time_budget_s``: stop after this many seconds of training (status ``ok``; the message
+    says so), inside a step where the mode's long loops poll the stop token, else after the
+    step that crosses it; the final grid may take 10% of the budget more.  Without ``steps``
+    or ``epochs`` the run is then bounded by the budget alone.
     ``threads``: torch threads for the run (None: torch's default).
     """
 
@@ -496,8 +511,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     ``make_step(config) -> TrainStep`` defaults to
     :func:`gonprof.modes.build.build_step` with the data's image shape.
     ``overwrite`` allows a fresh run in a directory that already holds one
-    (its files are replaced).  ``catch_sigint`` turns the first Ctrl-C into a
-    clean stop after the current step.  See the module docstring for the run
+    (its files are replaced).  ``catch_sigint`` turns the first Ctrl-C or SIGTERM
+    into a clean stop (between steps, or inside one where the mode polls).  See the module docstring for the run
     directory, stopping and resuming.
     """
     _validate(config)
