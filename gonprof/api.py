@@ -355,6 +355,11 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
 
 
     events = events or CompareEvents()
+    if resume:  # only into a comparison's own folder, refused before anything is written
+        problem = comparison.resume_problem(out, json_path) if out is not None else \
+            "resume=True continues the comparison in out: name its folder"
+        if problem:
+            raise RequestError(problem)
     limit = settings.get("memory_limit_bytes")
     if isinstance(limit, str):  # "4GiB"
 

@@ -843,8 +843,11 @@ def compare(
     if resume is not None:
         if out is not None and Path(out) != resume:
             raise fail(f"--resume {resume} continues that folder; drop --out {out}", EXIT_USAGE)
-        if not resume.is_dir():
-            raise fail(f"--resume {resume}: no such comparison folder", EXIT_USAGE)
+        from .comparison import resume_problem
+
+        problem = resume_problem(resume, json_path)
+        if problem:
+            raise fail(f"--resume {problem}", EXIT_USAGE)
         out = resume
     check_outputs(out=out, json=json_path, csv=csv_path, plot=plot)
     stop_workers_on_termination()
