@@ -335,6 +335,12 @@ class CompareResult(list[RunRecord]):
         return list(self)
 
 
+def compare_resume_problem(out: str | os.PathLike[str], json_path: str | os.PathLike[str] | None = None) -> str:
+    """Why :func:`compare` with ``resume=True`` would refuse ``out`` ("" when it would continue it): not a
+    comparison's folder (:func:`gonprof.comparison.resume_problem`)."""
+    return comparison.resume_problem(out, json_path)
+
+
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
             out: str | os.PathLike[str] | None = None, preset: str | None = None,
             json_path: str | os.PathLike[str] | None = None, resume: bool = False,
@@ -356,7 +362,7 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
 
     events = events or CompareEvents()
     if resume:  # only into a comparison's own folder, refused before anything is written
-        problem = comparison.resume_problem(out, json_path) if out is not None else \
+        problem = compare_resume_problem(out, json_path) if out is not None else \
             "resume=True continues the comparison in out: name its folder"
         if problem:
             raise RequestError(problem)

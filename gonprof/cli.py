@@ -843,9 +843,9 @@ def compare(
     if resume is not None:
         if out is not None and Path(out) != resume:
             raise fail(f"--resume {resume} continues that folder; drop --out {out}", EXIT_USAGE)
-        from .comparison import resume_problem
+        from .api import compare_resume_problem
 
-        problem = resume_problem(resume, json_path)
+        problem = compare_resume_problem(resume, json_path)
         if problem:
             raise fail(f"--resume {problem}", EXIT_USAGE)
         out = resume

@@ -884,8 +884,9 @@ class _Run:
         if budget is not None:
             token.arm(self.t0 + budget * (1 + GRID_GRACE))
             left = max(0.0, token.deadline - time.perf_counter())  # type: ignore[operator]
-            _call(self.progress, "note", f"drawing the final grid after the time budget (at most {left:.1f} s "
-                                         f"more: {GRID_GRACE:.0%} of the budget)")
+            if self.elapsed() - self.elapsed0 >= budget:  # the budget ran out: the grid comes after it
+                _call(self.progress, "note", f"drawing the final grid after the time budget (at most {left:.1f} s "
+                                             f"more: {GRID_GRACE:.0%} of the budget)")
         try:
             self.save_grid(None, at=self.k)
         except (Stopped, KeyboardInterrupt) as stop:

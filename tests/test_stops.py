@@ -146,6 +146,32 @@ def test_a_time_budget_reached_inside_a_step_ends_the_run_ok_at_the_budget(tmp_p
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
 
 
+def test_a_run_that_ends_within_its_budget_says_nothing_of_it_and_draws_its_grid(tmp_path):
+    notes = []
+
+    class Rec:
+        def note(self, text):
+            notes.append(text)
+
+    res = run_training(cfg(tmp_path, "run", steps=3, time_budget_s=600.0), make_step=PollingStep, progress=Rec())
+    assert res.status == "ok" and res.message == "trained 3 steps" and res.warnings == []
+    assert (tmp_path / "run" / "samples" / "final.png").is_file()
+    assert not any("budget" in n for n in notes)
+
+
+def test_a_step_that_polls_nothing_stops_after_itself_and_the_message_says_how_late(tmp_path):
+    class Slow(PollingStep):
+        def step(self, real, labels=None, phase=None):
+            out = super().step(real, labels)
+            time.sleep(1.3)  # an update loop after the sampling: nothing polls in it
+            return out
+
+    res = run_training(cfg(tmp_path, "run", steps=None, time_budget_s=0.1), make_step=Slow)
+    assert res.status == "ok" and res.steps_done == 1
+    assert res.message.startswith("time budget of 0.1 s reached after 1 steps (its last step ended at ")
+    assert "steps stop only between them" in res.message
+
+
 # ----------------------------------------------------------------------------- the modes' long loops
 
 

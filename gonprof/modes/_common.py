@@ -193,7 +193,8 @@ class GANStep(TrainStep):
         out = []
         with torch.no_grad(), eval_mode(self.G):
             for i in range(0, n, self.sample_chunk):
-                stops.check()  # a sampler of many chunks (grids, scores) stops between them
+                if i:
+                    stops.check()  # a sampler of many chunks (grids, scores) stops between them
                 out.append(self.G(self.latent(min(self.sample_chunk, n - i))))
         return torch.cat(out).clamp(-1, 1)
 
