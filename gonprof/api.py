@@ -19,7 +19,7 @@ from .budget import scaling as _scaling
 from .comparison import CompareEvents
 from .data import DataError, Selection, SelectionError
 from .distributed import plan_ranks
-from .estimate import estimate_step_memory
+from .estimate import build_on_meta, estimate_step_memory
 from .executors import Placement
 from .guard import available_bytes, check_fits
 from .measure.flops import forward_table
@@ -234,8 +234,6 @@ def scaling(spec: StepSpec | str | None = None, mode: str | None = None, *,
     request = _request(spec, mode, fields, "scaling").checked(need_device=False)
     runner = _placement(placement, request.device, estimate)
     measurable = request.device == "cpu" or cuda_here() or runner.executor == "ray"
-    from .estimate import build_on_meta
-
     build_on_meta(request)  # the output contract (and every name) refused before the first point
     return _scaling(request, batch_sizes=batch_sizes, estimate=estimate or not measurable, progress=progress,
                     placement=runner)
@@ -264,8 +262,6 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
     request = request.checked(need_device=not estimate and runner.executor != "ray",
                               device_hint="; add --estimate to fit without one")
     runner = _placement(runner, request.device, estimate)
-    from .estimate import build_on_meta
-
     build_on_meta(request)  # the output contract (and every name) refused before the first trial
     if on_plan:
         on_plan()
