@@ -19,7 +19,7 @@ from .budget import scaling as _scaling
 from .comparison import CompareEvents
 from .data import DataError, Selection, SelectionError
 from .distributed import plan_ranks
-from .estimate import estimate_step_memory
+from .estimate import build_on_meta, estimate_step_memory
 from .executors import Placement
 from .guard import available_bytes, check_fits
 from .measure.flops import forward_table
@@ -234,6 +234,7 @@ def scaling(spec: StepSpec | str | None = None, mode: str | None = None, *,
     request = _request(spec, mode, fields, "scaling").checked(need_device=False)
     runner = _placement(placement, request.device, estimate)
     measurable = request.device == "cpu" or cuda_here() or runner.executor == "ray"
+    build_on_meta(request)  # the output contract (and every name) refused before the first point
     return _scaling(request, batch_sizes=batch_sizes, estimate=estimate or not measurable, progress=progress,
                     placement=runner)
 
@@ -261,6 +262,7 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
     request = request.checked(need_device=not estimate and runner.executor != "ray",
                               device_hint="; add --estimate to fit without one")
     runner = _placement(runner, request.device, estimate)
+    build_on_meta(request)  # the output contract (and every name) refused before the first trial
     if on_plan:
         on_plan()
     return fit_batch(request, memory_bytes=budget, estimate=estimate, max_batch=max_batch,
@@ -329,6 +331,12 @@ class CompareResult(list[RunRecord]):
         return list(self)
 
 
+def compare_resume_problem(out: str | os.PathLike[str], json_path: str | os.PathLike[str] | None = None) -> str:
+    """Why :func:`compare` with ``resume=True`` would refuse ``out`` ("" when it would continue it): not a
+    comparison's folder (:func:`gonprof.comparison.resume_problem`)."""
+    return comparison.resume_problem(out, json_path)
+
+
 def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
             out: str | os.PathLike[str] | None = None, preset: str | None = None,
             json_path: str | os.PathLike[str] | None = None, resume: bool = False,
@@ -349,6 +357,11 @@ def compare(modes: list[str] | None = None, archs: list[str] | None = None, *,
 
 
     events = events or CompareEvents()
+    if resume:  # only into a comparison's own folder, refused before anything is written
+        problem = compare_resume_problem(out, json_path) if out is not None else \
+            "resume=True continues the comparison in out: name its folder"
+        if problem:
+            raise RequestError(problem)
     limit = settings.get("memory_limit_bytes")
     if isinstance(limit, str):  # "4GiB"
 

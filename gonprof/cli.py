@@ -742,7 +742,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     sample_every: Annotated[int | None, typer.Option("--sample-every", min=0, help="Sample grid every K steps (0: only at the end).")] = None,
     labels: Annotated[int | None, typer.Option(help="improved-gan: labelled examples for the semi-supervised variant.")] = None,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Stop after this many seconds of training (status ok).")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Stop after this many seconds of training, inside a step where the mode's long loops allow (status ok); the final grid may take 10% more.")] = None,
     classes: ClassesOpt = None,
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
@@ -779,6 +779,8 @@ def train(
         raise typer.Exit(EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED)
     if result.status != "ok":
         raise fail(result.message if result.status == "error" else f"{result.status}: {result.message}")
+    if result.stopped_by:  # a signal cut the final grid of a run that had trained all its steps
+        raise typer.Exit(EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED)
 
 
 def parse_sets(items: list[str] | None) -> dict:
@@ -841,8 +843,11 @@ def compare(
     if resume is not None:
         if out is not None and Path(out) != resume:
             raise fail(f"--resume {resume} continues that folder; drop --out {out}", EXIT_USAGE)
-        if not resume.is_dir():
-            raise fail(f"--resume {resume}: no such comparison folder", EXIT_USAGE)
+        from .api import compare_resume_problem
+
+        problem = compare_resume_problem(resume, json_path)
+        if problem:
+            raise fail(f"--resume {problem}", EXIT_USAGE)
         out = resume
     check_outputs(out=out, json=json_path, csv=csv_path, plot=plot)
     stop_workers_on_termination()

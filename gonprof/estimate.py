@@ -121,6 +121,14 @@ def _conv_layout(args: tuple, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def build_on_meta(spec: StepSpec) -> Any:
+    """``spec``'s step built on the meta device (nothing allocated, no data): its names, settings and
+    output contract (:func:`gonprof.modes.build.check_outputs`, a meta forward) refused in one line, as a
+    real build would refuse them, at no cost."""
+    with torch.device("meta"), _MetaFixes(False):
+        return spec.build(device="meta")
+
+
 def track_meta_steps(step: Any, real_shape: tuple[int, ...], steps: int = 2, policy: bool = False,
                      cuda: bool = False) -> tuple[list, list, int]:
     """Run ``step.step(real, labels, phase)`` ``steps`` times on a meta batch of ``real_shape`` under the tracker.

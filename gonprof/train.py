@@ -53,14 +53,28 @@ Stopping
 * A non-finite loss stops the run with status ``"nan"``: the step's log line
   and a status line are written, ``result.json`` too; the last good
   checkpoint and grids stay.  Such a run cannot be resumed (it would repeat).
-* Ctrl-C: the first SIGINT (when the run is in the main thread and SIGINT
-  has Python's default handler) asks the loop to stop after the current step;
-  it then writes a checkpoint at that step and status ``"interrupted"``.  A
-  ``KeyboardInterrupt`` that arrives *inside* a step (a second Ctrl-C, or one
-  raised by code) leaves that step half done, so the previous checkpoint is
-  kept rather than overwritten; a KeyboardInterrupt between steps (logging,
-  sampling) writes a checkpoint at the last completed step.  Either way the
-  run resumes exactly.
+* Ctrl-C or SIGTERM: the first one (when the run is in the main thread and
+  the signal has Python's default handler) asks the run to stop, through a
+  :class:`gonprof.stops.StopToken`: between steps, or inside a step where the
+  mode polls it (GON's inner loop, DCD's Langevin steps, the samplers of
+  grids), within one iteration of that loop.  A mode polls only where its
+  step has not yet changed its models, optimizers or state, and the trainer
+  puts back the random-number state the step began with, so a step stopped
+  inside is as if it never began: the run writes a checkpoint at the last
+  whole step, status ``"interrupted"`` (``stopped_by`` names the signal) and
+  resumes exactly.  A ``KeyboardInterrupt`` that arrives inside a step where
+  nothing polls (a second Ctrl-C, or one raised by code) leaves that step
+  half done, so the previous checkpoint is kept rather than overwritten; a
+  KeyboardInterrupt between steps (logging, sampling) writes a checkpoint at
+  the last completed step.  Either way the run resumes exactly.
+* ``time_budget_s``: the same token carries the deadline, so the budget stops
+  the run between steps or inside one as a signal does, with status ``"ok"``
+  and a message that says where ("reached inside step 7 ...: stopped there,
+  the last whole step (6) kept").  The final grid then gets
+  :data:`GRID_GRACE` (10%) of the budget more, said on the progress line; a
+  grid the grace cannot hold is not drawn (a warning says so).  Steps of a
+  mode that polls nothing (their update loops) stop only between steps: the
+  message says when such a step ran past the budget.
 * Any other exception during training gives status ``"error"`` with a
   one-line message (the traceback goes to ``result.json``).  Errors before the
   first step (bad config, unknown architecture, incompatible mode, unreadable
@@ -116,11 +130,13 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from . import stops
 from .data import ImageData, Selection, SelectionError, load_split
 from .modes.base import batch_size_of
 from .records import atomic_write, classify_failure, host_load, to_jsonable
 from .records.base import _Serialisable
 from .request import STEP_FIELDS, StepSpec, as_spec
+from .stops import Stopped, StopToken
 
 CHECKPOINT_FORMAT = 1
 RESULT_SCHEMA = 1
@@ -129,6 +145,8 @@ BUDGET_ONLY_STEPS = 10**9  # the step bound of a run limited by time_budget_s al
 GRID_NROW = 8
 GRID_N = GRID_NROW * GRID_NROW
 STATUSES = ("ok", "nan", "interrupted", "error")
+#: The final grid of a run stopped by its time budget may take this share of the budget more.
+GRID_GRACE = 0.1
 
 # Fields of TrainConfig that shape the trajectory: a resume must match them.
 _TRAJECTORY_FIELDS = ("arch", "mode", "generator", "preset", "seed", "data", "classes", "per_class", "device",
@@ -155,9 +173,10 @@ class TrainConfig(_Serialisable):
     ``sample_every``: a grid every K steps; None is about 10 grids a run; 0 only the final one.
     ``checkpoint_every``: None is about 10 checkpoints a run (at most every 500 steps).
     ``log_every``: a log line every K steps (the last step and a NaN step are always logged).
-    ``time_budget_s``: stop after the first step that ends past this many seconds of
-    training (status ``ok``; the message says so).  Without ``steps`` or ``epochs``
-    the run is then bounded by the budget alone.
+    ``time_budget_s``: stop after this many seconds of training (status ``ok``; the message
+    says so), inside a step where the mode's long loops poll the stop token, else after the
+    step that crosses it; the final grid may take 10% of the budget more.  Without ``steps``
+    or ``epochs`` the run is then bounded by the budget alone.
     ``threads``: torch threads for the run (None: torch's default).
     """
 
@@ -403,13 +422,14 @@ def _preserved(step, device: torch.device, seed: int):
 
 
 class _SigintCatcher:
-    """The first SIGINT or SIGTERM sets ``requested`` (and ``signal_name``); a second one raises
-    KeyboardInterrupt.  Installed only in the main thread, over Python's default handlers."""
+    """The first SIGINT or SIGTERM sets ``requested`` (and ``signal_name``) and asks ``token`` to stop; a
+    second one raises KeyboardInterrupt.  Installed only in the main thread, over Python's default handlers."""
 
-    def __init__(self, on_first: Callable[[], None] | None = None):
+    def __init__(self, on_first: Callable[[], None] | None = None, token: StopToken | None = None):
         self.requested = False
         self.signal_name: str | None = None
         self.on_first = on_first
+        self.token = token
         self._old: dict = {}
 
     def _handler(self, signum, frame):
@@ -417,6 +437,8 @@ class _SigintCatcher:
             raise KeyboardInterrupt
         self.requested = True
         self.signal_name = signal.Signals(signum).name
+        if self.token is not None:  # long loops inside the step see it at their next iteration
+            self.token.request(self.signal_name)
         if self.on_first:
             with contextlib.suppress(Exception):
                 self.on_first()
@@ -489,8 +511,8 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     ``make_step(config) -> TrainStep`` defaults to
     :func:`gonprof.modes.build.build_step` with the data's image shape.
     ``overwrite`` allows a fresh run in a directory that already holds one
-    (its files are replaced).  ``catch_sigint`` turns the first Ctrl-C into a
-    clean stop after the current step.  See the module docstring for the run
+    (its files are replaced).  ``catch_sigint`` turns the first Ctrl-C or SIGTERM
+    into a clean stop (between steps, or inside one where the mode polls).  See the module docstring for the run
     directory, stopping and resuming.
     """
     _validate(config)
@@ -682,8 +704,6 @@ def _start(config: TrainConfig, step: Any, plan: _Plan, resume: bool, progress: 
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    shown_total = None if plan.total == BUDGET_ONLY_STEPS else plan.total  # a time-bounded run has no step total
-    _call(progress, "start", shown_total, start_step, f"{config.step.arch} {config.step.mode}")
     try:
         result = run.loop(plan.train_data, plan.batch_size, start_step, catch_sigint)
         if result.status == "ok" and plan.test_error_fn is not None:
@@ -713,6 +733,10 @@ class _Run:
         self.warnings: list[str] = []
         self._log: Any = None
         self._grid_at: int | None = None  # the step of the last step grid written
+        self.k = 0  # whole steps done
+        self.in_step = False  # inside TrainStep.step (a stop or an error there is inside step k + 1)
+        self.watched = False  # whether a stop may come inside a step (then each step's RNG state is kept)
+        self.rng_before: dict | None = None  # the RNG state before the step running now
 
     def elapsed(self) -> float:
         return self.elapsed0 + (time.perf_counter() - self.t0)
@@ -765,74 +789,138 @@ class _Run:
 
     # -- the loop --------------------------------------------------------------
     def loop(self, data: ImageData, batch_size: int, start: int, catch_sigint: bool) -> TrainResult:
-        cfg, k = self.config, start
-        status, message, tb, stopped_by = "ok", "", None, None
-        in_step = False
-        catcher = _SigintCatcher(lambda: _call(self.progress, "note",
-                                               "stopping after this step (Ctrl-C again to stop now)"))
-        try:
-            with (catcher if catch_sigint else contextlib.nullcontext()):
-                batches = data.batches(batch_size, cfg.step.seed, start)
-                while k < self.total:
-                    real, labels = next(batches)
-                    real = real.to(self.device, non_blocking=True)
-                    labels = labels.to(self.device, non_blocking=True)
-                    in_step = True
-                    losses_t = self.step.step(real, labels)
-                    in_step = False
-                    k += 1
-                    losses = {name: float(v) for name, v in (losses_t or {}).items()}
-                    bad = [name for name, v in losses.items() if not math.isfinite(v)]
-                    if bad or k % self.log_every == 0 or k == self.total:
-                        self.log({"step": k, "losses": losses, "time_s": round(self.elapsed(), 6)})
-                    self.last_losses = losses
-                    _call(self.progress, "update", k, losses)
-                    if bad:
-                        status = "nan"
-                        message = (f"non-finite loss at step {k}: "
-                                   + ", ".join(f"{n}={losses[n]}" for n in bad))
-                        break
-                    if self.sample_every and k % self.sample_every == 0:
-                        self.save_grid(k)
-                    if k % self.ckpt_every == 0 or k == self.total:
-                        self.save_checkpoint(k)
-                    # the budget counts this invocation's training (a resumed run gets it afresh)
-                    if cfg.time_budget_s is not None and self.elapsed() - self.elapsed0 >= cfg.time_budget_s \
-                            and k < self.total:
-                        self.save_checkpoint(k)
-                        self.save_grid(None, at=k)
-                        message = f"time budget of {cfg.time_budget_s:g} s reached after {k} steps"
-                        break
-                    if catch_sigint and catcher.requested and k < self.total:
-                        if self.checkpoint_step != k:
-                            self.save_checkpoint(k)
-                        stopped_by = catcher.signal_name
-                        status = "interrupted"
-                        message = f"interrupted after step {k} of {self.total}; --resume continues from step {k}"
-                        break
-                if status == "ok" and not message:  # still under the catcher: a stop now ends the run ok
-                    self.save_grid(None, at=k)
-                    message = f"trained {self.total} steps"
-        except KeyboardInterrupt:
-            status, stopped_by = "interrupted", catcher.signal_name or "SIGINT"
-            if not in_step:
+        """Steps from ``start`` until the total, a NaN, an error, a signal or the time budget; the result."""
+        cfg, out = self.config, _Outcome()
+        self.k, self.in_step = start, False
+        budget = cfg.time_budget_s
+        token = StopToken(None if budget is None else self.t0 + budget)
+        self.watched = catch_sigint or budget is not None  # a stop can come inside a step: keep its RNG state
+        catcher = _SigintCatcher(lambda: _call(self.progress, "note", "stopping (Ctrl-C again to stop now)"),
+                                 token=token)
+        with (catcher if catch_sigint else contextlib.nullcontext()), stops.watching(token):
+            shown_total = None if self.total == BUDGET_ONLY_STEPS else self.total  # a time-bounded run: no total
+            _call(self.progress, "start", shown_total, start, f"{cfg.step.arch} {cfg.step.mode}")
+            try:
+                self._steps(data, batch_size, token, out)
+            except Stopped as stop:
+                self._stopped(stop, token, out)
+            except KeyboardInterrupt:
+                out.status, out.stopped_by = "interrupted", catcher.signal_name or "SIGINT"
+                if not self.in_step:
+                    self.save_checkpoint(self.k)
+                out.message = (f"interrupted after step {self.k} of {self.total}; --resume continues "
+                               f"from step {self.checkpoint_step}")
+            except Exception as exc:
+                kind, what = classify_failure(exc)
+                at = self.k + 1 if self.in_step else self.k
+                out.status, out.traceback = "error", traceback.format_exc()
+                out.message = f"{'out of memory' if kind == 'oom' else 'error'} at step {at}: {what}"
+        return self._result(out)
+
+    def _steps(self, data: ImageData, batch_size: int, token: StopToken, out: _Outcome) -> None:
+        """The steps themselves; a stop asked for (a signal, the time budget) raises :class:`Stopped`,
+        between steps as inside one."""
+        batches = data.batches(batch_size, self.config.step.seed, self.k)
+        while self.k < self.total:
+            real, labels = next(batches)
+            real = real.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            self.rng_before = _rng_state(self.device) if self.watched else None
+            self.in_step = True
+            losses_t = self.step.step(real, labels)
+            self.in_step = False
+            self.k = k = self.k + 1
+            losses = {name: float(v) for name, v in (losses_t or {}).items()}
+            bad = [name for name, v in losses.items() if not math.isfinite(v)]
+            if bad or k % self.log_every == 0 or k == self.total:
+                self.log({"step": k, "losses": losses, "time_s": round(self.elapsed(), 6)})
+            self.last_losses = losses
+            _call(self.progress, "update", k, losses)
+            if bad:
+                out.status = "nan"
+                out.message = f"non-finite loss at step {k}: " + ", ".join(f"{n}={losses[n]}" for n in bad)
+                return
+            if self.sample_every and k % self.sample_every == 0:
+                self.save_grid(k)
+            if k % self.ckpt_every == 0 or k == self.total:
                 self.save_checkpoint(k)
-            message = (f"interrupted after step {k} of {self.total}; --resume continues "
-                       f"from step {self.checkpoint_step}")
-        except Exception as exc:
-            status = "error"
-            kind, what = classify_failure(exc)
-            message = f"{'out of memory' if kind == 'oom' else 'error'} at step {k + 1 if in_step else k}: {what}"
-            tb = traceback.format_exc()
-        self.log({"status": status, "step": k, "message": message, "time_s": round(self.elapsed(), 6)})
+            if k < self.total:
+                token.check()  # a signal or the budget, between steps
+        self._final_grid(token, out)  # still watched: a stop now ends the run ok, without its grid
+        out.message = f"trained {self.total} steps"
+
+    def _stopped(self, stop: Stopped, token: StopToken, out: _Outcome) -> None:
+        """A stop between steps or inside one: the state of the last whole step checkpointed (a stopped step
+        changed no model, optimizer or mode state; its random draws are undone here), then status ok
+        and the final grid (time budget) or status interrupted (a signal)."""
+        k, inside, at = self.k, self.in_step, self.elapsed() - self.elapsed0
+        if inside:
+            self.in_step = False
+            if self.rng_before is not None:
+                _set_rng_state(self.rng_before, self.device)
+        if self.checkpoint_step != k:
+            self.save_checkpoint(k)
+        if not stop.by_budget:
+            out.status, out.stopped_by = "interrupted", stop.reason
+            where = f"inside step {k + 1} of {self.total}, the last whole step ({k}) kept" if inside \
+                else f"after step {k} of {self.total}"
+            out.message = f"interrupted {where}; --resume continues from step {k}"
+            return
+        budget = float(self.config.time_budget_s or 0.0)
+        if inside:
+            out.message = (f"time budget of {budget:g} s reached inside step {k + 1} at {at:.1f} s: stopped "
+                           f"there, the last whole step ({k}) kept")
+        else:
+            out.message = f"time budget of {budget:g} s reached after {k} steps"
+            if at > budget * (1 + GRID_GRACE) and at > budget + 1.0:  # a step this mode cannot stop inside ran past it
+                out.message += f" (its last step ended at {at:.1f} s: {self.config.step.mode_name}'s steps stop only " \
+                               "between them)"
+        self._final_grid(token, out)
+
+    def _final_grid(self, token: StopToken, out: _Outcome) -> None:
+        """``final.png`` at the last whole step; with a time budget, within :data:`GRID_GRACE` of it (said on the
+        progress line).  A stop that cuts it leaves a warning instead (and, a signal's, ``stopped_by``)."""
+        budget = self.config.time_budget_s
+        if budget is not None:
+            token.arm(self.t0 + budget * (1 + GRID_GRACE))
+            left = max(0.0, token.deadline - time.perf_counter())  # type: ignore[operator]
+            if self.elapsed() - self.elapsed0 >= budget:  # the budget ran out: the grid comes after it
+                _call(self.progress, "note", f"drawing the final grid after the time budget (at most {left:.1f} s "
+                                             f"more: {GRID_GRACE:.0%} of the budget)")
+        try:
+            self.save_grid(None, at=self.k)
+        except (Stopped, KeyboardInterrupt) as stop:
+            why = getattr(stop, "reason", None) or "SIGINT"
+            if isinstance(stop, Stopped) and stop.by_budget:
+                msg = f"final grid not drawn: the time budget and its {GRID_GRACE:.0%} for the grid ran out"
+            else:
+                msg = f"final grid not drawn: stopped by {why}"
+                out.stopped_by = out.stopped_by or why
+            self.warnings.append(msg)
+            _call(self.progress, "note", msg)
+
+    def _result(self, out: _Outcome) -> TrainResult:
+        """The status line logged, the log closed, and the run's TrainResult."""
+        cfg = self.config
+        self.log({"status": out.status, "step": self.k, "message": out.message, "time_s": round(self.elapsed(), 6)})
         if self._log is not None:
             self._log.close()
         return TrainResult(
-            status=status, message=message, steps_done=k, steps_total=self.total,
+            status=out.status, message=out.message, steps_done=self.k, steps_total=self.total,
             checkpoint_step=self.checkpoint_step, final_losses=dict(self.last_losses),
             wall_time_s=round(self.elapsed(), 6), path=str(self.out), arch=cfg.step.arch, mode=cfg.step.mode_name,
-            seed=cfg.step.seed, device=str(self.device), warnings=list(self.warnings), traceback=tb,
-            stopped_by=stopped_by)
+            seed=cfg.step.seed, device=str(self.device), warnings=list(self.warnings), traceback=out.traceback,
+            stopped_by=out.stopped_by)
+
+
+@dataclass
+class _Outcome:
+    """How a run is ending, as the loop finds out."""
+
+    status: str = "ok"
+    message: str = ""
+    traceback: str | None = None
+    stopped_by: str | None = None
 
 
 # ---------------------------------------------------------------------------

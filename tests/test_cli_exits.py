@@ -152,3 +152,24 @@ def test_the_trial_file_is_removed_and_an_existing_one_kept(tmp_path):
     kept.write_text("old results\n")
     res = invoke("profile", "--arch", "no-such-arch", "--json", kept)
     assert res.exit_code == 2 and kept.read_text() == "old results\n"
+
+
+# ----------------------------------------------------------------------------- name errors before progress
+
+
+@pytest.mark.parametrize("args", [
+    ("fit", "--arch", "inception-k3", "--memory", "1GiB"),
+    ("fit", "--arch", "inception-k3", "--memory", "1GiB", "--estimate"),
+    ("fit", "--arch", "inception-k8", "--mode", "lsgann", "--memory", "1GiB"),
+    ("compare", "gon", "--arch", "inception-k3", "--steps", "1"),
+    ("compare", "gonn", "--steps", "1"),
+])
+def test_a_misspelt_name_is_the_only_line_before_any_progress(tmp_path, args):
+    """`fit --arch inception-k3` printed "fitting inception-k3 ..." before its did-you-mean; a name error is
+    now the one line a command prints, in fit and in compare."""
+    extra = ("--out", str(tmp_path / "c")) if args[0] == "compare" else ()
+    res = invoke(*args, *extra)
+    assert res.exit_code == 2, res.output
+    line = _one_line(res)
+    assert "did you mean" in line and not any(w in res.output for w in ("fitting", "comparing"))
+    assert not (tmp_path / "c").exists()

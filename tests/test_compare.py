@@ -449,6 +449,50 @@ def test_cli_resume_needs_the_folder(tmp_path):
     assert res.exit_code == 2 and "no such comparison folder" in res.output
 
 
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", ["train run", "empty", "profile results"])
+def test_cli_resume_into_a_folder_that_is_not_a_comparison_is_refused_before_writing(tmp_path, kind):
+    """`compare --resume DIR` on a train run's folder wrote results.json, rows and a grid into it; any folder
+    without a comparison's results file or row folders is now refused in one line, exit 2, untouched."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    if kind == "train run":
+        (folder / "config.json").write_text("{}")
+        (folder / "checkpoint.pt").write_bytes(b"")
+    elif kind == "profile results":
+        from gonprof.records import ProfileRecord, save_records
+
+        save_records([ProfileRecord(arch="mlp-gan", mode="gan")], folder / "results.json")
+    before = _tree(folder)
+    res = invoke("compare", "gan", "--steps", 1, "--resume", folder)
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert len(line.splitlines()) == 1 and line.startswith(f"gonprof: error: --resume {folder}")
+    assert {"train run": "holds a training run", "empty": "not a comparison folder",
+            "profile results": "not a comparison folder"}[kind] in line
+    assert _tree(folder) == before
+
+
+def test_api_resume_is_refused_outside_a_comparison_folder(tmp_path):
+    from gonprof import api
+    from gonprof.comparison import resume_problem
+    from gonprof.records import RequestError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(RequestError, match="holds a training run"):
+        api.compare(["gan"], out=tmp_path / "run", resume=True, steps=1)
+    with pytest.raises(RequestError, match="name its folder"):
+        api.compare(["gan"], resume=True, steps=1)
+    row = tmp_path / "cmp" / "00-gan-mlp-gan"  # a comparison stopped in its first row: a row folder only
+    row.mkdir(parents=True)
+    (row / "spec.json").write_text("{}")
+    assert resume_problem(tmp_path / "cmp") == ""
+
+
 @pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores to run two rows at once")
 def test_jobs_runs_rows_at_once_on_disjoint_cores(tmp_path):
     res = invoke("compare", "gan", "lsgan", "--steps", 1, "--samples", N, "--profile-steps", 1, "--jobs", 2,

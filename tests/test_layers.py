@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core: records and registries, no torch",
      ("gonprof._version", "gonprof._lazy", "gonprof.registry", "gonprof.records", "gonprof.cores", "gonprof.arch",
-      "gonprof.claims", "gonprof.summary")),
+      "gonprof.claims", "gonprof.summary", "gonprof.stops")),
     ("instruments and data: know torch, not modes",
      ("gonprof.data", "gonprof.sample_io", "gonprof.measure", "gonprof.metrics", "gonprof.architectures")),
     ("modes and the request", ("gonprof.modes", "gonprof.request")),

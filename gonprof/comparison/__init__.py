@@ -66,7 +66,8 @@ class CompareEvents:
 __all__ = [
     "CompareEvents", "Placement",
     "DEFAULT_N_SAMPLES", "DEFAULT_PROFILE_STEPS", "DEFAULT_TIME_BUDGET_S", "PRESETS", "PRESET_SETTINGS",
-    "RunSpec", "compare", "finished_rows", "grid_image", "plan", "record_of", "run_spec", "same_settings",
+    "RunSpec", "compare", "finished_rows", "grid_image", "plan", "record_of", "resume_problem", "run_spec",
+    "same_settings",
     "scope_hparams", "scoring_n",
 ]
 
@@ -224,6 +225,34 @@ def same_settings(a: dict, b: dict) -> bool:
     directory, which follows the comparison folder: a folder moved or copied elsewhere still resumes)."""
     ignore = ("cpus", "threads", "run_dir")
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def resume_problem(out: str | os.PathLike, json_path: str | os.PathLike | None = None) -> str:
+    """Why ``--resume OUT`` cannot continue a comparison there ("" when it can).  A comparison's folder
+    holds its results file (``json_path``, default ``OUT/results.json``) or at least one row folder (its
+    ``spec.json`` inside), and no training run of its own (``config.json``, ``checkpoint.pt``); a results
+    file there must hold comparison rows."""
+    from ..records import RecordError, load_records
+
+    out = Path(out)
+    if not out.is_dir():
+        return f"{out}: no such comparison folder"
+    if (out / "config.json").exists() or (out / "checkpoint.pt").exists():
+        return (f"{out} holds a training run (config.json, checkpoint.pt), not a comparison; continue it with "
+                f"gonprof train --out {out} --resume")
+    results = Path(json_path) if json_path else out / "results.json"
+    rows = [p for p in out.iterdir() if p.is_dir() and (p / "spec.json").is_file()]
+    if results.is_file():
+        try:
+            records = load_records(results)
+        except RecordError as exc:
+            return f"{out}: not a comparison folder ({exc})"
+        if not all(isinstance(r, RunRecord) for r in records):
+            return f"{out}: not a comparison folder ({results} holds {type(records[0]).__name__}s, not compare rows)"
+    elif not rows:
+        return (f"{out}: not a comparison folder (no {results.name} and no row folder with a spec.json); "
+                f"drop --resume to start a comparison there")
+    return ""
 
 
 def finished_rows(out: Path, json_path: Path) -> dict[str, tuple[dict, RunRecord]]:

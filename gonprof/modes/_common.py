@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import stops
 from .base import IncompatibleError, TrainStep, no_phase
 
 
@@ -192,6 +193,8 @@ class GANStep(TrainStep):
         out = []
         with torch.no_grad(), eval_mode(self.G):
             for i in range(0, n, self.sample_chunk):
+                if i:
+                    stops.check()  # a sampler of many chunks (grids, scores) stops between them
                 out.append(self.G(self.latent(min(self.sample_chunk, n - i))))
         return torch.cat(out).clamp(-1, 1)
 

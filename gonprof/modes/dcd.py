@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import stops
 from ._common import GANStep, adam, detached, frozen
 from .base import BATCH_SIZE, LEARNING_RATE, IncompatibleError, Param, no_phase, register_mode, updates
 
@@ -68,6 +69,7 @@ class DCDStep(GANStep):
         x = x.detach()
         with frozen(self.D):
             for _ in range(steps):
+                stops.check()  # the sampling comes before any update: a stop leaves the last whole step
                 x = (x + sigma * torch.randn_like(x)).requires_grad_(True)
                 (g,) = torch.autograd.grad((self.score(x) * temp).sum(), x)
                 if clip > 0:
@@ -82,6 +84,7 @@ class DCDStep(GANStep):
         z = z.detach()
         with frozen(self.D), frozen(self.G):
             for _ in range(steps):
+                stops.check()
                 z = z.requires_grad_(True)
                 (g,) = torch.autograd.grad((self.score(self.G(z)) * temp).sum(), z)
                 z = z.detach() + (lr / 2) * g + math.sqrt(lr) * sigma * torch.randn_like(z)

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import stops
 from ._common import detached, eval_mode, frozen, identity_ops, identity_ops_skipped, identity_skip_check
 from .base import BATCH_SIZE, LEARNING_RATE, MAX_SIZE, Param, TrainStep, no_phase, register_mode
 
@@ -154,6 +155,7 @@ def cosine_lrs(base_lr: float, t_max: int, n: int) -> tuple[float, ...]:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
     out = []
     for _ in range(n):
+        stops.check()  # 100,000 iterations take seconds: a stop or a time budget must not wait for them
         out.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
@@ -248,13 +250,23 @@ class GONStep(TrainStep):
     def _optimise_seed(self, x0: torch.Tensor) -> torch.Tensor:
         """GON_MNIST's gen() for one sample: parameter gradients on, torch Adam + scheduler."""
         hp = self.hparams
-        eps, patience = hp["early_stop_eps"], hp["early_stop"]
         init = x0.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([init], lr=hp["inner_lr"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp["inner_t_max"])
-        copyz, equal, it = 10.0, 0, 0
+        try:
+            self._seed_loop(init, opt, sched)
+        finally:
+            self.D.zero_grad(set_to_none=True)  # the source's backprop() zeroes them before its update
+        return init.detach()
+
+    def _seed_loop(self, init: torch.Tensor, opt: torch.optim.Optimizer, sched) -> None:
+        """The iterations of :meth:`_optimise_seed` (``init`` optimised in place)."""
+        hp = self.hparams
+        eps, patience = hp["early_stop_eps"], hp["early_stop"]
+        copyz, equal, it, zv = 10.0, 0, 0, 10.0
         with eval_mode(self.D):
             for _ in range(int(hp["inner_steps"])):
+                stops.check()  # before the iteration changes anything: a stop leaves the last whole step
                 copy = init.detach().clone()
                 z = self.inner_loss(self.D(init)).sum()
                 opt.zero_grad()
@@ -270,10 +282,8 @@ class GONStep(TrainStep):
                 if equal > patience:
                     break
                 copyz = zv
-        self.D.zero_grad(set_to_none=True)  # the source's backprop() zeroes them before its update
         self.last_iters = max(self.last_iters, it)
         self.last_loss = torch.tensor([zv], device=init.device)
-        return init.detach()
 
     def _optimise_batched(self, x0: torch.Tensor) -> torch.Tensor:
         """The same loop for a whole batch: input-only gradients, Adam written out in place."""
@@ -304,6 +314,7 @@ class GONStep(TrainStep):
         try:
             with identity_ops_skipped(skipped), frozen(D), eval_mode(D):
                 for t in range(1, steps + 1):
+                    stops.check()  # no sync: a clock compare, and only while a run watches for stops
                     xg = x.detach().requires_grad_(True)
                     z = self.inner_loss(D(xg))
                     (g,) = torch.autograd.grad(z.sum(), xg)

@@ -32,7 +32,10 @@ mode also works inside anyone's own loop.  Each step draws a labelled batch of
 the labelled set and shuffles it).
 
 :meth:`ImprovedGANStep.test_error` ``(images, labels)`` is the classification
-error of ``argmax D(x)`` (D in eval mode: no noise layers) on held-out images.
+error of ``argmax D(x)`` (D in eval mode: no noise layers) on held-out images;
+with ``labels=0`` there is none (None; ``has_test_error`` is False): a
+discriminator trained without labels has no reason to put class k in logit k,
+so its "error" (88.74% in one run) would be read as a result.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ class ImprovedGANStep(GANStep):
                     f"{getattr(self.D_spec, 'name', type(self.D).__name__)} has neither")
             self._hook = _LastLinearInput(last[-1])
             self.notes.append("feature matching on the input of the discriminator's last nn.Linear (no .features)")
+        if not self.has_test_error:
+            self.notes.append("labels=0: unsupervised (feature matching only), so no test error is reported: the "
+                              "discriminator's logits are not trained to the data's classes")
 
     # -- labelled data -------------------------------------------------------------
     def set_labelled(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -127,6 +133,12 @@ class ImprovedGANStep(GANStep):
         if int(have.sum()) >= want:
             self._collecting = False
 
+    @property
+    def has_test_error(self) -> bool:
+        """Only the semi-supervised variant (``labels`` > 0) has one: trained without labels (``labels=0``,
+        preset ``unsupervised``), the discriminator's K logits are not the data's classes."""
+        return int(self.hparams.get("labels", 0)) > 0
+
     # -- pieces ------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         features = getattr(self.D, "features", None)
@@ -138,8 +150,11 @@ class ImprovedGANStep(GANStep):
         assert value is not None  # the forward above ran through the hooked layer
         return value
 
-    def test_error(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
-        """Fraction of ``images`` whose ``argmax D(x)`` differs from ``labels`` (D in eval mode)."""
+    def test_error(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float | None:
+        """Fraction of ``images`` whose ``argmax D(x)`` differs from ``labels`` (D in eval mode); None when the
+        step trains without labels (``labels=0``), where that fraction would mean nothing."""
+        if not self.has_test_error:
+            return None
         wrong = 0
         with torch.no_grad(), eval_mode(self.D):
             for i in range(0, len(images), batch):
