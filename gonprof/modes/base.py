@@ -296,7 +296,7 @@ class ModeSpec:
                 raise IncompatibleError(
                     f"mode {self.name!r} has no preset {preset!r} (presets: {', '.join(self.presets) or 'none'})")
             hp.update(self.presets[preset])
-        given_as = {ALIASES[k]: k for k in overrides if k in ALIASES}  # a message names the spelling given
+        given_as: dict[str, str] = {ALIASES[k]: k for k in overrides if k in ALIASES}  # a message names the spelling given
         overrides = canonical_hparams(overrides)
         unknown = set(overrides) - set(hp)
         if unknown:
@@ -305,7 +305,7 @@ class ModeSpec:
                 f"(it has: {', '.join(sorted(hp))})")
         hp.update(overrides)
         # every value is checked against its rule before anything is built (defaults and presets included)
-        return {k: self.param(k).check(given_as.get(k, k), v) for k, v in hp.items()}
+        return {k: self.param(k).check(given_as.get(k) or k, v) for k, v in hp.items()}
 
 
 class TrainStep:
