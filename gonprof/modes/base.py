@@ -296,7 +296,8 @@ class ModeSpec:
                 raise IncompatibleError(
                     f"mode {self.name!r} has no preset {preset!r} (presets: {', '.join(self.presets) or 'none'})")
             hp.update(self.presets[preset])
-        given_as: dict[str, str] = {ALIASES[k]: k for k in overrides if k in ALIASES}  # a message names the spelling given
+        # a message names a setting as it was given (n_critic, not d_steps)
+        given_as: dict[str, str] = {ALIASES[k]: k for k in overrides if k in ALIASES}
         overrides = canonical_hparams(overrides)
         unknown = set(overrides) - set(hp)
         if unknown:
