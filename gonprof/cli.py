@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from ._version import __version__
+from .records.base import _int_text, seed_problem, threads_problem
 
 if TYPE_CHECKING:
     from .api import Selection
@@ -62,40 +63,9 @@ PerClassOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
 ]
-#: --threads: at most this many torch threads per core (more only adds hand-offs; 100,000 cannot be started).
-THREADS_PER_CORE = 4
-#: --seed: the seeds torch.manual_seed takes (a signed 64-bit integer, non-negative).
-MAX_SEED = 2**63 - 1
 #: --batch-sizes: the largest batch any mode takes (gonprof.modes.base.MAX_SIZE; not imported here, so that
 #: parsing the command line imports no torch).
 MAX_BATCH_SIZE = 1_000_000
-
-
-def _int_text(n: int) -> str:
-    """An integer for a message: a huge one by its size, never thousands of digits."""
-    if abs(n) >= 10**16:
-        digits = int(abs(n).bit_length() * 0.30103) + 1  # str() refuses past 4,300 digits
-        return f"{'-' if n < 0 else ''}<an integer of about {digits} digits>"
-    return str(n)
-
-
-def threads_problem(threads: int | None) -> str:
-    """Why --threads cannot be used ("" when it can): an integer from 1 to 4 per core of this machine."""
-    if threads is None:
-        return ""
-    cores = os.cpu_count() or 1
-    limit = THREADS_PER_CORE * cores
-    if 1 <= threads <= limit:
-        return ""
-    return (f"--threads {_int_text(threads)}: expected an integer from 1 to {limit:,} "
-            f"({THREADS_PER_CORE} per core; this machine has {cores})")
-
-
-def seed_problem(seed: int | None) -> str:
-    """Why --seed cannot be used ("" when it can): an integer from 0 to 2**63-1."""
-    if seed is None or 0 <= seed <= MAX_SEED:
-        return ""
-    return f"--seed {_int_text(seed)}: expected an integer from 0 to 2**63-1 ({MAX_SEED:,})"
 
 
 def parse_batch_sizes(text: str) -> tuple[list[int], str]:

@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .records import RequestError
-from .records.base import _Serialisable
+from .records.base import _Serialisable, seed_problem, threads_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Selection
     from .modes.base import ModeSpec, TrainStep
 
-#: The largest seed torch's generators take (``torch.manual_seed`` wants an unsigned 64-bit value; gonprof
-#: keeps seeds signed so they also fit numpy and JSON readers).
-MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -234,10 +231,21 @@ def cuda_here() -> bool:
 
 
 def check_seed(seed: Any) -> int:
-    """``seed`` as an int in 0..2**63-1; a one-line RequestError otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise RequestError(f"--seed must be an integer from 0 to {MAX_SEED:,} (2**63-1), not {seed!r}")
+    """``seed`` as an int in 0..2**63-1 (:data:`~gonprof.records.base.MAX_SEED`); a one-line RequestError with
+    the CLI's message otherwise."""
+    problem = seed_problem(seed)
+    if problem:
+        raise RequestError(problem)
     return int(seed)
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads`` (None: torch's default) if it is an integer from 1 to 4 per core; a one-line RequestError with
+    the CLI's message otherwise."""
+    problem = threads_problem(threads)
+    if problem:
+        raise RequestError(problem)
+    return None if threads is None else int(threads)
 
 
 def check_positive(name: str, value: Any) -> int:

@@ -135,7 +135,7 @@ from .data import ImageData, Selection, SelectionError, load_split
 from .modes.base import batch_size_of
 from .records import atomic_write, classify_failure, host_load, to_jsonable
 from .records.base import _Serialisable
-from .request import STEP_FIELDS, StepSpec, as_spec
+from .request import STEP_FIELDS, StepSpec, as_spec, check_threads
 from .stops import Stopped, StopToken
 
 CHECKPOINT_FORMAT = 1
@@ -928,6 +928,7 @@ class _Outcome:
 
 
 def _validate(config: TrainConfig) -> None:
+    check_threads(config.threads)  # the CLI's rule and message, for the api's callers too
     if config.steps is not None and config.epochs is not None:
         raise TrainError("give --steps or --epochs, not both")
     for name in ("steps", "epochs"):

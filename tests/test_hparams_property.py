@@ -9,16 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gonprof.cli import (
-    MAX_BATCH_SIZE,
-    MAX_SEED,
-    THREADS_PER_CORE,
-    parse_batch_sizes,
-    parse_sets,
-    seed_problem,
-    threads_problem,
-)
+from gonprof.cli import MAX_BATCH_SIZE, parse_batch_sizes, parse_sets
 from gonprof.modes import IncompatibleError, get_mode, list_modes
+from gonprof.records.base import MAX_SEED, THREADS_PER_CORE, seed_problem, threads_problem
 
 CHECKS = settings(max_examples=60, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -449,3 +449,14 @@ def test_a_scored_noise_grid_records_zero_on_class_and_the_threshold(classifier)
     q, floor = score_with_floor(noise, classes=[0], n=60, classifier=classifier)
     assert q.on_class_fraction == 0.0 and q.on_class_confidence == 0.9
     assert floor.on_class_fraction >= 0.95  # the real zeros beside it
+
+
+def test_the_api_holds_threads_and_seeds_to_the_clis_rules(tmp_path):
+    import gonprof
+    from gonprof import api
+
+    with pytest.raises(gonprof.RequestError, match="--threads 100000: expected an integer from 1 to"):
+        api.train(arch="mlp-gan", mode="gan", steps=1, data="synthetic", threads=100000, out=str(tmp_path / "t"))
+    with pytest.raises(gonprof.RequestError, match="--seed -1: expected an integer from 0 to 2\\*\\*63-1"):
+        api.profile(gonprof.StepSpec("inception-k8", seed=-1))
+    assert not (tmp_path / "t").exists()

@@ -244,3 +244,42 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
     return "error", message
 
 
+# --------------------------------------------------------------------------
+# the numeric rules a request's settings share (the CLI at its door, the api in its checks)
+# --------------------------------------------------------------------------
+
+#: --threads: at most this many torch threads per core (more only adds hand-offs; 100,000 cannot be started).
+THREADS_PER_CORE = 4
+#: --seed: the seeds torch.manual_seed takes (a signed 64-bit integer, non-negative).
+MAX_SEED = 2**63 - 1
+
+
+def _int_text(n: int) -> str:
+    """An integer for a message: a huge one by its size, never thousands of digits."""
+    if abs(n) >= 10**16:
+        digits = int(abs(n).bit_length() * 0.30103) + 1  # str() refuses past 4,300 digits
+        return f"{'-' if n < 0 else ''}<an integer of about {digits} digits>"
+    return str(n)
+
+
+def threads_problem(threads: int | None) -> str:
+    """Why --threads cannot be used ("" when it can): an integer from 1 to 4 per core of this machine."""
+    import os
+
+    if threads is None:
+        return ""
+    cores = os.cpu_count() or 1
+    limit = THREADS_PER_CORE * cores
+    if not isinstance(threads, bool) and isinstance(threads, int) and 1 <= threads <= limit:
+        return ""
+    shown = _int_text(threads) if isinstance(threads, int) and not isinstance(threads, bool) else repr(threads)
+    return (f"--threads {shown}: expected an integer from 1 to {limit:,} "
+            f"({THREADS_PER_CORE} per core; this machine has {cores})")
+
+
+def seed_problem(seed: int | None) -> str:
+    """Why --seed cannot be used ("" when it can): an integer from 0 to 2**63-1."""
+    if seed is None or (not isinstance(seed, bool) and isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        return ""
+    shown = _int_text(seed) if isinstance(seed, int) and not isinstance(seed, bool) else repr(seed)
+    return f"--seed {shown}: expected an integer from 0 to 2**63-1 ({MAX_SEED:,})"
