@@ -184,6 +184,33 @@ class StepSpec(_Serialisable):
 STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepSpec))
 
 
+class CarriesStep(_Serialisable):
+    """The base of a dataclass that carries a step's request as ``step`` beside fields of its own (a compare
+    row's :class:`~gonprof.comparison.RunSpec`, a run's :class:`~gonprof.train.TrainConfig`): ``replace`` sends
+    the request's fields to ``step``, and ``from_dict`` also reads the flat form written before requests were
+    one object (through the subclass's ``of``, which takes flat keywords)."""
+
+    step: StepSpec
+
+    @classmethod
+    def of(cls, **fields: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "step" not in data:
+            return cls.of(**{k: v for k, v in data.items() if k in names or k in STEP_FIELDS})
+        return super().from_dict({k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes``, the request's fields among them going to ``step``."""
+        step = {k: changes.pop(k) for k in list(changes) if k in STEP_FIELDS}
+        if step:
+            changes["step"] = changes.get("step", self.step).replace(**step)
+        return dataclasses.replace(self, **changes)
+
+
 def as_spec(spec: StepSpec | str | None, fields: Mapping[str, Any], verb: str = "") -> StepSpec:
     """The request an api verb was given: a :class:`StepSpec` (``fields`` replace its own), or an
     architecture's name with the other fields as keywords.  Unknown keywords are one line."""

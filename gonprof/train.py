@@ -134,8 +134,7 @@ from . import stops
 from .data import ImageData, Selection, SelectionError, load_split
 from .modes.base import batch_size_of
 from .records import atomic_write, classify_failure, host_load, to_jsonable
-from .records.base import _Serialisable
-from .request import STEP_FIELDS, StepSpec, as_spec, check_threads
+from .request import STEP_FIELDS, CarriesStep, StepSpec, as_spec, check_threads
 from .stops import Stopped, StopToken
 
 CHECKPOINT_FORMAT = 1
@@ -162,7 +161,7 @@ class TrainError(Exception):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Serialisable):
+class TrainConfig(CarriesStep):
     """What to train: the step's request (``step``, a :class:`~gonprof.request.StepSpec`) and how long and
     where the run goes.  None means "the default", resolved by :func:`run_training`.
 
@@ -196,22 +195,6 @@ class TrainConfig(_Serialisable):
         step = as_spec(None, {k: fields.pop(k) for k in list(fields) if k in STEP_FIELDS}, "train")
         return cls(step=step, **fields)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Also reads the flat form run directories held before requests were one object."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        if "step" not in d:
-            return cls.of(**{k: v for k, v in d.items() if k in names or k in STEP_FIELDS})
-        config = super().from_dict({k: v for k, v in d.items() if k in names})
-        assert isinstance(config, TrainConfig)
-        return config
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with ``changes``, the request's fields among them going to ``step``."""
-        step = {k: changes.pop(k) for k in list(changes) if k in STEP_FIELDS}
-        if step:
-            changes["step"] = changes.get("step", self.step).replace(**step)
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass

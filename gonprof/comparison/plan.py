@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..records import RunRecord
-from ..records.base import _Serialisable
-from ..request import STEP_FIELDS, StepSpec
+from ..request import STEP_FIELDS, CarriesStep, StepSpec
 from .presets import PRESET_SETTINGS, PRESETS, _rows
 
 DEFAULT_TIME_BUDGET_S = 120.0
@@ -21,7 +20,7 @@ NO_MODEL = StepSpec(arch="")
 
 
 @dataclass(frozen=True)
-class RunSpec(_Serialisable):
+class RunSpec(CarriesStep):
     """One row to run: the step's request (``step``) and how the row trains, profiles and scores it.
     ``kind="floor"`` is the real-vs-real row (its ``step`` gives only the data, seed and device).
 
@@ -52,22 +51,6 @@ class RunSpec(_Serialisable):
             arch = step.pop("arch", None) or ""
             return cls(step=StepSpec(arch=arch, **step), **fields)
         return cls(step=NO_MODEL.replace(**step), **fields)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunSpec:
-        """Also reads the flat form results folders held before requests were one object."""
-        if "step" not in data:
-            return cls.of(**{k: v for k, v in data.items() if k in STEP_FIELDS or k in _ROW_FIELDS})
-        spec = super().from_dict(data)
-        assert isinstance(spec, RunSpec)
-        return spec
-
-    def replace(self, **changes: Any) -> RunSpec:
-        """A copy with ``changes``, the request's fields among them going to ``step``."""
-        step = {k: changes.pop(k) for k in list(changes) if k in STEP_FIELDS}
-        if step:
-            changes["step"] = changes.get("step", self.step).replace(**step)
-        return dataclasses.replace(self, **changes)
 
     @property
     def mode(self) -> str | None:
