@@ -256,12 +256,20 @@ def _fid_close(base: str, other: str) -> Rule:
     return Rule((base, other), judge)
 
 
+#: Recall below which, with at most one class drawn, a generator has collapsed onto one image: the k-NN
+#: precision of such samples can be high (one point inside the real manifold) while none is a correct digit.
+COLLAPSED_RECALL = 0.05
+
+
 def _crashes(base: str, arch: str) -> Rule:
     def judge(rows, budget):
         q, ref = _quality(rows, arch), _quality(rows, base)
-        measured = f"precision {q.precision:.2f}, FID {q.fid:,.1f} (original {ref.fid:,.1f})"
+        measured = (f"precision {q.precision:.2f}, recall {q.recall:.2f}, {q.class_coverage:.0%} of classes, "
+                    f"FID {q.fid:,.1f} (original {ref.fid:,.1f})")
         if q.precision < 0.1:
             return measured, HOLDS, ""
+        if q.recall < COLLAPSED_RECALL and q.class_coverage <= 0.1:  # one image over and over: none correct
+            return measured, HOLDS, "every sample the same image (recall near 0, one class)"
         if q.fid <= 1.5 * ref.fid:
             return measured, FAILS, "draws digits about as well as the original"
         return measured, UNSURE, "neither empty nor as good as the original"

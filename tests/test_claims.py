@@ -11,11 +11,11 @@ from gonprof.records import LiveMemory, ProfileRecord, QualityRecord, RunRecord,
 MiB = 2**20
 
 
-def _row(arch, peak_mib, fid=100.0, precision=0.8, coverage=1.0, steps=2000):
+def _row(arch, peak_mib, fid=100.0, precision=0.8, coverage=1.0, steps=2000, recall=0.5):
     live = LiveMemory(peak_live_bytes=int(peak_mib * MiB), peak_live_param_bytes=0, peak_live_buffer_bytes=0,
                       peak_live_grad_bytes=0, peak_live_optimizer_state_bytes=0, peak_live_activation_bytes=0,
                       start_live_bytes=0, end_live_bytes=0, allocated_bytes=0)
-    q = QualityRecord(fid=fid, kid_mean=0.0, kid_std=0.0, precision=precision, recall=0.5, density=1.0,
+    q = QualityRecord(fid=fid, kid_mean=0.0, kid_std=0.0, precision=precision, recall=recall, density=1.0,
                       coverage=0.5, class_coverage=coverage, class_entropy_nats=1.0, mean_confidence=0.9,
                       classifier_score=5.0, n_samples=100, n_reference=100)
     return RunRecord(mode="lsgan", arch=arch, train_steps=steps, profile=ProfileRecord(live_memory=live), quality=q)
@@ -392,3 +392,18 @@ def test_budget_free_claims_are_judged_after_a_single_step():
     v = claims.judge("gon", [r.replace(train_steps=1, train_time_s=0.5) for r in _gon()])
     assert [x.verdict for x in v[1:3]] == [claims.UNSURE, claims.HOLDS] and v[2].reason == ""
     assert v[1].reason == "a saving, smaller than 90% of the claimed 58%"  # its own rule's reason, not the budget's
+
+
+def test_a_collapse_onto_one_image_is_a_crash_even_with_high_precision():
+    # measured at 2,000 iterations (benchmarks/gas-full-budget): depthwise-inception drew one striped image over
+    # and over; its k-NN precision was 0.998, recall 0.000, one class of ten, FID 1,041 against 53.7
+    rows = _gas()
+    rows[2] = _row("depthwise-inception", 129.44, fid=1041.32, precision=0.998, coverage=0.1, recall=0.0)
+    rows[1] = _row("lsgan-original", 50.16, fid=53.66)
+    v = {x.claim: x for x in claims.judge("gas", rows)}["depthwise-inception crashes (no correct images)"]
+    assert v.verdict == claims.HOLDS and "every sample the same image" in v.reason
+    assert v.measured.startswith("precision 1.00, recall 0.00, 10% of classes")
+    # drawing several classes with some recall is not a crash, whatever the precision
+    rows[2] = _row("depthwise-inception", 129.44, fid=1041.32, precision=0.998, coverage=0.5, recall=0.2)
+    v = {x.claim: x for x in claims.judge("gas", rows)}["depthwise-inception crashes (no correct images)"]
+    assert v.verdict == claims.UNSURE
