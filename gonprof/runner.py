@@ -58,10 +58,11 @@ def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> Prof
     """Build the step a checked request names and profile it on batches of its data (:func:`profile_step`);
     the record's ``extra`` holds the request's context (preset, seed, data, selection, shape, hyper-parameters,
     the build's notes)."""
+    from .modes.base import batch_size_of
     from .records import to_jsonable
 
     step = spec.build()
-    batch_size = spec.batch_size or _batch_size_of(step.hparams)
+    batch_size = spec.batch_size or batch_size_of(step.hparams)
     shape = spec.shape()
     selection = spec.selection()
     dataset = profile_data(spec.data, shape, selection)
@@ -71,12 +72,6 @@ def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> Prof
     return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=spec.seed,
                         arch=spec.arch, mode=spec.mode_name, generator=step.generator or spec.generator,
                         extra=context)
-
-
-def _batch_size_of(hparams: dict[str, Any]) -> int:
-    from .modes.base import batch_size_of
-
-    return batch_size_of(hparams)
 
 
 def profile_data(data: str | os.PathLike[str] | None, shape: Sequence[int],
