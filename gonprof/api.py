@@ -257,7 +257,7 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
         budget = parse_bytes(memory)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    request = as_spec(spec, {**fields, **({"mode": mode} if mode else {})}, "fit")
+    request = _request(spec, mode, fields, "fit")
     runner = (placement or Placement())
     request = request.checked(need_device=not estimate and runner.executor != "ray",
                               device_hint="; add --estimate to fit without one")
