@@ -168,6 +168,51 @@ class FlopFigures(_Serialisable):
     method: str = "TorchDispatchMode over torch.utils.flop_counter.flop_registry; FLOPs = 2 x MACs"
 
 
+#: The categories of live bytes, in the order tables and the timeline stack them.
+LIVE_CATEGORIES = ("param", "buffer", "grad", "optim", "act", "external")
+
+
+@dataclass(frozen=True)
+class ModuleMemory(_Serialisable):
+    """Bytes live at the peak that one module made: ``module`` is its qualified name under its model
+    (``"D.main.0"``; ``""`` for storages made outside every module), ``direction`` ``forward`` /
+    ``backward`` / ``outside``, ``phase`` the step's phase when they were made, ``category`` one of
+    :data:`LIVE_CATEGORIES`."""
+
+    module: str
+    direction: str
+    phase: str
+    category: str
+    bytes_at_peak: int
+
+
+@dataclass(frozen=True)
+class PhaseSpan(_Serialisable):
+    """A phase of the measuring step on the timeline: ops ``first_op`` to ``last_op`` (inclusive)."""
+
+    name: str
+    first_op: int
+    last_op: int
+
+
+@dataclass(frozen=True)
+class MemoryTimeline(_Serialisable):
+    """Live bytes by category against op index and time over the measuring step.
+
+    Point ``i`` is the state after op ``op_index[i]`` at ``time_s[i]`` seconds from the step's start;
+    ``bytes_by_category[c][i]`` the bytes of category ``c`` live then.  Downsampled to at most
+    ``max_points`` points; the point of the peak (``peak_point``) is always kept exactly.  ``ops_total``:
+    ops the step ran."""
+
+    op_index: list[int]
+    time_s: list[float]
+    bytes_by_category: dict[str, list[int]]
+    phases: list[PhaseSpan] = field(default_factory=list)
+    peak_point: int = 0
+    ops_total: int = 0
+    max_points: int = 2000
+
+
 @dataclass(frozen=True)
 class LiveMemory(_Serialisable):
     """Tensor-level live bytes during the measuring step (storage bytes, device-independent).
@@ -193,6 +238,14 @@ class LiveMemory(_Serialisable):
     allocated_bytes: int
     peak_live_bytes_by_phase: dict[str, int] = field(default_factory=dict)
     method: str = "TorchDispatchMode storage tracker (weakref on untyped storages)"
+    #: storages the step used that it did not allocate and that are not persistent state (the input batch
+    #: however it was made, ``torch.from_numpy`` arrays, loader workers' shared memory), live at the peak,
+    #: counted from the op that first reads them
+    peak_live_external_bytes: int = 0
+    #: every module's bytes live at the peak, by the module whose forward or backward made them
+    peak_modules: list[ModuleMemory] = field(default_factory=list)
+    #: live bytes by category over the step (downsampled; the peak kept exactly); None when not taken
+    timeline: MemoryTimeline | None = None
 
     @property
     def peak_live_delta_bytes(self) -> int:
