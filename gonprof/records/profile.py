@@ -169,7 +169,8 @@ class FlopFigures(_Serialisable):
 
 
 #: The categories of live bytes, in the order tables and the timeline stack them.
-LIVE_CATEGORIES = ("param", "buffer", "grad", "optim", "act", "external")
+#: ``replay``: samples a mode keeps between steps (GON's replay buffer of past chains).
+LIVE_CATEGORIES = ("param", "buffer", "grad", "optim", "replay", "act", "external")
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,8 @@ class LiveMemory(_Serialisable):
     #: however it was made, ``torch.from_numpy`` arrays, loader workers' shared memory), live at the peak,
     #: counted from the op that first reads them
     peak_live_external_bytes: int = 0
+    #: samples a mode keeps between steps (GON's replay buffer), live at the peak
+    peak_live_replay_bytes: int = 0
     #: every module's bytes live at the peak, by the module whose forward or backward made them
     peak_modules: list[ModuleMemory] = field(default_factory=list)
     #: live bytes by category over the step (downsampled; the peak kept exactly); None when not taken
