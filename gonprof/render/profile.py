@@ -24,6 +24,7 @@ from .formats import (
     format_seconds,
 )
 from .sheet import Note, Sheet, to_rich
+from .width import fit_width
 
 # --------------------------------------------------------------------------
 # one record
@@ -305,9 +306,8 @@ def records_sheet(records: Sequence[ProfileRecord], title: str = "gonprof profil
 
 
 def print_record(rec: ProfileRecord | Iterable[ProfileRecord], console: Console | None = None) -> None:
-    """Print one record's tables, or a comparison table of several."""
+    """Print one record's tables, or a comparison table of several, fitted to ``console``'s width as
+    ``gonprof report`` fits them (:func:`~.width.fit_width`): every number whole at any width."""
     console = console or Console()
-    if isinstance(rec, ProfileRecord):
-        console.print(render_record(rec))
-    else:
-        console.print(render_records(list(rec)))
+    tables = render_record(rec) if isinstance(rec, ProfileRecord) else render_records(list(rec))
+    console.print(fit_width(tables, console))
