@@ -1,9 +1,13 @@
 """Embed gonprof's Profiler in a plain PyTorch training loop.
 
 The loop below is ordinary PyTorch, written without gonprof in mind: a small
-convolutional classifier trained on random data.  Profiling it takes four
-lines, marked ``# gonprof``: create the Profiler around the loop, label two
-phases, call ``prof.step()`` after each step, and print the report.
+convolutional classifier trained on random data, epochs of batches from a
+DataLoader.  Profiling it takes the lines marked ``# gonprof``: create the
+Profiler around the loop, loop over ``prof.iterate(loader)`` instead of
+``loader`` (it calls ``prof.step()`` after each batch, fetches each batch
+outside the measured step, and ends every loop once the profile is done, so
+neither loop needs a ``break``), optionally label two phases, and print the
+report.
 
 Run:  python examples/embed_profiler.py [--json out.json] [--compile]
 
@@ -19,6 +23,7 @@ import argparse
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 import gonprof  # gonprof
 from gonprof.render import print_record  # gonprof
@@ -39,7 +44,8 @@ class SmallConvNet(nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="batches per epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", default=None, help="also save the record as JSON here")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -51,19 +57,19 @@ def main() -> None:
     if args.compile:
         model = torch.compile(model)
 
+    data = TensorDataset(torch.randn(args.steps * args.batch_size, 1, 28, 28),
+                         torch.randint(0, 10, (args.steps * args.batch_size,)))
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
+
     with gonprof.Profiler(models=model, optimizers=optimizer, warmup=2, active=8) as prof:  # gonprof
-        for _step in range(args.steps):
-            images = torch.randn(args.batch_size, 1, 28, 28)
-            labels = torch.randint(0, 10, (args.batch_size,))
-            with prof.phase("forward+backward"):  # gonprof (optional)
-                loss = F.cross_entropy(model(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            with prof.phase("optimizer"):  # gonprof (optional)
-                optimizer.step()
-            prof.step()  # gonprof
-            if prof.done:
-                break
+        for _epoch in range(args.epochs):
+            for images, labels in prof.iterate(loader):  # gonprof: was `in loader`
+                with prof.phase("forward+backward"):  # gonprof (optional)
+                    loss = F.cross_entropy(model(images), labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                with prof.phase("optimizer"):  # gonprof (optional)
+                    optimizer.step()
 
     record = prof.report()
     print_record(record)  # gonprof

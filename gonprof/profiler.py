@@ -4,15 +4,15 @@
 
     with gonprof.Profiler(models={"D": D, "G": G}, optimizers={"D": opt_d, "G": opt_g},
                           warmup=2, active=10) as prof:
-        for batch in loader:
+        for batch in prof.iterate(loader):   # prof.step() after each batch; stops when done
             with prof.phase("d_update"):
                 ...
             with prof.phase("g_update"):
                 ...
-            prof.step()          # after each step
-            if prof.done:
-                break
     record = prof.report()       # a gonprof.records.ProfileRecord
+
+``prof.iterate(loader)`` fetches each batch outside the measured interval and calls ``prof.step()`` after
+each; a loop over anything else calls ``prof.step()`` at the end of each step and stops at ``prof.done``.
 
 Schedule (steps are the intervals between consecutive ``prof.step()`` calls,
 the first starting at ``__enter__``):
@@ -46,6 +46,10 @@ so data loading in the loop counts unless it sits outside them: put it in
 again after the block, clock, RSS and instruments alike.  Phases time
 each ``with prof.phase(name)`` block on timed steps (summed if a phase runs
 several times in a step) and label FLOPs and live bytes on the measuring step.
+Where the timed steps ran phases the measuring step did not, or the reverse (a
+GAN loop that updates G every fifth step), the record carries one warning
+naming them, and a spread in step time that comes from timed steps of several
+kinds is said to be that, not noise.
 
 An exception leaving the ``with`` block sets the record's ``status``
 (``oom``, ``interrupted`` or ``error``, with the message) and propagates;
@@ -60,8 +64,8 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal, TypedDict, TypeVar
 
 from gonprof.measure.timing import make_sync, summarize
 from gonprof.records import (
@@ -88,6 +92,8 @@ class _Context(TypedDict):
     batch_size: int | None
     generator: str | None
 
+
+_B = TypeVar("_B")
 
 _WARMUP, _MEASURE, _ALLOC, _TIMED, _DONE = "warmup", "measure", "allocator", "timed", "done"
 
@@ -262,6 +268,35 @@ def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
             "(foreign memory, another device's allocator) or blocks it freed that the tracker did not know")
 
 
+def step_kinds(measured: list[str] | None, steps: tuple[StepRecord, ...],
+               measuring_step: int | None) -> tuple[str, bool]:
+    """(warning, several): one warning naming the phases that timed steps ran and the measuring step did not,
+    and those the measuring step ran and some timed steps did not ("" when the steps are all of the measuring
+    step's kind, or no measuring step ended); ``several`` when the timed steps are of more than one kind
+    (sets of phases), so that their spread in time is the kinds' and not noise."""
+    if measured is None or not steps:
+        return "", False
+    counts: dict[str, int] = {}
+    for s in steps:
+        for name in s.phase_time_s:
+            counts[name] = counts.get(name, 0) + 1
+    n = len(steps)
+    extra = [f"{name} (in {k} of {n} timed steps)" for name, k in counts.items() if name not in measured]
+    missing = [f"{name} (not in {n - counts.get(name, 0)} of {n} timed steps)" for name in measured
+               if counts.get(name, 0) < n]
+    if not extra and not missing:
+        return "", False
+    parts = []
+    if extra:
+        parts.append(f"timed steps ran phases the measuring step did not: {', '.join(extra)}")
+    if missing:
+        parts.append(f"the measuring step ran phases some timed steps did not: {', '.join(missing)}")
+    ran = ", ".join(measured) if measured else "none named"
+    warning = (f"steps of several kinds: {'; '.join(parts)}; FLOPs and live bytes describe the measuring step "
+               f"(step {measuring_step}, phases: {ran}) only")
+    return warning, len({frozenset(s.phase_time_s) for s in steps}) > 1
+
+
 class Profiler:
     """Profile the steps of a training loop.  See the module docstring for the schedule.
 
@@ -359,6 +394,7 @@ class Profiler:
         self._phase_times: dict[str, float] = {}
         self._steps: list[StepRecord] = []
         self._phase_names: list[str] = []
+        self._measured_phases: list[str] = []  # the phases the measuring step ran, in order
         self._stance: Any = None  # torch.compile's stance set for the measuring step, restored after it
         self._allocator: Any = None  # the allocator step's AllocatorMemory (compiled execution where it ran)
         self._allocator_unavailable = ""
@@ -467,6 +503,31 @@ class Profiler:
         finally:
             self._begin(index)
 
+    def iterate(self, batches: Iterable[_B]) -> Iterator[_B]:
+        """``for batch in prof.iterate(loader):`` the batches of ``batches`` until :attr:`done`, with
+        ``prof.step()`` after each, so a loop needs no ``prof.step()``, no ``if prof.done: break`` (nested
+        loops included: once done, every later ``iterate`` yields nothing and never starts ``batches``) and no
+        other change.  Each batch is fetched inside :meth:`between`, outside every measured interval: a
+        loader's work (workers, collation, a transfer in its ``__iter__``) is not the step's.  A body that
+        calls ``prof.step()`` itself is not stepped twice.  A RuntimeError outside the ``with`` block."""
+        if not self._entered or self._exited:
+            where = "after" if self._exited else "before"
+            raise RuntimeError(f"Profiler.iterate() {where} its `with` block: loop over it inside `with "
+                               "Profiler(...) as prof:`")
+        if self.done:
+            return
+        source = iter(batches)
+        while not self.done:
+            with self.between():
+                try:
+                    batch = next(source)
+                except StopIteration:
+                    return
+            index = self._index
+            yield batch
+            if self._index == index:
+                self.step()
+
     def phase(self, name: str) -> Any:
         """``with prof.phase("name"):`` labels part of a step."""
         kind = self._kind
@@ -477,6 +538,8 @@ class Profiler:
         if kind == _MEASURE:
             if name not in self._phase_names:
                 self._phase_names.append(name)
+            if name not in self._measured_phases:
+                self._measured_phases.append(name)
             return _MeasuredPhase(self, name)
         return _NULL_PHASE
 
@@ -739,6 +802,12 @@ class Profiler:
                 max_memory_reserved_bytes=max(res for _, res in with_cuda),
             )
         step_time = summarize([s.step_time_s for s in steps], self.noisy_threshold) if steps else None
+        kinds_warning, several_kinds = step_kinds(self._measured_phases if self._figures else None, steps,
+                                                     self.measuring_step)
+        if several_kinds and step_time is not None:  # the spread is the kinds', not noise: the warning says so
+            kinds_warning += (f"; the step-time spread ({step_time.spread:.0%}) comes from timed steps of "
+                              "several kinds, not from noise: read each phase's time")
+            step_time = dataclasses.replace(step_time, noisy=False)
         phase_time = {}
         for name in self._phase_names:
             ts = [s.phase_time_s[name] for s in steps if name in s.phase_time_s]
@@ -747,6 +816,8 @@ class Profiler:
         mem = self._memory_figures(rss)
         if status == "incomplete":
             mem["warnings"] = (warning, *mem["warnings"])
+        if kinds_warning:
+            mem["warnings"] = (*mem["warnings"], kinds_warning)
         return ProfileRecord(
             **mem,
             status=status,
