@@ -170,11 +170,11 @@ def _check_output(option: str, flag: str, path: Path) -> None:
     problem = _try_folder(ancestor) if option == "out" else _try_file(path)
     if problem:
         raise fail(f"{flag} {path}: {problem}", EXIT_USAGE)
-    if option == "plot":
+    if option in ("plot", "timeline"):
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
-            raise fail("--plot needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
+            raise fail(f"{flag} needs matplotlib: pip install -e \".[plot]\"", EXIT_USAGE)
 
 
 def _try_file(path: Path) -> str:
@@ -484,6 +484,7 @@ def profile(
     force: ForceOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
+    timeline: Annotated[Path | None, typer.Option("--timeline", help="Draw the measuring step's live bytes over the step, stacked by category, phases and peak marked, to this PNG (plot extra; one --arch).")] = None,
 ) -> None:
     """Profile optimization steps: parameters, FLOPs, peak memory and time per step."""
     from . import api, render
@@ -494,8 +495,13 @@ def profile(
                         "counts training steps in train and compare)[/]", soft_wrap=True)
         steps = old_steps
     load_plugins(plugin)
-    check_outputs(json=json_path, csv=csv_path)
+    check_outputs(json=json_path, csv=csv_path, timeline=timeline)
     names = api.match_architectures(arch)
+    if timeline is not None and (len(names) > 1 or nproc is not None or estimate or scaling):
+        raise fail("--timeline draws one profile's measuring step: give one --arch, without --nproc, --estimate "
+                   f"or --scaling (--arch matched {len(names)}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''})"
+                   if len(names) > 1 else "--timeline draws one profile's measuring step: not with --nproc, "
+                   "--estimate or --scaling", EXIT_USAGE)
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
@@ -533,10 +539,10 @@ def profile(
         status="profiling {name} ...", json_path=json_path, csv_path=csv_path,
         environments=lambda rec: [rec.environment],
         show=lambda recs: render.render_record(recs[0]) if len(recs) == 1 else render.render_records(recs),
-        who=lambda r: f"{r.arch} ({r.mode})")
+        who=lambda r: f"{r.arch} ({r.mode})", timeline=timeline)
 
 
-def _profile_each(names, run, *, status: str, json_path, csv_path, environments, show, who) -> None:
+def _profile_each(names, run, *, status: str, json_path, csv_path, environments, show, who, timeline=None) -> None:
     """Run ``run(name)`` for each architecture, writing --json after each (nothing finished is lost), then
     --csv, one warning if any run started on an overloaded machine, the tables, and the failures; exits 130
     when interrupted, 1 when any run failed."""
@@ -562,6 +568,11 @@ def _profile_each(names, run, *, status: str, json_path, csv_path, environments,
         err.print(f"[yellow]gonprof: warning: load average {load:g} exceeded this machine's {cores} cores: "
                   "timings are not comparable with a quiet machine's[/]", soft_wrap=True)
     _stdout().print(show(records))
+    if timeline is not None and records:
+        from .plots import timeline_plot
+
+        if outputs.write(f"--timeline {timeline}", timeline_plot, records[0], timeline):
+            err.print(f"timeline: {timeline}", soft_wrap=True)
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
         err.print(f"[yellow]{escape(who(r))}: {r.status}: {escape(r.message)}[/]", soft_wrap=True)
@@ -922,12 +933,16 @@ def report(
     path: Annotated[Path, typer.Argument(help="JSON written by --json (profile or compare).")],
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV.")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown tables (the same columns and rounding), under a line saying the command, machine, threads and load they were measured with.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write one self-contained HTML page (inline SVG and CSS, nothing fetched): the tables, each profile's timeline and modules at the peak, a compare file's quality / memory plot.")] = None,
+    timeline: Annotated[Path | None, typer.Option("--timeline", help="Draw the profile's measuring step (live bytes by category over the step, phases, peak) to this PNG (plot extra; a file of one profile).")] = None,
 ) -> None:
     """Render saved results again, without re-running anything."""
     from . import api, render
     from .records import records_to_csv
 
-    check_outputs(csv=csv_path)
+    check_outputs(csv=csv_path, html=html, timeline=timeline)
+    if timeline is not None:
+        _one_profile(api.report(path), path)
     if markdown:
         from .render.markdown import results_markdown
 
@@ -936,11 +951,38 @@ def report(
         records = api.report(path)
         preset, verdicts = api.report_claims(path, records)
         _stdout().print(render.render_any(records, preset, verdicts))
+    outputs, err = Outputs(), _stderr()
     if csv_path:
-        records = api.report(path)
-        outputs = Outputs()
-        outputs.write(f"--csv {csv_path}", records_to_csv, records, csv_path)
-        outputs.finish()
+        outputs.write(f"--csv {csv_path}", records_to_csv, api.report(path), csv_path)
+    if html is not None:
+        from .render.html import results_html
+
+        if outputs.write(f"--html {html}", _write_text, html, results_html(path)):
+            err.print(f"page: {html}", soft_wrap=True)
+    if timeline is not None:
+        from .plots import timeline_plot
+
+        if outputs.write(f"--timeline {timeline}", timeline_plot, _one_profile(api.report(path), path), timeline):
+            err.print(f"timeline: {timeline}", soft_wrap=True)
+    outputs.finish()
+
+
+def _one_profile(records: list, path: Path):
+    """The one profile of a results file, for ``--timeline``; a usage error naming what the file holds else."""
+    from .records import ProfileRecord
+
+    if len(records) == 1 and isinstance(records[0], ProfileRecord):
+        return records[0]
+    kinds = sorted({type(r).__name__ for r in records})
+    raise fail(f"--timeline draws one profile's measuring step; {path} holds {len(records)} record"
+               f"{'s' if len(records) != 1 else ''} ({', '.join(kinds) or 'none'})", EXIT_USAGE)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """``text`` to ``path``, its missing folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _emit(obj, json_out: bool, renderer) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 class PlotError(RuntimeError):
-    """matplotlib is missing; the message says how to install it."""
+    """A plot cannot be drawn: matplotlib is missing (the message says how to install it), or the record lacks
+    what the plot draws (the message says what)."""
 
 
 def _pyplot():
@@ -67,6 +68,56 @@ def fit_plot(rec, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def timeline_plot(rec, path) -> Path:
+    """A profile's measuring step as live bytes against op index, stacked by category, phases shaded and
+    named, the peak marked, the time from the step's start on the top axis (the view of
+    :func:`gonprof.render.timeline.timeline_view`, as the HTML report's SVG draws it).  A PlotError, one line,
+    where the record has no timeline (made by an older gonprof) or matplotlib is missing."""
+    from .render.timeline import CATEGORY_COLOURS, CATEGORY_NAMES, missing_timeline, timeline_view
+
+    view = timeline_view(rec)
+    if view is None:
+        raise PlotError(missing_timeline(rec))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 4.6))
+    xs = [*view.op_index, view.x_end]
+    for band in view.bands:
+        ax.fill_between(xs, [*band.bottom_mib, band.bottom_mib[-1]], [*band.top_mib, band.top_mib[-1]], step="post",
+                        color=CATEGORY_COLOURS.get(band.category, "#999999"), alpha=0.85, linewidth=0,
+                        label=CATEGORY_NAMES.get(band.category, band.category))
+    for i, p in enumerate(view.phases):
+        end = min(p.last_op + 1, view.x_end)
+        ax.axvspan(p.first_op, end, color="#dde3ea" if i % 2 == 0 else "#f1f3f6", zorder=0)
+        ax.annotate(p.name, ((p.first_op + end) / 2, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -12),
+                    textcoords="offset points", ha="center", fontsize=8)
+    ax.axvline(view.peak_op, color="#bb0000", linestyle="--", linewidth=1)
+    ax.plot([view.peak_op], [view.peak_mib], "o", color="#bb0000")
+    right = view.peak_op > view.op_index[0] + 0.6 * (view.x_end - view.op_index[0])
+    ax.annotate(view.peak_label, (view.peak_op, view.peak_mib), xytext=(-6 if right else 6, 6),
+                textcoords="offset points", ha="right" if right else "left", color="#bb0000", fontsize=9,
+                fontweight="bold")
+    ax.set_xlim(view.op_index[0], view.x_end)
+    ax.set_ylim(0, view.peak_mib * 1.15 or 1)
+    ax.set_xlabel("op index of the measuring step")
+    ax.set_ylabel("live tensor bytes (MiB)")
+    ops, times = [float(o) for o in xs], [view.time_at(o) for o in xs]
+    if times[-1] > times[0]:
+        import numpy as np
+
+        top = ax.secondary_xaxis("top", functions=(lambda o: np.interp(o, ops, times),
+                                                   lambda t: np.interp(t, times, ops)))
+        top.set_xlabel("time from the step's start (ms)")
+    ax.set_title(view.title, fontsize=10, pad=28 if times[-1] > times[0] else 6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.text(0.01, 0.01, view.caption, fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -1,6 +1,7 @@
-"""One structure per table, drawn two ways: a :class:`Sheet` (title, column headers, cells as text, caption)
-becomes a rich Table for the terminal (:meth:`Sheet.to_rich`) or a GitHub-flavoured Markdown table for
-documents (:meth:`Sheet.to_markdown`), so the two never differ in their columns or their rounding.
+"""One structure per table, drawn three ways: a :class:`Sheet` (title, column headers, cells as text, caption)
+becomes a rich Table for the terminal (:meth:`Sheet.to_rich`), a GitHub-flavoured Markdown table for
+documents (:meth:`Sheet.to_markdown`) or an HTML table for a report page (:meth:`Sheet.to_html`), so they
+never differ in their columns or their rounding.
 
 The table builders of this package (profile, compare, budget, distributed) each fill a Sheet once; the
 prose beside a table (notes, warnings, a fit's answer) is a :class:`Note`.  A cell is plain text (never rich
@@ -98,6 +99,25 @@ class Sheet:
             lines += ["", md_escape(self.caption)]
         return "\n".join(lines)
 
+    def to_html(self) -> str:
+        """An HTML ``<table>`` (the title as its caption, numbers right-aligned), the caption below it."""
+        out = ['<table class="sheet">']
+        if self.title:
+            out.append(f"<caption>{html_text(self.title)}</caption>")
+        if self.show_header:
+            out.append("<thead><tr>" + "".join(f'<th{_align(c)}>{html_text(c.header)}</th>' for c in self.columns)
+                       + "</tr></thead>")
+        out.append("<tbody>")
+        for row, cells in zip(self.rows, self.plain_rows()):
+            classes = " ".join(k for k, on in (("section", row.section), (row.style or "", bool(row.style))) if on)
+            out.append(f'<tr class="{classes}">' if classes else "<tr>")
+            out.append("".join(f"<td{_align(c)}>{html_text(cell)}</td>" for c, cell in zip(self.columns, cells)))
+            out.append("</tr>")
+        out.append("</tbody></table>")
+        if self.caption:
+            out.append(f'<p class="caption">{html_text(self.caption)}</p>')
+        return "".join(out)
+
 
 @dataclass
 class Note:
@@ -124,6 +144,40 @@ class Note:
         return "\n".join(out)
 
 
+    def to_html(self) -> str:
+        """Paragraphs, and a list for the lines starting ``- ``; a styled note (warnings) gets its style as
+        a class."""
+        out: list[str] = []
+        items: list[str] = []
+        for line in plain(self.text).splitlines():
+            stripped = line.strip()
+            if stripped.startswith("- "):
+                items.append(f"<li>{html_text(stripped[2:])}</li>")
+                continue
+            if items:
+                out.append("<ul>" + "".join(items) + "</ul>")
+                items = []
+            if stripped:
+                out.append(f"<p>{html_text(line)}</p>")
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+        style = self.style or (self.text.style if isinstance(self.text, Text) and isinstance(self.text.style, str)
+                               else "")
+        return f'<div class="{"note " + style if style else "note"}">' + "".join(out) + "</div>"
+
+
+def html_text(text: str) -> str:
+    """``text`` escaped for HTML, leading spaces (a nested module's indent) kept, line breaks as ``<br>``."""
+    import html
+
+    return "<br>".join("&nbsp;" * (len(part) - len(part.lstrip(" "))) + html.escape(part.lstrip(" "))
+                       for part in str(text).splitlines() or [""])
+
+
+def _align(column: Column) -> str:
+    return ' class="num"' if column.justify == "right" else ""
+
+
 def plain(cell: Any) -> str:
     """A cell's text without styles."""
     return cell.plain if isinstance(cell, Text) else str(cell)
@@ -148,6 +202,11 @@ def _indent(line: str) -> str:
 def to_rich(blocks: Iterable[Sheet | Note]) -> Group:
     """Blocks as one rich renderable, in order."""
     return Group(*(b.to_rich() for b in blocks))
+
+
+def to_html(blocks: Sequence[Sheet | Note]) -> str:
+    """Blocks as HTML fragments, in order."""
+    return "\n".join(b.to_html() for b in blocks)
 
 
 def to_markdown(blocks: Sequence[Sheet | Note]) -> str:
