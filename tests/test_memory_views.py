@@ -225,3 +225,10 @@ def test_report_html_to_a_folder_is_a_usage_error(tmp_path):
     save_records([hand.profile()], tmp_path / "p.json")
     r = runner.invoke(app, ["report", str(tmp_path / "p.json"), "--html", str(tmp_path)])
     assert r.exit_code == 2 and "is a folder" in r.output
+
+
+def test_axis_steps_and_tops_are_round():
+    from gonprof.render.timeline import nice_ceiling, nice_step
+
+    assert [nice_step(n) for n in (1, 10, 13, 1225, 100_000)] == [1, 2, 2, 200, 20_000]
+    assert [nice_ceiling(v) for v in (0, 0.7, 11.88, 27.5, 48.29 * 1.08)] == pytest.approx([1, 0.8, 12, 30, 60])

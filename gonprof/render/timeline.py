@@ -211,6 +211,16 @@ def nice_ceiling(v: float) -> float:
     return 10 * k
 
 
+def nice_step(span: int, ticks: int = 8) -> int:
+    """A whole step of 1, 2 or 5 x 10**k that cuts ``span`` into at most about ``ticks`` parts."""
+    k = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * k * ticks >= span:
+                return m * k
+        k *= 10
+
+
 def _legend(categories: list[str], x: float, y: float) -> list[str]:
     out = []
     for c in categories:
@@ -288,8 +298,8 @@ def _timeline_axes(view: TimelineView, x: Any, y: Any, ymax: float, box: tuple[i
                    + label(left - 6, y(v) + 4, f"{v:,.4g}", text_anchor="end"))
     mid = top + ph / 2
     out.append(label(14, mid, "live bytes (MiB)", text_anchor="middle", transform=f"rotate(-90 14 {_num(mid)})"))
-    last = view.x_end
-    for op in sorted({round(last * k / 6) for k in range(7)}):
+    step = nice_step(view.x_end)
+    for op in range(0, view.x_end + 1, step):
         out.append(el("line", x1=x(op), y1=base, x2=x(op), y2=base + 4, stroke="#333")
                    + label(x(op), base + 16, f"{op:,}", text_anchor="middle")
                    + label(x(op), base + 29, f"{view.time_at(op):,.2f} ms", 10, text_anchor="middle", fill="#555"))
