@@ -507,8 +507,8 @@ class Profiler:
         """``for batch in prof.iterate(loader):`` the batches of ``batches`` until :attr:`done`, with
         ``prof.step()`` after each, so a loop needs no ``prof.step()``, no ``if prof.done: break`` (nested
         loops included: once done, every later ``iterate`` yields nothing and never starts ``batches``) and no
-        other change.  Each batch is fetched inside :meth:`between`, outside every measured interval: a
-        loader's work (workers, collation, a transfer in its ``__iter__``) is not the step's.  A body that
+        other change.  The loader is started (``iter``) and each batch fetched inside :meth:`between`, outside
+        every measured interval: a loader's work (starting workers, collation, a transfer) is not the step's.  A body that
         calls ``prof.step()`` itself is not stepped twice.  A RuntimeError outside the ``with`` block."""
         if not self._entered or self._exited:
             where = "after" if self._exited else "before"
@@ -516,9 +516,11 @@ class Profiler:
                                "Profiler(...) as prof:`")
         if self.done:
             return
-        source = iter(batches)
+        source: Iterator[_B] | None = None
         while not self.done:
-            with self.between():
+            with self.between():  # starting the loader (its workers) and each fetch: outside the step
+                if source is None:
+                    source = iter(batches)
                 try:
                     batch = next(source)
                 except StopIteration:

@@ -107,6 +107,10 @@ class SlowLoader:
 
     def __iter__(self):
         self.iterators += 1
+        self.clock.t += 5.0  # starting it (a DataLoader starts its workers here)
+        return self._batches()
+
+    def _batches(self):
         for _ in range(self.n):
             self.clock.t += 1.0
             self.fetched += 1
@@ -140,7 +144,10 @@ def test_iterate_in_nested_loops_needs_no_break_and_starts_no_loader_once_done()
                 _train(lin, opt, batch)
                 clock.t += 0.010
                 bodies += 1
-    assert bodies == 5 and prof.report().timed_steps == 3
+    rec = prof.report()
+    assert bodies == 5 and rec.timed_steps == 3
+    # starting the loader each epoch (5 s) and each fetch (1 s) are outside the steps
+    assert [s.step_time_s for s in rec.steps] == pytest.approx([0.010] * 3)
     assert loader.iterators == 3  # epochs 0-2 (2 + 2 + 1 batches); epochs 3-9 never start the loader
     assert loader.fetched == 5
 
