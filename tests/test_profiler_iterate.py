@@ -179,3 +179,74 @@ def test_iterate_outside_the_with_block_is_refused():
     prof = Profiler(models=lin, optimizers=opt)
     with pytest.raises(RuntimeError, match=r"iterate\(\) before its `with` block"):
         next(iter(prof.iterate([x])))
+
+
+def _wgan_gp_models():
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Linear(8, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    return D, G, opt_d, opt_g
+
+
+def _critic_update(D, G, opt_d, real):
+    fake = G(torch.randn(real.shape[0], 4)).detach()
+    eps = torch.rand(real.shape[0], 1)
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
+    loss = D(fake).mean() - D(real).mean() + 10 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+
+
+def _generator_update(D, G, opt_g, n):
+    opt_g.zero_grad(set_to_none=True)
+    (-D(G(torch.randn(n, 4))).mean()).backward()
+    opt_g.step()
+
+
+def rounds(loader, n):
+    """``n`` batches at a time (as docs/embedding.md writes it): one WGAN round each."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == n:
+            yield group
+            group = []
+
+
+def test_one_step_as_a_whole_wgan_round_has_one_kind_and_counts_both_updates():
+    """docs/embedding.md: ``prof.iterate(rounds(loader, 5))`` makes each step five critic updates and one
+    generator update, so the measuring step counts both and the steps are all of one kind."""
+    D, G, opt_d, opt_g = _wgan_gp_models()
+    loader = [torch.randn(4, 8) for _ in range(60)]
+    with Profiler(models={"D": D, "G": G}, optimizers={"D": opt_d, "G": opt_g}, warmup=2, active=3) as prof:
+        for batches in prof.iterate(rounds(loader, 5)):
+            with prof.phase("critic"):
+                for real in batches:
+                    _critic_update(D, G, opt_d, real)
+            with prof.phase("generator"):
+                _generator_update(D, G, opt_g, 4)
+    rec = prof.report()
+    assert rec.status == "ok" and rec.timed_steps == 3
+    assert not [w for w in rec.warnings if "kinds" in w]
+    assert set(rec.flops.flops_by_phase) == {"critic", "generator"}
+    assert all(v > 0 for v in rec.flops.flops_by_phase.values())
+
+
+def test_a_generator_update_every_fifth_step_is_named_by_the_warning():
+    """The public WGAN-GP loop as it is (a step per critic update, G every fifth): the record names g_step."""
+    D, G, opt_d, opt_g = _wgan_gp_models()
+    loader = [torch.randn(4, 8) for _ in range(60)]
+    with Profiler(models={"D": D, "G": G}, optimizers={"D": opt_d, "G": opt_g}, warmup=2, active=5) as prof:
+        for i, real in enumerate(prof.iterate(loader)):
+            with prof.phase("d_step"):
+                _critic_update(D, G, opt_d, real)
+            if i % 5 == 4:
+                with prof.phase("g_step"):
+                    _generator_update(D, G, opt_g, 4)
+    rec = prof.report()
+    [kinds] = [w for w in rec.warnings if w.startswith("steps of several kinds")]
+    assert "g_step (in 1 of 5 timed steps)" in kinds and set(rec.flops.flops_by_phase) == {"d_step"}
