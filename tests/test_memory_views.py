@@ -232,3 +232,34 @@ def test_axis_steps_and_tops_are_round():
 
     assert [nice_step(n) for n in (1, 10, 13, 1225, 100_000)] == [1, 2, 2, 200, 20_000]
     assert [nice_ceiling(v) for v in (0, 0.7, 11.88, 27.5, 48.29 * 1.08)] == pytest.approx([1, 0.8, 12, 30, 60])
+
+
+def test_profile_timeline_draws_the_profiles_measuring_step(tmp_path, monkeypatch):
+    """The option's wiring (the step itself is the api's: a hand-built record stands in for it)."""
+    from gonprof import api
+
+    monkeypatch.setattr(api, "profile", lambda *a, **k: hand.profile(arch="inception-k8"))
+    png = tmp_path / "t.png"
+    r = runner.invoke(app, ["profile", "--arch", "inception-k8", "--timeline", str(png), "--json",
+                            str(tmp_path / "p.json")])
+    assert r.exit_code == 0, r.output
+    assert f"timeline: {png}" in " ".join(r.output.split()) and png.stat().st_size > 10_000
+
+
+def test_a_timeline_without_matplotlib_is_one_line_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    save_records([hand.profile()], tmp_path / "p.json")
+    for args in (["report", str(tmp_path / "p.json")], ["profile", "--arch", "inception-k8"]):
+        r = runner.invoke(app, [*args, "--timeline", str(tmp_path / "t.png")])
+        assert r.exit_code == 2 and r.output.strip().splitlines() == [
+            'gonprof: error: --timeline needs matplotlib: pip install -e ".[plot]"'], r.output
+
+
+def test_the_page_of_several_profiles_draws_each_under_its_name(tmp_path):
+    text, html = _page_of([hand.profile(arch="a"), hand.profile(with_views=False, arch="b")], tmp_path)
+    assert html.errors == [] and len(html.all("svg", class_="timeline")) == 1
+    assert "Live memory over the measuring step — a / gan" in html.words
+    assert "Live memory over the measuring step — b / gan" in html.words and NO_TIMELINE in html.words
