@@ -263,3 +263,9 @@ def test_the_page_of_several_profiles_draws_each_under_its_name(tmp_path):
     assert html.errors == [] and len(html.all("svg", class_="timeline")) == 1
     assert "Live memory over the measuring step — a / gan" in html.words
     assert "Live memory over the measuring step — b / gan" in html.words and NO_TIMELINE in html.words
+
+
+def test_a_score_file_gets_no_quality_memory_plot(tmp_path):
+    floor, a, _ = hand.compare_rows()
+    text, html = _page_of([floor, a.replace(mode="score", arch="grid.png", profile=None)], tmp_path)
+    assert html.errors == [] and "Quality against memory" not in text and not html.all("svg")

@@ -92,7 +92,7 @@ def figures(records: list[Any]) -> list[str]:
         name = f" — {rec.arch}" + (f" / {rec.mode}" if rec.mode else "") if len(profiles) > 1 else ""
         out += profile_figures(rec, name)
     rows = [r for r in records if isinstance(r, RunRecord)]
-    if rows:
+    if any(r.profile is not None for r in rows):  # compare rows (score rows measure no memory)
         out.append("<h2>Quality against memory</h2>")
         svg = quality_memory_svg(rows)
         out.append(f"<figure>{svg}<figcaption>FID in gonprof's MNIST feature space (lower is better) against the "
