@@ -508,8 +508,9 @@ class Profiler:
         ``prof.step()`` after each, so a loop needs no ``prof.step()``, no ``if prof.done: break`` (nested
         loops included: once done, every later ``iterate`` yields nothing and never starts ``batches``) and no
         other change.  The loader is started (``iter``) and each batch fetched inside :meth:`between`, outside
-        every measured interval: a loader's work (starting workers, collation, a transfer) is not the step's.  A body that
-        calls ``prof.step()`` itself is not stepped twice.  A RuntimeError outside the ``with`` block."""
+        every measured interval: a loader's work (starting workers, collation, a transfer) is not the step's.
+        A body that calls ``prof.step()`` itself is not stepped twice.  A RuntimeError outside the ``with``
+        block."""
         if not self._entered or self._exited:
             where = "after" if self._exited else "before"
             raise RuntimeError(f"Profiler.iterate() {where} its `with` block: loop over it inside `with "

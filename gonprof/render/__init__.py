@@ -1,19 +1,22 @@
-"""Tables of gonprof's records, for the terminal (rich) and for documents (Markdown).  Render never
-measures: it only reads records.
+"""Tables of gonprof's records, for the terminal (rich), for documents (Markdown) and for a report page
+(HTML).  Render never measures: it only reads records.
 
 Every column header says its unit: bytes are shown in MiB (2**20 bytes),
 FLOPs in MFLOP / GFLOP (10**6 / 10**9; FLOPs = 2 x MACs), times in ms.
-Each table is built once as a :class:`~.sheet.Sheet` (headers and cells as text) and drawn either way,
-so both show the same columns with the same rounding.  One module per record kind, and one dispatch
+Each table is built once as a :class:`~.sheet.Sheet` (headers and cells as text) and drawn each way,
+so all show the same columns with the same rounding.  One module per record kind, and one dispatch
 (:func:`blocks_any`; :func:`render_any` draws it with rich, :func:`markdown_any` as Markdown):
 
-- :mod:`.sheet`: the Sheet and Note blocks and their two renderings;
+- :mod:`.sheet`: the Sheet and Note blocks and their renderings;
 - :mod:`.formats`: single values (:func:`format_bytes`, :func:`format_flops`, ...);
 - :mod:`.profile`: ProfileRecords; :mod:`.compare`: compare and score rows;
 - :mod:`.distributed`: data-parallel profiles (one row per rank and their spread);
 - :mod:`.budget`: estimates, fits, scaling; :mod:`.zoo`: ``list`` and ``info``;
 - :mod:`.width`: tables fitted to the terminal (:func:`fit_width`);
-- :mod:`.markdown`: a results file as ``gonprof report --markdown`` prints it, with where it was measured.
+- :mod:`.markdown`: a results file as ``gonprof report --markdown`` prints it, with where it was measured;
+- :mod:`.timeline`: where the memory goes, arranged for drawing (the measuring step's live bytes over the
+  step, each module's bytes at the peak) and drawn as SVG;
+- :mod:`.html`: a results file as one self-contained HTML page (``gonprof report --html``).
 """
 
 from __future__ import annotations
