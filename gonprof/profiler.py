@@ -192,6 +192,35 @@ def _usable_device(device: Any) -> str:
     return str(device)
 
 
+def step_kinds(measured: list[str] | None, steps: tuple[StepRecord, ...],
+               measuring_step: int | None) -> tuple[str, bool]:
+    """(warning, several): one warning naming the phases that timed steps ran and the measuring step did not,
+    and those the measuring step ran and some timed steps did not ("" when the steps are all of the measuring
+    step's kind, or no measuring step ended); ``several`` when the timed steps are of more than one kind
+    (sets of phases), so that their spread in time is the kinds' and not noise."""
+    if measured is None or not steps:
+        return "", False
+    counts: dict[str, int] = {}
+    for s in steps:
+        for name in s.phase_time_s:
+            counts[name] = counts.get(name, 0) + 1
+    n = len(steps)
+    extra = [f"{name} (in {k} of {n} timed steps)" for name, k in counts.items() if name not in measured]
+    missing = [f"{name} (not in {n - counts.get(name, 0)} of {n} timed steps)" for name in measured
+               if counts.get(name, 0) < n]
+    if not extra and not missing:
+        return "", False
+    parts = []
+    if extra:
+        parts.append(f"timed steps ran phases the measuring step did not: {', '.join(extra)}")
+    if missing:
+        parts.append(f"the measuring step ran phases some timed steps did not: {', '.join(missing)}")
+    ran = ", ".join(measured) if measured else "none named"
+    warning = (f"steps of several kinds: {'; '.join(parts)}; FLOPs and live bytes describe the measuring step "
+               f"(step {measuring_step}, phases: {ran}) only")
+    return warning, len({frozenset(s.phase_time_s) for s in steps}) > 1
+
+
 class _NullPhase:
     __slots__ = ()
 
@@ -266,35 +295,6 @@ def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
                 "(convolution and BLAS workspaces, temporaries inside an op)")
     return (f"the allocator peak is {size} {limit}: tensor storages this allocator did not serve in the step "
             "(foreign memory, another device's allocator) or blocks it freed that the tracker did not know")
-
-
-def step_kinds(measured: list[str] | None, steps: tuple[StepRecord, ...],
-               measuring_step: int | None) -> tuple[str, bool]:
-    """(warning, several): one warning naming the phases that timed steps ran and the measuring step did not,
-    and those the measuring step ran and some timed steps did not ("" when the steps are all of the measuring
-    step's kind, or no measuring step ended); ``several`` when the timed steps are of more than one kind
-    (sets of phases), so that their spread in time is the kinds' and not noise."""
-    if measured is None or not steps:
-        return "", False
-    counts: dict[str, int] = {}
-    for s in steps:
-        for name in s.phase_time_s:
-            counts[name] = counts.get(name, 0) + 1
-    n = len(steps)
-    extra = [f"{name} (in {k} of {n} timed steps)" for name, k in counts.items() if name not in measured]
-    missing = [f"{name} (not in {n - counts.get(name, 0)} of {n} timed steps)" for name in measured
-               if counts.get(name, 0) < n]
-    if not extra and not missing:
-        return "", False
-    parts = []
-    if extra:
-        parts.append(f"timed steps ran phases the measuring step did not: {', '.join(extra)}")
-    if missing:
-        parts.append(f"the measuring step ran phases some timed steps did not: {', '.join(missing)}")
-    ran = ", ".join(measured) if measured else "none named"
-    warning = (f"steps of several kinds: {'; '.join(parts)}; FLOPs and live bytes describe the measuring step "
-               f"(step {measuring_step}, phases: {ran}) only")
-    return warning, len({frozenset(s.phase_time_s) for s in steps}) > 1
 
 
 class Profiler:
