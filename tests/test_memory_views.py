@@ -269,3 +269,9 @@ def test_a_score_file_gets_no_quality_memory_plot(tmp_path):
     floor, a, _ = hand.compare_rows()
     text, html = _page_of([floor, a.replace(mode="score", arch="grid.png", profile=None)], tmp_path)
     assert html.errors == [] and "Quality against memory" not in text and not html.all("svg")
+
+
+def test_the_module_bars_caption_counts_modules_apart_from_the_bytes_made_outside_them(tmp_path):
+    _, html = _page_of([hand.profile()], tmp_path)
+    # D.block 7 MiB and D.head 3 MiB are modules; the batch's 1 MiB was made outside every module
+    assert "2 modules and 1.00 MiB made outside every module, 11.00 MiB in all." in html.words

@@ -25,6 +25,7 @@ from .sheet import Note, Sheet, html_text
 from .timeline import (
     MIB,
     NO_MODULES,
+    OUTSIDE,
     _num,
     el,
     label,
@@ -117,9 +118,12 @@ def profile_figures(rec: ProfileRecord, name: str = "") -> list[str]:
         out.append(f'<p class="missing">{NO_MODULES}</p>')
     else:
         total = sum(b.bytes_total for b in bars)
+        outside = sum(b.bytes_total for b in bars if b.module == OUTSIDE)
+        modules = sum(1 for b in bars if b.module != OUTSIDE)
         out.append(f"<figure>{modules_svg(bars)}<figcaption>bytes live at the peak by the module whose forward or "
                    f"backward made them (parameters by the module that owns them), stacked by category; "
-                   f"{len(bars)} modules, {total / MIB:,.2f} MiB in all.</figcaption></figure>")
+                   f"{modules} modules and {outside / MIB:,.2f} MiB made outside every module, "
+                   f"{total / MIB:,.2f} MiB in all.</figcaption></figure>")
     return out
 
 

@@ -23,6 +23,9 @@ MIB = 2**20
 NO_TIMELINE = "no timeline in this record (made by an older gonprof)"
 NO_MODULES = "no per-module bytes at the peak in this record (made by an older gonprof)"
 
+#: The bar of the bytes made outside every module.
+OUTSIDE = "(outside modules)"
+
 
 def missing_timeline(rec: ProfileRecord) -> str:
     """Why ``rec`` has no timeline, in one line: no live-memory figures at all (its measuring step did not
@@ -161,7 +164,7 @@ def module_bars(rec: ProfileRecord) -> list[ModuleBar] | None:
     by: dict[str, dict[str, int]] = {}
     made: dict[str, list[str]] = {}
     for m in lm.peak_modules:
-        name = m.module or "(outside modules)"
+        name = m.module or OUTSIDE
         cats = by.setdefault(name, {})
         cats[m.category] = cats.get(m.category, 0) + m.bytes_at_peak
         how = m.direction + (f" in {m.phase}" if m.phase else "")
