@@ -87,7 +87,7 @@ def test_split_at_peak_params_grads_adam_state_activations():
     assert lm.peak_live_external_bytes == n * d_in * F32  # the batch, made before the step, read by it
     assert lm.peak_live_bytes == (p + adam + lm.peak_live_grad_bytes + lm.peak_live_activation_bytes
                                   + lm.peak_live_external_bytes)
-    assert lm.end_live_bytes == lm.start_live_bytes
+    assert lm.end_live_bytes == lm.start_live_bytes + lm.peak_live_external_bytes  # the batch is still held
 
 
 def test_autograd_grad_wrt_leaf_and_double_backward_are_tracked():
@@ -115,7 +115,8 @@ def test_meta_and_fake_tensors_need_no_real_memory():
         lin = nn.Linear(100, 50)
         x = torch.randn(8, 100)
         lm = track_live_bytes(lambda: lin(x).sum().backward(), models={"m": lin})
-    assert lm.end_live_bytes - lm.start_live_bytes == 5050 * F32  # the gradients
+    assert lm.peak_live_external_bytes == 8 * 100 * F32  # x, made before the step
+    assert lm.end_live_bytes - lm.start_live_bytes == 5050 * F32 + 8 * 100 * F32  # the gradients and x
 
 
 # ---------------------------------------------------------------------------

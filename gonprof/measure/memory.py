@@ -119,7 +119,7 @@ def _outputs(out: Any) -> Iterator[torch.Tensor]:
 
 
 class _Entry:
-    __slots__ = ("nbytes", "cat", "ref", "origin", "born")
+    __slots__ = ("nbytes", "cat", "ref", "origin", "born", "cover")
 
     def __init__(self, nbytes: int, cat: int, ref: Any, origin: tuple[str, str, str], born: int) -> None:
         self.nbytes = nbytes
@@ -127,6 +127,27 @@ class _Entry:
         self.ref = ref
         self.origin = origin  # (module, direction, phase)
         self.born = born  # the first timeline point that holds it
+        self.cover: list[tuple[int, int]] | None = None  # external storage read in part: byte ranges read
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """The byte range of its storage that a tensor spans (from its offset to its last element)."""
+    size = t.element_size()
+    lo = t.storage_offset() * size
+    if t.numel() == 0:
+        return lo, lo
+    last = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    return lo, lo + (last + 1) * size
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 StateArg = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
@@ -290,9 +311,9 @@ class LiveBytesTracker(Instrument):
             node.metadata[_NODE_KEY] = tag
 
     # -- bookkeeping -----------------------------------------------------------
-    def _track(self, st: Any, cat: int, origin: tuple[str, str, str]) -> _Entry:
+    def _track(self, st: Any, cat: int, origin: tuple[str, str, str], nbytes: int | None = None) -> _Entry:
         key = id(st)
-        nbytes = int(st.nbytes())
+        nbytes = int(st.nbytes()) if nbytes is None else nbytes
         if self.round_bytes is not None:
             nbytes = self.round_bytes(nbytes)
         ref = weakref.ref(st, self._make_callback(key))
@@ -374,31 +395,66 @@ class LiveBytesTracker(Instrument):
     def _on_op(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         with self._lock:
             self.ops += 1
+            if func.is_view:  # reads nothing, makes nothing: its output shares its input's storage
+                self._point()
+                return
             entries = self._entries
             here = None
             for a in _tensors(args, kwargs):
                 st = _storage(a)
-                if st is None or id(st) in entries:
+                if st is None:
+                    continue
+                e = entries.get(id(st))
+                if e is not None:
+                    if e.cover is not None:
+                        self._read_more(e, a, st)
                     continue
                 here = here or self._here()
-                if func in _LIFT:  # torch.tensor(data) in the step: made by the step
+                if func in _LIFT and st.resizable():  # torch.tensor(data) in the step: made by the step
                     self.allocated_bytes += int(st.nbytes())
                     self._track(st, I_ACT, here)
                 else:  # read for the first time: the batch, from_numpy, shared memory
-                    self._track(st, I_EXTERNAL, self._origin("", OUTSIDE, here[2]))
+                    self._external(a, st, here[2])
             for t in _outputs(out):
                 st = _storage(t)
                 if st is None:
                     continue
                 e = entries.get(id(st))
                 if e is not None:  # a view, an in-place result, or resized in place
-                    if self.round_bytes is not None or e.nbytes != st.nbytes():
+                    if e.cover is None and (self.round_bytes is not None or e.nbytes != st.nbytes()):
                         self._resized(e, st)
                     continue
                 here = here or self._here()
                 self.allocated_bytes += int(st.nbytes())
                 self._track(st, I_ACT, here)
             self._point()
+
+    def _external(self, a: torch.Tensor, st: Any, phase: str) -> None:
+        """Track a storage the step reads and did not make: all of it where ``a`` spans it, else the byte
+        range ``a`` spans (a row of an in-memory dataset is not the dataset), grown as more of it is read."""
+        origin = self._origin("", OUTSIDE, phase)
+        lo, hi = _span(a)
+        if lo <= 0 and hi >= st.nbytes():
+            self._track(st, I_EXTERNAL, origin)
+            return
+        e = self._track(st, I_EXTERNAL, origin, nbytes=hi - lo)
+        e.cover = [(lo, hi)]
+
+    def _read_more(self, e: _Entry, a: torch.Tensor, st: Any) -> None:
+        lo, hi = _span(a)
+        cover = e.cover
+        assert cover is not None
+        if any(c_lo <= lo and hi <= c_hi for c_lo, c_hi in cover):
+            return
+        e.cover = _merge([*cover, (lo, hi)])
+        total = sum(c_hi - c_lo for c_lo, c_hi in e.cover)
+        if self.round_bytes is not None:
+            total = self.round_bytes(total)
+        if total >= st.nbytes():
+            e.cover = None
+        if total != e.nbytes:
+            delta, e.nbytes = total - e.nbytes, total
+            self._change(delta, e.cat)
 
     def _failed(self, func: Any) -> None:
         """An op raised (e.g. out of memory): note where (the last failure before the step ends is its cause;
