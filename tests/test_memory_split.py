@@ -4,6 +4,7 @@ counted by hand."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -307,3 +308,64 @@ def test_timeline_downsampled_keeps_the_peak_exactly():
     assert len(tl.op_index) <= 20 and tl.ops_total > 20
     at_peak = sum(v[tl.peak_point] for v in tl.bytes_by_category.values())
     assert at_peak == lm.peak_live_bytes
+
+
+# ---------------------------------------------------------------------------
+# CUDA: the same figures (storage bytes do not depend on the device)
+# ---------------------------------------------------------------------------
+
+
+def _cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda")
+
+
+@pytest.mark.cuda
+def test_cuda_per_module_bytes_split_and_timeline_match_the_hand_count():
+    dev = _cuda()
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(1024, 8192), nn.ReLU(), nn.Linear(8192, 16)).to(dev)
+    x = torch.randn(256, 1024, device=dev)
+    wide, narrow, act = (1024 * 8192 + 8192) * F32, (8192 * 16 + 16) * F32, 256 * 8192 * F32
+    with LiveBytesTracker({"M": m}) as mt:
+        out = m(x)
+        out.pow(2).sum().backward()
+    lm = mt.figures()
+    rows = {(r.module, r.direction, r.category): r.bytes_at_peak for r in lm.peak_modules}
+    assert rows[("M.0", "backward", "grad")] == wide and rows[("M.2", "backward", "grad")] == narrow
+    assert rows[("M.1", "backward", "act")] == act
+    assert lm.peak_live_bytes == _split_sum(lm)
+    tl = lm.timeline
+    assert sum(v[tl.peak_point] for v in tl.bytes_by_category.values()) == lm.peak_live_bytes
+
+
+@pytest.mark.cuda
+def test_cuda_profile_split_two_updates_and_the_allocator_peak():
+    """The two-update Linear step on CUDA under the Profiler: the same split as on the CPU, and the allocator
+    peak (max_memory_allocated over the measuring step) within the tolerance of the tensor peak less the
+    external batch (blocks rounded to 512 B; cuBLAS workspace)."""
+    from gonprof.profiler import Profiler
+    from gonprof.records import peak_tolerance_bytes
+
+    dev = _cuda()
+    torch.manual_seed(0)
+    lin = nn.Linear(2048, 2048).to(dev)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    x = torch.randn(64, 2048, device=dev)
+    with Profiler(models={"L": lin}, optimizers={"L": opt}, warmup=2, active=2) as prof:
+        while not prof.done:
+            for _ in range(2):
+                opt.zero_grad(set_to_none=True)
+                lin(x).pow(2).sum().backward()
+                opt.step()
+            prof.step()
+    rec = prof.report()
+    lm, am = rec.live_memory, rec.allocator_memory
+    params = 2048 * 2048 * F32 + 2048 * F32
+    assert lm.peak_live_param_bytes == lm.peak_live_grad_bytes == params
+    assert lm.peak_live_external_bytes == 64 * 2048 * F32
+    assert lm.peak_live_bytes == _split_sum(lm)
+    basis = lm.peak_live_bytes - lm.peak_live_external_bytes
+    assert abs(am.peak_bytes - basis) <= peak_tolerance_bytes(basis)
+    assert rec.peak_difference_note == ""

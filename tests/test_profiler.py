@@ -465,11 +465,15 @@ def test_allocator_peak_beside_the_tensor_peak_on_every_profile():
     # moments 2 * 272 B and its two step counts 2 * 4 B: 1,096 B at the start of the measuring step.  The
     # step's peak is in Adam's update of the weight: sqrt(exp_avg_sq) and its quotient by the bias
     # correction, 256 B each, live together beside the 1,096 B (the loss is freed by then): 1,608 B.
+    # The batch x (made before the step, read by it) is external: N * 16 * 4 B beside them.
+    batch = N * I * 4
     assert am.start_bytes == lm.start_live_bytes == 1_096
-    assert lm.peak_live_bytes == 1_096 + 2 * 256 == 1_608
+    assert lm.peak_live_external_bytes == batch
+    assert lm.peak_live_bytes == 1_096 + 2 * 256 + batch == 1_608 + batch
     # The allocator also sees the small blocks each op with a scalar argument makes below the dispatcher
     # (three 8 B and one 4 B, freed as the op ends; read from the allocator's events, the tensor tracker
-    # never sees them): 1,608 + 28 = 1,636 B, within the tolerance, so no note.
+    # never sees them): 1,608 + 28 = 1,636 B against the tensor peak less the external batch (which no
+    # allocator served in the step), within the tolerance, so no note.
     assert am.peak_bytes == 1_608 + 3 * 8 + 4 == 1_636 and rec.peak_difference_note == ""
     assert (rec.step_peak_bytes, rec.step_peak_execution, rec.step_peak_source) == (lm.peak_live_bytes, "eager",
                                                                                       "tensor-level")

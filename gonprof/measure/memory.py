@@ -132,11 +132,11 @@ class _Entry:
 
 def _span(t: torch.Tensor) -> tuple[int, int]:
     """The byte range of its storage that a tensor spans (from its offset to its last element)."""
-    size = t.element_size()
-    lo = t.storage_offset() * size
+    size = int(t.element_size())
+    lo = int(t.storage_offset()) * size
     if t.numel() == 0:
         return lo, lo
-    last = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    last = sum((int(n) - 1) * int(st) for n, st in zip(t.shape, t.stride()))
     return lo, lo + (last + 1) * size
 
 
