@@ -369,3 +369,21 @@ def test_cuda_profile_split_two_updates_and_the_allocator_peak():
     basis = lm.peak_live_bytes - lm.peak_live_external_bytes
     assert abs(am.peak_bytes - basis) <= peak_tolerance_bytes(basis)
     assert rec.peak_difference_note == ""
+
+
+def test_the_embedded_api_returns_the_timeline_with_the_modes_phases():
+    from gonprof import api
+    from gonprof.records import ProfileRecord
+
+    rec = api.profile("inception-k8", "lsgan", batch_size=8, warmup=1, steps=1)
+    lm = rec.live_memory
+    tl = lm.timeline
+    assert tl is not None and 0 < len(tl.op_index) <= tl.max_points
+    assert {p.name for p in tl.phases} == {"d_step", "g_step"}
+    assert all(0 < p.first_op <= p.last_op <= tl.ops_total for p in tl.phases)
+    assert sum(v[tl.peak_point] for v in tl.bytes_by_category.values()) == lm.peak_live_bytes
+    assert tl.time_s == sorted(tl.time_s) and tl.time_s[0] >= 0
+    assert lm.peak_phase in ("d_step", "g_step") and lm.peak_modules
+    assert all(m.module == "" or m.module.split(".")[0] in ("D", "G") for m in lm.peak_modules)
+    again = ProfileRecord.from_json(rec.to_json()).live_memory
+    assert again.timeline == tl and again.peak_modules == lm.peak_modules

@@ -395,7 +395,7 @@ class LiveBytesTracker(Instrument):
     def _on_op(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         with self._lock:
             self.ops += 1
-            if func.is_view:  # reads nothing, makes nothing: its output shares its input's storage
+            if getattr(func, "is_view", False):  # reads nothing, makes nothing: shares its input's storage
                 self._point()
                 return
             entries = self._entries
@@ -615,7 +615,7 @@ class LiveBytesTracker(Instrument):
         peak = max(keep, key=lambda i: (totals[i], -i))
         return MemoryTimeline(
             op_index=[self._tl_op[i] for i in keep],
-            time_s=[self._tl_t[i] for i in keep],
+            time_s=[round(self._tl_t[i], 9) for i in keep],
             bytes_by_category={c: [self._tl_b[i][k] for i in keep] for k, c in enumerate(LIVE_CATEGORIES)},
             phases=list(self._spans),
             peak_point=keep.index(peak),
