@@ -292,7 +292,9 @@ class AllocatorMemory(_Serialisable):
     On the CPU that is a running sum of torch.profiler's memory events (every
     allocation made in the step and its free, and the free of a known-state
     block; frees of other blocks made before the step, such as the batch, are
-    not counted, as the tensor-level tracker does not count them).  On CUDA it
+    not counted).  It compares with the tensor-level peak less its external
+    storages (``peak_live_external_bytes``: the batch and other storages the
+    step read but did not allocate, which no allocator served in it).  On CUDA it
     is ``max_memory_allocated`` minus ``memory_allocated`` at the start (every
     free counts; blocks rounded to 512 bytes).  ``allocated_bytes``: the sum
     of the step's allocations.  ``execution``: ``compiled`` when compiled
