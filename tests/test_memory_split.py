@@ -387,3 +387,27 @@ def test_the_embedded_api_returns_the_timeline_with_the_modes_phases():
     assert all(m.module == "" or m.module.split(".")[0] in ("D", "G") for m in lm.peak_modules)
     again = ProfileRecord.from_json(rec.to_json()).live_memory
     assert again.timeline == tl and again.peak_modules == lm.peak_modules
+
+
+def test_the_profiler_counts_a_steps_declared_state_as_replay():
+    """A train step that keeps a replay buffer declares it (TrainStep.state_tensors); the Profiler counts it as
+    replay, read when the measuring step begins, not as external storage."""
+    from gonprof.modes.base import TrainStep
+    from gonprof.profiler import Profiler
+
+    assert TrainStep({}, {}, {}, "cpu").state_tensors() == {}
+    lin = nn.Linear(8, 8)
+    buffer = torch.zeros(500, 8)  # 16,000 B
+
+    class Step(TrainStep):
+        def state_tensors(self):
+            return {"replay": [buffer]}
+
+    step = Step({"D": lin}, {}, {}, "cpu")
+    with Profiler(models=step.models, warmup=1, active=1, state=step.state_tensors) as prof:
+        while not prof.done:
+            buffer[:4] = lin(torch.ones(4, 8)).detach()
+            prof.step()
+    lm = prof.report().live_memory
+    assert lm.peak_live_replay_bytes == 16_000 and lm.peak_live_external_bytes == 0
+    assert lm.start_live_bytes == 72 * F32 + 16_000
