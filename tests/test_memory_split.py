@@ -4,6 +4,7 @@ counted by hand."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -197,15 +198,31 @@ def test_replay_state_is_its_own_category():
 # ---------------------------------------------------------------------------
 
 
-def _loader_peak(num_workers: int) -> tuple[int, int]:
-    from torch.utils.data import DataLoader, TensorDataset
+class _Images(torch.utils.data.Dataset):
+    """Images made per item from uint8 arrays, as torchvision's datasets and transforms make them."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.integers(0, 256, (256, 16, 16, 3), dtype=np.uint8)
+        self.y = rng.integers(0, 10, 256)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.x[i]).permute(2, 0, 1).float().div(255), int(self.y[i])
+
+
+def _loader_peak(num_workers: int):
+    from torch.utils.data import DataLoader
 
     from gonprof.profiler import Profiler
 
     torch.manual_seed(0)
-    data = TensorDataset(torch.randn(256, 3, 16, 16), torch.randint(0, 10, (256,)))
-    loader = DataLoader(data, batch_size=32, num_workers=num_workers)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(768, 10))
+    loader = DataLoader(_Images(), batch_size=32, num_workers=num_workers)
+    # the step's peak is in its backward (the first layer's 6 MiB gradient), not at the collate, where the
+    # main process holds the items and the batch made from them together
+    model = nn.Sequential(nn.Flatten(), nn.Linear(768, 2048), nn.ReLU(), nn.Linear(2048, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with Profiler(models={"D": model}, optimizers={"D": opt}, warmup=2, active=1) as prof:
         for images, labels in loader:  # the fetch is inside the step, as in most training scripts
@@ -215,18 +232,20 @@ def _loader_peak(num_workers: int) -> tuple[int, int]:
             prof.step()
             if prof.done:
                 break
-    lm = prof.report().live_memory
-    return lm.peak_live_bytes, lm.peak_live_external_bytes + lm.peak_live_activation_bytes
+    return prof.report().live_memory
 
 
 def test_a_batch_from_loader_workers_counts_the_same_as_one_made_in_the_process():
-    """DataLoader(num_workers=0) collates the batch in the step (an op allocates it); with num_workers=2 it
-    arrives in shared memory made by another process, and is counted as external from the first op that
-    reads it.  The tensor-level peaks are equal (the batch is 32 * 3 * 16 * 16 * 4 + 32 * 8 B either way)."""
-    main_peak, main_rest = _loader_peak(0)
-    worker_peak, worker_rest = _loader_peak(2)
-    assert main_peak == worker_peak
-    assert main_rest == worker_rest
+    """DataLoader(num_workers=0) makes the batch in the step (per-item conversion, then the collate's stack: ops
+    allocate it, activations); with num_workers=2 it arrives in shared memory made by other processes, and is
+    counted as external from the first op that reads it (a prefetched batch is not).  The tensor-level peaks
+    are equal; the batch is 32 * 3 * 16 * 16 * 4 + 32 * 8 = 98,560 B either way."""
+    main, workers = _loader_peak(0), _loader_peak(2)
+    batch = 32 * 3 * 16 * 16 * F32 + 32 * 8
+    assert main.peak_live_bytes == workers.peak_live_bytes
+    assert workers.peak_live_external_bytes == batch
+    assert main.peak_live_external_bytes == 0
+    assert main.peak_live_activation_bytes == workers.peak_live_activation_bytes + batch
 
 
 def test_a_from_numpy_tensor_is_counted_exactly_after_a_large_free():

@@ -86,6 +86,8 @@ STATE_CATEGORIES = (PARAM, BUFFER, GRAD, OPTIM, REPLAY)
 MAX_POINTS = 2000
 
 _LIFT = (torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default)
+#: ``Tensor.set_(storage)``: how a loader worker's batch in shared memory is rebuilt in this process.
+_SET = torch.ops.aten.set_
 
 
 def _storage(t: torch.Tensor) -> Any | None:
@@ -395,7 +397,11 @@ class LiveBytesTracker(Instrument):
     def _on_op(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         with self._lock:
             self.ops += 1
-            if getattr(func, "is_view", False):  # reads nothing, makes nothing: shares its input's storage
+            shares = getattr(func, "is_view", False) or getattr(func, "_overloadpacket", None) is _SET
+            if shares and func not in _LIFT:
+                # reads nothing, makes nothing: its output shares a storage made elsewhere (set_ points a tensor
+                # at one: a loader worker's batch rebuilt here, external once an op reads it); lift_fresh
+                # (torch.tensor(data), torch.from_numpy) is an alias too, but says where its storage came from
                 self._point()
                 return
             entries = self._entries
