@@ -739,9 +739,9 @@ class Profiler:
             untracked = rss.peak_rss_delta_bytes_median - growth
             if untracked > max(UNTRACKED_FLAG_BYTES, growth):
                 warnings.append(f"the step's RSS grew {untracked / 2**20:,.1f} MiB beyond its live tensors: memory "
-                                "neither the tensor-level tracker nor the allocator sees (tensors over foreign "
-                                "memory such as torch.from_numpy, allocator caching, memory outside torch); read "
-                                "peak RSS beside the step peak")
+                                "neither the tensor-level tracker nor the allocator sees (memory outside torch such "
+                                "as numpy arrays no tensor wraps, tensors made elsewhere that no op reads, "
+                                "allocator caching); read peak RSS beside the step peak")
         return dict(flops=flops, live_memory=live, allocator_memory=alloc, step_peak_bytes=step_peak,
                     step_peak_execution=execution_peak, step_peak_source=source, execution=execution,
                     peak_difference_note=note, untracked_bytes=untracked, warnings=tuple(warnings))

@@ -415,8 +415,8 @@ class ProfileRecord(JsonRecord):
     steps: tuple[StepRecord, ...] = ()
     # RSS growth beyond the step peak: median timed-step RSS delta minus the step peak's growth (peak - start;
     # the tensor-level peak, or the allocator peak where the step ran compiled).  Memory neither the dispatcher
-    # nor the allocator sees: tensors over foreign memory (torch.from_numpy), allocator caching, memory outside
-    # torch.  None without both figures.
+    # nor the allocator sees: memory outside torch (numpy arrays no tensor wraps), tensors made elsewhere that no
+    # op reads, allocator caching.  None without both figures.
     untracked_bytes: int | None = None
     warnings: tuple[str, ...] = ()  # what a reader must know before trusting a figure
     # the allocator-level peak beside the tensor-level one (None in records made before it existed)
