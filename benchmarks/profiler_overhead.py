@@ -64,6 +64,8 @@ import time
 
 DEFAULT_PAIRS = "gon-mnist-mlp:gon,inception-k32:lsgan"
 TARGET = 1.03
+#: The measuring step with per-module attribution and the timeline against the tracker before them (issue 23).
+TRACKER_TARGET = 1.5
 CARRY = ("timed steps carry only: the clock (time.perf_counter at the step's start and end, two more "
          "reads around each `with prof.phase(...)` block), the RSS high-water mark (VmHWM reset by "
          "writing 5 to /proc/self/clear_refs and reading /proc/self/status before the clock starts, "
@@ -212,6 +214,52 @@ def bookkeeping_us(n: int = 2000, repeats: int = 5) -> dict:
             "inside_clock_us": statistics.median(inside) * 1e6, "rss_method": method, "steps": n}
 
 
+def load_tracker(path: str):
+    """The ``LiveBytesTracker`` class of a memory.py at ``path`` (e.g. an earlier version, from ``git show``),
+    wrapped to take the arguments the Profiler passes today (an earlier one may not take ``state``)."""
+    import importlib.util
+    import inspect
+
+    spec = importlib.util.spec_from_file_location("gonprof_baseline_memory", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline-tracker: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = module.LiveBytesTracker
+    takes = set(inspect.signature(cls).parameters)
+
+    def make(models=None, optimizers=None, round_bytes=None, **kwargs):
+        return cls(models, optimizers, round_bytes, **{k: v for k, v in kwargs.items() if k in takes})
+
+    return make
+
+
+def tracker_cost(pair: Pair, rounds: int, baseline) -> dict:
+    """The measuring step's time (the Profiler's own figure: FLOP counter, live-bytes tracker and allocator
+    events together) with this tree's tracker and with ``baseline``'s, in alternating order (ABBA), one
+    profiled block of one measuring step and one timed step per side and round."""
+    import gonprof.measure.memory as memory
+
+    current = memory.LiveBytesTracker
+    new, old = [], []
+    pair.profiled(1, 1)  # first-call costs, discarded
+    for r in range(rounds):
+        for side in (("new", "old") if r % 2 == 0 else ("old", "new")):
+            memory.LiveBytesTracker = current if side == "new" else baseline
+            try:
+                _, _, rec = pair.profiled(1, 1)
+            finally:
+                memory.LiveBytesTracker = current
+            (new if side == "new" else old).append(rec.measuring_step_time_s)
+    ratio = statistics.median(new) / statistics.median(old)
+    per_round = [a / b for a, b in zip(new, old)]  # adjacent blocks: the least affected by slow drift
+    return {"ratio_per_round": per_round, "ratio_per_round_median": statistics.median(per_round),
+            "arch": pair.arch, "mode": pair.mode, "rounds": rounds, "measuring_new_s": new, "measuring_old_s": old,
+            "median_new_s": statistics.median(new), "median_old_s": statistics.median(old), "ratio": ratio,
+            "target": TRACKER_TARGET, "met": ratio <= TRACKER_TARGET,
+            "ratio_bootstrap_90": list(_bootstrap_ratio(new, old))}
+
+
 def run_pair(pair: Pair, rounds: int, k: int, warmup_steps: int) -> dict:
     untimed = 1
     load_before = _load()
@@ -268,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads; 0 = torch's default (default 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="PATH", help="write the figures (and every step time) to PATH")
+    ap.add_argument("--baseline-tracker", metavar="MEMORY_PY",
+                    help="also time the measuring step with the LiveBytesTracker of this file (an earlier "
+                         "gonprof/measure/memory.py, e.g. from `git show REV:gonprof/measure/memory.py`) against "
+                         "this tree's, side by side, --rounds rounds")
+    ap.add_argument("--tracker-only", action="store_true",
+                    help="with --baseline-tracker: only that comparison, not the timed-step overhead")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps_per_round < 1:
         ap.error("--rounds and --steps-per-round must be >= 1")
@@ -290,14 +344,28 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} rounds x {args.steps_per_round} timed steps per side, unprofiled and profiled blocks "
           f"alternating (ABBA); each block starts with 1 untimed step (the profiled one is the measuring step)")
     print(CARRY + ".")
-    book = bookkeeping_us()
-    print(f"profiler bookkeeping per timed step, empty step with 2 phases ({book['steps']} steps): "
-          f"{book['loop_us']:.1f} us per loop iteration in all, {book['inside_clock_us']:.1f} us of it inside "
-          f"the profiler's own clock; RSS method {book['rss_method']}")
+    book: dict = {}
+    if not (args.tracker_only and args.baseline_tracker):
+        book = bookkeeping_us()
+        print(f"profiler bookkeeping per timed step, empty step with 2 phases ({book['steps']} steps): "
+              f"{book['loop_us']:.1f} us per loop iteration in all, {book['inside_clock_us']:.1f} us of it inside "
+              f"the profiler's own clock; RSS method {book['rss_method']}")
 
-    results = []
+    results, tracker = [], []
+    baseline = load_tracker(args.baseline_tracker) if args.baseline_tracker else None
     for arch, mode in pairs:
         pair = Pair(arch, mode, args.seed, args.gon_inner_steps)
+        if baseline is not None:
+            tc = tracker_cost(pair, args.rounds, baseline)
+            tracker.append(tc)
+            lo, hi = tc["ratio_bootstrap_90"]
+            print(f"\n{arch} under {mode}: measuring step with this tracker {tc['median_new_s'] * 1e3:.1f} ms, with "
+                  f"{args.baseline_tracker}'s {tc['median_old_s'] * 1e3:.1f} ms (medians of {args.rounds} each, "
+                  f"alternating): ratio {tc['ratio']:.3f} (target <= {TRACKER_TARGET}: "
+                  f"{'met' if tc['met'] else 'NOT met'}; bootstrap 90% interval {lo:.3f}-{hi:.3f}; median of the "
+                  f"per-round ratios {tc['ratio_per_round_median']:.3f})")
+            if args.tracker_only:
+                continue
         res = run_pair(pair, args.rounds, args.steps_per_round, args.warmup_steps)
         res["bookkeeping_fraction_of_step"] = book["loop_us"] * 1e-6 / res["median_unprofiled_s"]
         results.append(res)
@@ -331,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"benchmark": "profiler_overhead", "target": TARGET, "torch": torch.__version__,
                "torch_threads": threads, "cpus": os.cpu_count(), "python": platform.python_version(),
                "argv": sys.argv[1:] if argv is None else list(argv), "carry": CARRY, "bookkeeping": book,
-               "pairs": results, "total_s": total}
+               "pairs": results, "tracker_cost": tracker, "total_s": total}
         with open(args.json, "w") as fh:
             json.dump(doc, fh, indent=2)
         print(f"figures written to {args.json}")

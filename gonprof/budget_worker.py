@@ -10,6 +10,7 @@ then ``time_steps`` timed ones.  RESULT.json holds:
 
 - ``peak_live_bytes``: the tensor-level peak of the measuring step (storages,
   incl. parameters, gradients and optimizer state);
+- ``peak_live_external_bytes``: the part of it the step read without making it (the batch);
 - ``input_bytes``: the batch (float32 images + int64 labels);
 - ``peak_rss_bytes`` / ``rss_baseline_bytes`` / ``peak_rss_delta_bytes``: the
   process's RSS high-water mark over the timed steps, the RSS at a step's
@@ -90,6 +91,7 @@ def run(spec: dict[str, Any], result_path: str) -> dict[str, Any]:
         "cpus": usable_cores() if spec.get("cpus") else None,
         "input_bytes": b * (math.prod(shape) * 4 + 8),
         "peak_live_bytes": rec.live_memory.peak_live_bytes,
+        "peak_live_external_bytes": rec.live_memory.peak_live_external_bytes,
         "peak_rss_bytes": rss.peak_rss_bytes if rss else None,
         "rss_baseline_bytes": rss.rss_baseline_bytes if rss else None,
         "peak_rss_delta_bytes": rss.peak_rss_delta_bytes if rss else None,

@@ -141,9 +141,10 @@ def track_meta_steps(step: Any, real_shape: tuple[int, ...], steps: int = 2, pol
     real = torch.empty(tuple(real_shape), device="meta")
     labels = torch.zeros((real.shape[0],), dtype=torch.long, device="meta")
     live, rounded = [], []
+    state = getattr(step, "state_tensors", None)
     for _ in range(max(1, int(steps))):
-        mt = LiveBytesTracker(step.models, step.optimizers)
-        rt = LiveBytesTracker(step.models, step.optimizers, round_bytes=cuda_round) if cuda else None
+        mt = LiveBytesTracker(step.models, step.optimizers, state=state, timeline=False)
+        rt = LiveBytesTracker(step.models, step.optimizers, cuda_round, state, timeline=False) if cuda else None
         with fixes:  # below the trackers: they see corrected results only
             with mt:
                 if rt is not None:
@@ -250,12 +251,15 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
     rounding = "none (storage bytes)"
     if is_cuda:
         cuda_live = max(r[1].peak_live_bytes for r in results)
-        cuda_alloc = cuda_live + cuda_round(batch_size * math.prod(shape) * 4) + cuda_round(batch_size * 8)
+        # the batch as the allocator serves it, in place of the part of it the tracker saw (external)
+        cuda_alloc = max(r[1].peak_live_bytes - r[1].peak_live_external_bytes for r in results) + \
+            cuda_round(batch_size * math.prod(shape) * 4) + cuda_round(batch_size * 8)
         rounding = CUDA_ROUNDING
         notes.append("cuda: the step ran on meta tensors (fake cuda backward needs a GPU); max_memory_allocated "
-                     "= rounded live peak + rounded input batch; max_memory_reserved, cuBLAS/cuDNN workspaces "
-                     "and the CUDA context are not estimated")
-    peak = cuda_alloc if cuda_alloc is not None else lm.peak_live_bytes + inp  # not None exactly on cuda
+                     "= rounded live peak (less the batch the step read) + rounded input batch; "
+                     "max_memory_reserved, cuBLAS/cuDNN workspaces and the CUDA context are not estimated")
+    # the whole batch in place of the part of it the step read (external): the batch is held all step
+    peak = cuda_alloc if cuda_alloc is not None else lm.peak_live_bytes - lm.peak_live_external_bytes + inp
     notes.extend(str(n) for n in step.notes)
     return MemoryEstimate(
         arch=arch,
@@ -273,6 +277,10 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
         peak_live_grad_bytes=lm.peak_live_grad_bytes,
         peak_live_optimizer_state_bytes=lm.peak_live_optimizer_state_bytes,
         peak_live_activation_bytes=lm.peak_live_activation_bytes,
+        peak_live_external_bytes=lm.peak_live_external_bytes,
+        peak_live_replay_bytes=lm.peak_live_replay_bytes,
+        peak_phase=lm.peak_phase,
+        peak_modules=lm.peak_modules,
         start_live_bytes=lm.start_live_bytes,
         end_live_bytes=live[-1].end_live_bytes,
         peak_live_bytes_by_step=tuple(f.peak_live_bytes for f in live),

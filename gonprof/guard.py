@@ -28,7 +28,23 @@ def check_fits(spec: StepSpec, force: bool = False) -> MemoryEstimate:
     free = available_bytes(spec.device)
     if est.peak_bytes > free and not force:
         raise TooBigError(f"{spec.arch} ({est.mode}) at batch {est.batch_size}: one step needs about "
-                          f"{est.peak_bytes / 2**30:,.2f} GiB (estimated on meta tensors), more than the "
-                          f"{free / 2**30:,.2f} GiB available on {spec.device}; lower the batch size, or pass "
-                          "--force to run it anyway")
+                          f"{est.peak_bytes / 2**30:,.2f} GiB (estimated on meta tensors){peak_where(est)}, more "
+                          f"than the {free / 2**30:,.2f} GiB available on {spec.device}; lower the batch size, "
+                          "or pass --force to run it anyway")
     return est
+
+
+def peak_where(est: MemoryEstimate) -> str:
+    """Where an estimated step peaks, for a one-line message: `` at its peak in phase 'sample', top module
+    D.main.0 (1.50 GiB)``; "" when the estimate names neither."""
+    totals: dict[str, int] = {}
+    for m in est.peak_modules:
+        if m.module:
+            totals[m.module] = totals.get(m.module, 0) + m.bytes_at_peak
+    parts = []
+    if est.peak_phase:
+        parts.append(f"in phase {est.peak_phase!r}")
+    if totals:
+        name, nbytes = min(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+        parts.append(f"top module {name} ({nbytes / 2**30:,.2f} GiB)")
+    return f", at its peak {', '.join(parts)}" if parts else ""

@@ -278,14 +278,17 @@ EAGER_MATHS = ("eager maths of the compiled step: torch.compile'd code runs as w
                "frame while a TorchDispatchMode is active), so every op of the original code is seen")
 
 
-def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
-    """Why the allocator-level peak differs from the tensor-level one, where the two differ by more than the
-    tolerance (:func:`gonprof.records.peak_tolerance_bytes`); "" where they agree."""
-    diff = alloc.peak_bytes - tensor_peak_bytes
-    tol = peak_tolerance_bytes(tensor_peak_bytes)
+def peak_difference_note(tensor_peak_bytes: int, alloc: Any, external_bytes: int = 0) -> str:
+    """Why the allocator-level peak differs from the tensor-level one (less its ``external_bytes``, see
+    :func:`allocator_basis`), where the two differ by more than the tolerance
+    (:func:`gonprof.records.peak_tolerance_bytes`); "" where they agree."""
+    basis = tensor_peak_bytes - external_bytes
+    diff = alloc.peak_bytes - basis
+    tol = peak_tolerance_bytes(basis)
     if abs(diff) <= tol:
         return ""
-    size = f"{abs(diff) / 2**20:,.2f} MiB {'above' if diff > 0 else 'below'} the tensor-level peak"
+    less = f" less its {external_bytes / 2**20:,.2f} MiB of external storages" if external_bytes else ""
+    size = f"{abs(diff) / 2**20:,.2f} MiB {'above' if diff > 0 else 'below'} the tensor-level peak{less}"
     limit = f"(tolerance {tol / 2**20:,.2f} MiB: 5% + 1 MiB)"
     if alloc.execution == COMPILED:
         return (f"the allocator peak is {size} {limit}: compiled buffers; the compiled step fuses ops and allocates "
@@ -295,6 +298,39 @@ def peak_difference_note(tensor_peak_bytes: int, alloc: Any) -> str:
                 "(convolution and BLAS workspaces, temporaries inside an op)")
     return (f"the allocator peak is {size} {limit}: tensor storages this allocator did not serve in the step "
             "(foreign memory, another device's allocator) or blocks it freed that the tracker did not know")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def oom_where(tracker: Any, measured: Any) -> str:
+    """Where a step that ran out of memory was, for its one-line message: the phase and module of the op that
+    failed on the measuring step (``tracker``, still holding what was live), or the phase and the top module
+    at the peak of the measuring step (``measured``, a LiveMemory) when a later step failed; "" when
+    neither is known."""
+    from gonprof.measure.memory import top_modules
+
+    failure = getattr(tracker, "failure", None)
+    if failure is not None:
+        module = f"in {failure['module']}'s {failure['direction']}" if failure["module"] else "outside the modules"
+        top = failure["top"]
+        most = f", the most made by {top[0][0]} ({_mib(top[0][1])})" if top else ""
+        phase = f"in phase {failure['phase']!r}, " if failure["phase"] else ""
+        return (f" [where: {phase}{module} ({failure['op']}), with "
+                f"{_mib(failure['live_bytes'])} live{most}]")
+    lm, when = measured, "on the measuring step, its peak"
+    if tracker is not None and getattr(tracker, "_result", None) is not None:
+        lm, when = tracker.figures(), "at the peak so far"
+    if lm is None:
+        return ""
+    top = top_modules([(m.module, m.bytes_at_peak) for m in lm.peak_modules], 1)
+    parts = [f"{when} ({_mib(lm.peak_live_bytes)})"]
+    if lm.peak_phase:
+        parts.append(f"in phase {lm.peak_phase!r}")
+    if top:
+        parts.append(f"top module {top[0][0]} ({_mib(top[0][1])})")
+    return f" [where: {', '.join(parts)}]"
 
 
 class Profiler:
@@ -331,6 +367,10 @@ class Profiler:
         ``"auto"`` (VmHWM, else a 1 ms psutil poller), ``"vmhwm"`` or ``"poll"``.
     arch, mode, batch_size, generator, extra:
         context copied into the record.
+    state:
+        persistent state the models and optimizers do not hold, by category, counted as such on the
+        measuring step: ``{"replay": [tensors]}`` (a GON replay buffer), or a callable returning that
+        mapping (read when the measuring step begins; e.g. a TrainStep's ``state_tensors``).
     """
 
     def __init__(
@@ -349,6 +389,7 @@ class Profiler:
         batch_size: int | None = None,
         generator: str | None = None,
         extra: dict[str, Any] | None = None,
+        state: Any = None,
     ) -> None:
         import torch
 
@@ -363,6 +404,7 @@ class Profiler:
         self.rss_method = rss_method
         self.context: _Context = {"arch": arch, "mode": mode, "batch_size": batch_size, "generator": generator}
         self.extra = dict(extra or {})
+        self.state = state
         self.device = self._infer_device(device)
         self._sync = make_sync(self.device)
         self._is_cuda = self._sync is not None
@@ -462,6 +504,7 @@ class Profiler:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        tracker = next((i for i in self._instruments if i.record_field == "live_memory"), None)
         try:
             self._abort_current()
         finally:
@@ -470,6 +513,8 @@ class Profiler:
                 self._rss.close()
         if exc_type is not None:
             self._status, self._message = classify_failure(exc if exc is not None else exc_type())
+            if self._status == "oom":
+                self._message += oom_where(tracker, self._figures.get("live_memory"))
         elif self._status == "ok":
             bad = self._nonfinite_params()
             if bad:
@@ -564,7 +609,8 @@ class Profiler:
             # the allocator's events outermost; the live-bytes mode below the FLOP mode, so that it sees
             # the ops that really run when the FLOP mode decomposes an op without a formula
             self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i),
-                                    LiveBytesTracker(self.models, self.optimizers), FlopCounter(self.models))
+                                    LiveBytesTracker(self.models, self.optimizers, state=self.state),
+                                    FlopCounter(self.models))
         elif kind == _ALLOC:
             from gonprof.measure.allocator import AllocatorPeak
 
@@ -729,7 +775,7 @@ class Profiler:
             growth = live.peak_live_delta_bytes
         note = ""
         if live is not None and alloc is not None:
-            note = peak_difference_note(live.peak_live_bytes, alloc)
+            note = peak_difference_note(live.peak_live_bytes, alloc, live.peak_live_external_bytes)
         if self.measure and self._figures and alloc is None:
             why = self._allocator_unavailable or "no allocator figures"
             warnings.append(f"no allocator-level peak: {why}")
@@ -759,9 +805,9 @@ class Profiler:
             untracked = rss.peak_rss_delta_bytes_median - growth
             if untracked > max(UNTRACKED_FLAG_BYTES, growth):
                 warnings.append(f"the step's RSS grew {untracked / 2**20:,.1f} MiB beyond its live tensors: memory "
-                                "neither the tensor-level tracker nor the allocator sees (tensors over foreign "
-                                "memory such as torch.from_numpy, allocator caching, memory outside torch); read "
-                                "peak RSS beside the step peak")
+                                "neither the tensor-level tracker nor the allocator sees (memory outside torch such "
+                                "as numpy arrays no tensor wraps, tensors made elsewhere that no op reads, "
+                                "allocator caching); read peak RSS beside the step peak")
         return dict(flops=flops, live_memory=live, allocator_memory=alloc, step_peak_bytes=step_peak,
                     step_peak_execution=execution_peak, step_peak_source=source, execution=execution,
                     peak_difference_note=note, untracked_bytes=untracked, warnings=tuple(warnings))

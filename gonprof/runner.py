@@ -31,7 +31,8 @@ def profile_step(step: Any, dataset: ImageData, *, batch_size: int, warmup: int 
 
     dev = torch.device(step.device)
     prof = Profiler(models=step.models, optimizers=step.optimizers, warmup=warmup, active=steps, device=dev,
-                    arch=arch, mode=mode or step.mode, batch_size=batch_size, generator=generator, extra=extra)
+                    arch=arch, mode=mode or step.mode, batch_size=batch_size, generator=generator, extra=extra,
+                    state=getattr(step, "state_tensors", None))
     if batch_size > len(dataset):
         dataset = _repeat(dataset, batch_size)
     batches = dataset.batches(batch_size, seed=seed)

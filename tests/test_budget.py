@@ -167,6 +167,9 @@ def test_trial_from_a_worker_outcome():
                  returncode=0, tail="", wall_s=1.0)
     t = trial_from_outcome(3, ok)
     assert (t.status, t.peak_bytes, t.peak_live_bytes) == ("measured", 15, 10)  # live + input on the CPU
+    read = Outcome(result={"status": "measured", "peak_live_bytes": 10, "peak_live_external_bytes": 3,
+                           "input_bytes": 5, "step_time_s": 0.1}, returncode=0, tail="", wall_s=1.0)
+    assert trial_from_outcome(3, read).peak_bytes == 10 - 3 + 5  # the batch once, not the part read twice
     killed = trial_from_outcome(3, Outcome(result=None, returncode=-9, tail="", wall_s=1.0))
     assert killed.status == "killed" and "SIGKILL" in killed.message
     failed = trial_from_outcome(3, Outcome(result=None, returncode=1, tail="RuntimeError: x", wall_s=1.0))
@@ -187,7 +190,9 @@ def test_a_trial_process_that_is_killed_does_not_crash_the_caller():
 def test_measured_trial_in_a_subprocess():
     t = run_trial(StepSpec("gon-mnist-mlp", "gon", batch_size=8, hparams={"inner_steps": 2}), steps=2, time_steps=1)
     assert t.status == "measured", t.message
-    assert t.peak_bytes == t.peak_live_bytes + t.input_bytes
+    # the whole batch in place of the part of it the step read (external)
+    assert t.peak_live_external_bytes == 8 * 784 * 4  # the images; the labels are never read
+    assert t.peak_bytes == t.peak_live_bytes - t.peak_live_external_bytes + t.input_bytes
     assert t.input_bytes == 8 * (784 * 4 + 8)
     assert t.peak_rss_delta_bytes is not None and t.step_time_s > 0
 

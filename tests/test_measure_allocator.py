@@ -99,7 +99,8 @@ class Chain(nn.Module):
         return (self.w * x).sin().cos().exp().tanh().sum()
 
 
-# The eager step's peak by hand, U = 16 MiB.  At the start: w and w.grad (2U; x is not known).
+# The eager step's peak by hand, U = 16 MiB.  At the start: w and w.grad (2U; x is external: the tensor
+# tracker counts it from its first read, beside this figure).
 # zero_grad(set_to_none) frees the gradient (1U).  The forward keeps a = w*x (sin's input), b = sin(a)
 # (cos's input), d = exp(c) and e = tanh(d) (their outputs); c is freed once d exists; then the 4-byte loss.
 # Backward: the 4-byte gradient of the loss; tanh's backward makes g_d (e freed), exp's makes g_c (g_d and d
@@ -129,7 +130,9 @@ def test_eager_chain_allocator_peak_equals_tensor_peak_and_the_hand_value():
         step()  # both at once, as on the Profiler's measuring step
     assert EAGER_CHAIN_PEAK == 117_440_520
     assert ap.figures().peak_bytes == EAGER_CHAIN_PEAK
-    assert ap2.figures().peak_bytes == lt.figures().peak_live_bytes == EAGER_CHAIN_PEAK
+    lm = lt.figures()
+    assert lm.peak_live_external_bytes == U  # x, made before the step: no allocator served it in the step
+    assert ap2.figures().peak_bytes == lm.peak_live_bytes - lm.peak_live_external_bytes == EAGER_CHAIN_PEAK
 
 
 @pytest.mark.cuda
@@ -275,7 +278,8 @@ def test_torch_compile_is_measured_as_it_runs():
                         step_peak_execution=rec.step_peak_execution,
                         source=rec.step_peak_source, execution=rec.execution,
                         allocator=rec.allocator_peak_bytes, compiled_frames=rec.allocator_memory.compiled_frames,
-                        live=rec.live_memory.peak_live_bytes, flops_method=rec.flops.method,
+                        live=rec.live_memory.peak_live_bytes - rec.live_memory.peak_live_external_bytes,
+                        external=rec.live_memory.peak_live_external_bytes, flops_method=rec.flops.method,
                         uncounted=sorted(rec.flops.uncounted_ops), warnings=list(rec.warnings),
                         note=rec.peak_difference_note)
         compiled = run(torch.compile(m), warmup=2)  # step 0 compiles, step 1 measures (eager), step 2 compiled
@@ -297,13 +301,14 @@ def test_torch_compile_is_measured_as_it_runs():
     assert c["execution"] == {"flops": EAGER, "live_memory": EAGER, "allocator_memory": COMPILED,
                               "step_time": COMPILED, "rss": COMPILED}
     assert c["compiled_frames"] >= 1
-    assert c["live"] == EAGER_CHAIN_PEAK  # the eager maths, labelled as such
+    # the eager maths, labelled as such (live: the tensor peak less the external x, U, as the allocator's basis)
+    assert c["live"] == EAGER_CHAIN_PEAK and c["external"] == U
     assert "eager maths of the compiled step" in c["flops_method"]
     assert "compiled buffers" in c["note"]
     assert any("describe the eager maths" in w and "ran compiled" in w for w in c["warnings"])
     # eager: unchanged and exact; allocator and tensor-level peaks agree to the byte
     assert e["kinds"] == ["warmup", "measure", "timed", "timed"]
-    assert e["step_peak"] == e["live"] == e["allocator"] == EAGER_CHAIN_PEAK
+    assert e["step_peak"] - e["external"] == e["live"] == e["allocator"] == EAGER_CHAIN_PEAK
     assert (e["step_peak_execution"], e["source"]) == (EAGER, "tensor-level")
     assert set(e["execution"].values()) == {EAGER} and not e["warnings"] and not e["note"]
     # a compiled function inside the step: found on the measuring step, then measured compiled; the first

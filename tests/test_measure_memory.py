@@ -52,14 +52,16 @@ def test_peak_is_the_maximum_of_simultaneously_live_tensors():
 
 
 def test_views_and_inplace_ops_on_untracked_tensors_allocate_nothing():
-    batch = torch.randn(1000, 10)  # made before the step: not counted
+    batch = torch.randn(1000, 10)  # made before the step: external from the first op that reads it
 
     def step():
         v = batch.view(10_000)
         v.add_(1.0)
         batch.t().mul_(2.0)
 
-    assert track_live_bytes(step).allocated_bytes == 0
+    lm = track_live_bytes(step)
+    assert lm.allocated_bytes == 0
+    assert lm.peak_live_external_bytes == lm.peak_live_bytes == 40_000
 
 
 def test_split_at_peak_params_grads_adam_state_activations():
@@ -82,8 +84,10 @@ def test_split_at_peak_params_grads_adam_state_activations():
     assert lm.peak_live_optimizer_state_bytes == adam
     assert lm.peak_live_grad_bytes == p  # new gradients (old ones were freed by zero_grad)
     assert lm.peak_live_activation_bytes > 0
-    assert lm.peak_live_bytes == p + adam + lm.peak_live_grad_bytes + lm.peak_live_activation_bytes
-    assert lm.end_live_bytes == lm.start_live_bytes
+    assert lm.peak_live_external_bytes == n * d_in * F32  # the batch, made before the step, read by it
+    assert lm.peak_live_bytes == (p + adam + lm.peak_live_grad_bytes + lm.peak_live_activation_bytes
+                                  + lm.peak_live_external_bytes)
+    assert lm.end_live_bytes == lm.start_live_bytes + lm.peak_live_external_bytes  # the batch is still held
 
 
 def test_autograd_grad_wrt_leaf_and_double_backward_are_tracked():
@@ -111,7 +115,8 @@ def test_meta_and_fake_tensors_need_no_real_memory():
         lin = nn.Linear(100, 50)
         x = torch.randn(8, 100)
         lm = track_live_bytes(lambda: lin(x).sum().backward(), models={"m": lin})
-    assert lm.end_live_bytes - lm.start_live_bytes == 5050 * F32  # the gradients
+    assert lm.peak_live_external_bytes == 8 * 100 * F32  # x, made before the step
+    assert lm.end_live_bytes - lm.start_live_bytes == 5050 * F32 + 8 * 100 * F32  # the gradients and x
 
 
 # ---------------------------------------------------------------------------

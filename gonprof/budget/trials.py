@@ -119,7 +119,8 @@ def trial_from_outcome(batch_size: int, outcome: Outcome, device: str = "cpu") -
         _, message = outcome.failure()
         return BatchTrial(batch_size=batch_size, status="error", elapsed_s=elapsed,
                           message=f"trial process failed: {message}"[:300])
-    fields = {k: result.get(k) for k in ("peak_live_bytes", "input_bytes", "peak_rss_delta_bytes", "peak_rss_bytes",
+    fields = {k: result.get(k) for k in ("peak_live_bytes", "peak_live_external_bytes", "input_bytes",
+                                          "peak_rss_delta_bytes", "peak_rss_bytes",
                                           "rss_baseline_bytes", "cuda_max_memory_allocated_bytes",
                                           "cuda_max_memory_reserved_bytes", "step_time_s")}
     peak = None
@@ -127,7 +128,8 @@ def trial_from_outcome(batch_size: int, outcome: Outcome, device: str = "cpu") -
         if device.startswith("cuda"):
             peak = fields["cuda_max_memory_allocated_bytes"]
         elif fields["peak_live_bytes"] is not None:
-            peak = fields["peak_live_bytes"] + (fields["input_bytes"] or 0)
+            # the whole batch in place of the part of it the step read (external storages)
+            peak = fields["peak_live_bytes"] - (fields["peak_live_external_bytes"] or 0) + (fields["input_bytes"] or 0)
     return BatchTrial(batch_size=batch_size, status=result.get("status", "error"), peak_bytes=peak,
                       elapsed_s=elapsed, message=result.get("message", ""), cpus=result.get("cpus"), **fields)
 
@@ -145,7 +147,8 @@ def estimate_trial(spec: StepSpec, batch_size: int, steps: int = 2) -> BatchTria
         return BatchTrial(batch_size=batch_size, status="error", elapsed_s=time.perf_counter() - t0,
                           message=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
     return BatchTrial(batch_size=batch_size, status="measured", peak_bytes=e.peak_bytes,
-                      peak_live_bytes=e.peak_live_bytes, input_bytes=e.input_bytes,
+                      peak_live_bytes=e.peak_live_bytes, peak_live_external_bytes=e.peak_live_external_bytes,
+                      input_bytes=e.input_bytes,
                       cuda_max_memory_allocated_bytes=e.cuda_max_memory_allocated_bytes,
                       elapsed_s=time.perf_counter() - t0, message="estimated")
 

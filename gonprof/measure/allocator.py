@@ -23,8 +23,10 @@ instead, which sees compiled code (inductor's buffers) as it runs:
 Both are expressed on the basis of the tensor-level peak
 (:attr:`LiveMemory.peak_live_bytes`): the known persistent state at the
 start plus the most the allocator held beyond its start, so the two compare
-directly.  Memory that is not the allocator's (tensors over foreign memory,
-e.g. ``torch.from_numpy``) is in neither; the process RSS sees it.
+directly once the tensor-level peak's external storages
+(:attr:`LiveMemory.peak_live_external_bytes`: the batch, ``torch.from_numpy``
+arrays, a loader worker's shared memory) are taken out of it: no allocator
+served those during the step, so they are not in this peak.
 
 The same event stream says whether compiled code ran: Dynamo wraps every
 compiled frame it runs in a ``Torch-Compiled Region`` event and every call into

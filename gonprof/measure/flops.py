@@ -173,6 +173,9 @@ class ModuleScope:
 
 
 _DECOMPOSE_KEY = torch._C.DispatchKey.CompositeImplicitAutograd
+#: Ops passed on whole although they could be decomposed (no arithmetic either way): ``lift_fresh`` (how
+#: ``torch.tensor(data)`` enters a dispatch mode) stays visible to the live-bytes tracker below as what it is.
+_KEEP_WHOLE = frozenset({torch.ops.prim.device.default, torch.ops.aten.lift_fresh.default})
 
 
 def _can_decompose(func: Any) -> bool:
@@ -205,7 +208,7 @@ class _CountingMode(TorchDispatchMode):
                 kind = "no_arithmetic"
             else:
                 kind = "uncounted"
-        can = formula is None and func is not torch.ops.prim.device.default and _can_decompose(func)
+        can = formula is None and func not in _KEEP_WHOLE and _can_decompose(func)
         info = self.info[func] = (name, formula, kind, can)
         return info
 

@@ -47,9 +47,13 @@ class Instrument:
             yield
         finally:
             self._phase = prev
+            self._phase_ended(name)
 
     def _phase_started(self, name: str) -> None:
         """Hook: a phase block begins (instruments note their per-phase starting point here)."""
+
+    def _phase_ended(self, name: str) -> None:
+        """Hook: a phase block ends (after the enclosing phase, if any, is current again)."""
 
     def __enter__(self) -> Instrument:
         raise NotImplementedError

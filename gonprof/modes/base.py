@@ -377,6 +377,13 @@ class TrainStep:
     def refines_samples(self) -> bool:
         return _overrides(self, "sample_with_unrefined")
 
+    def state_tensors(self) -> dict[str, list[torch.Tensor]]:
+        """Optional: persistent tensors the step keeps besides its models' and optimizers' state, by category of
+        :data:`gonprof.records.LIVE_CATEGORIES` (``{"replay": [buffer]}`` for a replay buffer of past
+        samples), so that the live-bytes tracker counts them as that state, not as external storages.
+        Read when the profiler's measuring step begins.  Default: none."""
+        return {}
+
     def extra_state(self) -> dict:
         """Mode state beyond models and optimizers (buffers of fakes, schedulers...), for checkpoints."""
         return {}

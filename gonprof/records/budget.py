@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import SCHEMA_VERSION, JsonRecord
-from .profile import Environment, PersistentBytes
+from .profile import Environment, ModuleMemory, PersistentBytes
 
 
 @dataclass(frozen=True)
@@ -14,14 +14,17 @@ class MemoryEstimate(JsonRecord):
     """A step's memory predicted without allocating it (meta tensors through the live-bytes tracker).
 
     ``peak_live_bytes`` and its ``peak_live_*`` split mean what they mean in
-    :class:`LiveMemory` (tensor storages incl. the persistent state; the input
-    batch not counted), taken as the worst over the steps run and over the
-    ways data-dependent branches can go.  ``input_bytes`` is the batch (images
-    float32 + int64 labels).  ``peak_bytes`` is the figure to hold against a
-    memory budget: on ``cpu`` ``peak_live_bytes + input_bytes``; on ``cuda``
-    ``cuda_max_memory_allocated_bytes``, the same storages each rounded up as
-    the CUDA caching allocator does (``rounding``).  Reserved memory
-    (``max_memory_reserved``) is not estimated.
+    :class:`LiveMemory` (tensor storages incl. the persistent state; the part
+    of the input batch the step reads is ``peak_live_external_bytes``), taken
+    as the worst over the steps run and over the ways data-dependent branches
+    can go.  ``input_bytes`` is the batch (images float32 + int64 labels).
+    ``peak_bytes`` is the figure to hold against a memory budget: on ``cpu``
+    ``peak_live_bytes - peak_live_external_bytes + input_bytes`` (the whole
+    batch, read or not); on ``cuda`` ``cuda_max_memory_allocated_bytes``, the
+    same storages each rounded up as the CUDA caching allocator does
+    (``rounding``).  Reserved memory (``max_memory_reserved``) is not
+    estimated.  ``peak_phase`` and ``peak_modules``: the phase running at the
+    peak and every module's bytes there (as in :class:`LiveMemory`).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -40,6 +43,10 @@ class MemoryEstimate(JsonRecord):
     peak_live_grad_bytes: int = 0
     peak_live_optimizer_state_bytes: int = 0
     peak_live_activation_bytes: int = 0
+    peak_live_external_bytes: int = 0
+    peak_live_replay_bytes: int = 0
+    peak_phase: str = ""
+    peak_modules: list[ModuleMemory] = field(default_factory=list)
     start_live_bytes: int = 0
     end_live_bytes: int = 0
     peak_live_bytes_by_step: tuple[int, ...] = ()
@@ -72,6 +79,7 @@ class BatchTrial(JsonRecord):
     status: str
     peak_bytes: int | None = None
     peak_live_bytes: int | None = None
+    peak_live_external_bytes: int | None = None  # the part of the batch (and other external storages) in it
     input_bytes: int | None = None
     peak_rss_delta_bytes: int | None = None
     peak_rss_bytes: int | None = None

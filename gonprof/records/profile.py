@@ -219,13 +219,18 @@ class LiveMemory(_Serialisable):
     """Tensor-level live bytes during the measuring step (storage bytes, device-independent).
 
     Live = persistent state known at the step's start (parameters, buffers,
-    gradients, optimizer state) plus every storage allocated by an op during
-    the step, until it is freed.  The ``peak_live_*`` split is taken at the
-    moment of the peak; a storage counts as gradient / optimizer state when it
-    is one at the end of the step (or was one at the start).
-    ``peak_live_activation_bytes`` = activations and temporaries.
-    Tensors made before the step and not known to the profiler (e.g. the
-    input batch) are not counted.
+    gradients, optimizer state, extra state such as a replay buffer) plus
+    every storage allocated by an op during the step (activations and
+    temporaries) plus every storage an op reads that the step did not
+    allocate and that is not known state (``external``: the input batch
+    however it was made, ``torch.from_numpy`` arrays, loader workers' shared
+    memory), from the op that first reads it, until it is freed.  The
+    ``peak_live_*`` split is what was live at the moment of the peak, by the
+    categories those storages had then: a storage becomes a gradient when the
+    autograd engine accumulates it into a ``.grad`` (or an optimizer step
+    begins with it as one), optimizer state when the optimizer step that made
+    it returns.  ``peak_live_activation_bytes`` = activations and temporaries.
+    The categories sum to ``peak_live_bytes``.
     """
 
     peak_live_bytes: int
@@ -249,6 +254,8 @@ class LiveMemory(_Serialisable):
     peak_modules: list[ModuleMemory] = field(default_factory=list)
     #: live bytes by category over the step (downsampled; the peak kept exactly); None when not taken
     timeline: MemoryTimeline | None = None
+    #: the phase running when the peak was reached ("" when the step named no phases)
+    peak_phase: str = ""
 
     @property
     def peak_live_delta_bytes(self) -> int:
@@ -285,7 +292,9 @@ class AllocatorMemory(_Serialisable):
     On the CPU that is a running sum of torch.profiler's memory events (every
     allocation made in the step and its free, and the free of a known-state
     block; frees of other blocks made before the step, such as the batch, are
-    not counted, as the tensor-level tracker does not count them).  On CUDA it
+    not counted).  It compares with the tensor-level peak less its external
+    storages (``peak_live_external_bytes``: the batch and other storages the
+    step read but did not allocate, which no allocator served in it).  On CUDA it
     is ``max_memory_allocated`` minus ``memory_allocated`` at the start (every
     free counts; blocks rounded to 512 bytes).  ``allocated_bytes``: the sum
     of the step's allocations.  ``execution``: ``compiled`` when compiled
@@ -406,8 +415,8 @@ class ProfileRecord(JsonRecord):
     steps: tuple[StepRecord, ...] = ()
     # RSS growth beyond the step peak: median timed-step RSS delta minus the step peak's growth (peak - start;
     # the tensor-level peak, or the allocator peak where the step ran compiled).  Memory neither the dispatcher
-    # nor the allocator sees: tensors over foreign memory (torch.from_numpy), allocator caching, memory outside
-    # torch.  None without both figures.
+    # nor the allocator sees: memory outside torch (numpy arrays no tensor wraps), tensors made elsewhere that no
+    # op reads, allocator caching.  None without both figures.
     untracked_bytes: int | None = None
     warnings: tuple[str, ...] = ()  # what a reader must know before trusting a figure
     # the allocator-level peak beside the tensor-level one (None in records made before it existed)

@@ -44,8 +44,10 @@ def estimate_blocks(e, measured=None) -> list[Sheet | Note]:
         "at the peak")
     row("  activations + temporaries", e.peak_live_activation_bytes, lm.peak_live_activation_bytes if lm else None,
         "at the peak")
-    row("input batch", e.input_bytes, "not in it" if measured is not None else None,
-        "float32 images + int64 labels, made before the step (in neither peak above)")
+    row("  external", e.peak_live_external_bytes, lm.peak_live_external_bytes if lm else None,
+        "at the peak: the part of the batch the step read (made before it)")
+    row("input batch", e.input_bytes, "" if measured is not None else None,
+        "float32 images + int64 labels, made before the step; the budget figure holds all of it")
     if e.persistent is not None:
         row("persistent state", e.persistent.total_bytes,
             measured.persistent.total_bytes if measured is not None and measured.persistent else None,

@@ -102,13 +102,16 @@ def allocator_rows(rec: ProfileRecord) -> list[tuple[Any, str, Any]]:
         f"{source}, untimed step {am.step}, {am.execution} execution; persistent state + allocator growth")]
     lm = rec.live_memory
     if lm is not None:
-        diff = am.peak_bytes - lm.peak_live_bytes
+        basis = lm.peak_live_bytes - lm.peak_live_external_bytes  # no allocator served the external storages
+        diff = am.peak_bytes - basis
         value = ("+" if diff > 0 else "") + format_bytes(diff)
+        less = " (tensors less external)" if lm.peak_live_external_bytes else ""
         if rec.peak_difference_note:
-            rows.append(("  allocator - tensors", value, Text(rec.peak_difference_note, style="yellow")))
+            rows.append((f"  allocator - tensors{less}", value, Text(rec.peak_difference_note, style="yellow")))
         else:
-            tol = peak_tolerance_bytes(lm.peak_live_bytes)
-            rows.append(("  allocator - tensors", value, f"within tolerance ({format_bytes(tol)}: 5% + 1 MiB)"))
+            tol = peak_tolerance_bytes(basis)
+            rows.append((f"  allocator - tensors{less}", value,
+                         f"within tolerance ({format_bytes(tol)}: 5% + 1 MiB)"))
     return rows
 
 
@@ -152,11 +155,45 @@ def memory_sheet(rec: ProfileRecord) -> Sheet | None:
         ("buffers", p.buffer_bytes if p else None, lm.peak_live_buffer_bytes if lm else None),
         ("gradients", p.grad_bytes if p else None, lm.peak_live_grad_bytes if lm else None),
         ("optimizer state", p.optimizer_state_bytes if p else None, lm.peak_live_optimizer_state_bytes if lm else None),
+        ("replay buffer", None, lm.peak_live_replay_bytes if lm else None),
         ("activations + temporaries", None, lm.peak_live_activation_bytes if lm else None),
+        ("external (batch, foreign memory)", None, lm.peak_live_external_bytes if lm else None),
         ("total", p.total_bytes if p else None, lm.peak_live_bytes if lm else None),
     ]
     for name, a, b in rows:
         t.add_row(name, _mib(a), _mib(b))
+    return t
+
+
+#: Modules the profile table shows at the peak (the record holds every one).
+TOP_MODULES = 5
+
+
+def peak_modules_sheet(rec: ProfileRecord, top: int = TOP_MODULES) -> Sheet | None:
+    """The ``top`` modules holding the most bytes at the peak of live tensors, each with its largest parts
+    (category, direction, phase)."""
+    lm = rec.live_memory
+    if lm is None or not lm.peak_modules:
+        return None
+    parts: dict[str, list[tuple[int, str]]] = {}
+    for m in lm.peak_modules:
+        if m.module:
+            where = " ".join(x for x in (m.category, m.direction if m.direction != "outside" else "", m.phase) if x)
+            parts.setdefault(m.module, []).append((m.bytes_at_peak, where))
+    if not parts:
+        return None
+    ranked = sorted(parts.items(), key=lambda kv: (-sum(b for b, _ in kv[1]), kv[0]))
+    t = Sheet(title=f"modules at the peak of live tensors (top {min(top, len(ranked))} of {len(ranked)}; "
+                    "MiB = 2**20 bytes)", header_style="bold")
+    t.add_column("module")
+    t.add_column("at peak (MiB)", "right")
+    t.add_column("share of peak (%)", "right")
+    t.add_column("made as (MiB): category, direction, phase")
+    for name, rows in ranked[:top]:
+        total = sum(b for b, _ in rows)
+        share = f"{100 * total / lm.peak_live_bytes:.1f}" if lm.peak_live_bytes else ""
+        made = "; ".join(f"{w} {_mib(b)}" for b, w in sorted(rows, key=lambda r: (-r[0], r[1]))[:3])
+        t.add_row(name, _mib(total), share, made + ("; ..." if len(rows) > 3 else ""))
     return t
 
 
@@ -242,7 +279,7 @@ def record_blocks(rec: ProfileRecord) -> list[Sheet | Note]:
         parts.append(Note("\n".join(f"warning: {w}" for w in rec.warnings), style="yellow"))
     if rec.models:
         parts.append(params_sheet(rec))
-    for fn in (memory_sheet, flops_sheet, uncounted_sheet, timing_sheet):
+    for fn in (memory_sheet, peak_modules_sheet, flops_sheet, uncounted_sheet, timing_sheet):
         sheet = fn(rec)
         if sheet is not None:
             parts.append(sheet)
