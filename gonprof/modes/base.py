@@ -377,6 +377,12 @@ class TrainStep:
     def refines_samples(self) -> bool:
         return _overrides(self, "sample_with_unrefined")
 
+    def state_tensors(self) -> dict[str, list[torch.Tensor]]:
+        """Optional: tensors the step keeps between steps beyond its models and optimizers, by the profile's
+        memory category (GON's replay buffer of past chains: ``{"replay": [buffer]}``).  The profiler counts
+        them as their own category; steps without any return an empty dict."""
+        return {}
+
     def extra_state(self) -> dict:
         """Mode state beyond models and optimizers (buffers of fakes, schedulers...), for checkpoints."""
         return {}

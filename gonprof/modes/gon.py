@@ -84,7 +84,14 @@ DEFAULTS = {
     "skip_identity": True,   # fast path skips activations that are exactly the identity (same bits)
     "inner_opt": "normalized",  # optimiser on the input: adam (seed) | sgd | normalized | langevin
     "inner_noise": 0.005,    # langevin: noise sigma at the first iteration, annealed with the step size
+    "init": "noise",         # where a chain starts: noise (fresh U[-1, 1] every step) | buffer (replay)
+    "replay_size": 10_000,   # init=buffer: past chains kept (IGEBM, JEM: 10,000)
+    "replay_restart": 0.05,  # init=buffer: share of chains restarted from noise each step (IGEBM, JEM: 5%)
+    "data_noise": 0.0,       # sigma of Gaussian noise added to the real images of D's update (clamped)
+    "spectral_norm": False,  # spectral norm on D's linear and conv layers (IGEBM keeps it on)
 }
+
+INITS = ("noise", "buffer")
 
 INNER_OPTS = ("adam", "sgd", "normalized", "langevin")
 
@@ -106,13 +113,21 @@ PARAMS = {
     "sample_chunk": Param("int", low=1, high=MAX_SIZE),
     "inner_opt": Param("choice", choices=INNER_OPTS),
     "inner_noise": Param("float", low=0.0, high=10.0),  # a standard deviation, on images in [-1, 1]
+    "init": Param("choice", choices=INITS),
+    "replay_size": Param("int", low=1, high=MAX_SIZE),
+    "replay_restart": Param("float", low=0.0, high=1.0),  # a share of the chains
+    "data_noise": Param("float", low=0.0, high=1.0),  # a standard deviation, on images in [-1, 1]
+    "spectral_norm": Param("bool"),
 }
 
 PRESETS = {
     "seed": {"batch_size": 10, "lr": 5e-6, "inner_opt": "adam", "batched": False, "fakes": 1, "update_batch": 1,
-             "noise_start": True, "channels_last": False, "skip_identity": False},
+             "noise_start": True, "channels_last": False, "skip_identity": False,
+             "init": "noise", "inner_steps": 1000, "inner_t_max": 50, "early_stop": 30, "data_noise": 0.0,
+             "spectral_norm": False},
     # the fast path with the seed's own optimisers (Adam on the input, D's Adam at 5e-6)
-    "seed-optimizers": {"lr": 5e-6, "inner_opt": "adam"},
+    "seed-optimizers": {"lr": 5e-6, "inner_opt": "adam", "init": "noise", "inner_steps": 1000,
+                        "inner_t_max": 50, "early_stop": 30, "data_noise": 0.0, "spectral_norm": False},
     "fast": {},
 }
 
@@ -168,12 +183,17 @@ class GONStep(TrainStep):
     input_shape: tuple[int, ...]  # never None here: the spec's, or (1, 28, 28)
 
     def __init__(self, D: nn.Module, D_spec, hparams: dict, device):
+        if hparams.get("spectral_norm", False):
+            with_spectral_norm(D)
         opt = torch.optim.Adam(D.parameters(), lr=hparams["lr"], betas=tuple(hparams["betas"]))
         super().__init__({"D": D}, {"D": opt}, hparams, torch.device(device))
         self.D, self.D_spec = D, D_spec
         self.kind = getattr(D_spec, "output", "score") if D_spec is not None else "score"
         self.real_class = int(hparams["real_class"])
         self.buffer: torch.Tensor | None = None  # (k, C, H, W) FIFO, oldest first
+        self.replay: torch.Tensor | None = None  # init=buffer: (replay_size, C, H, W) past chains, a ring
+        self.replay_head = 0  # the ring's next slot to write (the newest chain sits just before it)
+        self.last_restarts = 0  # chains of the last step started from noise
         self.last_iters = 0
         self.last_loss: torch.Tensor | None = None  # final inner loss of each new fake (the source's `diffs`)
         self.input_shape = tuple(getattr(D_spec, "input_shape", None) or (1, 28, 28))
@@ -184,6 +204,11 @@ class GONStep(TrainStep):
 
             raise IncompatibleError(f"inner_opt={hparams['inner_opt']} needs the batched path; the seed "
                                     "procedure (batched=false) optimises with torch's Adam")
+        if not hparams.get("batched", True) and hparams.get("init", "noise") != "noise":
+            from .base import IncompatibleError
+
+            raise IncompatibleError("init=buffer needs the batched path; the seed procedure (batched=false) "
+                                    "starts every chain from noise")
 
     def prepare(self) -> None:
         """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check."""
@@ -366,10 +391,66 @@ class GONStep(TrainStep):
         return x_new.clamp_(-1.0, 1.0)
 
     def sample(self, n: int) -> torch.Tensor:
-        """``n`` negatives drawn by the batched inner loop (the same maths as the seed's one-at-a-time loop)."""
+        """``n`` negatives drawn by the batched inner loop (the same maths as the seed's one-at-a-time loop).
+
+        init=noise: chains from fresh noise.  init=buffer: the ``n`` newest chains of the replay buffer
+        (noise for any it does not hold yet), each run one more inner loop; the buffer is left as it was."""
         chunk = max(1, int(self.hparams["sample_chunk"]))
-        out = [self.optimise(self.noise(min(chunk, n - i)), batched=True) for i in range(0, n, chunk)]
+        starts = self.newest_chains(n) if self.hparams.get("init") == "buffer" else None
+        out = []
+        for i in range(0, n, chunk):
+            x0 = self.noise(min(chunk, n - i)) if starts is None else starts[i:i + chunk]
+            out.append(self.optimise(x0, batched=True))
         return torch.cat(out)
+
+    # -- the replay buffer (init=buffer) ----------------------------------------------
+    def replay_buffer(self) -> torch.Tensor:
+        """The replay buffer, made on first use: ``replay_size`` chains of U[-1, 1] noise (as JEM starts)."""
+        if self.replay is None:
+            self.replay = self.noise(int(self.hparams["replay_size"]))
+            self.replay_head = 0
+        return self.replay
+
+    def replay_starts(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` chain starts: buffer entries drawn uniformly with replacement, each replaced by fresh noise
+        with probability ``replay_restart``; returns (starts, restarted mask)."""
+        buf = self.replay_buffer()
+        idx = torch.randint(0, buf.shape[0], (k,), device=buf.device)
+        restart = torch.rand(k, device=buf.device) < float(self.hparams["replay_restart"])
+        x0 = buf[idx].to(self.device)
+        fresh = self.noise(k, x0.shape[1:])
+        x0 = torch.where(restart.view(-1, *([1] * (x0.dim() - 1))).to(x0.device), fresh, x0)
+        return x0, restart
+
+    def replay_push(self, x: torch.Tensor) -> None:
+        """Write chains ``x`` into the ring over its oldest entries (IGEBM's buffer: newest kept)."""
+        buf = self.replay_buffer()
+        size = buf.shape[0]
+        x = x.detach()[-size:]
+        slots = (self.replay_head + torch.arange(x.shape[0])) % size
+        buf[slots.to(buf.device)] = x.to(buf.device, buf.dtype)
+        self.replay_head = int((self.replay_head + x.shape[0]) % size)
+
+    def newest_chains(self, n: int) -> torch.Tensor:
+        """The ``n`` chains written last (newest first), then noise for any the buffer does not hold."""
+        buf = self.replay_buffer()
+        m = min(n, buf.shape[0])
+        slots = (self.replay_head - 1 - torch.arange(m)) % buf.shape[0]
+        x = buf[slots.to(buf.device)].to(self.device)
+        return x if m == n else torch.cat([x, self.noise(n - m, x.shape[1:])])
+
+    def state_tensors(self) -> dict[str, list[torch.Tensor]]:
+        """The replay buffer, the memory init=buffer trades for shorter chains (none for init=noise)."""
+        return {"replay": [self.replay]} if self.replay is not None else {}
+
+    def chain_starts(self, k: int) -> torch.Tensor:
+        """Where a step's ``k`` chains start: fresh noise (init=noise), or the replay buffer (init=buffer)."""
+        if self.hparams.get("init") != "buffer":
+            self.last_restarts = k
+            return self.noise(k)
+        x0, restart = self.replay_starts(k)
+        self.last_restarts = int(restart.sum())
+        return x0
 
     # -- one step ----------------------------------------------------------------------
     def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
@@ -385,13 +466,18 @@ class GONStep(TrainStep):
             if hp["noise_start"] and (self.buffer is None or len(self.buffer) == 0):
                 new = self.noise(cap)  # the source's first epoch: noise negatives, no optimisation
             else:
-                new = self.optimise(self.noise(k))
+                new = self.optimise(self.chain_starts(k))
                 assert self.last_loss is not None  # set by optimise
                 sample_loss = self.last_loss.mean()
+                if hp.get("init") == "buffer":
+                    self.replay_push(new)
             buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
             self.buffer = buf[-cap:].detach()
             fakes = self.buffer
         with phase("d_step"):
+            sigma = float(hp.get("data_noise", 0.0))
+            if sigma > 0:
+                real = (real + sigma * torch.randn_like(real)).clamp_(-1.0, 1.0)
             x = torch.cat([real, fakes.to(real.dtype)])
             target = torch.zeros(x.shape[0], 2, device=x.device, dtype=x.dtype)
             target[:n, 0] = 1.0
@@ -416,17 +502,34 @@ class GONStep(TrainStep):
                     total = total + loss.detach() * len(idx)
                 d_loss = total / x.shape[0]
         losses = {"d_loss": d_loss, "inner_iters": float(self.last_iters)}
+        if hp.get("init") == "buffer":
+            losses["restarts"] = float(self.last_restarts)
         if sample_loss is not None:
             losses["sample_loss"] = sample_loss
         return detached(losses)
 
     # -- checkpoints --------------------------------------------------------------------
     def extra_state(self) -> dict:
-        return {"buffer": None if self.buffer is None else self.buffer.detach().cpu().clone()}
+        def cpu(t):
+            return None if t is None else t.detach().cpu().clone()
+        return {"buffer": cpu(self.buffer), "replay": cpu(self.replay), "replay_head": self.replay_head}
 
     def load_extra_state(self, state: dict) -> None:
-        buf = state.get("buffer")
+        buf, replay = state.get("buffer"), state.get("replay")
         self.buffer = None if buf is None else buf.to(self.device)
+        self.replay = None if replay is None else replay.to(self.device)
+        self.replay_head = int(state.get("replay_head", 0))
+
+
+def with_spectral_norm(D: nn.Module) -> nn.Module:
+    """Spectral norm (torch's parametrization, one power iteration per training forward) on every linear
+    and conv layer of ``D``, in place."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(D.modules()):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            spectral_norm(m)
+    return D
 
 
 @register_mode(
