@@ -3,6 +3,8 @@ checkpointing, the settings' ranges, and the seed preset left as the seed's proc
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -147,3 +149,29 @@ def test_seed_preset_stays_the_seeds_procedure():
     assert (hp["init"], hp["inner_steps"], hp["inner_t_max"], hp["early_stop"]) == ("noise", 1000, 50, 30)
     assert (hp["inner_opt"], hp["lr"], hp["batched"], hp["data_noise"], hp["spectral_norm"]) == \
         ("adam", 5e-6, False, 0.0, False)
+
+
+def test_a_rows_inner_iterations_are_the_mean_of_its_logged_steps(tmp_path):
+    from gonprof.comparison.row import mean_inner_iters
+
+    lines = [{"step": 1, "losses": {"d_loss": 0.3, "inner_iters": 20.0}},
+             {"step": 2, "losses": {"d_loss": 0.3, "inner_iters": 11.0}},
+             {"status": "ok"},
+             {"step": 3, "losses": {"d_loss": 0.3, "inner_iters": 14.0}}]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert mean_inner_iters(str(tmp_path)) == pytest.approx((20 + 11 + 14) / 3)
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 1, "losses": {"d_loss": 0.3}}) + "\n")
+    assert mean_inner_iters(str(tmp_path)) is None  # a mode without an inner loop
+
+
+def test_the_cost_table_shows_inner_iterations_only_where_a_row_has_them():
+    from gonprof.records import RunRecord
+    from gonprof.render.compare import compare_sheets
+
+    gon = RunRecord(mode="gon", arch="gon-mnist-mlp", inner_iters_per_step=19.5)
+    gan = RunRecord(mode="lsgan", arch="lsgan-original")
+    cost = compare_sheets([gon, gan])[0]
+    col = [c.header for c in cost.columns].index("inner iters/step (mean)")
+    assert [row.cells[col] for row in cost.rows] == ["19.5", "-"]
+    cost = compare_sheets([gan])[0]
+    assert "inner iters/step (mean)" not in [c.header for c in cost.columns]
