@@ -26,8 +26,8 @@ def test_replay_buffer_is_made_full_size_of_noise_and_is_the_steps_replay_state(
     buf = step.replay_buffer()
     assert tuple(buf.shape) == (300, 1, 28, 28)
     assert buf.min() >= -1 and buf.max() <= 1 and buf.std() > 0.5  # U[-1, 1]: sd 1/sqrt(3) = 0.577
-    (kept,) = step.state_tensors()["replay"]
-    assert kept is buf
+    kept, age = step.state_tensors()["replay"]
+    assert kept is buf and age.shape == (300,) and int(age.sum()) == 0  # every chain starts as noise, age 0
     assert TrainStep.state_tensors(step) == {}  # the base's default: no state beyond models and optimizers
 
 
@@ -45,15 +45,15 @@ def test_share_of_chains_restarted_from_noise_follows_replay_restart():
 
 
 def test_ring_keeps_the_newest_chains_within_its_size():
-    step = chains(replay_size=5)
+    step = chains(replay_size=5, inner_steps=10)
     step.replay_buffer()
-    for v in range(1, 8):  # push 7 one-image chains whose pixels all equal v / 10
-        step.replay_push(torch.full((1, 1, 28, 28), v / 10))
+    for v in range(1, 8):  # push 7 one-image chains whose pixels all equal v / 10, each 11 iterations old
+        step.replay_push(torch.full((1, 1, 28, 28), v / 10), torch.tensor([11]))
     assert step.replay.shape[0] == 5  # the bound: never more than replay_size
     newest = step.newest_chains(3)[:, 0, 0, 0].tolist()
     assert newest == pytest.approx([0.7, 0.6, 0.5])
     assert sorted(step.replay[:, 0, 0, 0].tolist()) == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])  # 0.1, 0.2 gone
-    step.replay_push(torch.full((12, 1, 28, 28), -0.5))  # more than the ring holds: only the last 5 stay
+    step.replay_push(torch.full((12, 1, 28, 28), -0.5), torch.full((12,), 11))  # only the last 5 stay
     assert step.replay.shape[0] == 5 and bool((step.replay == -0.5).all())
     more = step.newest_chains(8)  # asks for more than the ring holds: the rest is noise
     assert more.shape[0] == 8 and bool((more[:5] == -0.5).all()) and not bool((more[5:] == -0.5).all())
@@ -175,3 +175,24 @@ def test_the_cost_table_shows_inner_iterations_only_where_a_row_has_them():
     assert [row.cells[col] for row in cost.rows] == ["19.5", "-"]
     cost = compare_sheets([gan])[0]
     assert "inner iters/step (mean)" not in [c.header for c in cost.columns]
+
+
+def test_samples_pass_over_chains_restarted_from_noise_in_their_last_step():
+    step = chains(replay_size=6, inner_steps=10)
+    step.replay_buffer()
+    # oldest to newest: ages 30, 10 (restarted last step), 25, 10, 40 and pixels 0.1 .. 0.5
+    step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 6)]),
+                     torch.tensor([30, 10, 25, 10, 40]))
+    got = step.newest_chains(4)[:, 0, 0, 0].tolist()
+    assert got == pytest.approx([0.5, 0.3, 0.1, 0.4])  # the ripe ones newest first, then the newest young one
+
+
+def test_a_chains_age_is_its_iterations_since_its_noise():
+    step = chains(replay_size=64, inner_steps=3, early_stop=1000, replay_restart=0.0)
+    real = torch.rand(32, 1, 28, 28) * 2 - 1
+    torch.manual_seed(0)
+    step.step(real)  # 32 chains from the all-noise buffer (age 0): age 3 each
+    assert sorted(step.replay_age.tolist()) == [0] * 32 + [3] * 32
+    step.hparams["replay_restart"] = 1.0
+    step.step(real)  # every chain restarted from noise: age 3 again, over the 32 untouched noise slots
+    assert sorted(step.replay_age.tolist()) == [3] * 64

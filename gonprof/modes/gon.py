@@ -193,6 +193,8 @@ class GONStep(TrainStep):
         self.buffer: torch.Tensor | None = None  # (k, C, H, W) FIFO, oldest first
         self.replay: torch.Tensor | None = None  # init=buffer: (replay_size, C, H, W) past chains, a ring
         self.replay_head = 0  # the ring's next slot to write (the newest chain sits just before it)
+        self.replay_age: torch.Tensor | None = None  # inner iterations each chain has run since its noise
+        self.start_age: torch.Tensor | None = None  # the ages of the last step's chain starts
         self.last_restarts = 0  # chains of the last step started from noise
         self.last_iters = 0
         self.last_loss: torch.Tensor | None = None  # final inner loss of each new fake (the source's `diffs`)
@@ -405,43 +407,55 @@ class GONStep(TrainStep):
 
     # -- the replay buffer (init=buffer) ----------------------------------------------
     def replay_buffer(self) -> torch.Tensor:
-        """The replay buffer, made on first use: ``replay_size`` chains of U[-1, 1] noise (as JEM starts)."""
+        """The replay buffer, made on first use: ``replay_size`` chains of U[-1, 1] noise (as JEM starts),
+        each of age 0 (``replay_age``: the inner iterations a chain has run since its noise)."""
         if self.replay is None:
             self.replay = self.noise(int(self.hparams["replay_size"]))
+            self.replay_age = torch.zeros(self.replay.shape[0], dtype=torch.long, device=self.replay.device)
             self.replay_head = 0
         return self.replay
 
     def replay_starts(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``k`` chain starts: buffer entries drawn uniformly with replacement, each replaced by fresh noise
-        with probability ``replay_restart``; returns (starts, restarted mask)."""
+        with probability ``replay_restart``; returns (starts, restarted mask).  The starts' ages are kept in
+        ``start_age`` for :meth:`replay_push`."""
         buf = self.replay_buffer()
+        assert self.replay_age is not None  # made with the buffer
         idx = torch.randint(0, buf.shape[0], (k,), device=buf.device)
         restart = torch.rand(k, device=buf.device) < float(self.hparams["replay_restart"])
         x0 = buf[idx].to(self.device)
         fresh = self.noise(k, x0.shape[1:])
         x0 = torch.where(restart.view(-1, *([1] * (x0.dim() - 1))).to(x0.device), fresh, x0)
+        self.start_age = torch.where(restart, torch.zeros_like(idx), self.replay_age[idx])
         return x0, restart
 
-    def replay_push(self, x: torch.Tensor) -> None:
-        """Write chains ``x`` into the ring over its oldest entries (IGEBM's buffer: newest kept)."""
+    def replay_push(self, x: torch.Tensor, age: torch.Tensor | None = None) -> None:
+        """Write chains ``x`` of ages ``age`` (default 0) into the ring over its oldest entries (IGEBM's
+        buffer: the newest kept)."""
         buf = self.replay_buffer()
+        assert self.replay_age is not None  # made with the buffer
         size = buf.shape[0]
-        x = x.detach()[-size:]
+        age = torch.zeros(x.shape[0], dtype=torch.long) if age is None else age
+        x, age = x.detach()[-size:], age[-size:]
         slots = (self.replay_head + torch.arange(x.shape[0])) % size
         buf[slots.to(buf.device)] = x.to(buf.device, buf.dtype)
+        self.replay_age[slots.to(buf.device)] = age.to(buf.device)
         self.replay_head = int((self.replay_head + x.shape[0]) % size)
 
     def newest_chains(self, n: int) -> torch.Tensor:
-        """The ``n`` chains written last (newest first), then noise for any the buffer does not hold."""
+        """The ``n`` newest chains that have run more than one step's inner loop (a chain restarted from
+        noise in its last step is passed over), newest first; then the newest of the others, then noise."""
         buf = self.replay_buffer()
-        m = min(n, buf.shape[0])
-        slots = (self.replay_head - 1 - torch.arange(m)) % buf.shape[0]
-        x = buf[slots.to(buf.device)].to(self.device)
-        return x if m == n else torch.cat([x, self.noise(n - m, x.shape[1:])])
+        assert self.replay_age is not None  # made with the buffer
+        order = (self.replay_head - 1 - torch.arange(buf.shape[0])) % buf.shape[0]
+        ripe = self.replay_age[order.to(buf.device)].cpu() > int(self.hparams["inner_steps"])
+        order = torch.cat([order[ripe], order[~ripe]])[:n]
+        x = buf[order.to(buf.device)].to(self.device)
+        return x if x.shape[0] == n else torch.cat([x, self.noise(n - x.shape[0], x.shape[1:])])
 
     def state_tensors(self) -> dict[str, list[torch.Tensor]]:
         """The replay buffer, the memory init=buffer trades for shorter chains (none for init=noise)."""
-        return {"replay": [self.replay]} if self.replay is not None else {}
+        return {"replay": [self.replay, self.replay_age]} if self.replay is not None else {}
 
     def chain_starts(self, k: int) -> torch.Tensor:
         """Where a step's ``k`` chains start: fresh noise (init=noise), or the replay buffer (init=buffer)."""
@@ -470,7 +484,8 @@ class GONStep(TrainStep):
                 assert self.last_loss is not None  # set by optimise
                 sample_loss = self.last_loss.mean()
                 if hp.get("init") == "buffer":
-                    self.replay_push(new)
+                    assert self.start_age is not None  # set by chain_starts
+                    self.replay_push(new, self.start_age + self.last_iters)
             buf = new if self.buffer is None else torch.cat([self.buffer.to(new.device), new])
             self.buffer = buf[-cap:].detach()
             fakes = self.buffer
@@ -512,13 +527,18 @@ class GONStep(TrainStep):
     def extra_state(self) -> dict:
         def cpu(t):
             return None if t is None else t.detach().cpu().clone()
-        return {"buffer": cpu(self.buffer), "replay": cpu(self.replay), "replay_head": self.replay_head}
+        return {"buffer": cpu(self.buffer), "replay": cpu(self.replay), "replay_age": cpu(self.replay_age),
+                "replay_head": self.replay_head}
 
     def load_extra_state(self, state: dict) -> None:
         buf, replay = state.get("buffer"), state.get("replay")
         self.buffer = None if buf is None else buf.to(self.device)
         self.replay = None if replay is None else replay.to(self.device)
         self.replay_head = int(state.get("replay_head", 0))
+        age = state.get("replay_age")
+        if self.replay is not None:
+            self.replay_age = (torch.zeros(self.replay.shape[0], dtype=torch.long) if age is None else age).to(
+                self.device)
 
 
 def with_spectral_norm(D: nn.Module) -> nn.Module:
