@@ -20,10 +20,10 @@ def chains(**hp):
     return build_step("gon", "gon-mnist-mlp", seed=0, init="buffer", **hp)
 
 
-def test_replay_buffer_is_made_full_size_of_noise_and_is_the_steps_replay_state():
+def test_replay_buffer_is_made_full_size_of_noise_with_the_step_and_is_its_replay_state():
     step = chains(replay_size=300)
-    assert step.state_tensors() == {}  # nothing kept before the first step
-    buf = step.replay_buffer()
+    buf = step.replay  # made when the step is built (prepare), before any step
+    assert buf is not None and step.replay_buffer() is buf
     assert tuple(buf.shape) == (300, 1, 28, 28)
     assert buf.min() >= -1 and buf.max() <= 1 and buf.std() > 0.5  # U[-1, 1]: sd 1/sqrt(3) = 0.577
     kept, age = step.state_tensors()["replay"]
@@ -74,14 +74,14 @@ def test_a_step_with_init_buffer_runs_its_short_chains_and_writes_them_back():
 
 
 def test_init_noise_keeps_no_buffer():
-    step = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2)
+    step = build_step("gon", "gon-mnist-mlp", seed=0, init="noise", inner_steps=2)
     step.step(torch.rand(4, 1, 28, 28) * 2 - 1)
     assert step.replay is None and step.state_tensors() == {}
 
 
 def test_data_noise_changes_only_the_real_images_the_update_sees():
     torch.manual_seed(0)
-    a = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2)
+    a = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2, data_noise=0.0)
     b = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2, data_noise=0.1)
     real = torch.rand(4, 1, 28, 28) * 2 - 1
     torch.manual_seed(3)
@@ -147,6 +147,7 @@ def test_seed_path_refuses_a_replay_buffer():
 def test_seed_preset_stays_the_seeds_procedure():
     hp = get_mode("gon").hparams("seed")
     assert (hp["init"], hp["inner_steps"], hp["inner_t_max"], hp["early_stop"]) == ("noise", 1000, 50, 30)
+    assert hp["inner_lr"] == 0.02 and hp["batch_size"] == 10 and hp["fakes"] == 1 and hp["update_batch"] == 1
     assert (hp["inner_opt"], hp["lr"], hp["batched"], hp["data_noise"], hp["spectral_norm"]) == \
         ("adam", 5e-6, False, 0.0, False)
 
@@ -196,3 +197,16 @@ def test_a_chains_age_is_its_iterations_since_its_noise():
     step.hparams["replay_restart"] = 1.0
     step.step(real)  # every chain restarted from noise: age 3 again, over the 32 untouched noise slots
     assert sorted(step.replay_age.tolist()) == [3] * 64
+
+
+def test_the_fast_default_is_the_studys_chosen_row_and_preset_noise_the_fast_path_before_it():
+    from gonprof.comparison.presets import GON_BUFFER_DATA_NOISE, GON_NOISE, PRESETS
+
+    spec = get_mode("gon")
+    default, noise = spec.hparams(), spec.hparams("noise")
+    assert {k: default[k] for k in GON_BUFFER_DATA_NOISE} == GON_BUFFER_DATA_NOISE
+    assert {k: noise[k] for k in GON_NOISE} == GON_NOISE
+    for name in ("gon-chains", "gon-chains-all"):
+        rows = PRESETS[name]["pairs"]
+        assert [r[3] if len(r) > 3 else r[0] for r in rows] == ["noise", "buffer", "buffer-data-noise", "lsgan"]
+    assert PRESETS["gon-chains"]["classes"] == [0] and "classes" not in PRESETS["gon-chains-all"]

@@ -66,11 +66,11 @@ from .base import BATCH_SIZE, LEARNING_RATE, MAX_SIZE, Param, TrainStep, no_phas
 
 DEFAULTS = {
     "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
-    "lr": 1e-4,              # D's Adam (seed: 5e-6, main.py load_model; see NOTES for why 1e-4 here)
+    "lr": 3e-4,              # D's Adam (seed: 5e-6, main.py load_model; see NOTES for why 3e-4 here)
     "betas": (0.9, 0.999),   # torch.optim.Adam defaults, as in the source
-    "inner_lr": 0.02,        # src/gen.py: lr = 0.02, Adam on the input
-    "inner_t_max": 50,       # CosineAnnealingLR(optimizer, T_max=50), stepped per iteration
-    "inner_steps": 1000,     # for _ in range(1000)
+    "inner_lr": 0.05,        # src/gen.py: lr = 0.02, Adam on the input (fast path: 0.05, short chains)
+    "inner_t_max": 20,       # CosineAnnealingLR(optimizer, T_max=50), stepped per iteration (fast path: 20)
+    "inner_steps": 20,       # for _ in range(1000) (fast path: 20 iterations from a replayed chain)
     "early_stop": 30,        # break when `equal > 30`, i.e. after 31 nearly unchanged iterations
     "early_stop_eps": 1e-5,  # gen(..., epsilon=1e-5) during training
     "buffer": 10,            # fake_data[-BATCH_SIZE:]: the FIFO of the last 10 fakes
@@ -84,10 +84,10 @@ DEFAULTS = {
     "skip_identity": True,   # fast path skips activations that are exactly the identity (same bits)
     "inner_opt": "normalized",  # optimiser on the input: adam (seed) | sgd | normalized | langevin
     "inner_noise": 0.005,    # langevin: noise sigma at the first iteration, annealed with the step size
-    "init": "noise",         # where a chain starts: noise (fresh U[-1, 1] every step) | buffer (replay)
-    "replay_size": 10_000,   # init=buffer: past chains kept (IGEBM, JEM: 10,000)
+    "init": "buffer",        # where a chain starts: noise (fresh U[-1, 1] every step; seed) | buffer (replay)
+    "replay_size": 1000,     # init=buffer: past chains kept (IGEBM, JEM: 10,000)
     "replay_restart": 0.05,  # init=buffer: share of chains restarted from noise each step (IGEBM, JEM: 5%)
-    "data_noise": 0.0,       # sigma of Gaussian noise added to the real images of D's update (clamped)
+    "data_noise": 0.03,      # sigma of Gaussian noise added to the real images of D's update (clamped)
     "spectral_norm": False,  # spectral norm on D's linear and conv layers (IGEBM keeps it on)
 }
 
@@ -123,11 +123,14 @@ PARAMS = {
 PRESETS = {
     "seed": {"batch_size": 10, "lr": 5e-6, "inner_opt": "adam", "batched": False, "fakes": 1, "update_batch": 1,
              "noise_start": True, "channels_last": False, "skip_identity": False,
-             "init": "noise", "inner_steps": 1000, "inner_t_max": 50, "early_stop": 30, "data_noise": 0.0,
-             "spectral_norm": False},
+             "init": "noise", "inner_lr": 0.02, "inner_steps": 1000, "inner_t_max": 50, "early_stop": 30,
+             "data_noise": 0.0, "spectral_norm": False},
     # the fast path with the seed's own optimisers (Adam on the input, D's Adam at 5e-6)
-    "seed-optimizers": {"lr": 5e-6, "inner_opt": "adam", "init": "noise", "inner_steps": 1000,
+    "seed-optimizers": {"lr": 5e-6, "inner_opt": "adam", "init": "noise", "inner_lr": 0.02, "inner_steps": 1000,
                         "inner_t_max": 50, "early_stop": 30, "data_noise": 0.0, "spectral_norm": False},
+    # the fast path before persistent chains: every chain from fresh noise, the early-stopped inner loop
+    "noise": {"init": "noise", "lr": 1e-4, "inner_lr": 0.02, "inner_steps": 1000, "inner_t_max": 50,
+              "data_noise": 0.0},
     "fast": {},
 }
 
@@ -213,7 +216,10 @@ class GONStep(TrainStep):
                                     "starts every chain from noise")
 
     def prepare(self) -> None:
-        """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check."""
+        """Decide the identity skip now, on a fixed probe, so that no profiled step runs the check; make the
+        replay buffer (init=buffer) now, as the step's persistent state beside D's parameters."""
+        if self.hparams.get("init") == "buffer":
+            self.replay_buffer()
         if self.hparams.get("batched", True):  # the seed path runs D as written
             g = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(0)
             probe = torch.rand((2, *self.input_shape), generator=g, device=g.device).to(self.device) * 2 - 1
@@ -409,7 +415,7 @@ class GONStep(TrainStep):
     def replay_buffer(self) -> torch.Tensor:
         """The replay buffer, made on first use: ``replay_size`` chains of U[-1, 1] noise (as JEM starts),
         each of age 0 (``replay_age``: the inner iterations a chain has run since its noise)."""
-        if self.replay is None:
+        if self.replay is None or tuple(self.replay.shape[1:]) != tuple(self.input_shape):
             self.replay = self.noise(int(self.hparams["replay_size"]))
             self.replay_age = torch.zeros(self.replay.shape[0], dtype=torch.long, device=self.replay.device)
             self.replay_head = 0
