@@ -68,7 +68,7 @@ def test_seed_defaults():
     assert (seed["inner_lr"], seed["inner_t_max"], seed["inner_steps"], seed["init"]) == (0.02, 50, 1000, "noise")
     # the fast path's defaults depart from the seed where it does not generate (the mode's notes say why):
     # persistent chains, short inner loops (the gon-chains study)
-    assert (gon["lr"], gon["inner_opt"], gon["init"], gon["inner_steps"]) == (3e-4, "normalized", "buffer", 20)
+    assert (gon["lr"], gon["inner_opt"], gon["init"], gon["inner_steps"]) == (1e-4, "normalized", "buffer", 20)
     assert any("1 D update per step" in n for n in get_mode("gon").notes)
     lsgan = get_mode("lsgan").defaults
     assert (lsgan["lr"], lsgan["d_steps"], lsgan["g_steps"], lsgan["batch_size"]) == (1e-3, 1, 4, 32)

@@ -13,7 +13,7 @@ from .. import claims
 GON_NOISE = {"init": "noise", "inner_steps": 1000, "inner_t_max": 50, "inner_lr": 0.02, "lr": 1e-4,
              "data_noise": 0.0}
 GON_BUFFER = {"init": "buffer", "replay_size": 1000, "replay_restart": 0.05, "inner_steps": 20, "inner_t_max": 20,
-              "inner_lr": 0.05, "lr": 3e-4, "data_noise": 0.0}
+              "inner_lr": 0.05, "lr": 1e-4, "data_noise": 0.0}
 GON_BUFFER_DATA_NOISE = {**GON_BUFFER, "data_noise": 0.03}
 _CHAINS = [("gon", "gon-mnist-mlp", GON_NOISE, "noise"), ("gon", "gon-mnist-mlp", GON_BUFFER, "buffer"),
            ("gon", "gon-mnist-mlp", GON_BUFFER_DATA_NOISE, "buffer-data-noise"), ("lsgan", "lsgan-original")]

@@ -66,7 +66,7 @@ from .base import BATCH_SIZE, LEARNING_RATE, MAX_SIZE, Param, TrainStep, no_phas
 
 DEFAULTS = {
     "batch_size": 64,        # real images per step (seed: 10 = BATCH_SIZE in src/constants.py)
-    "lr": 3e-4,              # D's Adam (seed: 5e-6, main.py load_model; see NOTES for why 3e-4 here)
+    "lr": 1e-4,              # D's Adam (seed: 5e-6, main.py load_model; see NOTES for why 1e-4 here)
     "betas": (0.9, 0.999),   # torch.optim.Adam defaults, as in the source
     "inner_lr": 0.05,        # src/gen.py: lr = 0.02, Adam on the input (fast path: 0.05, short chains)
     "inner_t_max": 20,       # CosineAnnealingLR(optimizer, T_max=50), stepped per iteration (fast path: 20)
@@ -137,20 +137,24 @@ PRESETS = {
 NOTES = (
     "Persistent chains by default (init=buffer): each step continues 64 chains drawn from a replay buffer of "
     "the last 1,000 chains (5% restarted from U[-1, 1] noise) for 20 inner iterations, as IGEBM and JEM "
-    "do, instead of optimising fresh noise for hundreds of iterations until the early stop; D's Adam at "
-    "3e-4 and N(0, 0.03^2) noise on the real images of its update. Chosen from the gon-chains study (zeros, "
-    "120 s a row, docs: GON's persistent chains): FID 55.8 and recall 0.34 against fresh noise's 423 and 0.00 "
-    "at 3.3 against 87.3 GFLOP a step; without the data noise FID 98.6. Tried and left off: spectral norm "
-    "on D (FID 141 against 116 at 250 steps), D lr 1e-3 (139-188), a 10,000-chain buffer (404 at 250 steps: "
-    "its chains are too young), 40 inner iterations (104 against 116, twice the cost a step). The replay "
-    "buffer is the memory this trades for speed: replay_size x C x H x W float32 (3.1 MB for 1,000 MNIST "
-    "chains) plus one int64 age per chain, the profile's 'replay' category (TrainStep.state_tensors). "
-    "Samples (grids, scores) continue the newest chains that ran more than one step's loop for one more "
-    "inner loop. Preset 'noise' is the fast path before persistent chains; preset 'seed' the seed's procedure.",
+    "do, instead of optimising fresh noise for hundreds of iterations until the early stop, and adds "
+    "N(0, 0.03^2) noise to the real images of D's update. Chosen from the gon-chains study (zeros, 120 s a "
+    "row; docs: GON's persistent chains): 3.3 GFLOP a step against fresh noise's 87.3, and at D lr 3e-4 FID "
+    "55.8 with the data noise against 98.6 without it and 423 from fresh noise. D's Adam stays at 1e-4: at "
+    "3e-4 a 300 s run diverged after about 400 steps (D wins, chains drift to inverted and noisy images, "
+    "FID 419 at N=64), at 1e-4 1,000 steps stay stable (FID 98.9, recall 0.69 at N=64). Tried and left "
+    "off: spectral norm on D (FID 141 against 116 at 250 steps), D lr 1e-3 (139-188), a 10,000-chain buffer "
+    "(404 at 250 steps: its chains are too young), 40 inner iterations (104 against 116, twice the cost a "
+    "step). The replay buffer is the memory this trades for speed: replay_size x C x H x W float32 (3.1 MB "
+    "for 1,000 MNIST chains) plus one int64 age per chain, the profile's 'replay' category "
+    "(TrainStep.state_tensors). Samples (grids, scores) continue the newest chains that ran more than one "
+    "step's loop for one more inner loop. Preset 'noise' is the fast path before persistent chains; preset "
+    "'seed' the seed's procedure.",
     "Batched fast path: it makes a batch of fakes and takes 1 D update per step where the "
     "seed makes 1 fake and takes 20 single-sample D updates, so at the seed's D learning rate (5e-6) it "
     "learns 20x slower and draws noise for hundreds of steps; from fresh noise (preset noise) the D learning "
-    "rate is 1e-4 (1e-3 collapses and oscillates). The default inner optimiser is 'normalized' (each sample moves by inner_lr "
+    "rate is 1e-4 (1e-3 collapses and oscillates). The default inner optimiser is 'normalized' (each sample "
+    "moves by inner_lr "
     "per pixel in RMS along its own gradient) rather than the seed's Adam on the input, which gives "
     "near-zero-gradient background pixels full-size steps: on one digit it scored a better FID than Adam "
     "on both seeds tried, at about the same cost, and ties with langevin, which costs up to 30% more time "
