@@ -28,6 +28,7 @@ def test_replay_buffer_is_made_full_size_of_noise_with_the_step_and_is_its_repla
     assert buf.min() >= -1 and buf.max() <= 1 and buf.std() > 0.5  # U[-1, 1]: sd 1/sqrt(3) = 0.577
     kept, age = step.state_tensors()["replay"]
     assert kept is buf and age.shape == (300,) and int(age.sum()) == 0  # every chain starts as noise, age 0
+    assert kept.nbytes + age.nbytes == 300 * 784 * 4 + 300 * 8  # float32 chains and int64 ages: 943,200 B
     assert TrainStep.state_tensors(step) == {}  # the base's default: no state beyond models and optimizers
 
 
