@@ -477,7 +477,9 @@ class GONStep(TrainStep):
 
     def state_tensors(self) -> dict[str, list[torch.Tensor]]:
         """The replay buffer, the memory init=buffer trades for shorter chains (none for init=noise)."""
-        return {"replay": [self.replay, self.replay_age]} if self.replay is not None else {}
+        if self.replay is None or self.replay_age is None:
+            return {}
+        return {"replay": [self.replay, self.replay_age]}
 
     def chain_starts(self, k: int) -> torch.Tensor:
         """Where a step's ``k`` chains start: fresh noise (init=noise), or the replay buffer (init=buffer)."""
