@@ -62,12 +62,13 @@ def test_all_six_modes_registered_with_their_contract():
 
 def test_seed_defaults():
     gon = get_mode("gon").defaults
-    assert (gon["inner_lr"], gon["inner_t_max"], gon["inner_steps"], gon["early_stop"]) == (0.02, 50, 1000, 30)
-    assert gon["buffer"] == 10
+    assert gon["buffer"] == 10 and gon["early_stop"] == 30
     seed = get_mode("gon").hparams("seed")
     assert (seed["batched"], seed["lr"], seed["inner_opt"], seed["batch_size"]) == (False, 5e-6, "adam", 10)
-    # the fast path's defaults depart from the seed where it does not generate (the mode's notes say why)
-    assert (gon["lr"], gon["inner_opt"]) == (1e-4, "normalized")
+    assert (seed["inner_lr"], seed["inner_t_max"], seed["inner_steps"], seed["init"]) == (0.02, 50, 1000, "noise")
+    # the fast path's defaults depart from the seed where it does not generate (the mode's notes say why):
+    # persistent chains, short inner loops (the gon-chains study)
+    assert (gon["lr"], gon["inner_opt"], gon["init"], gon["inner_steps"]) == (1e-4, "normalized", "buffer", 20)
     assert any("1 D update per step" in n for n in get_mode("gon").notes)
     lsgan = get_mode("lsgan").defaults
     assert (lsgan["lr"], lsgan["d_steps"], lsgan["g_steps"], lsgan["batch_size"]) == (1e-3, 1, 4, 32)

@@ -7,6 +7,17 @@ from typing import Any
 
 from .. import claims
 
+#: GON's chains in the gon-chains study, each row's settings written out (so that a change of the mode's
+#: defaults leaves the study as it was): fresh noise with the early-stopped inner loop (the fast path before
+#: persistent chains), persistent chains from a replay buffer, and those with noise on the real images.
+GON_NOISE = {"init": "noise", "inner_steps": 1000, "inner_t_max": 50, "inner_lr": 0.02, "lr": 1e-4,
+             "data_noise": 0.0}
+GON_BUFFER = {"init": "buffer", "replay_size": 1000, "replay_restart": 0.05, "inner_steps": 20, "inner_t_max": 20,
+              "inner_lr": 0.05, "lr": 1e-4, "data_noise": 0.0}
+GON_BUFFER_DATA_NOISE = {**GON_BUFFER, "data_noise": 0.03}
+_CHAINS = [("gon", "gon-mnist-mlp", GON_NOISE, "noise"), ("gon", "gon-mnist-mlp", GON_BUFFER, "buffer"),
+           ("gon", "gon-mnist-mlp", GON_BUFFER_DATA_NOISE, "buffer-data-noise"), ("lsgan", "lsgan-original")]
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The GAS study: six discriminators under LSGAN, 2000 iterations of batch 32.
     "gas": {"pairs": [("lsgan", a) for a in ("lsgan-original", "depthwise-inception", "inception-k32",
@@ -25,6 +36,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                             ("gon", "gon-mnist-mlp", {"inner_opt": "langevin"}, "langevin"),
                             ("gon", "gon-mnist-mlp", {"inner_opt": "sgd", "inner_lr": 50.0}, "sgd")],
                   "classes": [0], "time_budget_s": 300.0, "quick": {"steps": 30}},
+    # GON's chains at equal wall-clock budgets, beside LSGAN: on zeros, and on all ten digits.
+    "gon-chains": {"pairs": _CHAINS, "classes": [0], "time_budget_s": 120.0, "quick": {"time_budget_s": 30.0}},
+    "gon-chains-all": {"pairs": _CHAINS, "time_budget_s": 120.0, "quick": {"time_budget_s": 30.0}},
     # GON_MNIST's setting, 10 shots of one digit, and a GAN training the same discriminator on the same images.
     "gon": {"pairs": [("gon", "gon-mnist-mlp"), ("gan", "gon-mnist-mlp")], "classes": [0], "per_class": 10,
             "batch_size": 10, "time_budget_s": claims.GON_TIME_S, "quick": {"time_budget_s": 60.0}},

@@ -57,7 +57,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
     step = holder.get("step")
     rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
-                       generator=(step.generator if step is not None else None) or request.generator)
+                       generator=(step.generator if step is not None else None) or request.generator,
+                       inner_iters_per_step=mean_inner_iters(result.path))
     if step is not None:
         d = step.models.get("D")
         g = step.models.get("G")
@@ -101,6 +102,14 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     if unrefined is not None and bool(torch.isfinite(unrefined).all()):
         rec = rec.replace(quality_unrefined=score(unrefined))
     return rec.replace(quality=score(samples))
+
+
+def mean_inner_iters(run_dir: str) -> float | None:
+    """The mean of the ``inner_iters`` loss over a run's logged steps (None when its mode logs none)."""
+    from ..train import read_log
+
+    iters = [float(r["losses"]["inner_iters"]) for r in read_log(run_dir) if "inner_iters" in r["losses"]]
+    return sum(iters) / len(iters) if iters else None
 
 
 def _batch_size(result, spec: RunSpec) -> int | None:

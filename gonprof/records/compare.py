@@ -87,6 +87,8 @@ class RunRecord(JsonRecord):
     quality_unrefined: QualityRecord | None = None
     test_error_fraction: float | None = None  # improved-gan: share of held-out images argmax D(x) misclassifies
     n_test_images: int | None = None  # held-out labelled images the test error was measured on
+    # mean iterations of the mode's inner loop per trained step (GON's chains: its ``inner_iters`` loss)
+    inner_iters_per_step: float | None = None
 
     @property
     def label(self) -> str:
@@ -101,6 +103,7 @@ class RunRecord(JsonRecord):
             "device": self.device, "d_params": self.d_params, "g_params": self.g_params,
             "train_steps": self.train_steps, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s,
             "variant": self.variant, "classes": self.classes, "per_class": self.per_class,
+            "inner_iters_per_step": self.inner_iters_per_step,
         }
         if self.profile is not None:
             row.update({f"profile.{k}": v for k, v in self.profile.to_row().items()

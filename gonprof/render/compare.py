@@ -43,6 +43,7 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
     bmem = peak_memory_bytes(base) if base is not None else None
     bt = base.profile.step_time_s_median if base is not None and base.profile is not None else None
     has_cuda = any(r.profile is not None and r.profile.cuda_memory is not None for r in rows)
+    inner = any(r.inner_iters_per_step is not None for r in rows)
 
     def label(i, r):
         return r.label + (" *" if i in front else "") + (" (base)" if i == base_i else "")
@@ -52,7 +53,8 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
                          "RSS delta over the step's start; ratios vs the row marked (base)",
                  caption_justify="left")
     cols = ["run", "D params (count)", "G params (count)", "FLOPs/step (GFLOP)", "peak live (MiB)",
-            "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + [
+            "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + (
+            ["inner iters/step (mean)"] if inner else []) + [
             "step median (ms)", "trained (steps / s)", "memory vs base (x)", "time vs base (x)"]
     for c in cols:
         cost.add_column(c, "left" if c == "run" else "right", no_wrap=c == "run")
@@ -65,8 +67,7 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
         cells = [label(i, r), format_count(r.d_params), format_count(r.g_params),
                  f"{p.flops_per_step / 1e9:,.2f}" if p is not None and p.flops_per_step else "-",
                  _mib(mem), _mib(p.peak_rss_delta_bytes) if p is not None else "-"]
-        if has_cuda:
-            cells.append(_mib(p.cuda_memory.max_memory_allocated_bytes) if p is not None and p.cuda_memory else "-")
+        cells += _optional_cost_cells(r, has_cuda, inner)
         cells += [_ms(t), (f"{r.train_steps} / " + (f"{r.train_time_s:,.0f}" if r.train_time_s is not None else "-"))
                   if r.train_steps is not None else "-",
                   f"{mem / bmem:.2f}" if mem and bmem else "-", f"{t / bt:.2f}" if t and bt else "-"]
@@ -112,6 +113,17 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
         cells.append(_status_cell(r))
         quality.add_row(*cells, style="dim" if r.kind == "floor" else None)
     return [cost, quality]
+
+
+def _optional_cost_cells(r, has_cuda: bool, inner: bool) -> list[str]:
+    """The cost table's columns some rows have: CUDA's allocator peak, inner-loop iterations per step."""
+    p = r.profile
+    cells = []
+    if has_cuda:
+        cells.append(_mib(p.cuda_memory.max_memory_allocated_bytes) if p is not None and p.cuda_memory else "-")
+    if inner:
+        cells.append(f"{r.inner_iters_per_step:,.1f}" if r.inner_iters_per_step is not None else "-")
+    return cells
 
 
 def _status_cell(r) -> str | Text:

@@ -1,0 +1,213 @@
+"""GON's persistent chains (init=buffer): the replay buffer's sampling, bound, restart share and
+checkpointing, the settings' ranges, and the seed preset left as the seed's procedure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gonprof.modes import IncompatibleError, get_mode
+from gonprof.modes.base import TrainStep
+from gonprof.modes.build import build_step
+from gonprof.train import TrainConfig, run_training
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def chains(**hp):
+    return build_step("gon", "gon-mnist-mlp", seed=0, init="buffer", **hp)
+
+
+def test_replay_buffer_is_made_full_size_of_noise_with_the_step_and_is_its_replay_state():
+    step = chains(replay_size=300)
+    buf = step.replay  # made when the step is built (prepare), before any step
+    assert buf is not None and step.replay_buffer() is buf
+    assert tuple(buf.shape) == (300, 1, 28, 28)
+    assert buf.min() >= -1 and buf.max() <= 1 and buf.std() > 0.5  # U[-1, 1]: sd 1/sqrt(3) = 0.577
+    kept, age = step.state_tensors()["replay"]
+    assert kept is buf and age.shape == (300,) and int(age.sum()) == 0  # every chain starts as noise, age 0
+    assert kept.nbytes + age.nbytes == 300 * 784 * 4 + 300 * 8  # float32 chains and int64 ages: 943,200 B
+    assert TrainStep.state_tensors(step) == {}  # the base's default: no state beyond models and optimizers
+
+
+def test_share_of_chains_restarted_from_noise_follows_replay_restart():
+    step = chains(replay_size=500, replay_restart=0.25)
+    step.replay_buffer().fill_(0.5)  # a buffer entry is all 0.5; a restarted chain is U[-1, 1] noise
+    torch.manual_seed(0)
+    x0, restarted = step.replay_starts(4000)
+    from_noise = (x0 != 0.5).flatten(1).any(1)
+    assert torch.equal(from_noise, restarted)  # the mask says which starts are noise, and they are
+    assert restarted.float().mean().item() == pytest.approx(0.25, abs=0.02)  # binomial sd 0.007
+    for share, want in ((0.0, 0), (1.0, 4000)):
+        step.hparams["replay_restart"] = share
+        assert int(step.replay_starts(4000)[1].sum()) == want
+
+
+def test_ring_keeps_the_newest_chains_within_its_size():
+    step = chains(replay_size=5, inner_steps=10)
+    step.replay_buffer()
+    for v in range(1, 8):  # push 7 one-image chains whose pixels all equal v / 10, each 11 iterations old
+        step.replay_push(torch.full((1, 1, 28, 28), v / 10), torch.tensor([11]))
+    assert step.replay.shape[0] == 5  # the bound: never more than replay_size
+    newest = step.newest_chains(3)[:, 0, 0, 0].tolist()
+    assert newest == pytest.approx([0.7, 0.6, 0.5])
+    assert sorted(step.replay[:, 0, 0, 0].tolist()) == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])  # 0.1, 0.2 gone
+    step.replay_push(torch.full((12, 1, 28, 28), -0.5), torch.full((12,), 11))  # only the last 5 stay
+    assert step.replay.shape[0] == 5 and bool((step.replay == -0.5).all())
+    more = step.newest_chains(8)  # asks for more than the ring holds: the rest is noise
+    assert more.shape[0] == 8 and bool((more[:5] == -0.5).all()) and not bool((more[5:] == -0.5).all())
+
+
+def test_a_step_with_init_buffer_runs_its_short_chains_and_writes_them_back():
+    step = chains(replay_size=100, inner_steps=3, early_stop=1000, replay_restart=0.0)
+    before = step.replay_buffer().clone()
+    torch.manual_seed(1)
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    losses = step.step(real)
+    assert losses["inner_iters"].item() == 3 and losses["restarts"].item() == 0
+    changed = (step.replay != before).flatten(1).any(1)
+    assert int(changed.sum()) == 8 and bool(changed[:8].all())  # the 8 new chains sit in the ring's first slots
+    assert step.replay_head == 8
+    drawn = step.sample(4)  # drawing samples leaves the buffer as it was
+    assert drawn.shape == (4, 1, 28, 28) and step.replay_head == 8
+
+
+def test_init_noise_keeps_no_buffer():
+    step = build_step("gon", "gon-mnist-mlp", seed=0, init="noise", inner_steps=2)
+    step.step(torch.rand(4, 1, 28, 28) * 2 - 1)
+    assert step.replay is None and step.state_tensors() == {}
+
+
+def test_data_noise_changes_only_the_real_images_the_update_sees():
+    torch.manual_seed(0)
+    a = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2, data_noise=0.0)
+    b = build_step("gon", "gon-mnist-mlp", seed=0, inner_steps=2, data_noise=0.1)
+    real = torch.rand(4, 1, 28, 28) * 2 - 1
+    torch.manual_seed(3)
+    la = a.step(real)
+    torch.manual_seed(3)
+    lb = b.step(real)
+    assert la["d_loss"].item() != lb["d_loss"].item()
+    assert la["sample_loss"].item() == lb["sample_loss"].item()  # the chains are the same before the update
+
+
+def test_spectral_norm_bounds_every_layers_largest_singular_value():
+    step = chains(spectral_norm=True, inner_steps=2)
+    linears = [m for m in step.D.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 5 and all(hasattr(m, "parametrizations") for m in linears)
+    step.step(torch.rand(4, 1, 28, 28) * 2 - 1)  # a training forward runs the power iteration
+    for _ in range(30):  # more power iterations converge the estimate of the top singular value
+        with torch.no_grad():
+            step.D(torch.zeros(1, 1, 28, 28))
+    top = max(torch.linalg.matrix_norm(m.weight, ord=2).item() for m in linears)
+    assert top == pytest.approx(1.0, abs=0.02)
+
+
+def test_resume_continues_with_the_same_replay_buffer(tmp_path):
+    def cfg(name, steps):
+        return TrainConfig.of(arch="gon-mnist-mlp", mode="gon", data="synthetic", sample_every=0, log_every=1,
+                              checkpoint_every=1, steps=steps, out=str(tmp_path / name), batch_size=4,
+                              hparams={"init": "buffer", "replay_size": 16, "inner_steps": 2})
+
+    run_training(cfg("full", 4))
+    run_training(cfg("cut", 2))
+    half = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["state"]["extra"]
+    assert tuple(half["replay"].shape) == (16, 1, 28, 28) and half["replay_head"] == 8
+    run_training(cfg("cut", 4), resume=True)
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["state"]["extra"]
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["state"]["extra"]
+    assert full["replay_head"] == cut["replay_head"] == 0  # 4 steps of 4 chains filled the 16-slot ring once
+    assert torch.equal(full["replay"], cut["replay"])  # the resumed run drew from the buffer it saved
+
+
+@pytest.mark.parametrize("name,value", [("init", "bufer"), ("replay_size", 0), ("replay_restart", 1.5),
+                                        ("replay_restart", -0.1), ("data_noise", 2.0),
+                                        ("spectral_norm", "maybe")])
+def test_bad_chain_settings_are_refused_in_one_line(name, value):
+    with pytest.raises(IncompatibleError) as e:
+        get_mode("gon").hparams(**{name: value})
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and msg.startswith(f"hyper-parameter {name}=")
+
+
+def test_chain_settings_ranges_are_declared():
+    spec = get_mode("gon")
+    assert spec.param("init").range_text() == "noise | buffer"
+    assert spec.param("replay_size").range_text() == "from 1 to 1,000,000"
+    assert spec.param("replay_restart").range_text() == "from 0 to 1"
+    assert spec.param("data_noise").range_text() == "from 0 to 1"
+
+
+def test_seed_path_refuses_a_replay_buffer():
+    with pytest.raises(IncompatibleError, match="init=buffer needs the batched path"):
+        build_step("gon", "gon-mnist-mlp", preset="seed", init="buffer")
+
+
+def test_seed_preset_stays_the_seeds_procedure():
+    hp = get_mode("gon").hparams("seed")
+    assert (hp["init"], hp["inner_steps"], hp["inner_t_max"], hp["early_stop"]) == ("noise", 1000, 50, 30)
+    assert hp["inner_lr"] == 0.02 and hp["batch_size"] == 10 and hp["fakes"] == 1 and hp["update_batch"] == 1
+    assert (hp["inner_opt"], hp["lr"], hp["batched"], hp["data_noise"], hp["spectral_norm"]) == \
+        ("adam", 5e-6, False, 0.0, False)
+
+
+def test_a_rows_inner_iterations_are_the_mean_of_its_logged_steps(tmp_path):
+    from gonprof.comparison.row import mean_inner_iters
+
+    lines = [{"step": 1, "losses": {"d_loss": 0.3, "inner_iters": 20.0}},
+             {"step": 2, "losses": {"d_loss": 0.3, "inner_iters": 11.0}},
+             {"status": "ok"},
+             {"step": 3, "losses": {"d_loss": 0.3, "inner_iters": 14.0}}]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert mean_inner_iters(str(tmp_path)) == pytest.approx((20 + 11 + 14) / 3)
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 1, "losses": {"d_loss": 0.3}}) + "\n")
+    assert mean_inner_iters(str(tmp_path)) is None  # a mode without an inner loop
+
+
+def test_the_cost_table_shows_inner_iterations_only_where_a_row_has_them():
+    from gonprof.records import RunRecord
+    from gonprof.render.compare import compare_sheets
+
+    gon = RunRecord(mode="gon", arch="gon-mnist-mlp", inner_iters_per_step=19.5)
+    gan = RunRecord(mode="lsgan", arch="lsgan-original")
+    cost = compare_sheets([gon, gan])[0]
+    col = [c.header for c in cost.columns].index("inner iters/step (mean)")
+    assert [row.cells[col] for row in cost.rows] == ["19.5", "-"]
+    cost = compare_sheets([gan])[0]
+    assert "inner iters/step (mean)" not in [c.header for c in cost.columns]
+
+
+def test_samples_pass_over_chains_restarted_from_noise_in_their_last_step():
+    step = chains(replay_size=6, inner_steps=10)
+    step.replay_buffer()
+    # oldest to newest: ages 30, 10 (restarted last step), 25, 10, 40 and pixels 0.1 .. 0.5
+    step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 6)]),
+                     torch.tensor([30, 10, 25, 10, 40]))
+    got = step.newest_chains(4)[:, 0, 0, 0].tolist()
+    assert got == pytest.approx([0.5, 0.3, 0.1, 0.4])  # the ripe ones newest first, then the newest young one
+
+
+def test_a_chains_age_is_its_iterations_since_its_noise():
+    step = chains(replay_size=64, inner_steps=3, early_stop=1000, replay_restart=0.0)
+    real = torch.rand(32, 1, 28, 28) * 2 - 1
+    torch.manual_seed(0)
+    step.step(real)  # 32 chains from the all-noise buffer (age 0): age 3 each
+    assert sorted(step.replay_age.tolist()) == [0] * 32 + [3] * 32
+    step.hparams["replay_restart"] = 1.0
+    step.step(real)  # every chain restarted from noise: age 3 again, over the 32 untouched noise slots
+    assert sorted(step.replay_age.tolist()) == [3] * 64
+
+
+def test_the_fast_default_is_the_studys_chosen_row_and_preset_noise_the_fast_path_before_it():
+    from gonprof.comparison.presets import GON_BUFFER_DATA_NOISE, GON_NOISE, PRESETS
+
+    spec = get_mode("gon")
+    default, noise = spec.hparams(), spec.hparams("noise")
+    assert {k: default[k] for k in GON_BUFFER_DATA_NOISE} == GON_BUFFER_DATA_NOISE
+    assert {k: noise[k] for k in GON_NOISE} == GON_NOISE
+    for name in ("gon-chains", "gon-chains-all"):
+        rows = PRESETS[name]["pairs"]
+        assert [r[3] if len(r) > 3 else r[0] for r in rows] == ["noise", "buffer", "buffer-data-noise", "lsgan"]
+    assert PRESETS["gon-chains"]["classes"] == [0] and "classes" not in PRESETS["gon-chains-all"]
