@@ -608,13 +608,13 @@ class Profiler:
                 self._stance = _force_eager()
             # the allocator's events outermost; the live-bytes mode below the FLOP mode, so that it sees
             # the ops that really run when the FLOP mode decomposes an op without a formula
-            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i),
+            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i, state=self.state),
                                     LiveBytesTracker(self.models, self.optimizers, state=self.state),
                                     FlopCounter(self.models))
         elif kind == _ALLOC:
             from gonprof.measure.allocator import AllocatorPeak
 
-            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i))
+            self._enter_instruments(AllocatorPeak(self.models, self.optimizers, self.device, step=i, state=self.state))
         elif kind == _TIMED:
             self._phase_times = {}
             if self._is_cuda:

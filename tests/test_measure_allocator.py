@@ -59,6 +59,23 @@ def test_the_free_of_known_state_counts_and_the_free_of_an_unknown_tensor_does_n
     assert am.peak_bytes == 12 * MB
 
 
+def test_extra_state_is_part_of_the_start_and_its_free_counts():
+    """A replay buffer given as ``state`` is persistent state like the parameters: it is in the start bytes,
+    and a step that replaces it frees its bytes (a weakref marker), as the tensor-level tracker counts."""
+    buffer = [torch.empty(2 * MB)]  # 8 MB of replay state
+
+    def step():
+        buffer[0] = torch.empty(MB)  # +4 MB, then the old 8 MB is freed: live 4 MB of state
+        t = torch.empty(MB)  # +4 MB -> 8 MB, below the 12 MB reached while both buffers lived
+        del t
+
+    with AllocatorPeak(state=lambda: {"replay": [buffer[0]]}) as ap:  # read on entry, holding nothing
+        step()
+    am = ap.figures()
+    assert am.start_bytes == 8 * MB
+    assert am.peak_bytes == 12 * MB  # the old and the new buffer together
+
+
 def test_running_peak_pairs_frees_by_address_and_skips_blocks_from_before():
     # (time, order, ptr, bytes): 10 B at 0x1, 5 B known-state free, 20 B at 0x2, a stale free of 0x9, 0x1 freed
     events = [(1, 0, 0x1, 10), (2, 1, -1, -5), (3, 0, 0x2, 20), (4, 1, 0x9, -999), (5, 1, 0x1, -10)]

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from gonprof.measure.instrument import Instrument
-from gonprof.measure.memory import known_state
+from gonprof.measure.memory import StateArg, known_state
 from gonprof.records import COMPILED, EAGER, AllocatorMemory
 
 METHOD_CPU = ("torch.profiler CPU memory events (c10 CPU allocator), running sum from the step's start; frees of "
@@ -191,16 +191,18 @@ class AllocatorPeak(Instrument):
     the peak could not be taken (:attr:`unavailable` says why: another torch
     profiler running, or a device with neither allocator events nor statistics).
     ``step``: the step's index, copied into the figures.
+    ``state``: extra persistent state by category, as :class:`~gonprof.measure.memory.LiveBytesTracker` takes it.
     """
 
     record_field = "allocator_memory"
 
     def __init__(self, models: Mapping[str, torch.nn.Module] | None = None,
                  optimizers: Mapping[str, Any] | None = None, device: Any = "cpu",
-                 step: int | None = None) -> None:
+                 step: int | None = None, state: StateArg = None) -> None:
         super().__init__()
         self.models = dict(models or {})
         self.optimizers = dict(optimizers or {})
+        self.state = state
         self.device = torch.device(device)
         self.step = step
         self.unavailable = ""
@@ -254,7 +256,7 @@ class AllocatorPeak(Instrument):
         self._known, self._refs = {}, []
         seen: set[int] = set()
         total = 0
-        for t, _cat in known_state(self.models, self.optimizers):
+        for t, _cat in known_state(self.models, self.optimizers, self.state):
             try:
                 st = t.untyped_storage()
             except (RuntimeError, NotImplementedError, TypeError):
