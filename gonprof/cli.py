@@ -569,6 +569,24 @@ def profile(
         who=lambda r: f"{r.arch} ({r.mode})")
 
 
+def _profile_levers(names, request: dict, *, warmup: int, steps: int, threads, json_path) -> None:
+    """``profile --levers``: one lever table per architecture (api.levers), written to --json after each."""
+    from . import api, render
+    from .records import save_records
+
+    apply_threads(threads)
+    recs = []
+    for name in names:
+        with _stderr().status(f"profiling {name} under each lever ..."):
+            rec = api.levers(name, warmup=warmup, steps=steps, **request)
+        recs.append(rec)
+        _stdout().print(render.render_levers(rec))
+        if json_path:
+            save_records(recs, json_path)
+    if any(r.status != "ok" for r in recs):
+        raise typer.Exit(EXIT_FAILURE)
+
+
 def _profile_each(names, run, *, status: str, json_path, csv_path, environments, show, who) -> None:
     """Run ``run(name)`` for each architecture, writing --json after each (nothing finished is lost), then
     --csv, one warning if any run started on an overloaded machine, the tables, and the failures; exits 130
