@@ -168,7 +168,7 @@ def levers(spec: StepSpec | str | None = None, mode: str | None = None, *, warmu
     micro-batches; channels-last) and under the pair of the two that saved most, one after another in this
     process, each beside its estimate; a :class:`~gonprof.records.LeverRecord` (one row each, a lever its rule
     refuses listed as skipped with why)."""
-    from .levers import lever_table
+    from .lever_table import lever_table
 
     request = _request(spec, mode, fields, "levers").checked()
     check_fits(request, force=force)
