@@ -145,7 +145,7 @@ def has_conv2d(model: nn.Module) -> bool:
 
 def blocks_of(spec: ArchSpec | None, model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of the blocks a checkpoint wraps: ``spec.blocks`` (dotted submodule names) where the
-    architecture declares them, else the model's top-level children that hold parameters or compute."""
+    architecture declares them, else the model's top-level children (containers without a forward left out)."""
     declared = tuple(getattr(spec, "blocks", ()) or ())
     if declared:
         named = dict(model.named_modules())
@@ -153,7 +153,10 @@ def blocks_of(spec: ArchSpec | None, model: nn.Module) -> list[tuple[str, nn.Mod
         if missing:
             raise RequestError(f"{getattr(spec, 'name', '?')} declares blocks {', '.join(missing)} it does not have")
         return [(b, named[b]) for b in declared]
-    return [(n, m) for n, m in model.named_children() if any(True for _ in m.modules())]
+    from torch import nn
+
+    # a ModuleList / ModuleDict has no forward of its own: its parent calls its members
+    return [(n, m) for n, m in model.named_children() if not isinstance(m, (nn.ModuleList, nn.ModuleDict))]
 
 
 # -- what runs --------------------------------------------------------------------------------

@@ -230,3 +230,31 @@ def test_fit_finds_a_larger_batch_under_bf16():
     bf16 = api.fit("inception-k8", "lsgan", memory="64MiB", estimate=True, max_batch=4096, precision="bf16")
     assert bf16.levers["precision"] == "bf16"
     assert bf16.batch_size > plain.batch_size
+
+
+def test_loss_scaling_path_updates_like_an_unscaled_step():
+    """fp16's GradScaler path (CUDA's; run here with the CPU's GradScaler on a float32 step): the scaled
+    backward and the unscaling step give the same weights as the plain update, to float32 rounding."""
+    spec = StepSpec(arch="inception-k8", mode="lsgan", batch_size=4, hparams={"g_steps": 1})
+    real = torch.rand(4, 1, 28, 28) * 2 - 1
+    after = []
+    for scaled in (False, True):
+        step = spec.build()
+        step.grad_scaling = scaled
+        torch.manual_seed(1)
+        step.step(real)
+        after.append(torch.cat([p.detach().flatten() for p in step.D.parameters()]))
+        if scaled:
+            scaler = step._scalers[id(step.optimizers["D"])]
+            assert scaler.get_scale() == 65536.0  # the default initial scale, kept: no overflow
+    assert torch.allclose(after[0], after[1], rtol=1e-4, atol=1e-6)
+
+
+def test_zoo_blocks_are_declared_and_exist():
+    from gonprof.arch import get_arch
+
+    for name, first in (("inception-k32", "features.0"), ("depthwise-inception-dense", "features.12"),
+                        ("improved-gan-mlp", "hidden.0")):
+        spec = get_arch(name)
+        names = [n for n, _ in blocks_of(spec, spec.build())]
+        assert first in names and names == list(spec.blocks)
