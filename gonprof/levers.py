@@ -193,32 +193,28 @@ def autocast_context(precision: str, device: Any) -> Callable[[], contextlib.Abs
     return lambda: torch.autocast(dev.type, dtype=dtype)
 
 
-def wrap_forward(module: nn.Module, precision: str, device: Any, channels_last: bool) -> None:
-    """Run ``module``'s forward under ``precision``'s autocast (its floating outputs returned as float32),
-    with 4-d inputs in channels-last layout when asked."""
+def wrap_forward(module: nn.Module, precision: str, device: Any, channels_last: bool, to_float: bool = True) -> None:
+    """Run ``module``'s forward under ``precision``'s autocast (its floating outputs returned as float32 when
+    ``to_float``), with 4-d inputs in channels-last layout when asked."""
     inner = module.forward
     ctx = autocast_context(precision, device)
+    cast_back = to_float and precision != "fp32"
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         if channels_last:
             args = _channels_last_args(args)
         with ctx():
             out = inner(*args, **kwargs)
-        return _to_float(out) if precision != "fp32" else out
+        return _to_float(out) if cast_back else out
 
     module.forward = forward
 
 
-def checkpoint_blocks(blocks: Sequence[tuple[str, nn.Module]],
-                      recompute: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
-    """Run each block's forward under non-reentrant ``torch.utils.checkpoint`` when gradients are on.
-    ``recompute``: a context the recomputation runs in (on meta, the autocast policy torch's checkpoint would
-    otherwise restore itself)."""
+def checkpoint_blocks(blocks: Sequence[tuple[str, nn.Module]]) -> None:
+    """Run each block's forward under non-reentrant ``torch.utils.checkpoint`` when gradients are on (a
+    block's own autocast, :func:`apply_levers` puts it inside, is entered again when it is recomputed)."""
     import torch
     from torch.utils.checkpoint import checkpoint
-
-    def contexts() -> tuple[Any, Any]:
-        return contextlib.nullcontext(), (recompute() if recompute is not None else contextlib.nullcontext())
 
     for _, block in blocks:
         inner = block.forward
@@ -226,32 +222,41 @@ def checkpoint_blocks(blocks: Sequence[tuple[str, nn.Module]],
         def forward(*args: Any, _inner: Callable[..., Any] = inner, **kwargs: Any) -> Any:
             if not torch.is_grad_enabled():
                 return _inner(*args, **kwargs)
-            return checkpoint(_inner, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+            return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
 
         block.forward = forward
 
 
 def apply_levers(step: Any, levers: dict[str, Any], specs: dict[str, Any]) -> None:
-    """Put ``levers`` (checked) on a built step; its ``notes`` and ``levers`` say what was put."""
+    """Put ``levers`` (checked) on a built step; its ``notes`` and ``levers`` say what was put.
+
+    Autocast wraps each model's forward and, inside it, each of its blocks (:func:`blocks_of`), so a mode
+    that calls a model's parts itself (improved-gan's feature matching calls ``D.features``) runs them under
+    it too; a checkpointed block recomputes under its own autocast."""
     import torch
 
     models = {k: m for k, m in step.models.items() if m is not None}
+    precision = levers["precision"]
     if levers["channels_last"]:
         for m in models.values():
             m.to(memory_format=torch.channels_last)
+    blocks = {role: blocks_of(specs.get(role), m) for role, m in models.items()} if (
+        precision != "fp32" or levers["checkpoint"]) else {}
+    if precision != "fp32":
+        for role_blocks in blocks.values():
+            for _, block in role_blocks:
+                wrap_forward(block, precision, step.device, channels_last=False, to_float=False)
     for role in levers["checkpoint"]:
-        blocks = blocks_of(specs.get(role), models[role])
-        meta = torch.device(step.device).type == "meta"
-        checkpoint_blocks(blocks, autocast_context(levers["precision"], "meta") if meta else None)
-        step.notes.append(f"checkpoint {role}: {len(blocks)} block(s) recomputed in the backward "
-                          f"({', '.join(n for n, _ in blocks)})")
-    if levers["precision"] != "fp32" or levers["channels_last"]:
+        checkpoint_blocks(blocks[role])
+        step.notes.append(f"checkpoint {role}: {len(blocks[role])} block(s) recomputed in the backward "
+                          f"({', '.join(n for n, _ in blocks[role])})")
+    if precision != "fp32" or levers["channels_last"]:
         for m in models.values():
-            wrap_forward(m, levers["precision"], step.device, levers["channels_last"])
-    if levers["precision"] != "fp32":
-        step.notes.append(f"precision {levers['precision']}: each model's forward under autocast, float32 master "
-                          "weights, losses in float32")
-    if levers["precision"] == "fp16":
+            wrap_forward(m, precision, step.device, levers["channels_last"])
+    if precision != "fp32":
+        step.notes.append(f"precision {precision}: each model's forward and blocks under autocast, float32 master "
+                          "weights, the models' outputs (so the losses) in float32")
+    if precision == "fp16":
         step.grad_scaling = True
     step.micro_batches = int(levers["micro_batches"])
     step.levers = dict(levers)

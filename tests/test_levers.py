@@ -258,3 +258,14 @@ def test_zoo_blocks_are_declared_and_exist():
         spec = get_arch(name)
         names = [n for n, _ in blocks_of(spec, spec.build())]
         assert first in names and names == list(spec.blocks)
+
+
+def test_bf16_reaches_the_parts_a_mode_calls_itself_and_recomputes_under_it():
+    """improved-gan's feature matching calls D.features, not D's forward: its blocks run under autocast too
+    (every FLOP in bf16), and a checkpointed block recomputes under the same policy (its estimate runs)."""
+    spec = StepSpec(arch="improved-gan-mlp", batch_size=8, precision="bf16", checkpoint="D")
+    rec = api.profile(spec, warmup=2, steps=1)
+    assert rec.status == "ok", rec.message
+    assert set(rec.flops.flops_by_dtype) == {"bfloat16"}
+    est, _ = api.estimate(spec, measure=False)
+    assert _close(rec.live_memory.peak_live_bytes, est.peak_live_bytes)
