@@ -293,8 +293,9 @@ class MetaAutocast:
     """Autocast's CPU policy replayed for meta tensors (which torch's autocast skips), above autograd (a
     TorchFunctionMode), so the casts are recorded and saved for the backward as autocast's are: the ops
     autocast runs in the low precision (:func:`_lower_ops`: convolutions, linear, matmuls) cast their
-    float32 inputs to ``dtype``, a parameter's cast kept for the rest of the forward (autocast's cache of
-    leaf tensors that require grad); the ops it keeps in float32 (:func:`_fp32_ops`: losses, 3-d pooling)
+    float32 inputs to ``dtype``, a parameter's cast kept until the outermost region ends (autocast's cache
+    of leaf tensors that require grad, cleared when its nesting count returns to 0); the ops it keeps in
+    float32 (:func:`_fp32_ops`: losses, 3-d pooling)
     cast low-precision inputs to float32."""
 
     def __init__(self, dtype: torch.dtype, cuda: bool = False) -> None:
@@ -310,7 +311,7 @@ class MetaAutocast:
         class _Mode(TorchFunctionMode):
             def __init__(self) -> None:
                 super().__init__()
-                self.cache: dict[int, Any] = {}
+                self.cache = _META_CAST_CACHE  # shared by nested regions, as autocast's one cache is
                 self.lower = set(_lower_ops())
                 self.fp32 = set(_fp32_ops())
 
@@ -346,10 +347,19 @@ class MetaAutocast:
 
         self._mode = _Mode()
         self._mode.__enter__()
+        _META_NESTING[0] += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
         mode, self._mode = self._mode, None
         if mode is not None:
-            mode.cache.clear()
+            _META_NESTING[0] -= 1
+            if _META_NESTING[0] == 0:  # autocast clears its cache when the outermost region ends
+                _META_CAST_CACHE.clear()
             mode.__exit__(*exc)
+
+
+#: The casts of leaf tensors that require grad, kept until the outermost :class:`MetaAutocast` region ends
+#: (id -> (tensor, its cast)), and how deep the regions are nested: autocast's cache and nesting count.
+_META_CAST_CACHE: dict[int, Any] = {}
+_META_NESTING = [0]
