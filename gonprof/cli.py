@@ -527,6 +527,12 @@ def profile(
     selection = parse_selection(classes, per_class)
     lever = lever_fields(precision, checkpoint, micro_batches, channels_last)
     if levers:
+        clash = [flag for flag, given in (("--precision", precision != "fp32"), ("--checkpoint", checkpoint),
+                                          ("--micro-batches", micro_batches != 1), ("--channels-last", channels_last),
+                                          ("--estimate", estimate), ("--scaling", scaling), ("--nproc", nproc),
+                                          ("--csv", csv_path)) if given]
+        if clash:
+            raise fail(f"--levers profiles the baseline and each lever itself; drop {clash[0]}", EXIT_USAGE)
         _profile_levers(names, dict(mode=mode, generator=generator, preset=preset, batch_size=batch_size,
                                     device=device, seed=seed, data=data, input_shape=shape, hparams=hparams,
                                     classes=selection.classes, per_class=selection.per_class),

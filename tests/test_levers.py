@@ -269,3 +269,10 @@ def test_bf16_reaches_the_parts_a_mode_calls_itself_and_recomputes_under_it():
     assert set(rec.flops.flops_by_dtype) == {"bfloat16"}
     est, _ = api.estimate(spec, measure=False)
     assert _close(rec.live_memory.peak_live_bytes, est.peak_live_bytes)
+
+
+def test_levers_with_a_lever_of_its_own_is_one_line_and_exit_2():
+    res = CliRunner().invoke(app, ["profile", "--arch", "inception-k8", "--levers", "--precision", "bf16"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == ("gonprof: error: --levers profiles the baseline and each lever itself; "
+                                  "drop --precision")
