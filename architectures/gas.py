@@ -391,6 +391,8 @@ _COMMON_D = dict(
     default_mode="lsgan",
     default_generator="gas-generator",
     extra={"source_score_activation": "sigmoid"},
+    # --checkpoint D recomputes one add_layer block (conv body, BN, pool) at a time
+    blocks=tuple(f"features.{i}" for i in range(4)),
 )
 
 _SIGMOID_NOTE = (
@@ -572,7 +574,7 @@ def depthwise_inception(input_shape=(1, 28, 28)):
         "2*[(16+32+48+64) + 2*(4+20+36+52)] = 768 and moving stats 768 as buffers "
         "(+ stem slim moving stats 2*(8+8) = 32 buffers; TensorFlow would count all 1,568 as variables: 22,601)"
     ),
-    **_COMMON_D,
+    **{**_COMMON_D, "blocks": tuple(f"features.{i}" for i in range(13))},  # stem, 3 x (3 layers, transition)
 )
 def depthwise_inception_dense(input_shape=(1, 28, 28)):
     return build_depthwise_inception_dense(input_shape)

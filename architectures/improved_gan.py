@@ -143,6 +143,7 @@ class ImprovedGANGenerator(nn.Module):
     output="logits[10]",
     default_mode="improved-gan",
     default_generator="improved-gan-generator",
+    blocks=tuple(f"hidden.{i}" for i in range(5)) + ("final",),  # the layers (hidden is a ModuleList)
     notes=(
         "Weight-norm gains: as in Sleepychord/ImprovedGAN-pytorch only the output layer has a learned gain "
         "(10 parameters); the hidden layers normalise the direction with a fixed gain of 1. openai/improved-gan "

@@ -32,6 +32,7 @@ from .records import (
     BatchTrial,
     DistributedProfileRecord,
     FitRecord,
+    LeverRecord,
     MemoryEstimate,
     ProfileRecord,
     RecordError,
@@ -161,6 +162,19 @@ def profile(spec: StepSpec | str | None = None, mode: str | None = None, *, warm
     return profile_request(request, warmup=warmup, steps=steps)
 
 
+def levers(spec: StepSpec | str | None = None, mode: str | None = None, *, warmup: int = 2, steps: int = 3,
+           force: bool = False, **fields: Any) -> LeverRecord:
+    """Profile the request ``spec`` as it is, under each memory lever alone (bf16; checkpoint of D, and of G;
+    micro-batches; channels-last) and under the pair of the two that saved most, one after another in this
+    process, each beside its estimate; a :class:`~gonprof.records.LeverRecord` (one row each, a lever its rule
+    refuses listed as skipped with why)."""
+    from .lever_table import lever_table
+
+    request = _request(spec, mode, fields, "levers").checked()
+    check_fits(request, force=force)
+    return lever_table(request, warmup=warmup, steps=steps)
+
+
 def profile_distributed(spec: StepSpec | str | None = None, mode: str | None = None, *, nproc: int,
                         warmup: int = 2, steps: int = 10, force: bool = False, threads: int | None = None,
                         plugins: Sequence[str | os.PathLike[str]] = (), **fields: Any) -> DistributedProfileRecord:
@@ -205,6 +219,13 @@ def estimate(spec: StepSpec | str | None = None, mode: str | None = None, *, mea
     return est, measured
 
 
+def _refuse_micro_batches(request: StepSpec, verb: str) -> None:
+    """fit and scaling try batch sizes that K micro-batches need not divide: one line instead."""
+    if request.micro_batches != 1:
+        raise RequestError(f"--micro-batches does not apply to {verb}: its trials take batch sizes that "
+                           f"{request.micro_batches} need not divide; profile or estimate a batch that it divides")
+
+
 def _placement(placement: Placement | None, device: str, estimate: bool) -> Placement:
     """The placement of measured trials or points, checked: a bad combination is one line before anything
     runs."""
@@ -231,7 +252,9 @@ def scaling(spec: StepSpec | str | None = None, mode: str | None = None, *,
     ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs each.  ``progress(point)`` as each point finishes.
     """
 
-    request = _request(spec, mode, fields, "scaling").checked(need_device=False)
+    request = _request(spec, mode, fields, "scaling")
+    _refuse_micro_batches(request, "scaling")
+    request = request.checked(need_device=False)
     runner = _placement(placement, request.device, estimate)
     measurable = request.device == "cpu" or cuda_here() or runner.executor == "ray"
     build_on_meta(request)  # the output contract (and every name) refused before the first point
@@ -258,6 +281,7 @@ def fit(spec: StepSpec | str | None = None, mode: str | None = None, *, memory: 
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     request = _request(spec, mode, fields, "fit")
+    _refuse_micro_batches(request, "fit")
     runner = (placement or Placement())
     request = request.checked(need_device=not estimate and runner.executor != "ray",
                               device_hint="; add --estimate to fit without one")

@@ -72,6 +72,8 @@ class ArchSpec:
     notes: tuple[str, ...] = ()
     params_arithmetic: str = ""  # how expected_params is reached, for humans
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    # the submodules (dotted names) ``--checkpoint`` recomputes one at a time; () = the top-level children
+    blocks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

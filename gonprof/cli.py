@@ -63,6 +63,27 @@ PerClassOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Run a step even when its memory estimate exceeds the memory available."),
 ]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="fp32, bf16 or fp16 (CUDA): the models' forwards under autocast, float32 master weights."),
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="Activation checkpointing of D, G or D,G: each block recomputed in the backward."),
+]
+MicroBatchesOpt = Annotated[
+    int, typer.Option("--micro-batches", help="K slices of the batch per update, gradients accumulated (same effective batch)."),
+]
+ChannelsLastOpt = Annotated[
+    bool, typer.Option("--channels-last", help="Convolutional models' weights and inputs in channels-last layout."),
+]
+
+
+def lever_fields(precision: str, checkpoint: str | None, micro_batches: int, channels_last: bool) -> dict[str, Any]:
+    """The request's lever fields from the command line (checked with the rest of the request)."""
+    return {"precision": precision, "checkpoint": checkpoint or (), "micro_batches": micro_batches,
+            "channels_last": channels_last}
+
+
 #: --batch-sizes: the largest batch any mode takes (gonprof.modes.base.MAX_SIZE; not imported here, so that
 #: parsing the command line imports no torch).
 MAX_BATCH_SIZE = 1_000_000
@@ -482,6 +503,11 @@ def profile(
     threads: ThreadsOpt = None,
     nproc: Annotated[int | None, typer.Option("--nproc", help="Profile the step on N data-parallel ranks (DistributedDataParallel, started by torch.distributed's elastic launcher; gloo on the CPU, nccl with one GPU per rank): one row per rank. --batch-size is per rank; --threads each rank's.")] = None,
     force: ForceOpt = False,
+    precision: PrecisionOpt = "fp32",
+    checkpoint: CheckpointOpt = None,
+    micro_batches: MicroBatchesOpt = 1,
+    channels_last: ChannelsLastOpt = False,
+    levers: Annotated[bool, typer.Option("--levers", help="Profile the baseline and each memory lever alone (and the best pair), one row each.")] = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
     timeline: Annotated[Path | None, typer.Option("--timeline", help="Draw the measuring step's live bytes over the step, stacked by category, phases and peak marked, to this PNG (plot extra; one --arch).")] = None,
@@ -505,6 +531,19 @@ def profile(
     shape = parse_shape(input_shape)
     hparams = parse_sets(hparam)
     selection = parse_selection(classes, per_class)
+    lever = lever_fields(precision, checkpoint, micro_batches, channels_last)
+    if levers:
+        clash = [flag for flag, given in (("--precision", precision != "fp32"), ("--checkpoint", checkpoint),
+                                          ("--micro-batches", micro_batches != 1), ("--channels-last", channels_last),
+                                          ("--estimate", estimate), ("--scaling", scaling), ("--nproc", nproc),
+                                          ("--csv", csv_path), ("--timeline", timeline)) if given]
+        if clash:
+            raise fail(f"--levers profiles the baseline and each lever itself; drop {clash[0]}", EXIT_USAGE)
+        _profile_levers(names, dict(mode=mode, generator=generator, preset=preset, batch_size=batch_size,
+                                    device=device, seed=seed, data=data, input_shape=shape, hparams=hparams,
+                                    classes=selection.classes, per_class=selection.per_class),
+                        warmup=warmup, steps=steps, threads=threads, json_path=json_path)
+        return
     if not scaling and (jobs, executor, address, cpus_per_run, gpus_per_run) != (1, "local", None, 1, 0):
         raise fail("--jobs, --executor, --address, --cpus-per-run and --gpus-per-run place --scaling's points; "
                    "a profile runs its steps in this process" + (" (--nproc: in torch.distributed's ranks)"
@@ -516,7 +555,7 @@ def profile(
                                           device=device, warmup=warmup, steps=steps, seed=seed, data=data,
                                           input_shape=shape, hparams=hparams, classes=selection.classes,
                                           per_class=selection.per_class, force=force, threads=threads,
-                                          plugins=list(plugin or ())), json_path, csv_path)
+                                          plugins=list(plugin or ()), **lever), json_path, csv_path)
         return
     apply_threads(threads)
     stop_workers_on_termination()  # SIGTERM: the records finished so far are kept and written, exit 143
@@ -527,7 +566,7 @@ def profile(
         if ignored:
             raise fail(f"{ignored[0]} does not apply to --estimate / --scaling (their records go to --json)", EXIT_USAGE)
         request = dict(mode=mode, generator=generator, preset=preset, batch_size=batch_size, device=device,
-                       input_shape=shape, seed=seed, hparams=hparams)
+                       input_shape=shape, seed=seed, hparams=hparams, **lever)
         _profile_memory(names, request, estimate=estimate, scaling=scaling, batch_sizes=batch_sizes,
                         json_path=json_path, placement=placement)
         return
@@ -535,11 +574,29 @@ def profile(
         names, lambda name: api.profile(name, mode, generator=generator, preset=preset, batch_size=batch_size,
                                         device=device, warmup=warmup, steps=steps, seed=seed, data=data,
                                         input_shape=shape, hparams=hparams, classes=selection.classes,
-                                        per_class=selection.per_class, force=force),
+                                        per_class=selection.per_class, force=force, **lever),
         status="profiling {name} ...", json_path=json_path, csv_path=csv_path,
         environments=lambda rec: [rec.environment],
         show=lambda recs: render.render_record(recs[0]) if len(recs) == 1 else render.render_records(recs),
         who=lambda r: f"{r.arch} ({r.mode})", timeline=timeline)
+
+
+def _profile_levers(names, request: dict, *, warmup: int, steps: int, threads, json_path) -> None:
+    """``profile --levers``: one lever table per architecture (api.levers), written to --json after each."""
+    from . import api, render
+    from .records import save_records
+
+    apply_threads(threads)
+    recs = []
+    for name in names:
+        with _stderr().status(f"profiling {name} under each lever ..."):
+            rec = api.levers(name, warmup=warmup, steps=steps, **request)
+        recs.append(rec)
+        _stdout().print(render.render_levers(rec))
+        if json_path:
+            save_records(recs, json_path)
+    if any(r.status != "ok" for r in recs):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _profile_each(names, run, *, status: str, json_path, csv_path, environments, show, who, timeline=None) -> None:
@@ -658,6 +715,10 @@ def fit(
     address: AddressOpt = None,
     cpus_per_run: CpusPerRunOpt = 1,
     gpus_per_run: GpusPerRunOpt = 0,
+    precision: PrecisionOpt = "fp32",
+    checkpoint: CheckpointOpt = None,
+    micro_batches: MicroBatchesOpt = 1,
+    channels_last: ChannelsLastOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -680,7 +741,8 @@ def fit(
 
     rec = api.fit(arch, mode, memory=memory, device=device, estimate=estimate, generator=generator, preset=preset,
                   max_batch=max_batch, hparams=parse_sets(hparam), progress=lambda trial: err.print(_trial_line(trial)),
-                  on_plan=on_plan, placement=executor_options(jobs, executor, address, cpus_per_run, gpus_per_run))
+                  on_plan=on_plan, placement=executor_options(jobs, executor, address, cpus_per_run, gpus_per_run),
+                  **lever_fields(precision, checkpoint, micro_batches, channels_last))
     _stdout().print(render.render_fit(rec))
     outputs = Outputs()
     if json_path:
@@ -728,6 +790,10 @@ def train(
     per_class: PerClassOpt = None,
     threads: ThreadsOpt = None,
     force: ForceOpt = False,
+    precision: PrecisionOpt = "fp32",
+    checkpoint: CheckpointOpt = None,
+    micro_batches: MicroBatchesOpt = 1,
+    channels_last: ChannelsLastOpt = False,
     hparam: SetOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -744,7 +810,7 @@ def train(
     fields = dict(arch=arch, mode=mode, generator=generator, preset=preset, steps=steps, epochs=epochs,
                   batch_size=batch_size, seed=seed, data=data, device=device, out=str(out) if out else None,
                   sample_every=sample_every, hparams=hparams, time_budget_s=time_budget, threads=threads,
-                  **selection.to_dict())
+                  **selection.to_dict(), **lever_fields(precision, checkpoint, micro_batches, channels_last))
     if resume and arch is None:  # continue the run stored in --out
         fields = {k: fields[k] for k in ("out", "steps", "epochs", "batch_size", "threads", "time_budget_s")}
     result = api.train(resume=resume, progress=RichProgress(console=_stderr()), force=force, **fields)
@@ -807,7 +873,11 @@ def compare(
     gpus_per_run: GpusPerRunOpt = 0,
     quick: Annotated[bool, typer.Option("--quick", help="The preset's short budget (minutes, not hours); a quality not reached yet, or a run's end state, is inconclusive until the full budget.")] = False,
     force: ForceOpt = False,
-    hparam: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable).")] = None,
+    precision: PrecisionOpt = "fp32",
+    checkpoint: CheckpointOpt = None,
+    micro_batches: MicroBatchesOpt = 1,
+    channels_last: ChannelsLastOpt = False,
+    hparam: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE for every mode that has NAME, or MODE.NAME=VALUE for one mode (repeatable); levers too: lsgan.precision=bf16.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for runs, logs and grids (default runs/compare-<time>).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Results file (default OUT/results.json).")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV.")] = None,
@@ -860,7 +930,7 @@ def compare(
                       steps=steps, time_budget_s=time_budget,
                       batch_size=batch_size, seed=seed, data=data, device=device, n_samples=samples,
                       profile_steps=profile_steps, memory_limit_bytes=memory_limit, threads=threads,
-                      hparams=parse_sets(hparam),
+                      hparams=parse_sets(hparam), **lever_fields(precision, checkpoint, micro_batches, channels_last),
                       **selection.to_dict(), force=force, resume=resume is not None,
                       placement=executor_options(jobs, executor, address, cpus_per_run, gpus_per_run), quick=quick)
     _stdout().print(render.compare_table(res.rows))

@@ -295,4 +295,5 @@ def estimate_step_memory(spec: StepSpec, *, steps: int = 2, max_inner_steps: int
         steps_run=len(live),
         elapsed_s=time.perf_counter() - t0,
         notes=tuple(notes),
+        levers=spec.levers,
     )

@@ -53,6 +53,11 @@ class StepSpec(_Serialisable):
     data: str | None = None
     classes: tuple[int, ...] | None = None
     per_class: int | None = None
+    # memory levers (gonprof.levers): autocast precision, models checkpointed, micro-batches per update, layout
+    precision: str = "fp32"
+    checkpoint: tuple[str, ...] = ()
+    micro_batches: int = 1
+    channels_last: bool = False
 
     # -- checking ----------------------------------------------------------------------
 
@@ -66,7 +71,7 @@ class StepSpec(_Serialisable):
         Idempotent: checking a checked spec returns an equal one.
         """
         from .arch import get_arch
-        from .modes.base import IncompatibleError, canonical_hparams, get_mode
+        from .modes.base import IncompatibleError, batch_size_of, canonical_hparams, get_mode
         from .modes.build import default_mode
 
         if not isinstance(self.arch, str) or not self.arch:
@@ -88,11 +93,36 @@ class StepSpec(_Serialisable):
         if self.batch_size is not None:
             check_positive("--batch-size", self.batch_size)
         selection = self.selection()
+        batch = int(self.batch_size) if self.batch_size is not None else batch_size_of(resolved)
+        levers = self._check_levers(mode_spec, batch, shape)
         return dataclasses.replace(
             self, mode=get_mode(mode).name, hparams=overrides, input_shape=shape, seed=int(self.seed),
             batch_size=None if self.batch_size is None else int(self.batch_size),
             classes=tuple(selection.classes) if selection.classes is not None else None,
-            per_class=selection.per_class)
+            per_class=selection.per_class, **levers)
+
+    def _check_levers(self, mode_spec: ModeSpec, batch: int, shape: tuple[int, ...] | None) -> dict[str, Any]:
+        """The lever fields checked (:func:`gonprof.levers.check_levers`); the models are built on meta, for
+        their blocks and convolutions, only when a lever needs to look at them."""
+        from .levers import check_levers, parse_checkpoint
+
+        models: dict[str, Any] = {}
+        roles = parse_checkpoint(self.checkpoint)
+        if roles or self.channels_last is True:
+            models = _meta_models(self, mode_spec, shape)
+        return check_levers(self.precision, roles, self.micro_batches, self.channels_last, device=self.device,
+                            batch_size=batch, mode=mode_spec, models=models)
+
+    @property
+    def levers(self) -> dict[str, Any]:
+        """The lever fields, as the records keep them."""
+        return {"precision": self.precision, "checkpoint": list(self.checkpoint),
+                "micro_batches": self.micro_batches, "channels_last": self.channels_last}
+
+    def has_levers(self) -> bool:
+        """Whether any lever differs from its default (fp32, no checkpoint, one micro-batch, contiguous)."""
+        return (self.precision != "fp32" or bool(self.checkpoint) or self.micro_batches != 1
+                or self.channels_last is True)
 
     def checked_place(self) -> StepSpec:
         """The checks that need no registry (device, seed, batch size, shape, selection), for a request whose
@@ -169,8 +199,18 @@ class StepSpec(_Serialisable):
         from .modes.build import build_step
 
         shape = input_shape if input_shape is not None else self.input_shape
-        return build_step(self.mode_name, self.arch, generator=self.generator, preset=self.preset,
+        step = build_step(self.mode_name, self.arch, generator=self.generator, preset=self.preset,
                           device=device or self.device, input_shape=shape, seed=self.seed, **dict(self.hparams))
+        if self.has_levers():
+            from .arch import get_arch
+            from .levers import apply_levers, parse_checkpoint
+
+            specs = {"D": get_arch(self.arch)}
+            if step.generator:
+                specs["G"] = get_arch(step.generator)
+            levers = {**self.levers, "checkpoint": parse_checkpoint(self.checkpoint)}
+            apply_levers(step, levers, specs)
+        return step
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepSpec:
@@ -223,6 +263,10 @@ def as_spec(spec: StepSpec | str | None, fields: Mapping[str, Any], verb: str = 
     for k in ("classes", "input_shape"):
         if given.get(k) is not None and not isinstance(given[k], str):
             given[k] = tuple(given[k])
+    if "checkpoint" in given:
+        from .levers import parse_checkpoint
+
+        given["checkpoint"] = parse_checkpoint(given["checkpoint"])
     if isinstance(spec, StepSpec):
         return dataclasses.replace(spec, **given) if given else spec
     if spec is None:
@@ -231,6 +275,23 @@ def as_spec(spec: StepSpec | str | None, fields: Mapping[str, Any], verb: str = 
         raise RequestError(f"--arch is required: name an architecture (gonprof list), not {spec!r}")
     given.pop("arch", None)
     return StepSpec(arch=spec, **given)
+
+
+def _meta_models(spec: StepSpec, mode_spec: ModeSpec, shape: tuple[int, ...] | None) -> dict[str, Any]:
+    """role -> (ArchSpec, the model built on the meta device): what the lever rules look at."""
+    import torch
+
+    from .arch import get_arch
+    from .modes.build import resolve_generator
+
+    d_spec = get_arch(spec.arch)
+    dims = shape or tuple(d_spec.input_shape)
+    with torch.device("meta"):
+        models: dict[str, Any] = {"D": (d_spec, d_spec.build(dims))}
+        if mode_spec.needs_generator:
+            g_spec = get_arch(resolve_generator(mode_spec.name, d_spec, spec.generator)[0])
+            models["G"] = (g_spec, g_spec.build(dims))
+    return models
 
 
 # -- the checks every request shares -------------------------------------------------------

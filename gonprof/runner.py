@@ -69,7 +69,7 @@ def profile_request(spec: StepSpec, *, warmup: int = 2, steps: int = 10) -> Prof
     dataset = profile_data(spec.data, shape, selection)
     context = {"preset": spec.preset, "seed": spec.seed, "data": dataset.name, "selection": selection.to_dict(),
                "train_images": len(dataset), "input_shape": list(shape),
-               "hparams": to_jsonable(step.hparams), "notes": list(step.notes)}
+               "hparams": to_jsonable(step.hparams), "notes": list(step.notes), "levers": spec.levers}
     return profile_step(step, dataset, batch_size=batch_size, warmup=warmup, steps=steps, seed=spec.seed,
                         arch=spec.arch, mode=spec.mode_name, generator=step.generator or spec.generator,
                         extra=context)

@@ -177,7 +177,7 @@ def fit_batch(
                      estimate=bool(estimate), memory_bytes=memory_bytes, batch_size=answer, first_too_big=first_bad,
                      max_batch=int(max_batch), compared=compared_figure(device, estimate), trials=trials,
                      environment=_environment(device), notes=tuple(notes), preset=spec.preset,
-                     hparams=dict(spec.hparams), search=search)
+                     hparams=dict(spec.hparams), search=search, levers=spec.levers)
 
 
 def scaling(

@@ -109,6 +109,45 @@ def scope_hparams(hparams: dict, modes: list[str]) -> dict[str, dict]:
     return out
 
 
+def split_levers(hparams: dict, modes: list[str]) -> tuple[dict, dict[str, dict]]:
+    """``--set`` overrides split into hyper-parameters and levers (:data:`gonprof.levers.LEVER_DEFAULTS`:
+    ``precision``, ``checkpoint``, ``micro_batches``, ``channels_last``), the levers by mode:
+    ``lsgan.precision=bf16`` for the lsgan rows, ``precision=bf16`` for every row."""
+    from ..levers import LEVER_DEFAULTS
+    from ..modes.base import IncompatibleError
+
+    rest: dict = {}
+    levers: dict[str, dict] = {m: {} for m in modes}
+    for key, value in sorted(hparams.items(), key=lambda kv: "." in kv[0]):
+        scope, dot, name = key.partition(".")
+        lever = name if dot else key
+        if lever not in LEVER_DEFAULTS:
+            rest[key] = value
+            continue
+        if dot and scope not in levers:
+            raise IncompatibleError(f"--set {key}: no {scope!r} row in this comparison (modes: {', '.join(modes)})")
+        for m in ([scope] if dot else modes):
+            levers[m][lever] = value
+    return rest, levers
+
+
+def _levers_of(fields: dict) -> dict:
+    from ..levers import LEVER_DEFAULTS
+
+    return {k: v for k, v in fields.items() if k in LEVER_DEFAULTS}
+
+
+def _lever_variant(variant: str | None, levers: dict) -> str | None:
+    """A row's variant with its levers named (``bf16``, ``checkpoint D``, ``4 micro-batches``), so rows that
+    differ only by a lever are told apart."""
+    from ..levers import lever_label
+
+    text = lever_label(levers)
+    if not text:
+        return variant
+    return f"{variant}, {text}" if variant else text
+
+
 def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None = None,
          **common: Any) -> list[RunSpec]:
     """The rows to run: every compatible (mode, architecture) pair, in the order given.
@@ -172,14 +211,18 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
     shared = {k: v for k, v in common.items() if k in fields_ and v is not None}
     if "steps" not in shared and "time_budget_s" not in shared:
         shared["time_budget_s"] = DEFAULT_TIME_BUDGET_S
-    scoped = scope_hparams(dict(shared.pop("hparams", {}) or {}), list(dict.fromkeys(m for m, *_ in rows)))
+    row_modes = list(dict.fromkeys(m for m, *_ in rows))
+    hparams, levers = split_levers(dict(shared.pop("hparams", {}) or {}), row_modes)
+    scoped = scope_hparams(hparams, row_modes)
     for m, _, row_hp, variant in rows:  # a preset row's own settings define it (and its label)
         clash = sorted(set(row_hp) & set(scoped[m]))
         if clash:
             raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
                                     "drop it, or compare the variants you want without the preset")
     # every request checked (names, devices, every value against its mode's rules) before anything runs
-    specs = [RunSpec.of(mode=m, arch=a, hparams={**row_hp, **scoped[m]}, variant=variant, **shared)
+    specs = [RunSpec.of(mode=m, arch=a, hparams={**row_hp, **scoped[m]},
+                        variant=_lever_variant(variant, {**_levers_of(shared), **levers[m]}),
+                        **{**shared, **levers[m]})
              for m, a, row_hp, variant in rows]
     specs = [dataclasses.replace(s, step=s.step.checked()) for s in specs]
     if "classes" in shared or "per_class" in shared:  # a bad selection fails here, before anything runs

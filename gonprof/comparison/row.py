@@ -74,7 +74,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     assert step is not None  # a run that ended ok built its step
     assert rec.batch_size is not None  # and wrote its resolved batch size (read by _batch_size)
     prof = profile_step(step, data, batch_size=rec.batch_size, warmup=1, steps=spec.profile_steps,
-                        seed=request.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator)
+                        seed=request.seed + 1, arch=spec.arch, mode=spec.mode, generator=rec.generator,
+                        extra={"levers": request.levers})
     rec = rec.replace(profile=prof)
     if prof.status != "ok":
         return rec.replace(status=prof.status, message=f"profiling: {prof.message}")

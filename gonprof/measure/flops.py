@@ -188,6 +188,19 @@ def _can_decompose(func: Any) -> bool:
         return True
 
 
+def _compute_dtype(args: Any) -> str:
+    """The dtype an op computes in: its first floating tensor argument's (``float32``, ``bfloat16``, ...), else
+    the first tensor's; ``none`` without tensors."""
+    first = None
+    for a in args:
+        for t in (a if isinstance(a, (list, tuple)) else (a,)):
+            if isinstance(t, torch.Tensor):
+                if t.is_floating_point():
+                    return str(t.dtype).removeprefix("torch.")
+                first = first or str(t.dtype).removeprefix("torch.")
+    return first or "none"
+
+
 class _CountingMode(TorchDispatchMode):
     def __init__(self, counter: FlopCounter) -> None:
         super().__init__()
@@ -248,6 +261,8 @@ class FlopCounter(Instrument):
         self.self_by_module: dict[str | None, list[int]] = {}
         self.uncounted: dict[str, int] = {}
         self.no_arith: dict[str, int] = {}
+        self.by_dtype: dict[str, int] = {}
+        self.fp32_by_operator: dict[str, int] = {}
         self._node_hook: Any = None
 
     # -- phases ---------------------------------------------------------------
@@ -302,6 +317,10 @@ class FlopCounter(Instrument):
             self.forward_flops += flops
         self.by_phase[self._phase] = self.by_phase.get(self._phase, 0) + flops
         self.by_operator[name] = self.by_operator.get(name, 0) + flops
+        dtype = _compute_dtype(args)
+        self.by_dtype[dtype] = self.by_dtype.get(dtype, 0) + flops
+        if dtype == "float32":
+            self.fp32_by_operator[name] = self.fp32_by_operator.get(name, 0) + flops
         slot = self.self_by_module.get(module)
         if slot is None:
             slot = self.self_by_module[module] = [0, 0]
@@ -341,6 +360,8 @@ class FlopCounter(Instrument):
             flops_outside_modules=self.total_flops - inside,
             uncounted_ops=dict(sorted(self.uncounted.items())),
             no_arithmetic_ops=dict(sorted(self.no_arith.items())),
+            flops_by_dtype=dict(sorted(self.by_dtype.items())),
+            float32_flops_by_operator=dict(sorted(self.fp32_by_operator.items())),
         )
 
 

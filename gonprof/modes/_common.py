@@ -9,7 +9,7 @@ checkpoints, so a step is reproducible and a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -198,11 +198,55 @@ class GANStep(TrainStep):
                 out.append(self.G(self.latent(min(self.sample_chunk, n - i))))
         return torch.cat(out).clamp(-1, 1)
 
-    @staticmethod
-    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    # levers (gonprof.levers.apply_levers): slices per update, fp16's loss scaling
+    micro_batches = 1
+    grad_scaling = False
+
+    def update(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self._backward(opt, loss)
+        self._opt_step(opt)
+
+    def accumulate(self, opt: torch.optim.Optimizer, loss_of: Callable[[int, int], torch.Tensor], n: int,
+                   mean: bool) -> torch.Tensor:
+        """One update of ``opt`` from the loss of the batch's ``n`` images, computed as
+        :attr:`micro_batches` slices: ``loss_of(start, stop)`` is the loss of images ``start:stop`` (a mean
+        over them when ``mean``, else a sum), each slice's backward accumulates into the gradients, then one
+        optimizer step.  A mean is weighted by the slice's share of the batch, so the gradient and the loss
+        returned are the whole batch's.  One slice: exactly :meth:`update`."""
+        from ..levers import micro_slices
+
+        opt.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None
+        for lo, hi in micro_slices(n, self.micro_batches):
+            loss = loss_of(lo, hi)
+            if mean and hi - lo != n:
+                loss = loss * ((hi - lo) / n)
+            self._backward(opt, loss)
+            total = loss.detach() if total is None else total + loss.detach()
+        self._opt_step(opt)
+        assert total is not None
+        return total
+
+    def _scaler(self, opt: torch.optim.Optimizer) -> Any:
+        scalers = self.__dict__.setdefault("_scalers", {})
+        if id(opt) not in scalers:
+            scalers[id(opt)] = torch.amp.GradScaler(self.device.type)
+        return scalers[id(opt)]
+
+    def _backward(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        if self.grad_scaling:
+            self._scaler(opt).scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _opt_step(self, opt: torch.optim.Optimizer) -> None:
+        if self.grad_scaling:
+            scaler = self._scaler(opt)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
 
 
 def adam(params, hp: dict, prefix: str = "") -> torch.optim.Adam:

@@ -262,6 +262,10 @@ class ModeSpec:
     params: dict = field(default_factory=dict)  # name -> Param, where the rule inferred from the default won't do
     # hyper-parameter -> (value, why): a setting under which the step cannot run data-parallel (DDP)
     ddp_refused: dict = field(default_factory=dict)
+    # levers (gonprof.levers): the step splits each update into slices of the batch (``--micro-batches``);
+    # its updates go through GANStep.update, where fp16's loss scaling is applied (``--precision fp16``)
+    micro_batches: bool = False
+    scaled_updates: bool = False
 
     def batch_size(self, preset: str | None = None, **overrides) -> int:
         """The batch size a step of this mode takes: ``batch_size`` among the (checked) hyper-parameters,

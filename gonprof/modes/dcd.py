@@ -157,6 +157,7 @@ class DCDStep(GANStep):
     phases=DCDStep.phases,
     default_arch="dcd-mnist-sn",
     needs_generator=True,
+    scaled_updates=True,
     outputs=("score", "logits[2]"),
     params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(),
             "g_steps": updates(low=0),  # 0: the released updater (preset critic-only)

@@ -46,22 +46,26 @@ class GANBCEStep(GANStep):
         hp = self.hparams
         n = real.shape[0]
         d_losses, g_losses = [], []
+
+        def d_loss(lo: int, hi: int) -> torch.Tensor:
+            m = hi - lo
+            fake = self.fake_nograd(m)
+            out = self.score(torch.cat([real[lo:hi], fake]))
+            target = torch.cat([torch.full((m, 1), float(hp["real_label"]), device=out.device),
+                                torch.zeros(m, 1, device=out.device)]).to(out.dtype)
+            return F.binary_cross_entropy_with_logits(out.reshape(2 * m, -1)[:, :1], target)
+
+        def g_loss(lo: int, hi: int) -> torch.Tensor:
+            out = self.score(self.fake(hi - lo))
+            return F.binary_cross_entropy_with_logits(out.reshape(hi - lo, -1)[:, :1], torch.ones_like(out[:, :1]))
+
         with phase("d_step"):
             for _ in range(int(hp["d_steps"])):
-                fake = self.fake_nograd(n)
-                out = self.score(torch.cat([real, fake]))
-                target = torch.cat([torch.full((n, 1), float(hp["real_label"]), device=out.device),
-                                    torch.zeros(n, 1, device=out.device)]).to(out.dtype)
-                loss = F.binary_cross_entropy_with_logits(out.reshape(2 * n, -1)[:, :1], target)
-                self.update(self.optimizers["D"], loss)
-                d_losses.append(loss.detach())
+                d_losses.append(self.accumulate(self.optimizers["D"], d_loss, n, mean=True))
         with phase("g_step"):
             for _ in range(int(hp["g_steps"])):
                 with frozen(self.D):
-                    out = self.score(self.fake(n))
-                    loss = F.binary_cross_entropy_with_logits(out.reshape(n, -1)[:, :1], torch.ones_like(out[:, :1]))
-                    self.update(self.optimizers["G"], loss)
-                g_losses.append(loss.detach())
+                    g_losses.append(self.accumulate(self.optimizers["G"], g_loss, n, mean=True))
         return detached({"d_loss": torch.stack(d_losses).mean(), "g_loss": torch.stack(g_losses).mean()})
 
 
@@ -71,6 +75,8 @@ class GANBCEStep(GANStep):
     phases=GANBCEStep.phases,
     default_arch="mlp-gan",
     needs_generator=True,
+    micro_batches=True,
+    scaled_updates=True,
     outputs=("score", "logits[2]"),
     params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(), "g_steps": updates(),
             "real_label": Param("float", low=0.0, high=1.0)},

@@ -205,6 +205,7 @@ class ImprovedGANStep(GANStep):
     phases=ImprovedGANStep.phases,
     default_arch="improved-gan-mlp",
     needs_generator=True,
+    scaled_updates=True,
     outputs=("logits[*]",),
     # labels: 0 trains with feature matching only (preset unsupervised); at most MNIST's 60,000 training images
     params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "labels": Param("int", low=0, high=60_000),

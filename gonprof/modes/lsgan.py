@@ -74,21 +74,25 @@ class LSGANStep(GANStep):
         hp = self.hparams
         n = real.shape[0]
         d_losses, g_losses = [], []
+        mean = hp["reduction"] == "mean"
+
+        def d_loss(lo: int, hi: int) -> torch.Tensor:
+            fake = self.fake_nograd(hi - lo)
+            s_real = self._score(self.score(real[lo:hi]))
+            s_fake = self._score(self.score(fake))
+            return (self._reduce((s_real - 1) ** 2) + self._reduce(s_fake ** 2)) / 2
+
+        def g_loss(lo: int, hi: int) -> torch.Tensor:
+            s_fake = self._score(self.score(self.fake(hi - lo)))
+            return self._reduce((s_fake - 1) ** 2) / 2
+
         with phase("d_step"):
             for _ in range(int(hp["d_steps"])):
-                fake = self.fake_nograd(n)
-                s_real = self._score(self.score(real))
-                s_fake = self._score(self.score(fake))
-                loss = (self._reduce((s_real - 1) ** 2) + self._reduce(s_fake ** 2)) / 2
-                self.update(self.optimizers["D"], loss)
-                d_losses.append(loss.detach())
+                d_losses.append(self.accumulate(self.optimizers["D"], d_loss, n, mean))
         with phase("g_step"):
             with frozen(self.D):
                 for _ in range(int(hp["g_steps"])):
-                    s_fake = self._score(self.score(self.fake(n)))
-                    loss = self._reduce((s_fake - 1) ** 2) / 2
-                    self.update(self.optimizers["G"], loss)
-                    g_losses.append(loss.detach())
+                    g_losses.append(self.accumulate(self.optimizers["G"], g_loss, n, mean))
         return detached({"d_loss": torch.stack(d_losses).mean(), "g_loss": torch.stack(g_losses).mean()})
 
 
@@ -98,6 +102,8 @@ class LSGANStep(GANStep):
     phases=LSGANStep.phases,
     default_arch="lsgan-original",
     needs_generator=True,
+    micro_batches=True,
+    scaled_updates=True,
     outputs=("score", "logits[2]"),
     params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(), "g_steps": updates(),
             "reduction": Param("choice", choices=("sum", "mean"))},

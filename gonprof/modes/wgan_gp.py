@@ -53,22 +53,29 @@ class WGANGPStep(GANStep):
         hp = self.hparams
         n = real.shape[0]
         d_losses, gps, wds = [], [], []
+        parts: dict[str, list[torch.Tensor]] = {"gp": [], "wd": []}
+
+        def d_loss(lo: int, hi: int) -> torch.Tensor:
+            fake = self.fake_nograd(hi - lo)
+            d_real = self.score(real[lo:hi]).mean()
+            d_fake = self.score(fake).mean()
+            gp = gradient_penalty(self.score, real[lo:hi], fake)
+            w = (hi - lo) / n
+            parts["gp"].append(gp.detach() * w)
+            parts["wd"].append((d_real - d_fake).detach() * w)
+            return d_fake - d_real + float(hp["gp_weight"]) * gp
+
         with phase("d_step"):
             for _ in range(int(hp["d_steps"])):
-                fake = self.fake_nograd(n)
-                d_real = self.score(real).mean()
-                d_fake = self.score(fake).mean()
-                gp = gradient_penalty(self.score, real, fake)
-                loss = d_fake - d_real + float(hp["gp_weight"]) * gp
-                self.update(self.optimizers["D"], loss)
-                d_losses.append(loss.detach())
-                gps.append(gp.detach())
-                wds.append((d_real - d_fake).detach())
+                parts["gp"].clear()
+                parts["wd"].clear()
+                d_losses.append(self.accumulate(self.optimizers["D"], d_loss, n, mean=True))
+                gps.append(torch.stack(parts["gp"]).sum())
+                wds.append(torch.stack(parts["wd"]).sum())
         with phase("g_step"):
             with frozen(self.D):
-                loss = -self.score(self.fake(n)).mean()
-                self.update(self.optimizers["G"], loss)
-            g_loss = loss.detach()
+                g_loss = self.accumulate(self.optimizers["G"], lambda lo, hi: -self.score(self.fake(hi - lo)).mean(),
+                                         n, mean=True)
         return detached({"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss,
                          "gp": torch.stack(gps).mean(), "wasserstein": torch.stack(wds).mean()})
 
@@ -79,6 +86,8 @@ class WGANGPStep(GANStep):
     phases=WGANGPStep.phases,
     default_arch="dcd-mnist-sn",
     needs_generator=True,
+    micro_batches=True,
+    scaled_updates=True,
     outputs=("score", "logits[2]"),
     params={"batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "d_steps": updates(),
             "gp_weight": Param("float", low=0.0, high=10_000.0)},

@@ -34,6 +34,7 @@ from .budget import BatchTrial, FitRecord, LinearFit, MemoryEstimate, ScalingRec
 from .compare import QualityRecord, RunRecord, pareto_front, peak_memory_bytes
 from .distributed import CommFigures, DistributedProfileRecord, RankRecord
 from .files import RECORD_KINDS, load_extra, load_records, provenance, save_records, set_command
+from .levers import LeverRecord, LeverRow
 from .profile import (
                    COMPILED,
                    EAGER,
@@ -61,7 +62,7 @@ from .profile import (
 __all__ = [
     "DEFAULT_NOISY_THRESHOLD", "OUTSIDE_PHASES", "SCHEMA_VERSION", "STATUSES", "JsonRecord", "RecordError",
     "RequestError", "TooBigError", "atomic_write", "classify_failure", "looks_oom", "to_jsonable",
-    "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
+    "LeverRecord", "LeverRow", "BatchTrial", "FitRecord", "LinearFit", "MemoryEstimate", "ScalingRecord",
     "QualityRecord", "RunRecord", "pareto_front", "peak_memory_bytes",
     "CommFigures", "DistributedProfileRecord", "RankRecord",
     "RECORD_KINDS", "load_extra", "load_records", "provenance", "save_records", "set_command",

@@ -61,6 +61,7 @@ class MemoryEstimate(JsonRecord):
     steps_run: int = 0
     elapsed_s: float = 0.0
     notes: tuple[str, ...] = ()
+    levers: dict[str, Any] = field(default_factory=dict)  # the request's memory levers (gonprof.levers)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class _BatchSweepRecord(JsonRecord):
     compared: str = ""
     environment: Environment | None = None
     notes: tuple[str, ...] = ()
+    levers: dict[str, Any] = field(default_factory=dict)  # the request's memory levers (gonprof.levers)
 
 
 @dataclass(frozen=True)

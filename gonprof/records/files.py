@@ -10,11 +10,13 @@ from .base import SCHEMA_VERSION, JsonRecord, RecordError, atomic_write
 from .budget import FitRecord, MemoryEstimate, ScalingRecord
 from .compare import RunRecord
 from .distributed import DistributedProfileRecord
+from .levers import LeverRecord
 from .profile import ProfileRecord
 
 #: Record types a results file may hold, by the ``kind`` written beside them.
 RECORD_KINDS: dict[str, type[JsonRecord]] = {"profile": ProfileRecord, "compare": RunRecord, "estimate": MemoryEstimate,
-                                  "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord}
+                                  "fit": FitRecord, "scaling": ScalingRecord, "distributed": DistributedProfileRecord,
+                                  "levers": LeverRecord}
 
 
 #: The command line this process carries out, when the CLI started it (:func:`set_command`).

@@ -154,6 +154,9 @@ class FlopFigures(_Serialisable):
     or ``no_arithmetic_ops`` (views, copies, allocation, fills).
     ``flops_by_module`` rows are inclusive; FLOPs that ran outside every known
     module (e.g. losses, penalties, optimizer) are in ``flops_outside_modules``.
+    ``flops_by_dtype``: the counted FLOPs by the dtype the op computed in (its first floating input's);
+    ``float32_flops_by_operator``: the operators that computed in float32, with their FLOPs (under
+    ``--precision bf16`` / ``fp16``, the ops autocast left in float32).
     """
 
     flops_per_step: int
@@ -165,6 +168,8 @@ class FlopFigures(_Serialisable):
     flops_outside_modules: int = 0
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     no_arithmetic_ops: dict[str, int] = field(default_factory=dict)
+    flops_by_dtype: dict[str, int] = field(default_factory=dict)
+    float32_flops_by_operator: dict[str, int] = field(default_factory=dict)
     method: str = "TorchDispatchMode over torch.utils.flop_counter.flop_registry; FLOPs = 2 x MACs"
 
 

@@ -30,6 +30,7 @@ from .budget import estimate_blocks, fit_blocks, render_estimate, render_fit, re
 from .compare import claims_sheet, claims_table, compare_sheets, compare_table, score_sheet, score_table
 from .distributed import allreduce_table, distributed_blocks, ranks_table, render_distributed
 from .formats import MIB, format_bytes, format_count, format_flops, format_seconds
+from .levers import lever_blocks, lever_sheet, render_levers
 from .profile import (
     flops_table,
     memory_table,
@@ -48,6 +49,7 @@ from .width import DESCRIPTIVE, fit_width, stacked, whole_numbers
 from .zoo import arch_report, architectures_table, mode_report, modes_table
 
 __all__ = [
+    "lever_blocks", "lever_sheet", "render_levers",
     "MIB", "format_bytes", "format_count", "format_flops", "format_seconds",
     "summary_table", "params_table", "memory_table", "flops_table", "uncounted_table", "timing_table",
     "render_record", "render_records", "print_record",
@@ -65,7 +67,14 @@ def blocks_any(records: Iterable[Any], preset: str | None = None, verdicts: Sequ
     """Whatever a results file held, by record type, as tables and notes: compare rows as their tables,
     estimates / fits / scaling / data-parallel records each their way, one profile in full, several
     profiles as one table; then the claims table when there are ``verdicts`` on ``preset``'s claims."""
-    from gonprof.records import DistributedProfileRecord, FitRecord, MemoryEstimate, RunRecord, ScalingRecord
+    from gonprof.records import (
+        DistributedProfileRecord,
+        FitRecord,
+        LeverRecord,
+        MemoryEstimate,
+        RunRecord,
+        ScalingRecord,
+    )
 
     records = list(records)
     blocks: list[Sheet | Note]
@@ -75,12 +84,12 @@ def blocks_any(records: Iterable[Any], preset: str | None = None, verdicts: Sequ
         else:
             blocks = list(compare_sheets(records))
     elif len(records) == 1 and not isinstance(records[0], (MemoryEstimate, FitRecord, ScalingRecord,
-                                                          DistributedProfileRecord)):
+                                                          DistributedProfileRecord, LeverRecord)):
         blocks = record_blocks(records[0])
     else:
         blocks = []
         for cls, fn in ((MemoryEstimate, estimate_blocks), (FitRecord, fit_blocks), (ScalingRecord, scaling_blocks),
-                        (DistributedProfileRecord, distributed_blocks)):
+                        (DistributedProfileRecord, distributed_blocks), (LeverRecord, lever_blocks)):
             if records and all(isinstance(r, cls) for r in records):
                 blocks = [b for r in records for b in fn(r)]
                 break

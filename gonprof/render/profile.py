@@ -11,6 +11,7 @@ from rich.text import Text
 
 from gonprof.records import ProfileRecord, TimingStats, peak_tolerance_bytes
 
+from ..levers import lever_label
 from .formats import (
     _mflop,
     _mib,
@@ -49,12 +50,24 @@ def summary_sheet(rec: ProfileRecord) -> Sheet:
         + (", and the allocator step that ran compiled" if rec.step_peak_source == "allocator" else "") + ") + timed",
     )
     t.add_row("params (count)", format_count(rec.params_total), "all models, total")
+    levers = rec.extra.get("levers") if isinstance(rec.extra, dict) else None
+    if levers:
+        t.add_row("precision", str(levers.get("precision", "fp32")),
+                  "forwards under autocast, float32 master weights" if levers.get("precision", "fp32") != "fp32"
+                  else "float32 throughout")
+        others = ", ".join(p for p in lever_label({**levers, "precision": "fp32"}).split(", ") if p)
+        if others:
+            t.add_row("levers", others, "activation checkpointing, micro-batches per update, memory layout")
     eager_maths = "; eager maths of the compiled step" if rec.compiled else ""
     if rec.flops is not None:
         f = rec.flops
         t.add_row("FLOPs / step", format_flops(f.flops_per_step), "whole step, FLOPs = 2 x MACs" + eager_maths)
         t.add_row("  forward", format_flops(f.forward_flops), "outside the autograd engine")
         t.add_row("  backward", format_flops(f.backward_flops), "inside the autograd engine")
+        if levers and levers.get("precision", "fp32") != "fp32" and f.float32_flops_by_operator:
+            kept = sum(f.float32_flops_by_operator.values())
+            t.add_row("  in float32", format_flops(kept),
+                      "left in float32 by autocast: " + ", ".join(sorted(f.float32_flops_by_operator)))
     if rec.persistent is not None:
         p = rec.persistent
         t.add_row("persistent state", format_bytes(p.total_bytes), "params + buffers + grads + optimizer state")
