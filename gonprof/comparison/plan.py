@@ -27,7 +27,10 @@ class RunSpec(CarriesStep):
     ``steps`` are training steps (or ``time_budget_s`` seconds of training); ``profile_steps`` the timed
     steps profiled after training; ``memory_limit_bytes`` caps the worker's data segment (RLIMIT_DATA);
     ``cpus`` are the cores the worker is pinned to (``--jobs``; None: any); ``threads`` its torch threads;
-    ``variant`` a preset row's name for its own hyper-parameters."""
+    ``variant`` a preset row's name for its own hyper-parameters; ``continue_run`` trains on from the
+    checkpoint in ``run_dir`` (``--resume`` sets it for a row whose run stopped part-way with the same settings,
+    or with fewer steps: training resumes exactly, so a row extended to more steps is the row that trained
+    them all)."""
 
     step: StepSpec = NO_MODEL
     kind: str = "run"
@@ -40,6 +43,7 @@ class RunSpec(CarriesStep):
     cpus: list[int] | None = None
     threads: int | None = None
     variant: str | None = None
+    continue_run: bool = False
 
     @classmethod
     def of(cls, **fields: Any) -> RunSpec:

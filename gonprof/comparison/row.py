@@ -41,7 +41,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     from ..data import load_split
     from ..runner import profile_step
     from ..summary import param_totals
-    from ..train import TrainConfig, default_make_step, run_training
+    from ..train import TrainConfig, default_make_step
 
     request = spec.step
     data, held = load_split(request.data, request.selection())
@@ -54,7 +54,7 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
 
     config = TrainConfig(step=request, steps=spec.steps, out=spec.run_dir, sample_every=0,
                          time_budget_s=spec.time_budget_s, threads=spec.threads)
-    result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
+    result = _train(config, make_step, progress, spec.continue_run)
     step = holder.get("step")
     rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
                        generator=(step.generator if step is not None else None) or request.generator)
@@ -101,6 +101,19 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     if unrefined is not None and bool(torch.isfinite(unrefined).all()):
         rec = rec.replace(quality_unrefined=score(unrefined))
     return rec.replace(quality=score(samples))
+
+
+def _train(config, make_step, progress: Any, continue_run: bool):
+    """The row's training: on from its checkpoint when ``continue_run`` (a run that cannot continue there, e.g.
+    one that already trained its steps, trains again from the start), else from the start."""
+    from ..train import TrainError, run_training
+
+    if continue_run:
+        try:
+            return run_training(config, make_step=make_step, progress=progress, resume=True)
+        except TrainError:
+            pass
+    return run_training(config, make_step=make_step, progress=progress, overwrite=True)
 
 
 def _batch_size(result, spec: RunSpec) -> int | None:
