@@ -394,7 +394,11 @@ GON_TIME_S = 300.0  # the gon preset's budget: the source gives none for its few
 IGAN_STEPS = 300 * 600  # openai/improved-gan: 300 epochs of 600 batches of 100 (60,000 images)
 _IGAN_ERROR = ("classification error of argmax D(x) on the held-out images (the paper: MNIST's 10,000 test "
                "images, D trained beside 60,000; the offline split trains on 5,000)")
-DCD_STEPS = 500  # the dcd preset's budget: the source fine-tunes a pre-trained CIFAR-10 critic, no MNIST run
+DCD_STEPS = 100  # the dcd preset's critic fine-tuning: the source fine-tunes a pre-trained CIFAR-10 critic
+DCD_PRETRAIN_CAP = 4000  # the most WGAN-GP steps the dcd preset trains its critic and generator for
+#: the dcd preset's quality gate: the generator draws digits (mean classifier confidence and class coverage on
+#: n samples), checked every `every` WGAN-GP steps
+DCD_GATE = {"every": 250, "n": 500, "confidence": 0.8, "coverage": 0.9}
 _DCD_FID = "FID of the same N samples before (G(z)) and after refinement: same z, critic and reference"
 MLP_GAN_STEPS = 500 * 469  # the tutorial: 500 epochs of 469 batches of 128 (60,000 images)
 

@@ -129,14 +129,17 @@ def _with_floor(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 def _placed(todo: list[RunSpec], out: Path) -> list[tuple[RunSpec, Path]]:
-    """Each row with its folder under ``out`` (and its run directory inside it)."""
+    """Each row with its folder under ``out`` (and its run directory inside it); a row that starts from an
+    earlier row's models (``init_from``) with that row's checkpoint (``init_checkpoint``)."""
     placed = []
     for i, spec in enumerate(todo):
         name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
                        folder))
-    return placed
+    checkpoints = {s.variant: str(Path(s.run_dir) / "checkpoint.pt") for s, _ in placed if s.variant and s.run_dir}
+    return [(dataclasses.replace(s, init_checkpoint=checkpoints[s.init_from]) if s.init_from in checkpoints else s,
+             folder) for s, folder in placed]
 
 
 def _continued(spec: RunSpec, folder: Path) -> RunSpec:
@@ -245,7 +248,7 @@ def same_settings(a: dict, b: dict) -> bool:
     """Whether two row specs ask for the same run (the cores and threads a row ran with aside, and its run
     directory, which follows the comparison folder: a folder moved or copied elsewhere still resumes, and whether
     it continues a run, which says how it trains, not what)."""
-    ignore = ("cpus", "threads", "run_dir", "continue_run")
+    ignore = ("cpus", "threads", "run_dir", "continue_run", "init_checkpoint")
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 

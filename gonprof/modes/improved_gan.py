@@ -183,19 +183,19 @@ class ImprovedGANStep(GANStep):
         self._collect(real, labels)
         with phase("d_step"):
             parts = [real, self.fake_nograd(n)]
-            labelled = int(hp["labels"]) > 0 and self.labelled_x is not None and len(self.labelled_x) > 0
-            if labelled:
-                assert self.labelled_x is not None and self.labelled_y is not None  # set together
-                idx = torch.randint(len(self.labelled_x), (n,), device=self.labelled_x.device)
-                parts.append(self.labelled_x[idx])
+            lab_x, lab_y, y = self.labelled_x, self.labelled_y, None
+            if int(hp["labels"]) > 0 and lab_x is not None and lab_y is not None and len(lab_x):
+                idx = torch.randint(len(lab_x), (n,), device=lab_x.device)
+                parts.append(lab_x[idx])
+                y = lab_y[idx]
             logits = self.d_logits(parts)
             lse = torch.logsumexp(logits[:2 * n], dim=1)
             lse_real, lse_fake = lse[:n], lse[n:]
             loss_unl = 0.5 * (-lse_real.mean() + F.softplus(lse_real).mean() + F.softplus(lse_fake).mean())
             loss = float(hp["unlabel_weight"]) * loss_unl
             losses = {"d_loss_unlabelled": loss_unl}
-            if labelled:
-                out, y = logits[2 * n:], self.labelled_y[idx]
+            if y is not None:
+                out = logits[2 * n:]
                 loss_lab = F.cross_entropy(out, y)
                 loss = loss + loss_lab
                 losses["d_loss_labelled"] = loss_lab
