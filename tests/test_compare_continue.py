@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 from gonprof.comparison import CompareEvents, compare, plan, same_settings
 from gonprof.comparison.plan import RunSpec
@@ -26,13 +27,16 @@ def test_a_row_asked_for_more_steps_trains_on_from_its_checkpoint(tmp_path):
     """2 steps, then --resume at 4: the row starts at step 2 and its 4 steps are those of a 4-step run."""
     short = compare(_specs(2), out=tmp_path / "a", placement=INLINE)
     assert short[1].train_steps == 2
+    config_path = tmp_path / "a" / "01-gan-mlp-gan" / "run" / "config.json"
+    created = json.loads(config_path.read_text())["created"]
+    time.sleep(1.1)  # a run started again would write a later creation time
     started: list[RunSpec] = []
     rows = compare(_specs(4), out=tmp_path / "a", placement=INLINE, resume=True,
                    events=CompareEvents(on_start=lambda i, n, s: started.append(s)))
     assert [s.continue_run for s in started] == [True]  # the floor is kept; the row continues
     assert rows[1].status == "ok" and rows[1].train_steps == 4
-    config = json.loads((tmp_path / "a" / "01-gan-mlp-gan" / "run" / "config.json").read_text())
-    assert config["resolved"]["steps"] == 4  # one run directory, extended
+    config = json.loads(config_path.read_text())
+    assert config["resolved"]["steps"] == 4 and config["created"] == created  # one run directory, extended
     whole = compare(_specs(4), out=tmp_path / "b", placement=INLINE)
     assert _losses(rows[1].run_dir) == _losses(whole[1].run_dir)  # exact: the same losses, step for step
     assert len(_losses(rows[1].run_dir)) == 4

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
+from pathlib import Path
 
 import torch
 
@@ -10,6 +13,7 @@ from gonprof import claims
 from gonprof.comparison import compare, plan
 from gonprof.comparison.plan import RunSpec
 from gonprof.executors import Placement
+from gonprof.train import read_log
 
 INLINE = Placement("inline")
 
@@ -65,3 +69,23 @@ def test_a_row_that_starts_from_a_row_the_comparison_does_not_run_fails_with_one
     rows = compare(specs[1:2], out=tmp_path, placement=INLINE)
     assert rows[1].status == "error"
     assert rows[1].message == "starts from row pretrain, which this comparison does not run"
+
+
+def test_a_gated_row_continued_with_a_higher_cap_trains_on_from_its_checkpoint(tmp_path):
+    """--resume with a higher cap: the gated row goes on from its checkpoint (checks at 2, then 4), and its
+    4 steps are those of a row that trained to 4 at once."""
+    gate = {"every": 2, "n": 20, "confidence": 1.01, "coverage": 0.0}
+    first = compare(_tiny(gate, pretrain_steps=2)[:1], out=tmp_path / "a", placement=INLINE)
+    time.sleep(1.1)  # a run started again would write a later creation time
+    created = json.loads((Path(first[1].run_dir) / "config.json").read_text())["created"]
+    rows = compare(_tiny(gate, pretrain_steps=4)[:1], out=tmp_path / "a", placement=INLINE, resume=True)
+    whole = compare(_tiny(gate, pretrain_steps=4)[:1], out=tmp_path / "b", placement=INLINE)
+    assert rows[1].train_steps == whole[1].train_steps == 4
+    # the same run directory went on (a run started again writes its own creation time)
+    assert json.loads((Path(rows[1].run_dir) / "config.json").read_text())["created"] == created
+    assert rows[1].message == whole[1].message and "not reached by the cap of 4 steps" in rows[1].message
+
+    def losses(run_dir):
+        return [r["losses"] for r in read_log(run_dir) if "losses" in r]
+
+    assert losses(rows[1].run_dir) == losses(whole[1].run_dir) and len(losses(whole[1].run_dir)) == 4

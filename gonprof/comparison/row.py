@@ -141,12 +141,13 @@ def _gated(spec: RunSpec, config, make_step, progress: Any, held, holder: dict) 
     gate, cap = dict(spec.gate or {}), int(spec.steps or 0)
     every, n = int(gate.get("every", cap)), int(gate.get("n", 200))
     want_conf, want_cov = float(gate.get("confidence", 0.8)), float(gate.get("coverage", GATE_COVERAGE))
-    target, first = min(every, cap), True
+    done = _checkpoint_step(config.out) if spec.continue_run else 0  # a row continued: from its checkpoint on
+    target = min(cap, (done // every + 1) * every)
     while True:
-        result = _train(config.replace(steps=target), make_step, progress, not first)
+        result = _train(config.replace(steps=target), make_step, progress, done > 0)
         if result.status != "ok":
             return result, ""
-        first = False
+        done = target
         torch.manual_seed(spec.step.seed)
         q = score_samples(holder["step"].sample(n).detach().cpu(), held, n=min(n, len(held)),
                           seed=spec.step.seed)
@@ -157,6 +158,16 @@ def _gated(spec: RunSpec, config, make_step, progress: Any, held, holder: dict) 
             return result, (f"quality gate (confidence {want_conf:.2f}, coverage {want_cov:.0%}) not reached "
                             f"by the cap of {cap:,} steps: {seen}")
         target = min(target + every, cap)
+
+
+def _checkpoint_step(run_dir: str | None) -> int:
+    """The step of the checkpoint in ``run_dir`` (0 when there is none to read)."""
+    from ..train import TrainError, _load_checkpoint
+
+    try:
+        return int(_load_checkpoint(Path(str(run_dir)) / "checkpoint.pt")["step"])
+    except (TrainError, OSError, KeyError, ValueError, TypeError):
+        return 0
 
 
 def _train(config, make_step, progress: Any, continue_run: bool):
