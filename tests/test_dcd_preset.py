@@ -38,6 +38,8 @@ def test_the_preset_trains_a_gated_pretrain_row_then_dcd_rows_from_its_models():
     assert {s.steps for s in full[1:]} == {claims.DCD_STEPS}
     assert all(s.step.hparams["g_steps"] == 0 for s in full[1:])  # critic-only: G is the pretrained one
     assert [s.step.hparams["langevin"] for s in full[1:]] == ["pixel", "latent"]
+    quick = plan([], preset="dcd", quick=True, steps=3)  # a row's own settings win over the shared --steps
+    assert [s.steps for s in quick] == [20, 3, 3] and quick[0].gate == {**claims.DCD_GATE, "every": 10, "n": 200}
 
 
 def test_a_gate_that_is_reached_stops_the_pretrain_at_its_first_check_and_dcd_starts_from_it(tmp_path):
