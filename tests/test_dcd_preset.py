@@ -12,6 +12,7 @@ import torch
 from gonprof import claims
 from gonprof.comparison import compare, plan
 from gonprof.comparison.plan import RunSpec
+from gonprof.comparison.row import run_spec
 from gonprof.executors import Placement
 from gonprof.train import read_log
 
@@ -60,10 +61,20 @@ def test_a_gate_that_is_reached_stops_the_pretrain_at_its_first_check_and_dcd_st
 
 def test_a_gate_never_reached_trains_to_the_cap_and_says_so(tmp_path):
     specs = _tiny({"every": 2, "n": 20, "confidence": 1.01, "coverage": 0.0}, pretrain_steps=3)
-    rows = compare(specs[:1], out=tmp_path, placement=INLINE)
-    pre = rows[1]
+
+    class Notes:
+        def __init__(self):
+            self.seen: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.seen.append(text)
+
+    notes = Notes()
+    pre = run_spec(dataclasses.replace(specs[0], run_dir=str(tmp_path / "run")), progress=notes)
     assert pre.status == "ok" and pre.train_steps == 3  # checked at 2, then at the cap, 3
     assert pre.message.startswith("quality gate (confidence 1.01, coverage 0%) not reached by the cap of 3 steps")
+    checks = [t for t in notes.seen if t.startswith("quality gate at step")]
+    assert [t.split(":")[0] for t in checks] == ["quality gate at step 2", "quality gate at step 3"]
 
 
 def test_a_row_that_starts_from_a_row_the_comparison_does_not_run_fails_with_one_line(tmp_path):

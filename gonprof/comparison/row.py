@@ -152,6 +152,8 @@ def _gated(spec: RunSpec, config, make_step, progress: Any, held, holder: dict) 
         q = score_samples(holder["step"].sample(n).detach().cpu(), held, n=min(n, len(held)),
                           seed=spec.step.seed)
         seen = f"confidence {q.mean_confidence:.2f}, coverage {q.class_coverage:.0%} on {n} samples"
+        if callable(getattr(progress, "note", None)):  # the worker's log says how each check went
+            progress.note(f"quality gate at step {target:,}: {seen}")
         if q.mean_confidence >= want_conf and q.class_coverage >= want_cov:
             return result, f"quality gate reached at step {target:,}: {seen}"
         if target >= cap:
