@@ -37,3 +37,12 @@ def test_gon_fast_vs_seed_benchmark_smoke():
     # gradient costs the same again, so 2 x 2 x 95,127,808 = 380,511,232 FLOPs
     assert "380.5 MFLOP" in proc.stdout
     assert "of the time" in proc.stdout and "of the FLOPs" in proc.stdout  # the breakdown by op
+
+
+def test_improved_gan_step_benchmark_smoke():
+    script = SCRIPT.parent / "improved_gan_step.py"
+    proc = subprocess.run([sys.executable, str(script), "--rounds", "1", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "three passes through D (one per batch):" in proc.stdout and "one pass through D" in proc.stdout
+    assert "speed-up:" in proc.stdout and "aten::" in proc.stdout  # the ratio and the op breakdown

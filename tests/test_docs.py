@@ -205,7 +205,9 @@ def test_the_site_builds_strictly_offline_with_every_results_table(tmp_path):
                                                                r"([\w.\-]+\.json)</code>", text)}
     markers = {m for page in DOCS.glob("*.md") for m in re.findall(r"^<!-- results: ([\w.\-]+)", page.read_text(),
                                                                     re.M)}
-    assert markers <= {p.name for p in RESULTS} | {"gas.json"}  # gas.json: the full-budget run, to come
+    # the full-budget runs still to come, each a "not measured yet" note with its command until its file lands
+    to_come = {"gas.json", "dcd.json", "improved-gan.json"}
+    assert markers <= {p.name for p in RESULTS} | to_come
     assert shown == markers & {p.name for p in RESULTS}
 
 

@@ -82,7 +82,9 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: str | os
     ``resume=True`` continues a comparison in ``out``: a row that finished
     (status ok) with the very same spec is kept as it is (``events.on_reuse(record)``),
     every other row (failed, interrupted, never run, or asked with other
-    settings) runs.  Each row runs in its own worker process, placed by
+    settings) runs; one whose training run stopped part-way, or trained fewer
+    steps of the same settings, trains on from its checkpoint
+    (:attr:`RunSpec.continue_run`) rather than from the start.  Each row runs in its own worker process, placed by
     ``placement`` (:class:`gonprof.executors.Placement`): ``jobs`` > 1 runs that many rows at
     once, each worker pinned to its own disjoint set of cores with torch
     threads to match; ``executor="ray"`` runs every row as a Ray task in a
@@ -98,6 +100,8 @@ def compare(specs: list[RunSpec], *, out: str | os.PathLike, json_path: str | os
     done = finished_rows(out, json_path) if resume else {}
     events = events or CompareEvents()
     placed = _placed(_with_floor(specs) if floor else _at_one_n(specs), out)
+    if resume:
+        placed = [(_continued(spec, folder), folder) for spec, folder in placed]
     placement = placement or Placement()
     if placement.executor == "inline":
         return _compare_inline(placed, done, json_path, events, write_errors)
@@ -125,14 +129,34 @@ def _with_floor(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 def _placed(todo: list[RunSpec], out: Path) -> list[tuple[RunSpec, Path]]:
-    """Each row with its folder under ``out`` (and its run directory inside it)."""
+    """Each row with its folder under ``out`` (and its run directory inside it); a row that starts from an
+    earlier row's models (``init_from``) with that row's checkpoint (``init_checkpoint``)."""
     placed = []
     for i, spec in enumerate(todo):
         name = f"{i:02d}-{spec.mode}-{spec.arch}" + (f"-{spec.variant}" if spec.variant else "")
         folder = out / ("floor" if spec.kind == "floor" else name.replace(" ", "_").replace("/", "_"))
         placed.append((dataclasses.replace(spec, run_dir=str(folder / "run")) if spec.kind == "run" else spec,
                        folder))
-    return placed
+    checkpoints = {s.variant: str(Path(s.run_dir) / "checkpoint.pt") for s, _ in placed if s.variant and s.run_dir}
+    return [(dataclasses.replace(s, init_checkpoint=checkpoints[s.init_from]) if s.init_from in checkpoints else s,
+             folder) for s, folder in placed]
+
+
+def _continued(spec: RunSpec, folder: Path) -> RunSpec:
+    """``spec`` set to train on from its row's checkpoint (``continue_run``) when the row's folder holds a
+    run that stopped part-way with the same settings, or with fewer steps of the same settings (trained by
+    steps, not a time budget); else ``spec`` as it is."""
+    if spec.kind != "run" or spec.steps is None or spec.time_budget_s is not None:
+        return spec
+    try:
+        old = RunSpec.from_dict(json.loads((folder / "spec.json").read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return spec
+    if old.steps is None or old.steps > spec.steps or not (folder / "run" / "checkpoint.pt").is_file():
+        return spec
+    if not same_settings(dataclasses.replace(old, steps=spec.steps).to_dict(), spec.to_dict()):
+        return spec
+    return dataclasses.replace(spec, continue_run=True)
 
 
 def _compare_inline(placed: list[tuple[RunSpec, Path]], done: dict, json_path: Path, events: CompareEvents,
@@ -222,8 +246,9 @@ def _save_rows(rows: list[RunRecord], json_path: Path, write_errors: list | None
 
 def same_settings(a: dict, b: dict) -> bool:
     """Whether two row specs ask for the same run (the cores and threads a row ran with aside, and its run
-    directory, which follows the comparison folder: a folder moved or copied elsewhere still resumes)."""
-    ignore = ("cpus", "threads", "run_dir")
+    directory, which follows the comparison folder: a folder moved or copied elsewhere still resumes, and whether
+    it continues a run, which says how it trains, not what)."""
+    ignore = ("cpus", "threads", "run_dir", "continue_run", "init_checkpoint")
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 

@@ -27,7 +27,17 @@ class RunSpec(CarriesStep):
     ``steps`` are training steps (or ``time_budget_s`` seconds of training); ``profile_steps`` the timed
     steps profiled after training; ``memory_limit_bytes`` caps the worker's data segment (RLIMIT_DATA);
     ``cpus`` are the cores the worker is pinned to (``--jobs``; None: any); ``threads`` its torch threads;
-    ``variant`` a preset row's name for its own hyper-parameters."""
+    ``variant`` a preset row's name for its own hyper-parameters; ``continue_run`` trains on from the
+    checkpoint in ``run_dir`` (``--resume`` sets it for a row whose run stopped part-way with the same settings,
+    or with fewer steps: training resumes exactly, so a row extended to more steps is the row that trained
+    them all).
+
+    ``gate`` trains the row until its generator draws digits: every ``gate["every"]`` steps ``gate["n"]``
+    samples are scored, and training stops once the quality classifier's mean confidence reaches
+    ``gate["confidence"]`` and its class coverage ``gate["coverage"]``; ``steps`` is then the cap.
+    ``init_from`` names the variant of an earlier row of the same comparison whose trained models (D and G,
+    not its optimisers) this row starts from; ``init_checkpoint`` is where that row's checkpoint is (the
+    comparison fills it in)."""
 
     step: StepSpec = NO_MODEL
     kind: str = "run"
@@ -40,6 +50,10 @@ class RunSpec(CarriesStep):
     cpus: list[int] | None = None
     threads: int | None = None
     variant: str | None = None
+    continue_run: bool = False
+    gate: dict | None = None
+    init_from: str | None = None
+    init_checkpoint: str | None = None
 
     @classmethod
     def of(cls, **fields: Any) -> RunSpec:
@@ -168,7 +182,8 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
         if archs:
             raise IncompatibleError(f"preset {preset} names its own architectures; drop --arch")
         p = dict(PRESETS[preset])
-        if common.pop("quick", False):  # the preset's short budget, for a look in minutes
+        quick = bool(common.pop("quick", False))
+        if quick:  # the preset's short budget, for a look in minutes
             p.pop("steps", None), p.pop("time_budget_s", None)
             p.update(p.get("quick", {}))
         for key in PRESET_SETTINGS:
@@ -200,8 +215,8 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
             unused = [a for a in names if not any(pa == a for _, pa in pairs)]
             if unused:
                 raise IncompatibleError(f"no mode among {', '.join(modes)} can train {', '.join(unused)}")
-        rows = [(m, a, {}, None) for m, a in pairs]
-    for m, a, _, _ in rows:  # unknown names fail here, before anything runs
+        rows = [(m, a, {}, None, {}) for m, a in pairs]
+    for m, a, *_ in rows:  # unknown names fail here, before anything runs
         get_mode(m), get_arch(a)
     fields_ = set(STEP_FIELDS) | _ROW_FIELDS
     unknown = sorted(set(common) - fields_ - {"quick"})
@@ -214,7 +229,7 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
     row_modes = list(dict.fromkeys(m for m, *_ in rows))
     hparams, levers = split_levers(dict(shared.pop("hparams", {}) or {}), row_modes)
     scoped = scope_hparams(hparams, row_modes)
-    for m, _, row_hp, variant in rows:  # a preset row's own settings define it (and its label)
+    for m, _, row_hp, variant, _ in rows:  # a preset row's own settings define it (and its label)
         clash = sorted(set(row_hp) & set(scoped[m]))
         if clash:
             raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
@@ -222,8 +237,8 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
     # every request checked (names, devices, every value against its mode's rules) before anything runs
     specs = [RunSpec.of(mode=m, arch=a, hparams={**row_hp, **scoped[m]},
                         variant=_lever_variant(variant, {**_levers_of(shared), **levers[m]}),
-                        **{**shared, **levers[m]})
-             for m, a, row_hp, variant in rows]
+                        **{**shared, **levers[m], **_row_settings(row, preset is not None and quick)})
+             for m, a, row_hp, variant, row in rows]
     specs = [dataclasses.replace(s, step=s.step.checked()) for s in specs]
     if "classes" in shared or "per_class" in shared:  # a bad selection fails here, before anything runs
         from ..data import SelectionError, load_split
@@ -235,6 +250,14 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
                 raise SelectionError(f"{s.mode} / {s.arch}: batch size {batch} exceeds the selection's {kept} "
                                      f"training images; pass --batch-size {kept} or fewer, or keep more images")
     return specs
+
+
+def _row_settings(row: dict, quick: bool) -> dict:
+    """A preset row's own RunSpec settings (they win over the shared ones), its ``quick`` ones with --quick."""
+    out = {k: v for k, v in row.items() if k != "quick"}
+    if quick:
+        out.update(row.get("quick", {}))
+    return out
 
 
 def scoring_n(spec: RunSpec) -> tuple[int, int]:

@@ -41,24 +41,33 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
     from ..data import load_split
     from ..runner import profile_step
     from ..summary import param_totals
-    from ..train import TrainConfig, default_make_step, run_training
+    from ..train import TrainConfig, default_make_step
 
     request = spec.step
     data, held = load_split(request.data, request.selection())
     holder: dict[str, Any] = {}
     make = default_make_step(data.shape)
 
+    if spec.init_from and not spec.init_checkpoint:
+        return base.replace(status="error", message=f"starts from row {spec.init_from}, which this comparison "
+                                                    "does not run")
+
     def make_step(config):
         holder["step"] = make(config)
+        if spec.init_checkpoint:
+            _start_from(holder["step"], spec.init_checkpoint, spec.init_from)
         return holder["step"]
 
     config = TrainConfig(step=request, steps=spec.steps, out=spec.run_dir, sample_every=0,
                          time_budget_s=spec.time_budget_s, threads=spec.threads)
-    result = run_training(config, make_step=make_step, progress=progress, overwrite=True)
+    if spec.gate:
+        result, note = _gated(spec, config, make_step, progress, held, holder)
+    else:
+        result, note = _train(config, make_step, progress, spec.continue_run), ""
     step = holder.get("step")
     rec = base.replace(train_steps=result.steps_done, train_time_s=result.wall_time_s, run_dir=result.path,
                        generator=(step.generator if step is not None else None) or request.generator,
-                       inner_iters_per_step=mean_inner_iters(result.path))
+                       inner_iters_per_step=mean_inner_iters(result.path), message=note)
     if step is not None:
         d = step.models.get("D")
         g = step.models.get("G")
@@ -111,6 +120,78 @@ def mean_inner_iters(run_dir: str) -> float | None:
 
     iters = [float(r["losses"]["inner_iters"]) for r in read_log(run_dir) if "inner_iters" in r["losses"]]
     return sum(iters) / len(iters) if iters else None
+
+
+def _start_from(step: Any, path: str, row: str | None) -> None:
+    """Load the models (not the optimisers) of another row's checkpoint into ``step``."""
+    from ..train import TrainError, _load_checkpoint
+
+    if not Path(path).is_file():
+        raise TrainError(f"starts from row {row}: no checkpoint at {path} (that row has not trained)")
+    models = _load_checkpoint(Path(path))["state"]["models"]
+    for name, model in step.models.items():
+        if name not in models:
+            raise TrainError(f"starts from row {row}: its checkpoint holds no model {name!r}")
+        model.load_state_dict(models[name])
+
+
+#: The quality gate's class coverage when the gate does not name one: nearly every digit drawn.
+GATE_COVERAGE = 0.9
+
+
+def _gated(spec: RunSpec, config, make_step, progress: Any, held, holder: dict) -> tuple[Any, str]:
+    """Train in chunks of ``gate["every"]`` steps (each resuming the last exactly) until the generator draws
+    digits (the gate's confidence and coverage on ``gate["n"]`` samples) or ``spec.steps`` are trained; the
+    last result and a note saying which, and where."""
+    import torch
+
+    from ..metrics.scores import score_samples
+
+    gate, cap = dict(spec.gate or {}), int(spec.steps or 0)
+    every, n = int(gate.get("every", cap)), int(gate.get("n", 200))
+    want_conf, want_cov = float(gate.get("confidence", 0.8)), float(gate.get("coverage", GATE_COVERAGE))
+    done = _checkpoint_step(config.out) if spec.continue_run else 0  # a row continued: from its checkpoint on
+    target = min(cap, (done // every + 1) * every)
+    while True:
+        result = _train(config.replace(steps=target), make_step, progress, done > 0)
+        if result.status != "ok":
+            return result, ""
+        done = target
+        torch.manual_seed(spec.step.seed)
+        q = score_samples(holder["step"].sample(n).detach().cpu(), held, n=min(n, len(held)),
+                          seed=spec.step.seed)
+        seen = f"confidence {q.mean_confidence:.2f}, coverage {q.class_coverage:.0%} on {n} samples"
+        if callable(getattr(progress, "note", None)):  # the worker's log says how each check went
+            progress.note(f"quality gate at step {target:,}: {seen}")
+        if q.mean_confidence >= want_conf and q.class_coverage >= want_cov:
+            return result, f"quality gate reached at step {target:,}: {seen}"
+        if target >= cap:
+            return result, (f"quality gate (confidence {want_conf:.2f}, coverage {want_cov:.0%}) not reached "
+                            f"by the cap of {cap:,} steps: {seen}")
+        target = min(target + every, cap)
+
+
+def _checkpoint_step(run_dir: str | None) -> int:
+    """The step of the checkpoint in ``run_dir`` (0 when there is none to read)."""
+    from ..train import TrainError, _load_checkpoint
+
+    try:
+        return int(_load_checkpoint(Path(str(run_dir)) / "checkpoint.pt")["step"])
+    except (TrainError, OSError, KeyError, ValueError, TypeError):
+        return 0
+
+
+def _train(config, make_step, progress: Any, continue_run: bool):
+    """The row's training: on from its checkpoint when ``continue_run`` (a run that cannot continue there, e.g.
+    one that already trained its steps, trains again from the start), else from the start."""
+    from ..train import TrainError, run_training
+
+    if continue_run:
+        try:
+            return run_training(config, make_step=make_step, progress=progress, resume=True)
+        except TrainError:
+            pass
+    return run_training(config, make_step=make_step, progress=progress, overwrite=True)
 
 
 def _batch_size(result, spec: RunSpec) -> int | None:

@@ -86,6 +86,8 @@ class ImprovedGANStep(GANStep):
         self.labelled_y: torch.Tensor | None = None
         self._collecting = True
         self._hook: _LastLinearInput | None = None
+        #: whether the D step runs its real, fake and labelled batches in one pass (no batch statistics in D)
+        self.one_pass = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
         if not callable(getattr(self.D, "features", None)):
             last = [m for m in self.D.modules() if isinstance(m, nn.Linear)]
             if not last:
@@ -163,6 +165,16 @@ class ImprovedGANStep(GANStep):
                 wrong += int((self.D(x).argmax(1) != y).sum())
         return wrong / max(1, len(images))
 
+    def d_logits(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """D's logits of the batches in ``parts``, concatenated.  With :attr:`one_pass` (a discriminator without
+        batch statistics) in one forward pass: one weight normalisation and one larger matrix product per
+        layer instead of one per batch, and one backward through them; each row's logits are those of its
+        own pass (only the order of the noise draws differs).  Otherwise one pass per batch, so that batch
+        norm sees each batch alone."""
+        if self.one_pass:
+            return self.D(torch.cat(parts))
+        return torch.cat([self.D(x) for x in parts])
+
     # -- one step ------------------------------------------------------------------------
     def step(self, real: torch.Tensor, labels: torch.Tensor | None = None,
              phase: Callable[[str], Any] = no_phase) -> dict[str, torch.Tensor]:
@@ -170,20 +182,24 @@ class ImprovedGANStep(GANStep):
         n = real.shape[0]
         self._collect(real, labels)
         with phase("d_step"):
-            fake = self.fake_nograd(n)
-            lse_real = torch.logsumexp(self.D(real), dim=1)
-            lse_fake = torch.logsumexp(self.D(fake), dim=1)
+            parts = [real, self.fake_nograd(n)]
+            lab_x, lab_y, y = self.labelled_x, self.labelled_y, None
+            if int(hp["labels"]) > 0 and lab_x is not None and lab_y is not None and len(lab_x):
+                idx = torch.randint(len(lab_x), (n,), device=lab_x.device)
+                parts.append(lab_x[idx])
+                y = lab_y[idx]
+            logits = self.d_logits(parts)
+            lse = torch.logsumexp(logits[:2 * n], dim=1)
+            lse_real, lse_fake = lse[:n], lse[n:]
             loss_unl = 0.5 * (-lse_real.mean() + F.softplus(lse_real).mean() + F.softplus(lse_fake).mean())
             loss = float(hp["unlabel_weight"]) * loss_unl
             losses = {"d_loss_unlabelled": loss_unl}
-            if int(hp["labels"]) > 0 and self.labelled_x is not None and len(self.labelled_x):
-                assert self.labelled_y is not None  # set together with labelled_x
-                idx = torch.randint(len(self.labelled_x), (n,), device=self.labelled_x.device)
-                out = self.D(self.labelled_x[idx])
-                loss_lab = F.cross_entropy(out, self.labelled_y[idx])
+            if y is not None:
+                out = logits[2 * n:]
+                loss_lab = F.cross_entropy(out, y)
                 loss = loss + loss_lab
                 losses["d_loss_labelled"] = loss_lab
-                losses["train_acc"] = (out.argmax(1) == self.labelled_y[idx]).float().mean()
+                losses["train_acc"] = (out.detach().argmax(1) == y).float().mean()
             self.update(self.optimizers["D"], loss)
             losses["d_loss"] = loss
         with phase("g_step"):
@@ -191,7 +207,8 @@ class ImprovedGANStep(GANStep):
             with frozen(self.D):
                 for _ in range(int(hp["g_steps"])):
                     f_fake = self.features(self.fake(n)).mean(0)
-                    f_real = self.features(real).mean(0)
+                    with torch.no_grad():  # the target of feature matching: no graph kept for it
+                        f_real = self.features(real).mean(0)
                     g_loss = ((f_fake - f_real.detach()) ** 2).mean()
                     self.update(self.optimizers["G"], g_loss)
                     g_losses.append(g_loss.detach())
