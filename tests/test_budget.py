@@ -214,7 +214,8 @@ def test_fit_batch_with_estimates():
 
 
 def test_fit_batch_cuda_estimate_without_gpu():
-    rec = fit_batch(StepSpec("gon-mnist-mlp", "gon", device="cuda", hparams={"inner_steps": 2, "init": "noise"}), memory_bytes="16MiB",
+    rec = fit_batch(StepSpec("gon-mnist-mlp", "gon", device="cuda", hparams={"inner_steps": 2, "init": "noise"}),
+                    memory_bytes="16MiB",
                     estimate=True, max_batch=256, steps=1)
     assert rec.status == "ok" and rec.batch_size > 1, rec.message
     assert rec.trial(rec.batch_size).cuda_max_memory_allocated_bytes <= 16 * 2**20
