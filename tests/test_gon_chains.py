@@ -211,3 +211,102 @@ def test_the_fast_default_is_the_studys_chosen_row_and_preset_noise_the_fast_pat
         rows = PRESETS[name]["pairs"]
         assert [r[3] if len(r) > 3 else r[0] for r in rows] == ["noise", "buffer", "buffer-data-noise", "lsgan"]
     assert PRESETS["gon-chains"]["classes"] == [0] and "classes" not in PRESETS["gon-chains-all"]
+
+
+def realness_loss(r: float) -> float:
+    """The inner loss of a chain D rates real with probability r: CE on the softmax output, softplus(1 - 2 r)."""
+    return torch.nn.functional.softplus(torch.tensor(1.0 - 2.0 * r)).item()
+
+
+def test_a_stuck_chain_goes_back_as_a_copy_of_a_healthy_one_of_its_batch():
+    step = chains(replay_reset=0.2, replay_reset_age=100, replay_reset_noise=0.0)
+    # chains 0..3 (pixels 0.1 .. 0.4): healthy and old, stuck (realness 0.05, age 200), low but young, healthy
+    x = torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 5)])
+    age = torch.tensor([300, 200, 40, 10])
+    loss = torch.tensor([realness_loss(r) for r in (0.6, 0.05, 0.05, 0.5)])
+    torch.manual_seed(0)
+    kept, kept_age = step.reset_stuck(x, age, loss)
+    assert step.last_resets == 1
+    assert torch.equal(kept[[0, 2, 3]], x[[0, 2, 3]]) and kept_age[[0, 2, 3]].tolist() == [300, 40, 10]
+    donor = kept[1, 0, 0, 0].item()
+    assert donor == pytest.approx(0.1) or donor == pytest.approx(0.4)  # a copy of chain 0 or chain 3
+    assert bool((kept[1] == kept[1, 0, 0, 0]).all())  # a whole copy, no noise at sigma 0
+    assert kept_age[1].item() == (300 if donor == pytest.approx(0.1) else 10)  # with its donor's age
+    assert torch.equal(x[1], torch.full((1, 28, 28), 0.2))  # the caller's batch is left as it was
+    donors = set()
+    for seed in range(20):  # the donor is drawn among the healthy chains only, both of them in 20 draws
+        torch.manual_seed(seed)
+        donors.add(round(step.reset_stuck(x, age, loss)[0][1, 0, 0, 0].item(), 3))
+    assert donors == {0.1, 0.4}
+
+
+def test_a_reset_copy_carries_gaussian_noise_of_replay_reset_noise():
+    step = chains(replay_reset=0.2, replay_reset_age=0, replay_reset_noise=0.05)
+    x = torch.zeros(2, 1, 28, 28)
+    loss = torch.tensor([realness_loss(0.9), realness_loss(0.01)])
+    torch.manual_seed(0)
+    kept, _ = step.reset_stuck(x, torch.tensor([0, 0]), loss)
+    assert torch.equal(kept[0], x[0])
+    assert kept[1].std().item() == pytest.approx(0.05, rel=0.1)  # 784 draws: the sd's relative error ~2.5%
+
+
+def test_no_reset_when_off_or_when_no_chain_of_the_batch_is_healthy():
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    age = torch.tensor([500, 500, 500])
+    stuck = torch.tensor([realness_loss(0.05)] * 3)
+    step = chains(replay_reset=0.2, replay_reset_age=100)
+    kept, kept_age = step.reset_stuck(x, age, stuck)
+    assert torch.equal(kept, x) and torch.equal(kept_age, age) and step.last_resets == 0
+    step = chains(replay_reset=0.0)
+    mixed = torch.tensor([realness_loss(0.9), realness_loss(0.05), realness_loss(0.05)])
+    assert step.reset_stuck(x, age, mixed)[0] is x and step.last_resets == 0
+
+
+def test_a_step_with_replay_reset_logs_its_resets_and_writes_the_copies_back():
+    step = chains(replay_size=8, inner_steps=2, replay_restart=0.0, replay_reset=0.2, replay_reset_age=0,
+                  replay_reset_noise=0.0)
+    made = torch.stack([torch.full((1, 28, 28), v) for v in (0.5, -0.5, -0.5, -0.5)])
+
+    def optimise(x0, batched=None):  # a stand-in inner loop: chain 0 healthy, chains 1-3 stuck
+        step.last_iters = 2
+        step.last_loss = torch.tensor([realness_loss(r) for r in (0.6, 0.05, 0.05, 0.05)])
+        return made.clone()
+
+    step.optimise = optimise
+    losses = step.step(torch.rand(4, 1, 28, 28) * 2 - 1)
+    assert losses["resets"].item() == 3
+    assert bool((step.replay[:4] == 0.5).all())  # the three stuck chains went back as copies of chain 0
+    assert step.replay_age[:4].tolist() == [2, 2, 2, 2]
+    assert "resets" not in chains(replay_size=64, inner_steps=2).step(torch.rand(4, 1, 28, 28) * 2 - 1)
+
+
+def test_realest_sampling_takes_the_ripe_chains_d_rates_most_real_first():
+    step = chains(replay_size=6, inner_steps=10, sample_from="realest")
+    step.replay_buffer()
+    # pixels 0.1 .. 0.6, ages: 0.5 is young (restarted in its last step)
+    step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 7)]),
+                     torch.tensor([30, 30, 30, 30, 5, 30]))
+    step.realness = lambda x: x.flatten(1).mean(1)  # a stand-in D: realness = the mean pixel
+    assert step.realest_chains(6)[:, 0, 0, 0].tolist() == pytest.approx([0.6, 0.4, 0.3, 0.2, 0.1, 0.5])
+    more = step.realest_chains(8)
+    assert more.shape[0] == 8 and not bool((more[6:] == more[6, 0, 0, 0]).all())  # the rest is noise
+    step.sample(3)  # sample() goes through realest_chains and leaves the buffer as it was
+    assert step.replay_head == 0 and sorted(step.replay[:, 0, 0, 0].tolist()) == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+
+
+@pytest.mark.parametrize("name,value", [("replay_reset", 1.5), ("replay_reset", -0.1), ("replay_reset_age", -1),
+                                        ("replay_reset_noise", 2.0), ("sample_from", "best")])
+def test_bad_reset_settings_are_refused_in_one_line(name, value):
+    with pytest.raises(IncompatibleError) as e:
+        get_mode("gon").hparams(**{name: value})
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and msg.startswith(f"hyper-parameter {name}=")
+
+
+def test_reset_settings_ranges_are_declared():
+    spec = get_mode("gon")
+    assert spec.param("replay_reset").range_text() == "from 0 to 1"
+    assert spec.param("replay_reset_age").range_text() == "from 0 to 100,000,000"
+    assert spec.param("replay_reset_noise").range_text() == "from 0 to 1"
+    assert spec.param("sample_from").range_text() == "newest | realest"
