@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from gonprof import claims
@@ -43,6 +44,7 @@ def test_the_preset_trains_a_gated_pretrain_row_then_dcd_rows_from_its_models():
     assert [s.steps for s in quick] == [20, 3, 3] and quick[0].gate == {**claims.DCD_GATE, "every": 10, "n": 200}
 
 
+@pytest.mark.slow  # trains three tiny rows: minutes on 2 shared cores
 def test_a_gate_that_is_reached_stops_the_pretrain_at_its_first_check_and_dcd_starts_from_it(tmp_path):
     rows = compare(_tiny({"every": 2, "n": 20, "confidence": 0.0, "coverage": 0.0}), out=tmp_path,
                    placement=INLINE)
@@ -59,6 +61,7 @@ def test_a_gate_that_is_reached_stops_the_pretrain_at_its_first_check_and_dcd_st
         assert any(not torch.equal(d0[k], models["D"][k]) for k in d0 if d0[k].is_floating_point())
 
 
+@pytest.mark.slow  # trains three tiny rows: minutes on 2 shared cores
 def test_a_gate_never_reached_trains_to_the_cap_and_says_so(tmp_path):
     specs = _tiny({"every": 2, "n": 20, "confidence": 1.01, "coverage": 0.0}, pretrain_steps=3)
 
@@ -84,6 +87,7 @@ def test_a_row_that_starts_from_a_row_the_comparison_does_not_run_fails_with_one
     assert rows[1].message == "starts from row pretrain, which this comparison does not run"
 
 
+@pytest.mark.slow  # trains three tiny rows: minutes on 2 shared cores
 def test_a_gated_row_continued_with_a_higher_cap_trains_on_from_its_checkpoint(tmp_path):
     """--resume with a higher cap: the gated row goes on from its checkpoint (checks at 2, then 4), and its
     4 steps are those of a row that trained to 4 at once."""

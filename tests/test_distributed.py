@@ -94,8 +94,13 @@ def test_each_rank_measures_what_one_process_measures_at_the_per_rank_batch(two_
     assert single_process.status == "ok"
     for r in rec.ranks:
         assert r.profile.flops_per_step == single_process.flops_per_step
-        # DDP's buckets are allocated when the model is wrapped, before the step: not in the tensor peak
-        assert r.profile.peak_live_bytes == single_process.peak_live_bytes
+        # DDP's gradient buckets are allocated when the model is wrapped, before the step, and read by the
+        # step's all-reduces: external storages, every bucket live at the peak; the rest is one process's step
+        lm, one = r.profile.live_memory, single_process.live_memory
+        assert r.comm is not None and lm is not None and one is not None
+        assert lm.peak_live_external_bytes == one.peak_live_external_bytes + r.comm.allreduce_bytes_per_step
+        assert (lm.peak_live_bytes - lm.peak_live_external_bytes
+                == one.peak_live_bytes - one.peak_live_external_bytes)
         assert r.profile.rss is not None and r.profile.step_time.n == 1
 
 

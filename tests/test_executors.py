@@ -287,20 +287,23 @@ def test_a_fit_trial_that_rays_memory_monitor_kills_is_too_big_and_the_search_go
 
 def test_a_fit_trial_that_meets_another_ray_error_is_lost_and_the_finished_trials_are_kept(monkeypatch, tmp_path):
     ray = None
+    # the command line starts from the estimate's answer at 16 MiB (fresh-noise chains)
+    start = api.fit("gon-mnist-mlp", memory="16MiB", estimate=True, hparams={"init": "noise"}).batch_size
 
     def result_of(spec):
-        if spec["step"]["batch_size"] > 224:  # the command line starts from the estimate's answer, 224 at 16 MiB
+        if spec["step"]["batch_size"] > start:
             raise ray.exceptions.TaskUnschedulableError("no node can hold it")
         return measured(100 * spec["step"]["batch_size"])
 
     ray = fake_ray(result_of)
     monkeypatch.setitem(sys.modules, "ray", ray)
     path = tmp_path / "fit.json"
-    res = invoke("fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--executor", "ray", "--json", path)
+    res = invoke("fit", "--arch", "gon-mnist-mlp", "--memory", "16MiB", "--executor", "ray", "--json", path,
+                 "--set", "init=noise")
     assert res.exit_code != 0 and "Traceback" not in res.output, res.output
     [rec] = load_records(path)
     assert rec.status == "error" and "TaskUnschedulableError: no node can hold it" in rec.message
-    assert sorted((t.batch_size, t.status) for t in rec.trials) == [(224, "fits"), (225, "lost")]
+    assert sorted((t.batch_size, t.status) for t in rec.trials) == [(start, "fits"), (start + 1, "lost")]
 
 
 def test_a_ray_trials_cap_is_not_bounded_by_the_memory_of_this_machine(monkeypatch):

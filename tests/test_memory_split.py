@@ -70,9 +70,10 @@ def test_wgan_gp_round_counts_the_critic_updates_gradients_at_the_peak():
     Linear(16, 1) and G = Linear(4, 64), batch 4096, after one round that made Adam's state.  By hand:
     D's parameters (64*16 + 16 + 16 + 1) * 4 = 4,228 B, G's (4*64 + 64) * 4 = 1,280 B; Adam's two moments
     2 * 5,508 B and a 4 B step count for each of the 6 tensors: 11,040 B; the real batch 4096 * 64 * 4 =
-    1,048,576 B (external).  The step's peak is in the second critic update, before its zero_grad: the
-    gradients of the first critic update (4,228 B) are live beside G's from the last round (1,280 B).
-    They are not the gradients that exist at the step's end (each update makes new ones)."""
+    1,048,576 B (external).  Each critic update begins with zero_grad(set_to_none=True), so at the step's
+    peak, in a critic update's gradient penalty before its backward has made D's new gradients, the
+    gradients live are G's from the last round (1,280 B) and none of D's, although D's exist at the
+    step's end: the split is what was live at the peak, not what exists at the end."""
     from gonprof.modes.wgan_gp import make_wgan_gp
 
     torch.manual_seed(0)
@@ -87,28 +88,31 @@ def test_wgan_gp_round_counts_the_critic_updates_gradients_at_the_peak():
     d_bytes, g_bytes = 4_228, 1_280
     assert sum(p.numel() for p in D.parameters()) * F32 == d_bytes
     assert lm.peak_live_param_bytes == d_bytes + g_bytes
-    assert lm.peak_live_grad_bytes == d_bytes + g_bytes
+    assert lm.peak_live_grad_bytes == g_bytes
+    assert all(p.grad is not None for p in D.parameters())  # D's gradients exist at the end
     assert lm.peak_live_optimizer_state_bytes == 2 * (d_bytes + g_bytes) + 6 * F32 == 11_040
     assert lm.peak_live_external_bytes == 4096 * 64 * F32
     assert lm.peak_phase == "d_step"
     assert lm.peak_live_bytes == _split_sum(lm)
     d_grads = sum(m.bytes_at_peak for m in lm.peak_modules if m.category == "grad" and m.module.startswith("D."))
-    assert d_grads == d_bytes
+    assert d_grads == 0
 
 
 def test_gon_step_split_and_attribution_through_autograd_grad():
     """GON on gon-mnist-mlp (batch 16, 2 inner steps).  By hand: D's 582,914 parameters, 2,331,656 B; Adam's
     moments 2 * 2,331,656 B and 10 step counts of 4 B; the real batch 16 * 784 * 4 = 50,176 B (external; the
-    labels are never read).  The peak is in d_step, with D's new gradients (2,331,656 B) live.  The inner
+    labels are never read); the replay buffer of 1,000 chains, 1,000 * 784 * 4 B, and their ages, 1,000 * 8 B
+    (replay).  The peak is in d_step, with D's new gradients (2,331,656 B) live.  The inner
     loop's tensors (autograd.grad w.r.t. the input) are attributed to D's modules, backward."""
     from gonprof.modes.build import build_step
 
     step = build_step("gon", "gon-mnist-mlp", batch_size=16, inner_steps=2)
     real, labels = torch.rand(16, 1, 28, 28) * 2 - 1, torch.zeros(16, dtype=torch.long)
     step.step(real, labels)
-    with LiveBytesTracker(step.models, step.optimizers, max_points=100_000) as mt:
+    with LiveBytesTracker(step.models, step.optimizers, state=step.state_tensors, max_points=100_000) as mt:
         step.step(real, labels, phase=mt.phase)
     lm = mt.figures()
+    assert lm.peak_live_replay_bytes == 1000 * 784 * F32 + 1000 * 8
     p = 582_914 * F32
     assert lm.peak_live_param_bytes == p
     assert lm.peak_live_grad_bytes == p
