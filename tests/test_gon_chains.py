@@ -307,6 +307,6 @@ def test_bad_reset_settings_are_refused_in_one_line(name, value):
 def test_reset_settings_ranges_are_declared():
     spec = get_mode("gon")
     assert spec.param("replay_reset").range_text() == "from 0 to 1"
-    assert spec.param("replay_reset_age").range_text() == "from 0 to 100,000,000"
+    assert spec.param("replay_reset_age").range_text() == "from 0 to 1,000,000"
     assert spec.param("replay_reset_noise").range_text() == "from 0 to 1"
     assert spec.param("sample_from").range_text() == "newest | realest"

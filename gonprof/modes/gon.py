@@ -124,7 +124,7 @@ PARAMS = {
     "replay_size": Param("int", low=1, high=MAX_SIZE),
     "replay_restart": Param("float", low=0.0, high=1.0),  # a share of the chains
     "replay_reset": Param("float", low=0.0, high=1.0),  # a realness probability; 0 turns the reset off
-    "replay_reset_age": Param("int", low=0, high=MAX_INNER * 1000),  # inner iterations since the chain's noise
+    "replay_reset_age": Param("int", low=0, high=1_000_000),  # inner iterations since the chain's noise
     "replay_reset_noise": Param("float", low=0.0, high=1.0),  # a standard deviation, on images in [-1, 1]
     "sample_from": Param("choice", choices=SAMPLE_FROM),
     "data_noise": Param("float", low=0.0, high=1.0),  # a standard deviation, on images in [-1, 1]
