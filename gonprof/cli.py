@@ -852,7 +852,7 @@ def parse_sets(items: list[str] | None) -> dict:
 def compare(
     modes: Annotated[list[str] | None, typer.Argument(help="Training modes to compare (e.g. gon lsgan).")] = None,
     arch: Annotated[list[str] | None, typer.Option("--arch", help="Discriminators (names or globs); default: each mode's own.")] = None,
-    preset: Annotated[str | None, typer.Option(help="A seed's study with its claims: gas, gon, improved-gan, improved-gan-100 (its 100-label row alone), dcd (WGAN-GP to a quality gate, then DCD refinement), mlp-gan; or gon-vs-gan, gon-digit (GON and GANs on one digit), gon-inner (GON's inner optimisers), gon-chains / gon-chains-all (GON's persistent chains against fresh noise, beside LSGAN: zeros / all ten).")] = None,
+    preset: Annotated[str | None, typer.Option(help="A seed's study with its claims: gas, gon, improved-gan, improved-gan-100 (its 100-label row alone), dcd (WGAN-GP to a quality gate, then DCD refinement), mlp-gan; or gon-vs-gan, gon-digit (GON and GANs on one digit), gon-inner (GON's inner optimisers), gon-chains / gon-chains-all (GON's persistent chains against fresh noise, beside LSGAN: zeros / all ten), gon-bf16 (GON's chains under bf16 autocast against float32, zeros).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps per run.")] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", min=0, help="Training seconds per run (default 120 when no --steps).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: each mode's seed batch size.")] = None,

@@ -177,6 +177,22 @@ def test_the_cost_table_shows_inner_iterations_only_where_a_row_has_them():
     assert [row.cells[col] for row in cost.rows] == ["19.5", "-"]
     cost = compare_sheets([gan])[0]
     assert "inner iters/step (mean)" not in [c.header for c in cost.columns]
+    assert "sample-iters/s" not in [c.header for c in cost.columns]
+
+
+def test_sample_iterations_per_second_is_batch_times_inner_iterations_over_the_step_median():
+    from gonprof.records import ProfileRecord, RunRecord, TimingStats
+    from gonprof.render.compare import compare_sheets
+
+    median = TimingStats(n=3, time_s_median=0.08, time_s_p10=0.07, time_s_p90=0.09, time_s_mean=0.08,
+                         time_s_min=0.07, time_s_max=0.09, spread=0.25, noisy=False)
+    prof = ProfileRecord(arch="gon-mnist-mlp", mode="gon", batch_size=64, step_time=median)
+    gon = RunRecord(mode="gon", arch="gon-mnist-mlp", batch_size=64, inner_iters_per_step=20.0, profile=prof)
+    assert gon.sample_iters_per_s == pytest.approx(64 * 20 / 0.08)  # 16,000 chain-iterations a second
+    assert RunRecord(mode="lsgan", arch="lsgan-original", batch_size=64, profile=prof).sample_iters_per_s is None
+    cost = compare_sheets([gon])[0]
+    col = [c.header for c in cost.columns].index("sample-iters/s")
+    assert cost.rows[0].cells[col] == "16,000"
 
 
 def test_samples_pass_over_chains_restarted_from_noise_in_their_last_step():

@@ -225,6 +225,13 @@ def test_compare_takes_levers_per_row():
     assert by_mode["gan"].step.precision == "fp32" and by_mode["gan"].variant is None
 
 
+def test_a_preset_row_that_sets_a_lever_is_named_by_it():
+    """gon-bf16's rows differ only by the precision a row sets itself: the labels tell them apart."""
+    specs = plan([], preset="gon-bf16", steps=1)
+    assert [(s.step.precision, s.variant) for s in specs] == [("fp32", "fp32"), ("bf16", "bf16")]
+    assert [s.step.hparams for s in specs] == [{}, {}]
+
+
 def test_fit_finds_a_larger_batch_under_bf16():
     plain = api.fit("inception-k8", "lsgan", memory="64MiB", estimate=True, max_batch=4096)
     bf16 = api.fit("inception-k8", "lsgan", memory="64MiB", estimate=True, max_batch=4096, precision="bf16")

@@ -236,7 +236,7 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
                                     "drop it, or compare the variants you want without the preset")
     # every request checked (names, devices, every value against its mode's rules) before anything runs
     specs = [RunSpec.of(mode=m, arch=a, hparams={**row_hp, **scoped[m]},
-                        variant=_lever_variant(variant, {**_levers_of(shared), **levers[m]}),
+                        variant=_lever_variant(variant, {**_levers_of(shared), **levers[m], **_levers_of(row)}),
                         **{**shared, **levers[m], **_row_settings(row, preset is not None and quick)})
              for m, a, row_hp, variant, row in rows]
     specs = [dataclasses.replace(s, step=s.step.checked()) for s in specs]

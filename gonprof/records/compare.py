@@ -91,6 +91,15 @@ class RunRecord(JsonRecord):
     inner_iters_per_step: float | None = None
 
     @property
+    def sample_iters_per_s(self) -> float | None:
+        """Chains advanced one inner iteration per second: batch size x mean inner iterations per step / the
+        profiled step's median wall time (GON's sampling throughput; None without an inner loop)."""
+        p = self.profile
+        if self.inner_iters_per_step is None or p is None or not p.step_time_s_median or not self.batch_size:
+            return None
+        return self.batch_size * self.inner_iters_per_step / p.step_time_s_median
+
+    @property
     def label(self) -> str:
         if self.kind == "floor":
             return "real (floor)"

@@ -50,11 +50,12 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
 
     cost = Sheet(title=f"{title}: cost of one optimization step", title_justify="left",
                  caption="FLOPs = 2 x MACs, whole step; peak live = tensor storages during one step; "
-                         "RSS delta over the step's start; ratios vs the row marked (base)",
+                         "RSS delta over the step's start; ratios vs the row marked (base)"
+                         + ("; sample-iters/s = batch x inner iters/step / step median" if inner else ""),
                  caption_justify="left")
     cols = ["run", "D params (count)", "G params (count)", "FLOPs/step (GFLOP)", "peak live (MiB)",
             "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + (
-            ["inner iters/step (mean)"] if inner else []) + [
+            ["inner iters/step (mean)", "sample-iters/s"] if inner else []) + [
             "step median (ms)", "trained (steps / s)", "memory vs base (x)", "time vs base (x)"]
     for c in cols:
         cost.add_column(c, "left" if c == "run" else "right", no_wrap=c == "run")
@@ -123,6 +124,8 @@ def _optional_cost_cells(r, has_cuda: bool, inner: bool) -> list[str]:
         cells.append(_mib(p.cuda_memory.max_memory_allocated_bytes) if p is not None and p.cuda_memory else "-")
     if inner:
         cells.append(f"{r.inner_iters_per_step:,.1f}" if r.inner_iters_per_step is not None else "-")
+        rate = r.sample_iters_per_s
+        cells.append(f"{rate:,.0f}" if rate is not None else "-")
     return cells
 
 
