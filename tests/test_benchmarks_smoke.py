@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profiler_overhead.py"
 
 
@@ -27,7 +29,7 @@ def test_gon_fast_vs_seed_benchmark_smoke():
     script = SCRIPT.parent / "gon_fast_vs_seed.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--rounds", "1", "--seed-iters", "1", "--fast-iters", "1", "--batch", "2",
-         "--matmul-n", "64"],
+         "--matmul-n", "64", "--conv-size", "8", "--chain-steps", "1", "--noise-iters", "5"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -37,6 +39,42 @@ def test_gon_fast_vs_seed_benchmark_smoke():
     # gradient costs the same again, so 2 x 2 x 95,127,808 = 380,511,232 FLOPs
     assert "380.5 MFLOP" in proc.stdout
     assert "of the time" in proc.stdout and "of the FLOPs" in proc.stdout  # the breakdown by op
+    assert "ceiling = the best of them" in proc.stdout
+    assert "init=buffer (default)" in proc.stdout and "init=noise (--preset noise)" in proc.stdout
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_fma_peak_is_clock_times_flops_per_cycle_times_cores():
+    bench = _benchmark_module("gon_fast_vs_seed")
+    zen4 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "17", "cpu MHz": "2596.140",
+            "flags": "fma avx2 avx512f"}
+    peak, how = bench.fma_peak(1, info=zen4)
+    assert peak == pytest.approx(2.59614 * 32)  # 2 FMA pipes x 8 float32 lanes x 2 FLOPs, one core
+    assert "Zen 4" in how and "cpu MHz" in how
+    peak, _ = bench.fma_peak(2, info=zen4)
+    assert peak == pytest.approx(2.59614 * 32 * 2)
+    intel = {"vendor_id": "GenuineIntel", "cpu family": "6", "model": "106", "cpu MHz": "2000.0",
+             "flags": "fma avx2 avx512f"}
+    assert bench.fma_peak(1, info=intel)[0] == pytest.approx(2.0 * 64)  # 2 x 16 lanes x 2
+    assert bench.fma_peak(1, clock_ghz=3.0, per_cycle=16, info={})[0] == pytest.approx(48.0)
+    peak, how = bench.fma_peak(1, info={"flags": "sse2"})
+    assert peak is None and "--flops-per-cycle" in how
+
+
+def test_the_reference_convolution_counts_two_flops_per_mac(monkeypatch):
+    bench = _benchmark_module("gon_fast_vs_seed")
+    clock = iter([0.0, 2.0])  # a fake clock: the three timed convolutions take 2 s
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    # 2 x batch 2 x 4 out x 8 x 8 pixels x 4 in x 9 taps x 3 reps / 2 s
+    assert bench.conv_gflops(batch=2, channels=4, size=8) == pytest.approx(2 * 2 * 4 * 64 * 4 * 9 * 3 / 2 / 1e9)
 
 
 def test_improved_gan_step_benchmark_smoke():
