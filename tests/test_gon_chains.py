@@ -46,7 +46,7 @@ def test_share_of_chains_restarted_from_noise_follows_replay_restart():
 
 
 def test_ring_keeps_the_newest_chains_within_its_size():
-    step = chains(replay_size=5, inner_steps=10)
+    step = chains(replay_size=5, inner_steps=10, sample_realness=0.0)
     step.replay_buffer()
     for v in range(1, 8):  # push 7 one-image chains whose pixels all equal v / 10, each 11 iterations old
         step.replay_push(torch.full((1, 1, 28, 28), v / 10), torch.tensor([11]))
@@ -196,13 +196,33 @@ def test_sample_iterations_per_second_is_batch_times_inner_iterations_over_the_s
 
 
 def test_samples_pass_over_chains_restarted_from_noise_in_their_last_step():
-    step = chains(replay_size=6, inner_steps=10)
+    step = chains(replay_size=6, inner_steps=10, sample_realness=0.0)
     step.replay_buffer()
     # oldest to newest: ages 30, 10 (restarted last step), 25, 10, 40 and pixels 0.1 .. 0.5
     step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 6)]),
                      torch.tensor([30, 10, 25, 10, 40]))
     got = step.newest_chains(4)[:, 0, 0, 0].tolist()
     assert got == pytest.approx([0.5, 0.3, 0.1, 0.4])  # the ripe ones newest first, then the newest young one
+
+
+def test_samples_pass_over_chains_d_rates_below_sample_realness(monkeypatch):
+    step = chains(replay_size=5, inner_steps=10, sample_realness=0.25, sample_chunk=2)
+    step.replay_buffer()
+    # oldest to newest, all ripe: pixels 0.1 .. 0.5; D (faked) rates each chain real with its pixel value
+    step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in range(1, 6)]), torch.full((5,), 40))
+    seen = []
+
+    def realness(x):
+        seen.append(x.shape[0])
+        return x[:, 0, 0, 0].clone()
+
+    monkeypatch.setattr(step, "realness", realness)
+    got = step.newest_chains(4)[:, 0, 0, 0].tolist()
+    assert got == pytest.approx([0.5, 0.4, 0.3, 0.2])  # 0.3-0.5 rated >= 0.25 first, then the newest stuck one
+    assert seen == [2, 2, 1]  # one pass of D over the buffer, in sample_chunk pieces
+    step.hparams["sample_realness"] = 0.0
+    seen.clear()
+    assert step.newest_chains(2)[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.4]) and seen == []  # no pass
 
 
 def test_a_chains_age_is_its_iterations_since_its_noise():
@@ -217,15 +237,16 @@ def test_a_chains_age_is_its_iterations_since_its_noise():
 
 
 def test_the_fast_default_is_the_studys_chosen_row_and_preset_noise_the_fast_path_before_it():
-    from gonprof.comparison.presets import GON_BUFFER_DATA_NOISE, GON_NOISE, PRESETS
+    from gonprof.comparison.presets import GON_BUFFER_RESET, GON_NOISE, PRESETS
 
     spec = get_mode("gon")
     default, noise = spec.hparams(), spec.hparams("noise")
-    assert {k: default[k] for k in GON_BUFFER_DATA_NOISE} == GON_BUFFER_DATA_NOISE
+    assert {k: default[k] for k in GON_BUFFER_RESET} == GON_BUFFER_RESET
     assert {k: noise[k] for k in GON_NOISE} == GON_NOISE
     for name in ("gon-chains", "gon-chains-all"):
         rows = PRESETS[name]["pairs"]
-        assert [r[3] if len(r) > 3 else r[0] for r in rows] == ["noise", "buffer", "buffer-data-noise", "lsgan"]
+        assert [r[3] if len(r) > 3 else r[0] for r in rows] == ["noise", "buffer", "buffer-data-noise",
+                                                                "buffer-reset", "lsgan"]
     assert PRESETS["gon-chains"]["classes"] == [0] and "classes" not in PRESETS["gon-chains-all"]
 
 
@@ -293,7 +314,7 @@ def test_a_step_with_replay_reset_logs_its_resets_and_writes_the_copies_back():
     assert losses["resets"].item() == 3
     assert bool((step.replay[:4] == 0.5).all())  # the three stuck chains went back as copies of chain 0
     assert step.replay_age[:4].tolist() == [2, 2, 2, 2]
-    assert "resets" not in chains(replay_size=64, inner_steps=2).step(torch.rand(4, 1, 28, 28) * 2 - 1)
+    assert "resets" not in chains(replay_size=64, inner_steps=2, replay_reset=0.0).step(torch.rand(4, 1, 28, 28) * 2 - 1)
 
 
 def test_realest_sampling_takes_the_ripe_chains_d_rates_most_real_first():
