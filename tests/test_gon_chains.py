@@ -314,7 +314,8 @@ def test_a_step_with_replay_reset_logs_its_resets_and_writes_the_copies_back():
     assert losses["resets"].item() == 3
     assert bool((step.replay[:4] == 0.5).all())  # the three stuck chains went back as copies of chain 0
     assert step.replay_age[:4].tolist() == [2, 2, 2, 2]
-    assert "resets" not in chains(replay_size=64, inner_steps=2, replay_reset=0.0).step(torch.rand(4, 1, 28, 28) * 2 - 1)
+    off = chains(replay_size=64, inner_steps=2, replay_reset=0.0)
+    assert "resets" not in off.step(torch.rand(4, 1, 28, 28) * 2 - 1)
 
 
 def test_realest_sampling_takes_the_ripe_chains_d_rates_most_real_first():
