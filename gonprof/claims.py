@@ -293,7 +293,8 @@ def _saving(gon: str, gan: str, claimed: float) -> Rule:
     def judge(rows, budget):
         a, b = _peak(rows, gon), _peak(rows, gan)
         saving = 1.0 - a / b
-        measured = f"{saving:+.0%} ({a / 2**20:,.2f} / {b / 2**20:,.2f} MiB)"
+        less = f"{saving:.0%} less" if saving >= 0 else f"{-saving:.0%} more"
+        measured = f"{less} ({a / 2**20:,.2f} / {b / 2**20:,.2f} MiB)"
         if saving >= 0.9 * claimed:
             return measured, HOLDS, ""
         if saving <= 0.0:

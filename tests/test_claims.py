@@ -153,7 +153,7 @@ def test_gon_claims_read_the_gon_and_gan_rows_of_one_architecture():
     v = {x.claim: x for x in claims.judge("gon", _gon())}
     assert len(v) == 4
     mem = v["GON needs up to 58% less memory than a GAN"]
-    assert mem.verdict == claims.UNSURE and mem.measured.startswith("+40%")  # 1 - 6/10 = 40% < 0.9 x 58%
+    assert mem.verdict == claims.UNSURE and mem.measured.startswith("40% less")  # 1 - 6/10 = 40% < 0.9 x 58%
     assert claims.judge("gon", _gon(gon_mib=4.0))[1].verdict == claims.HOLDS  # 60% >= 52.2%
     assert claims.judge("gon", _gon(gon_mib=11.0))[1].verdict == claims.FAILS  # GON needs more
     time_ = v["GON takes about 5% more training time than a GAN"]

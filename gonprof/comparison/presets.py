@@ -15,7 +15,7 @@ GON_NOISE = {"init": "noise", "inner_steps": 1000, "inner_t_max": 50, "inner_lr"
 GON_BUFFER = {"init": "buffer", "replay_size": 1000, "replay_restart": 0.05, "inner_steps": 20, "inner_t_max": 20,
               "inner_lr": 0.05, "lr": 1e-4, "data_noise": 0.0, "replay_reset": 0.0, "sample_realness": 0.0}
 GON_BUFFER_DATA_NOISE = {**GON_BUFFER, "data_noise": 0.03}
-#: and those with stuck chains reset in the buffer and passed over in samples (the default since 2026-12-07)
+#: and those with stuck chains reset in the buffer and passed over in samples (the default since 2026-12-06)
 GON_BUFFER_RESET = {**GON_BUFFER_DATA_NOISE, "replay_reset": 0.2, "replay_reset_age": 100,
                     "replay_reset_noise": 0.03, "sample_realness": 0.2}
 _CHAINS = [("gon", "gon-mnist-mlp", GON_NOISE, "noise"), ("gon", "gon-mnist-mlp", GON_BUFFER, "buffer"),

@@ -164,7 +164,7 @@ NOTES = (
     "(TrainStep.state_tensors). Samples (grids, scores) continue the newest chains that ran more than one "
     "step's loop for one more inner loop. Preset 'noise' is the fast path before persistent chains; preset "
     "'seed' the seed's procedure.",
-    "Stuck chains (on by default since 2026-12-07): replay_reset=0.2 writes a chain that D still rates "
+    "Stuck chains (on by default since 2026-12-06): replay_reset=0.2 writes a chain that D still rates "
     "below realness 0.2 after replay_reset_age (100) inner iterations back as a copy of a healthy chain of "
     "its step plus N(0, replay_reset_noise^2), at no extra pass through D (realness read off the inner "
     "loss); sample_realness=0.2 makes samples pass over the chains D rates below 0.2 (one pass of D over "
