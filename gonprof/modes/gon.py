@@ -151,7 +151,7 @@ NOTES = (
     "Persistent chains by default (init=buffer): each step continues 64 chains drawn from a replay buffer of "
     "the last 1,000 chains (5% restarted from U[-1, 1] noise) for 20 inner iterations, as IGEBM and JEM "
     "do, instead of optimising fresh noise for hundreds of iterations until the early stop, and adds "
-    "N(0, 0.03^2) noise to the real images of D's update. Chosen from the gon-chains study (zeros, 120 s a "
+    "N(0, 0.03^2) noise to the real images of D's update. Chosen from the first gon-chains study (zeros, 120 s a "
     "row; docs: GON's persistent chains): 3.3 GFLOP and 93-150 ms a step against fresh noise's 81.1 GFLOP "
     "and 2.5 s, FID 62.4 and recall 0.35 with the data noise against 103.4 and 0.29 without it and 287.4 "
     "and 0.00 from fresh noise (N=260; the machine was loaded). D's Adam stays at 1e-4: at "
