@@ -570,7 +570,7 @@ def _prepare(config: TrainConfig, out: Path, stored_cfg: dict | None,
         torch.set_num_threads(int(config.threads))
     load = host_load()
     _seed_everything(config.step.seed)
-    step = (make_step or default_make_step(train_data.shape))(config)
+    step = (make_step or default_make_step(train_data.shape))(_as_started(config, stored_cfg))
     if load.get("overloaded"):
         _call(progress, "note", load["warning"])
     hparams = dict(getattr(step, "hparams", {}) or {})
@@ -589,6 +589,29 @@ def _prepare(config: TrainConfig, out: Path, stored_cfg: dict | None,
         plan.labelled_idx = idx = balanced_subset(train_data, n_labels, config.step.seed)
         step.set_labelled(train_data.images[idx].to(plan.device), train_data.labels[idx].to(plan.device))
     return plan, step
+
+
+def _as_started(config: TrainConfig, stored_cfg: dict | None) -> TrainConfig:
+    """The request a resumed run's step is built from: its own overrides, and for every other
+    hyper-parameter the value the run resolved when it started (config.json), so that a mode default changed
+    since then does not change the run's course.  A hyper-parameter the mode did not have then takes
+    today's default."""
+    resolved = ((stored_cfg or {}).get("resolved") or {}).get("hparams") or {}
+    if not resolved or config.step.mode is None:
+        return config
+    from .modes import get_mode
+    from .registry import RegistryError
+
+    try:
+        known = get_mode(config.step.mode).defaults
+    except RegistryError:  # a step made by the caller's make_step, of a mode not registered
+        return config
+    given = config.step.hparams
+    kept = {k: v for k, v in resolved.items()
+            if k in known and k not in given and k != "batch_size" and json.dumps(_json(known[k])) != json.dumps(v)}
+    if not kept:
+        return config
+    return dataclasses.replace(config, step=config.step.replace(hparams={**kept, **given}))
 
 
 def _batch_size(config: TrainConfig, stored_cfg: dict | None, hparams: dict, train_data: ImageData,

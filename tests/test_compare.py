@@ -263,6 +263,9 @@ def test_compare_rows_are_measured(compared):
     assert k8.generator == "gas-generator" and k8.g_params == GAS_GENERATOR_PARAMS
     # gon-mnist-mlp: 784*512+512 + 512*256+256 + 256*128+128 + 128*128+128 + 128*2+2 = 582,914; GON has no G
     assert gon.d_params == 582_914 and gon.g_params is None
+    # GON's inner loop: 3 iterations a step (no early stop that soon), 8 chains a step (fakes 0: the batch)
+    assert gon.inner_iters_per_step == 3.0 and gon.chains_per_step == 8
+    assert k8.inner_iters_per_step is None and k8.chains_per_step is None
 
 
 def test_compare_failed_row_is_a_record_and_later_rows_run(compared):

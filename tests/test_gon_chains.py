@@ -122,6 +122,22 @@ def test_resume_continues_with_the_same_replay_buffer(tmp_path):
     assert torch.equal(full["replay"], cut["replay"])  # the resumed run drew from the buffer it saved
 
 
+def test_a_resumed_run_keeps_the_settings_it_started_with_when_a_default_changes(tmp_path):
+    """A run made when replay_reset's default was 0 resumes with the reset off (its log grows no resets
+    column), though it gave no --set: the step is built from the hyper-parameters config.json resolved."""
+    cfg = dict(arch="gon-mnist-mlp", mode="gon", data="synthetic", sample_every=0, log_every=1, checkpoint_every=1,
+               out=str(tmp_path / "old"), batch_size=4, hparams={"replay_size": 16, "inner_steps": 2})
+    run_training(TrainConfig.of(steps=2, **cfg))
+    stored = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert stored["resolved"]["hparams"]["replay_reset"] == 0.2  # today's default
+    stored["resolved"]["hparams"]["replay_reset"] = 0.0  # as a run made before the default changed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    run_training(TrainConfig.of(steps=4, **cfg), resume=True)
+    lines = [json.loads(x) for x in (tmp_path / "old" / "log.jsonl").read_text().splitlines()]
+    later = [x["losses"] for x in lines if x.get("step", 0) > 2 and "losses" in x]
+    assert len(later) == 2 and not any("resets" in losses for losses in later)
+
+
 @pytest.mark.parametrize("name,value", [("init", "bufer"), ("replay_size", 0), ("replay_restart", 1.5),
                                         ("replay_restart", -0.1), ("data_noise", 2.0),
                                         ("spectral_norm", "maybe")])
@@ -190,6 +206,9 @@ def test_sample_iterations_per_second_is_batch_times_inner_iterations_over_the_s
     gon = RunRecord(mode="gon", arch="gon-mnist-mlp", batch_size=64, inner_iters_per_step=20.0, profile=prof)
     assert gon.sample_iters_per_s == pytest.approx(64 * 20 / 0.08)  # 16,000 chain-iterations a second
     assert RunRecord(mode="lsgan", arch="lsgan-original", batch_size=64, profile=prof).sample_iters_per_s is None
+    seed = RunRecord(mode="gon", arch="gon-mnist-mlp", batch_size=10, chains_per_step=1, inner_iters_per_step=20.0,
+                     profile=prof)
+    assert seed.sample_iters_per_s == pytest.approx(1 * 20 / 0.08)  # --preset seed: one chain a step, not 10
     cost = compare_sheets([gon])[0]
     col = [c.header for c in cost.columns].index("sample-iters/s")
     assert cost.rows[0].cells[col] == "16,000"
@@ -219,10 +238,19 @@ def test_samples_pass_over_chains_d_rates_below_sample_realness(monkeypatch):
     monkeypatch.setattr(step, "realness", realness)
     got = step.newest_chains(4)[:, 0, 0, 0].tolist()
     assert got == pytest.approx([0.5, 0.4, 0.3, 0.2])  # 0.3-0.5 rated >= 0.25 first, then the newest stuck one
-    assert seen == [2, 2, 1]  # one pass of D over the buffer, in sample_chunk pieces
+    assert seen == [2, 2, 1]  # D rated every ripe chain, sample_chunk at a time: only 3 of them pass
+    seen.clear()
+    assert step.newest_chains(2)[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.4])
+    assert seen == [2]  # the first chunk gave enough: D rated no more chains
+    # the ring wrapped: 0.6 and 0.7 overwrote 0.1 and 0.2; newest first 0.7, 0.6, 0.5, 0.4, 0.3
+    step.replay_push(torch.stack([torch.full((1, 28, 28), v / 10) for v in (6, 7)]), torch.full((2,), 40))
+    step.hparams["sample_realness"] = 0.45
+    got = step.newest_chains(5)[:, 0, 0, 0].tolist()
+    assert got == pytest.approx([0.7, 0.6, 0.5, 0.4, 0.3])  # three pass, then the stuck ones newest first
+    assert step.newest_chains(2)[:, 0, 0, 0].tolist() == pytest.approx([0.7, 0.6])
     step.hparams["sample_realness"] = 0.0
     seen.clear()
-    assert step.newest_chains(2)[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.4]) and seen == []  # no pass
+    assert step.newest_chains(2)[:, 0, 0, 0].tolist() == pytest.approx([0.7, 0.6]) and seen == []  # no pass
 
 
 def test_a_chains_age_is_its_iterations_since_its_noise():

@@ -12,7 +12,7 @@ from gonprof import api
 from gonprof.cli import app
 from gonprof.comparison.plan import plan, split_levers
 from gonprof.levers import blocks_of, check_levers, lever_label, micro_slices, parse_checkpoint
-from gonprof.modes import get_mode
+from gonprof.modes import IncompatibleError, get_mode
 from gonprof.modes._common import GANStep
 from gonprof.records import LeverRecord, RequestError, load_records, save_records
 from gonprof.render import lever_blocks, to_markdown
@@ -230,6 +230,10 @@ def test_a_preset_row_that_sets_a_lever_is_named_by_it():
     specs = plan([], preset="gon-bf16", steps=1)
     assert [(s.step.precision, s.variant) for s in specs] == [("fp32", "fp32"), ("bf16", "bf16")]
     assert [s.step.hparams for s in specs] == [{}, {}]
+    with pytest.raises(IncompatibleError, match="--precision: preset gon-bf16 sets it per row"):
+        plan([], preset="gon-bf16", steps=1, precision="bf16")  # would run the fp32 row in bf16
+    with pytest.raises(IncompatibleError, match="--precision: preset gon-bf16 sets it per row"):
+        plan([], preset="gon-bf16", steps=1, hparams={"gon.precision": "bf16"})
 
 
 def test_fit_finds_a_larger_batch_under_bf16():

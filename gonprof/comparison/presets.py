@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gon-chains": {"pairs": _CHAINS, "classes": [0], "time_budget_s": 120.0, "quick": {"time_budget_s": 30.0}},
     "gon-chains-all": {"pairs": _CHAINS, "time_budget_s": 120.0, "quick": {"time_budget_s": 30.0}},
     # GON's inner loop under bf16 autocast against float32, on the one-digit task at the zeros target's budget.
-    "gon-bf16": {"pairs": [("gon", "gon-mnist-mlp", {}, "fp32", {}),
+    "gon-bf16": {"pairs": [("gon", "gon-mnist-mlp", {}, "fp32", {"precision": "fp32"}),
                            ("gon", "gon-mnist-mlp", {}, None, {"precision": "bf16"})],
                  "classes": [0], "time_budget_s": 300.0, "quick": {"time_budget_s": 30.0}},
     # GON_MNIST's setting, 10 shots of one digit, and a GAN training the same discriminator on the same images.

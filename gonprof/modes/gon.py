@@ -167,9 +167,10 @@ NOTES = (
     "Stuck chains (on by default since 2026-12-06): replay_reset=0.2 writes a chain that D still rates "
     "below realness 0.2 after replay_reset_age (100) inner iterations back as a copy of a healthy chain of "
     "its step plus N(0, replay_reset_noise^2), at no extra pass through D (realness read off the inner "
-    "loss); sample_realness=0.2 makes samples pass over the chains D rates below 0.2 (one pass of D over "
-    "the buffer when samples are drawn). On a quiet machine 300 s on zeros train about 4,000 steps, and "
-    "there the defaults before them drew half noise (FID 388, on-class 36% at N=64); the reset alone "
+    "loss); sample_realness=0.2 makes samples pass over the chains D rates below 0.2 (D rates the newest "
+    "ripe chains until enough pass). On a quiet machine 300 s on zeros train about 4,000 steps, and "
+    "there the defaults before them drew half noise (3,146 steps beside another job: FID 388, on-class "
+    "36% at N=64); the reset alone "
     "drew five noise tiles (FID 96, 92%), both together 64 zeros (FID 66.1, recall 0.48, on-class 100%). "
     "A slower D (lr 5e-5) drew noise. sample_from=realest (samples from the chains D rates most real) "
     "drew one zero 64 times (recall 0.00), so samples come from the newest chains (docs: Stuck chains).",
@@ -511,8 +512,11 @@ class GONStep(TrainStep):
         loss, age = loss.to(x.device), age.to(x.device)
         healthy = loss <= bad_loss
         stuck = ~healthy & (age >= int(hp.get("replay_reset_age", 0))) & healthy.any()
-        # each chain's donor: a uniformly random healthy chain of the batch (no data-dependent shapes)
-        donor = (torch.rand(x.shape[0], x.shape[0], device=x.device) + 2.0 * healthy.float()).argmax(1)
+        # each chain's donor: a uniformly random healthy chain of the batch, in O(k) memory and with no
+        # data-dependent shapes: the healthy chains first in a random order, then a uniform position among them
+        order = torch.argsort(torch.rand(x.shape[0], device=x.device) + 2.0 * healthy.float(), descending=True)
+        pos = (torch.rand(x.shape[0], device=x.device) * healthy.sum()).long().clamp_(max=x.shape[0] - 1)
+        donor = order[pos]
         sigma = float(hp.get("replay_reset_noise", 0.0))
         copies = (x[donor] + sigma * torch.randn_like(x)).clamp_(-1.0, 1.0)
         x = torch.where(stuck.view(-1, *([1] * (x.dim() - 1))), copies, x)
@@ -524,20 +528,26 @@ class GONStep(TrainStep):
     def newest_chains(self, n: int) -> torch.Tensor:
         """The ``n`` newest chains that have run more than one step's inner loop (a chain restarted from
         noise in its last step is passed over) and that D rates at least ``sample_realness`` (a stuck chain
-        is passed over; one pass of D over the buffer, 0 skips it), newest first; then the newest of the
-        others, then noise."""
+        is passed over; D rates the ripe chains newest first, ``sample_chunk`` at a time, until ``n`` pass;
+        0 skips it), newest first; then the newest of the others, then noise."""
         buf = self.replay_buffer()
         assert self.replay_age is not None  # made with the buffer
         order = (self.replay_head - 1 - torch.arange(buf.shape[0])) % buf.shape[0]
         ripe = self.replay_age[order.to(buf.device)].cpu() > int(self.hparams["inner_steps"])
         floor = float(self.hparams.get("sample_realness", 0.0))
-        if floor > 0:
+        if floor > 0:  # D rates the ripe chains newest first, a chunk at a time, until n of them pass
             chunk = max(1, int(self.hparams["sample_chunk"]))
-            ordered = buf[order.to(buf.device)]
-            r = torch.cat([self.realness(ordered[i:i + chunk].to(self.device)).cpu()
-                           for i in range(0, ordered.shape[0], chunk)])
-            ripe = ripe & (r >= floor)
-        order = torch.cat([order[ripe], order[~ripe]])[:n]
+            candidates = order[ripe]
+            passed = torch.zeros(candidates.shape[0], dtype=torch.bool)
+            for i in range(0, candidates.shape[0], chunk):
+                part = candidates[i:i + chunk].to(buf.device)
+                passed[i:i + chunk] = self.realness(buf[part].to(self.device)).cpu() >= floor
+                if int(passed.sum()) >= n:
+                    break
+            rest = torch.cat([candidates[~passed], order[~ripe]])
+            order = torch.cat([candidates[passed], rest])[:n]
+        else:
+            order = torch.cat([order[ripe], order[~ripe]])[:n]
         x = buf[order.to(buf.device)].to(self.device)
         return x if x.shape[0] == n else torch.cat([x, self.noise(n - x.shape[0], x.shape[1:])])
 

@@ -89,15 +89,19 @@ class RunRecord(JsonRecord):
     n_test_images: int | None = None  # held-out labelled images the test error was measured on
     # mean iterations of the mode's inner loop per trained step (GON's chains: its ``inner_iters`` loss)
     inner_iters_per_step: float | None = None
+    # the chains (samples) one step's inner loop advances (GON: ``fakes``, or as many as the real batch)
+    chains_per_step: int | None = None
 
     @property
     def sample_iters_per_s(self) -> float | None:
-        """Chains advanced one inner iteration per second: batch size x mean inner iterations per step / the
-        profiled step's median wall time (GON's sampling throughput; None without an inner loop)."""
+        """Chains advanced one inner iteration per second: chains a step x mean inner iterations per trained
+        step / the profiled step's median wall time (GON's sampling throughput; None without an inner loop).
+        The chains a step are ``chains_per_step`` (files before it: the batch size)."""
         p = self.profile
-        if self.inner_iters_per_step is None or p is None or not p.step_time_s_median or not self.batch_size:
+        chains = self.chains_per_step or self.batch_size
+        if self.inner_iters_per_step is None or p is None or not p.step_time_s_median or not chains:
             return None
-        return self.batch_size * self.inner_iters_per_step / p.step_time_s_median
+        return chains * self.inner_iters_per_step / p.step_time_s_median
 
     @property
     def label(self) -> str:
@@ -112,7 +116,7 @@ class RunRecord(JsonRecord):
             "device": self.device, "d_params": self.d_params, "g_params": self.g_params,
             "train_steps": self.train_steps, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s,
             "variant": self.variant, "classes": self.classes, "per_class": self.per_class,
-            "inner_iters_per_step": self.inner_iters_per_step,
+            "inner_iters_per_step": self.inner_iters_per_step, "chains_per_step": self.chains_per_step,
         }
         if self.profile is not None:
             row.update({f"profile.{k}": v for k, v in self.profile.to_row().items()

@@ -51,7 +51,8 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
     cost = Sheet(title=f"{title}: cost of one optimization step", title_justify="left",
                  caption="FLOPs = 2 x MACs, whole step; peak live = tensor storages during one step; "
                          "RSS delta over the step's start; ratios vs the row marked (base)"
-                         + ("; sample-iters/s = batch x inner iters/step / step median" if inner else ""),
+                         + ("; sample-iters/s = chains a step x inner iters/step (mean of the trained steps)"
+                            " / step median" if inner else ""),
                  caption_justify="left")
     cols = ["run", "D params (count)", "G params (count)", "FLOPs/step (GFLOP)", "peak live (MiB)",
             "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + (
