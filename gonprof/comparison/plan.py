@@ -229,18 +229,7 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
     row_modes = list(dict.fromkeys(m for m, *_ in rows))
     hparams, levers = split_levers(dict(shared.pop("hparams", {}) or {}), row_modes)
     scoped = scope_hparams(hparams, row_modes)
-    from ..levers import LEVER_DEFAULTS
-
-    for m, _, row_hp, variant, row in rows:  # a preset row's own settings define it (and its label)
-        clash = sorted(set(row_hp) & set(scoped[m]))
-        if clash:
-            raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
-                                    "drop it, or compare the variants you want without the preset")
-        given = {**_levers_of(shared), **levers[m]}
-        clash = sorted(k for k in _levers_of(row) if k in given and given[k] != LEVER_DEFAULTS[k])
-        if clash:
-            raise IncompatibleError(f"--{clash[0].replace('_', '-')}: preset {preset} sets it per row (row "
-                                    f"{variant or m}); drop it, or compare the variants you want without the preset")
+    _check_row_settings(rows, preset, scoped, {m: {**_levers_of(shared), **levers[m]} for m in row_modes})
     # every request checked (names, devices, every value against its mode's rules) before anything runs
     specs = [RunSpec.of(mode=m, arch=a, hparams={**row_hp, **scoped[m]},
                         variant=_lever_variant(variant, {**_levers_of(shared), **levers[m], **_levers_of(row)}),
@@ -257,6 +246,24 @@ def plan(modes: list[str], archs: list[str] | None = None, *, preset: str | None
                 raise SelectionError(f"{s.mode} / {s.arch}: batch size {batch} exceeds the selection's {kept} "
                                      f"training images; pass --batch-size {kept} or fewer, or keep more images")
     return specs
+
+
+def _check_row_settings(rows: list, preset: str | None, scoped: dict[str, dict], levers: dict[str, dict]) -> None:
+    """A preset row's own settings define it (and its label): a ``--set`` of a hyper-parameter it sets, or a
+    lever it sets given another value than the default, is an error rather than a silent override."""
+    from ..levers import LEVER_DEFAULTS
+    from ..modes.base import IncompatibleError
+
+    for m, _, row_hp, variant, row in rows:
+        clash = sorted(set(row_hp) & set(scoped[m]))
+        if clash:
+            raise IncompatibleError(f"--set {clash[0]}: preset {preset} sets it per row (row {variant or m}); "
+                                    "drop it, or compare the variants you want without the preset")
+        given = levers[m]
+        clash = sorted(k for k in _levers_of(row) if k in given and given[k] != LEVER_DEFAULTS[k])
+        if clash:
+            raise IncompatibleError(f"--{clash[0].replace('_', '-')}: preset {preset} sets it per row (row "
+                                    f"{variant or m}); drop it, or compare the variants you want without the preset")
 
 
 def _row_settings(row: dict, quick: bool) -> dict:

@@ -49,11 +49,7 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
         return r.label + (" *" if i in front else "") + (" (base)" if i == base_i else "")
 
     cost = Sheet(title=f"{title}: cost of one optimization step", title_justify="left",
-                 caption="FLOPs = 2 x MACs, whole step; peak live = tensor storages during one step; "
-                         "RSS delta over the step's start; ratios vs the row marked (base)"
-                         + ("; sample-iters/s = chains a step x inner iters/step (mean of the trained steps)"
-                            " / step median" if inner else ""),
-                 caption_justify="left")
+                 caption=_cost_caption(inner), caption_justify="left")
     cols = ["run", "D params (count)", "G params (count)", "FLOPs/step (GFLOP)", "peak live (MiB)",
             "peak RSS delta (MiB)"] + (["CUDA max alloc (MiB)"] if has_cuda else []) + (
             ["inner iters/step (mean)", "sample-iters/s"] if inner else []) + [
@@ -115,6 +111,13 @@ def compare_sheets(rows, baseline: int | None = None, title: str = "gonprof comp
         cells.append(_status_cell(r))
         quality.add_row(*cells, style="dim" if r.kind == "floor" else None)
     return [cost, quality]
+
+
+def _cost_caption(inner: bool) -> str:
+    return ("FLOPs = 2 x MACs, whole step; peak live = tensor storages during one step; RSS delta over the "
+            "step's start; ratios vs the row marked (base)"
+            + ("; sample-iters/s = chains a step x inner iters/step (mean of the trained steps) / step median"
+               if inner else ""))
 
 
 def _optional_cost_cells(r, has_cuda: bool, inner: bool) -> list[str]:
