@@ -85,3 +85,12 @@ def test_improved_gan_step_benchmark_smoke():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "three passes through D (one per batch):" in proc.stdout and "one pass through D" in proc.stdout
     assert "speed-up:" in proc.stdout and "aten::" in proc.stdout  # the ratio and the op breakdown
+
+
+def test_dcd_saturation_probe_smoke():
+    script = SCRIPT.parent / "dcd_saturation.py"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "2", "--every", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "2"] and all("saturated" in line for line in lines)
