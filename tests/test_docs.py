@@ -135,7 +135,8 @@ def test_a_page_shows_what_report_markdown_prints():
     hook = _hook()
     for path in RESULTS:
         page = hook.expand(f"before\n\n<!-- results: {path.name} -->\n\nafter\n", DOCS / "results")
-        assert page == f"before\n\n{_report_markdown(path)}\n\nafter\n"
+        link = f"From [`docs/results/{path.name}`](results/{path.name}):\n\n"
+        assert page == f"before\n\n{link}{_report_markdown(path)}\n\nafter\n"
 
 
 def test_a_missing_results_file_is_a_note_and_a_marker_inside_a_sentence_stays():
@@ -210,6 +211,12 @@ def test_the_site_builds_strictly_offline_with_every_results_table(tmp_path):
     to_come = {"gas.json", "dcd.json", "improved-gan.json"}
     assert markers <= {p.name for p in RESULTS} | to_come
     assert shown == len([m for m in marker_list if m in {p.name for p in RESULTS}])
+    # and each rendered table names its file: the page that holds the marker links to it
+    for page in DOCS.glob("*.md"):
+        html = pages.get(site / page.stem / "index.html") or pages.get(site / "index.html", "")
+        for name in re.findall(r"^<!-- results: ([\w.\-]+)", page.read_text(), re.M):
+            if name in {p.name for p in RESULTS}:
+                assert f'results/{name}"' in html, f"{page.name}: no link to docs/results/{name}"
 
 
 def test_the_readme_is_a_front_door_with_the_two_setup_commands_first():

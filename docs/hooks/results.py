@@ -5,7 +5,8 @@ A page writes a marker, on a line of its own, where a table belongs::
     <!-- results: gas.json -->
     <!-- results: gas.json | gonprof compare --preset gas --threads 1 --json docs/results/gas.json -->
 
-and the build replaces it with what ``gonprof report docs/results/gas.json --markdown`` prints: a line
+and the build replaces it with a link to the file and what ``gonprof report docs/results/gas.json --markdown``
+prints: a line
 giving the command, date, machine, torch threads and load average the file records, then its tables
 (claims included), with the terminal's columns and rounding.  A file not committed yet becomes a
 "not measured yet" note naming the command after the ``|`` that would make it, so a page can wait for a
@@ -34,7 +35,7 @@ def render_marker(name: str, command: str | None, results_dir: Path) -> str:
     if not path.is_file():
         how = f" `{command}` makes it." if command else ""
         return (f'!!! note "Not measured yet"\n\n    `docs/results/{name}` is not in this checkout yet.{how}\n')
-    return results_markdown(path)
+    return f"From [`docs/results/{name}`](results/{name}):\n\n" + results_markdown(path)
 
 
 def expand(markdown: str, results_dir: Path) -> str:
