@@ -157,7 +157,7 @@ def step_rate(step, real: torch.Tensor, steps: int) -> tuple[float, float, float
         losses = step.step(real)
         times.append(time.perf_counter() - t)
         iters.append(float(losses["inner_iters"]))
-    k = int(step.hparams["fakes"]) or real.shape[0]
+    k = step.chains_per_step(real.shape[0])
     return k * sum(iters) / sum(times), statistics.mean(iters), 1000 * statistics.median(times)
 
 

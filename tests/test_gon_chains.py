@@ -140,7 +140,9 @@ def test_a_resumed_run_keeps_the_settings_it_started_with_when_a_default_changes
 
 @pytest.mark.parametrize("name,value", [("init", "bufer"), ("replay_size", 0), ("replay_restart", 1.5),
                                         ("replay_restart", -0.1), ("data_noise", 2.0),
-                                        ("spectral_norm", "maybe")])
+                                        ("spectral_norm", "maybe"), ("replay_reset", 1.5), ("replay_reset", -0.1),
+                                        ("replay_reset_age", -1), ("replay_reset_noise", 2.0),
+                                        ("sample_from", "best"), ("sample_realness", 1.5)])
 def test_bad_chain_settings_are_refused_in_one_line(name, value):
     with pytest.raises(IncompatibleError) as e:
         get_mode("gon").hparams(**{name: value})
@@ -209,6 +211,9 @@ def test_sample_iterations_per_second_is_batch_times_inner_iterations_over_the_s
     seed = RunRecord(mode="gon", arch="gon-mnist-mlp", batch_size=10, chains_per_step=1, inner_iters_per_step=20.0,
                      profile=prof)
     assert seed.sample_iters_per_s == pytest.approx(1 * 20 / 0.08)  # --preset seed: one chain a step, not 10
+    assert build_step("gon", "gon-mnist-mlp", preset="seed").chains_per_step(10) == 1  # the seed's fakes
+    assert chains().chains_per_step(64) == 64  # fakes 0: as many chains as the real batch
+    assert build_step("lsgan", "lsgan-original").chains_per_step(64) is None  # no inner loop
     cost = compare_sheets([gon])[0]
     col = [c.header for c in cost.columns].index("sample-iters/s")
     assert cost.rows[0].cells[col] == "16,000"
@@ -361,18 +366,10 @@ def test_realest_sampling_takes_the_ripe_chains_d_rates_most_real_first():
         [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
 
 
-@pytest.mark.parametrize("name,value", [("replay_reset", 1.5), ("replay_reset", -0.1), ("replay_reset_age", -1),
-                                        ("replay_reset_noise", 2.0), ("sample_from", "best")])
-def test_bad_reset_settings_are_refused_in_one_line(name, value):
-    with pytest.raises(IncompatibleError) as e:
-        get_mode("gon").hparams(**{name: value})
-    msg = str(e.value)
-    assert len(msg.splitlines()) == 1 and msg.startswith(f"hyper-parameter {name}=")
-
-
 def test_reset_settings_ranges_are_declared():
     spec = get_mode("gon")
     assert spec.param("replay_reset").range_text() == "from 0 to 1"
     assert spec.param("replay_reset_age").range_text() == "from 0 to 1,000,000"
     assert spec.param("replay_reset_noise").range_text() == "from 0 to 1"
     assert spec.param("sample_from").range_text() == "newest | realest"
+    assert spec.param("sample_realness").range_text() == "from 0 to 1"

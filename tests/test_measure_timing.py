@@ -6,19 +6,12 @@ import math
 
 import pytest
 
+from fake_clock import FakeClock
 from gonprof.measure.timing import Timer, percentile, summarize
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_timer_with_fake_clock():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     timer = Timer(clock=clock)
     for d in [0.5, 0.25, 1.0]:
         with timer:

@@ -14,20 +14,13 @@ import torch.nn as nn
 
 import gonprof
 from clean_process import run_clean
+from fake_clock import FakeClock
 from gonprof.profiler import Profiler
 from gonprof.records import ProfileRecord, records_to_csv
 from gonprof.render import format_bytes, format_count, format_flops, render_record, render_records
 
 N, I, O = 8, 16, 4
 F32 = 4
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _linear_setup():

@@ -7,15 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from fake_clock import FakeClock
 from gonprof.profiler import Profiler
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _model():

@@ -74,8 +74,8 @@ def _run(spec: RunSpec, base: RunRecord, progress: Any) -> RunRecord:
         rec = rec.replace(d_params=param_totals(d)[0] if d is not None else None,
                           g_params=param_totals(g)[0] if g is not None else None,
                           batch_size=_batch_size(result, spec))
-        if rec.inner_iters_per_step is not None:  # the chains a step advances: fakes, or as many as the batch
-            rec = rec.replace(chains_per_step=int(step.hparams.get("fakes", 0) or 0) or rec.batch_size)
+        if rec.inner_iters_per_step is not None and rec.batch_size is not None:
+            rec = rec.replace(chains_per_step=step.chains_per_step(rec.batch_size))
     final = Path(result.path) / "samples" / "final.png"
     if final.is_file():
         rec = rec.replace(samples_png=str(final))

@@ -381,6 +381,11 @@ class TrainStep:
     def refines_samples(self) -> bool:
         return _overrides(self, "sample_with_unrefined")
 
+    def chains_per_step(self, batch: int) -> int | None:
+        """Optional: the samples the step's inner loop advances for a real batch of ``batch`` (GON's chains),
+        for sample-iterations per second.  Default: None, no inner loop."""
+        return None
+
     def state_tensors(self) -> dict[str, list[torch.Tensor]]:
         """Optional: persistent tensors the step keeps besides its models' and optimizers' state, by category of
         :data:`gonprof.records.LIVE_CATEGORIES` (``{"replay": [buffer]}`` for a replay buffer of past

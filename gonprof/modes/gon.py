@@ -563,6 +563,10 @@ class GONStep(TrainStep):
         x = buf[order.to(buf.device)].to(self.device)
         return x if x.shape[0] == n else torch.cat([x, self.noise(n - x.shape[0], x.shape[1:])])
 
+    def chains_per_step(self, batch: int) -> int:
+        """``fakes`` chains a step, or as many as the real batch (``fakes`` 0)."""
+        return int(self.hparams["fakes"]) or batch
+
     def state_tensors(self) -> dict[str, list[torch.Tensor]]:
         """The replay buffer, the memory init=buffer trades for shorter chains (none for init=noise)."""
         if self.replay is None or self.replay_age is None:
@@ -584,7 +588,7 @@ class GONStep(TrainStep):
         hp = self.hparams
         self.input_shape = tuple(real.shape[1:])
         n = real.shape[0]
-        k = int(hp["fakes"]) or n
+        k = self.chains_per_step(n)
         cap = max(int(hp["buffer"]), k)
         self.last_iters = 0
         with phase("sample"):
