@@ -87,10 +87,17 @@ def test_improved_gan_step_benchmark_smoke():
     assert "speed-up:" in proc.stdout and "aten::" in proc.stdout  # the ratio and the op breakdown
 
 
-def test_dcd_saturation_probe_smoke():
+@pytest.mark.parametrize("options", [
+    [],
+    ["--mode", "sngan", "--critic", "fan-in", "--generator-init", "he", "--unit-range"],
+    ["--gp-weight", "0", "--critic", "no-sn"],
+], ids=["preset", "sngan-rescaled", "no-sn"])
+def test_dcd_saturation_probe_smoke(options, tmp_path):
     script = SCRIPT.parent / "dcd_saturation.py"
-    proc = subprocess.run([sys.executable, str(script), "--steps", "2", "--every", "1"],
-                          capture_output=True, text=True, timeout=300)
+    grid = tmp_path / "grid.png"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "2", "--every", "1", "--grid", str(grid),
+                           *options], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert grid.stat().st_size > 0
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["1", "2"] and all("saturated" in line for line in lines)
