@@ -5,7 +5,9 @@ Source: ``synthetic_exp/gan_mnist.py`` in MinkaiXu/Discriminator-Contrastive-Div
 
 Critic: three spectral-norm 5x5 stride-2 convolutions 1 -> 64 -> 128 -> 256
 with padding 2 (28 -> 14 -> 7 -> 4) and ReLU, then a spectral-norm linear
-layer 4*4*256 = 4096 -> 1.
+layer 4*4*256 = 4096 -> 1.  ``dcd-mnist`` is the same critic without spectral
+norm and with torch's default initialisation: the WGAN-GP MNIST critic the
+source's script was written from (its PyTorch port, with ReLU).
 
 Generator: 128 -> 4*4*256 (ReLU) -> deconv 256 -> 128 k5 (4 -> 8, ReLU), crop
 to 7x7 -> deconv 128 -> 64 k5 (7 -> 11, ReLU) -> deconv 64 -> 1 k8 s2 (11 -> 28)
@@ -44,18 +46,23 @@ def _conv_out(n: int) -> int:
     return (n + 2 * 2 - 5) // 2 + 1
 
 
+def _plain(module: nn.Conv2d | nn.Linear) -> nn.Module:
+    return module
+
+
 class DCDCritic(nn.Module):
-    def __init__(self, input_shape=(1, 28, 28)):
+    def __init__(self, input_shape=(1, 28, 28), spectral_norm: bool = True):
         super().__init__()
         c, h, w = input_shape
+        wrap = _sn if spectral_norm else _plain
         widths = [c, DIM, 2 * DIM, 4 * DIM]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [_sn(nn.Conv2d(a, b, 5, stride=2, padding=2)), nn.ReLU()]
+            layers += [wrap(nn.Conv2d(a, b, 5, stride=2, padding=2)), nn.ReLU()]
             h, w = _conv_out(h), _conv_out(w)
         self.main = nn.Sequential(*layers)
         self.flat_dim = widths[-1] * h * w  # 256 * 4 * 4 = 4096 at 28x28
-        self.output = _sn(nn.Linear(self.flat_dim, 1))
+        self.output = wrap(nn.Linear(self.flat_dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(torch.flatten(self.main(x), 1))
@@ -83,6 +90,12 @@ class DCDGenerator(nn.Module):
         return 2 * y - 1
 
 
+_CRITIC_ARITHMETIC = (
+    "(1*64*25+64) + (64*128*25+128) + (128*256*25+256) + (4096*1+1) "
+    "= 1,664 + 204,928 + 819,456 + 4,097 = 1,030,145"
+)
+
+
 @register_arch(
     "dcd-mnist-sn",
     family="dcd",
@@ -106,14 +119,37 @@ class DCDGenerator(nn.Module):
         "Other input shapes: each conv maps n -> ceil(n/2); the linear layer takes 256*ceil(H/8)*ceil(W/8) "
         "inputs (4096 at 28x28 and at 32x32; C input channels at the first conv).",
     ),
-    params_arithmetic=(
-        "(1*64*25+64) + (64*128*25+128) + (128*256*25+256) + (4096*1+1) "
-        "= 1,664 + 204,928 + 819,456 + 4,097 = 1,030,145"
-    ),
+    params_arithmetic=_CRITIC_ARITHMETIC,
 )
 def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
     c, h, w = tuple(input_shape)
     return DCDCritic((c, h, w))
+
+
+@register_arch(
+    "dcd-mnist",
+    family="dcd",
+    role="discriminator",
+    source=_SOURCE,
+    expected_params=1_030_145,
+    input_shape=(1, 28, 28),
+    output="score",
+    default_mode="dcd",
+    default_generator="dcd-mnist-generator",
+    notes=(
+        "dcd-mnist-sn without spectral norm, with torch's default initialisation: the WGAN-GP MNIST critic "
+        "(Gulrajani et al. 2017) as the PyTorch port the source's script copies has it, ReLU after each "
+        "convolution (the TF original uses LeakyReLU).",
+        "Why it is here: against the spectral-norm critic, dcd-mnist-generator draws one image for every z "
+        "under every pretraining tried (benchmarks/dcd_saturation.py); against this one its output varies with "
+        "z from a few hundred steps (docs: claims page, DCD). Preset dcd-no-sn runs the DCD study on it.",
+        "Input: gonprof feeds [-1, 1] (the source [0, 1]); the first layer is affine, as for dcd-mnist-sn.",
+    ),
+    params_arithmetic=_CRITIC_ARITHMETIC,
+)
+def build_dcd_mnist(input_shape=(1, 28, 28)) -> nn.Module:
+    c, h, w = tuple(input_shape)
+    return DCDCritic((c, h, w), spectral_norm=False)
 
 
 @register_arch(

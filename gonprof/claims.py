@@ -456,6 +456,7 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
 
 
 CLAIMS["improved-gan-100"] = tuple(c for c in CLAIMS["improved-gan"] if c.judge.reads == ("labels-100",))
+CLAIMS["dcd-no-sn"] = CLAIMS["dcd"]  # the same study on the critic without spectral norm
 
 
 def _rows_by_key(rows: list[RunRecord]) -> dict[str, RunRecord]:

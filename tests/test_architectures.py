@@ -16,7 +16,7 @@ IDS = [s.name for s in SPECS]
 EXPECTED_NAMES = {
     "discriminator": {"gon-mnist-conv", "gon-mnist-mlp", "lsgan-original", "inception-k32", "inception-k16",
                       "inception-k8", "depthwise-inception", "depthwise-inception-dense", "improved-gan-mlp",
-                      "mlp-gan", "dcd-mnist-sn"},
+                      "mlp-gan", "dcd-mnist-sn", "dcd-mnist"},
     "generator": {"gas-generator", "improved-gan-generator", "mlp-gan-generator", "dcd-mnist-generator"},
 }
 
@@ -35,7 +35,7 @@ def test_seed_counts_from_the_design():
     assert counts["inception-k16"] == 54_593
     assert counts["inception-k8"] == 13_857
     assert counts["mlp-gan"] == 1_460_225
-    assert counts["dcd-mnist-sn"] == 1_030_145
+    assert counts["dcd-mnist-sn"] == counts["dcd-mnist"] == 1_030_145
     assert counts["mlp-gan-generator"] == 1_486_352
     lsgan = next(s for s in SPECS if s.name == "lsgan-original")
     assert lsgan.expected_trainable == 388_865

@@ -44,6 +44,15 @@ def test_the_preset_trains_a_gated_pretrain_row_then_dcd_rows_from_its_models():
     assert [s.steps for s in quick] == [20, 3, 3] and quick[0].gate == {**claims.DCD_GATE, "every": 10, "n": 200}
 
 
+@pytest.mark.parametrize(("preset", "critic"), [("dcd", "dcd-mnist-sn"), ("dcd-no-sn", "dcd-mnist")])
+def test_each_dcd_preset_runs_every_row_on_its_critic_and_carries_the_dcd_claims(preset, critic):
+    dcd, other = plan([], preset="dcd"), plan([], preset=preset)
+    assert {s.arch for s in other} == {critic}
+    same = [(s.mode, s.variant, s.steps, s.gate, s.init_from, s.step.hparams) for s in dcd]
+    assert [(s.mode, s.variant, s.steps, s.gate, s.init_from, s.step.hparams) for s in other] == same
+    assert claims.CLAIMS[preset] == claims.CLAIMS["dcd"]
+
+
 @pytest.mark.slow  # trains three tiny rows: minutes on 2 shared cores
 def test_a_gate_that_is_reached_stops_the_pretrain_at_its_first_check_and_dcd_starts_from_it(tmp_path):
     rows = compare(_tiny({"every": 2, "n": 20, "confidence": 0.0, "coverage": 0.0}), out=tmp_path,

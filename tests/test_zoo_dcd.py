@@ -1,4 +1,5 @@
-"""DCD MNIST critic (spectral norm) and generator: counts, shapes, spectral norm, range."""
+"""DCD MNIST critic (with spectral norm, and without: dcd-mnist) and generator: counts, shapes, spectral norm,
+range."""
 
 
 import pytest
@@ -18,6 +19,20 @@ def test_critic_param_count():
     ) == 1_030_145
 
 
+def test_critic_without_spectral_norm_has_the_same_count_and_no_parametrization():
+    spec = get_arch("dcd-mnist")
+    model = built(spec.name)
+    assert count(model) == spec.expected_params == (
+        (1 * 64 * 25 + 64) + (64 * 128 * 25 + 128) + (128 * 256 * 25 + 256) + (4096 * 1 + 1)
+    ) == 1_030_145
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 4 and not any(hasattr(m, "parametrizations") for m in layers)
+    # torch's default init (kaiming uniform, a = sqrt(5)): |w| <= 1 / sqrt(fan_in), not the N(0, 1) of dcd-mnist-sn
+    first = layers[0].weight
+    assert first.abs().max() <= 1 / (1 * 25) ** 0.5
+    assert (spec.family, spec.default_mode, spec.default_generator) == ("dcd", "dcd", "dcd-mnist-generator")
+
+
 def test_generator_param_count():
     spec = get_arch("dcd-mnist-generator")
     assert count(built(spec.name)) == spec.expected_params == (
@@ -32,9 +47,10 @@ def test_spec_fields():
     assert (g.family, g.role, g.output, g.latent_dim, g.latent) == ("dcd", "generator", "image", 128, "normal")
 
 
+@pytest.mark.parametrize("name", ["dcd-mnist-sn", "dcd-mnist"])
 @pytest.mark.parametrize("batch", [1, 64])
-def test_critic_forward(batch):
-    model = built("dcd-mnist-sn").eval()
+def test_critic_forward(batch, name):
+    model = built(name).eval()
     with torch.no_grad():
         out = model(torch.rand(batch, 1, 28, 28) * 2 - 1)
     assert out.shape == (batch, 1) and torch.isfinite(out).all()
