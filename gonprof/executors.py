@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from .cores import can_pin, usable_cores
-from .isolation import Outcome, Worker
+from .isolation import STOP_GRACE_S, Outcome, Worker
 from .records import RequestError, classify_failure
 from .records.base import _Serialisable
 
@@ -225,10 +225,13 @@ class LocalSession(Session):
                     time.sleep(0.05)
         except KeyboardInterrupt:
             self.interrupted = True
+            for k in list(running):  # every worker ends its step and writes what it has, side by side
+                running[k][0].interrupted = True
+                running[k][0].interrupt()
+            deadline = time.monotonic() + STOP_GRACE_S
             for k in list(running):
                 worker = running[k][0]
-                worker.interrupted = True
-                worker.kill()
+                worker.kill(grace_s=max(0.0, deadline - time.monotonic()))
                 finish(k, worker._outcome())
         finally:  # any other exception (a callback's, say): no worker left running, no temporary folder left
             for k in list(running):

@@ -2,7 +2,9 @@
 
 :class:`Worker` writes the work's spec as JSON into a folder, starts
 ``python -m gonprof.worker KIND SPEC.json RESULT.json`` in a new session (so
-that Ctrl-C reaches this process, which then stops the worker), sends the
+that Ctrl-C reaches this process, which then passes it on to the worker: a
+training worker ends its step, writes its checkpoint and result, and is
+killed only if it has not ended within ``STOP_GRACE_S``), sends the
 worker's output to a log file and, once it ends (:meth:`Worker.poll`,
 :meth:`Worker.wait`), reads the worker's JSON result back.  The executors
 (:mod:`gonprof.executors`) start and watch workers.
@@ -140,14 +142,25 @@ class Worker:
             self.kill()
         except KeyboardInterrupt:
             self.interrupted = True
-            self.kill()
+            self.interrupt()
+            self.kill(grace_s=STOP_GRACE_S)
         return self._outcome()
 
-    def kill(self) -> None:
-        """Stop the process (if it started and still runs) and close its log."""
+    def interrupt(self) -> None:
+        """Pass Ctrl-C on to the worker (which runs in its own session, out of the terminal's reach): a
+        training worker finishes its step, writes its checkpoint and its result, and exits."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGINT)
+
+    def kill(self, grace_s: float = 0.0) -> None:
+        """Stop the process (if it started and still runs; after up to ``grace_s`` seconds for it to end by
+        itself, as it does after :meth:`interrupt`) and close its log."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
         if self._log is not None:
             self._log.close()
 
@@ -155,7 +168,7 @@ class Worker:
         if self._log is not None:
             self._log.close()
         result, unreadable = None, ""
-        if self.result_path.is_file() and not self.interrupted:
+        if self.result_path.is_file():  # after Ctrl-C too: an interrupted row's record says where it stopped
             try:
                 result = json.loads(self.result_path.read_text())
             except (OSError, ValueError) as exc:
@@ -165,6 +178,10 @@ class Worker:
                        wall_s=time.perf_counter() - self.t0, interrupted=self.interrupted,
                        timed_out=self.timed_out, unreadable=unreadable)
 
+
+#: seconds a worker has, after Ctrl-C is passed on to it, to finish its step and write its checkpoint and
+#: result before it is killed (a second Ctrl-C in the meantime stops it at once)
+STOP_GRACE_S = 60.0
 
 PARENT_ENV = "GONPROF_DIE_WITH_PARENT"  # set to the parent's pid for a worker that must not outlive it
 

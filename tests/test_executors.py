@@ -4,10 +4,14 @@ a run with its status, not a hang); bad combinations and a missing Ray are one l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import types
 
 import pytest
@@ -111,9 +115,35 @@ def test_ctrl_c_stops_the_running_jobs_and_keeps_the_finished(tmp_path):
                                on_done=on_done)
     assert session.interrupted and done == [0]
     assert outcomes[0].result["status"] == "error" and "no-such-arch" in outcomes[0].result["message"]
-    assert outcomes[1].interrupted and outcomes[1].result is None and outcomes[1].returncode == -9  # killed
-    assert outcomes[1].failure()[0] == "interrupted"
+    # Ctrl-C passed on: the endless trial ended by itself and said why (not killed)
+    assert outcomes[1].interrupted and outcomes[1].returncode == 0
+    assert "KeyboardInterrupt" in outcomes[1].result["message"]
     assert sorted(started) == [0, 1] and not set(started[0]) & set(started[1])  # each its own cores
+
+
+def test_ctrl_c_lets_a_training_row_end_its_step_and_record_where_it_stopped(tmp_path):
+    """Ctrl-C (or SIGTERM, which takes its path) while a compare row trains: the worker is not killed but
+    finishes its step, writes its checkpoint and a record with the step it reached, so --resume goes on."""
+    folder = tmp_path / "row"
+    (spec,) = cmp.plan(["gan"], steps=10**6, batch_size=8, n_samples=20, profile_steps=1)
+    spec = dataclasses.replace(spec, run_dir=str(folder / "run"))  # as compare places it
+    log = folder / "run" / "log.jsonl"
+
+    def ctrl_c_once_it_trains(k, spec):
+        def later():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 120 and not (log.is_file() and log.read_text().strip()):
+                time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=later, daemon=True).start()
+
+    with Placement().session() as session:
+        outcomes = session.run([Job("compare-row", spec.to_dict(), folder)], on_start=ctrl_c_once_it_trains)
+    out = outcomes[0]
+    assert session.interrupted and out.interrupted and out.returncode == 0, out.tail  # ended, not killed
+    rec = out.result
+    assert rec["status"] == "interrupted" and rec["train_steps"] >= 1, rec
+    assert "--resume continues from step" in rec["message"] and (folder / "run" / "checkpoint.pt").is_file()
 
 
 # -- fit and --scaling with --jobs 2 ----------------------------------------------------------------------
@@ -399,9 +429,7 @@ def test_a_job_past_its_timeout_is_stopped_and_says_so(tmp_path):
 def test_a_worker_started_to_die_with_its_parent_dies_with_it(tmp_path):
     """A Ray task's worker is started with die_with_parent: SIGKILL the process that started it (as Ray does
     to a cancelled task) and the worker, in its own session, is gone too."""
-    import signal
     import textwrap
-    import time
 
     from gonprof.comparison import RunSpec
 
