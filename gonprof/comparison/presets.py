@@ -23,7 +23,6 @@ _CHAINS = [("gon", "gon-mnist-mlp", GON_NOISE, "noise"), ("gon", "gon-mnist-mlp"
            ("gon", "gon-mnist-mlp", GON_BUFFER_RESET, "buffer-reset"), ("lsgan", "lsgan-original")]
 
 
-
 def _dcd(critic: str) -> dict[str, Any]:
     """The DCD study on one critic: WGAN-GP until the generator draws digits (the quality gate, checked every
     DCD_GATE["every"] steps, capped at DCD_PRETRAIN_CAP), then from those models the critic fine-tuned as the
@@ -73,10 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # checkpoint, and a row run for fewer steps first is extended by the full budget's --resume.
     "improved-gan-100": {"pairs": [("improved-gan", "improved-gan-mlp", {"labels": 100}, "labels-100")],
                          "steps": claims.IGAN_STEPS, "quick": {"steps": 1500}},
-    # DCD: a WGAN-GP critic and generator trained on the same critic until the generator draws digits (the
-    # quality gate, checked every DCD_GATE_EVERY steps, capped at DCD_PRETRAIN_CAP), then from those models
-    # the critic fine-tuned as the source's released updater does (critic-only: G fixed) with Langevin
-    # negatives in pixel and in latent space; each scores the same G(z) before and after refinement.
+    # DCD on the source's spectral-norm critic (see _dcd).
     "dcd": _dcd("dcd-mnist-sn"),
     # The same on the critic without spectral norm: against dcd-mnist-sn the generator draws one image for
     # every z under every pretraining tried (benchmarks/dcd_saturation.py), against this one it learns digits.
