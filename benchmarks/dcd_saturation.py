@@ -18,7 +18,6 @@ import argparse
 import time
 
 import torch
-from torch.nn.utils import parametrize
 from torchvision.utils import save_image
 
 import gonprof
@@ -37,7 +36,7 @@ def main() -> None:
     ap.add_argument("--critic", choices=("source", "fan-in", "no-sn"), default="source",
                     help="the critic's weights N(0, 1) under spectral norm as the source; rescaled to std "
                     "1/sqrt(fan_in) (spectral norm makes the function the same; Adam's steps are then larger "
-                    "relative to them); or without spectral norm, torch's default init (the WGAN-GP MNIST critic)")
+                    "relative to them); or dcd-mnist, the critic without spectral norm (torch's default init)")
     ap.add_argument("--generator-init", choices=("torch", "he"), default="torch",
                     help="the transposed convolutions as torch initialises them (as the source), or He-normal on "
                     "their real fan-in (in_channels * k * k / stride^2), which keeps z's variation through the layers")
@@ -53,20 +52,16 @@ def main() -> None:
     hparams: dict = {"gp_weight": args.gp_weight} if args.mode == "wgan-gp" else {"langevin_steps": 0, "g_steps": 1}
     if args.lr is not None:
         hparams["lr"] = args.lr
-    step = gonprof.StepSpec("dcd-mnist-sn", "wgan-gp" if args.mode == "wgan-gp" else "dcd",
+    critic_arch = "dcd-mnist" if args.critic == "no-sn" else "dcd-mnist-sn"
+    step = gonprof.StepSpec(critic_arch, "wgan-gp" if args.mode == "wgan-gp" else "dcd",
                             hparams=hparams).build(input_shape=tuple(data.shape))
     G = step.models["G"]
-    if args.critic != "source":
+    if args.critic == "fan-in":  # in place: the optimizer keeps the same parameters
         with torch.no_grad():
             for m in step.models["D"].modules():
                 if hasattr(m, "parametrizations"):
                     w = m.parametrizations.weight.original
                     w.mul_(w[0].numel() ** -0.5)
-                    if args.critic == "no-sn":
-                        parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
-                        m.reset_parameters()
-        step.optimizers["D"] = torch.optim.Adam(step.models["D"].parameters(), lr=step.optimizers["D"].defaults["lr"],
-                                                betas=step.optimizers["D"].defaults["betas"])
     if args.generator_init == "he":
         with torch.no_grad():
             for m in G.modules():
