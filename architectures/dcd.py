@@ -90,14 +90,8 @@ class DCDGenerator(nn.Module):
         return 2 * y - 1
 
 
-_CRITIC_ARITHMETIC = (
-    "(1*64*25+64) + (64*128*25+128) + (128*256*25+256) + (4096*1+1) "
-    "= 1,664 + 204,928 + 819,456 + 4,097 = 1,030,145"
-)
-
-
-@register_arch(
-    "dcd-mnist-sn",
+#: what the two critics (with spectral norm and without) register alike
+_CRITIC = dict(
     family="dcd",
     role="discriminator",
     source=_SOURCE,
@@ -106,6 +100,16 @@ _CRITIC_ARITHMETIC = (
     output="score",
     default_mode="dcd",
     default_generator="dcd-mnist-generator",
+    params_arithmetic=(
+        "(1*64*25+64) + (64*128*25+128) + (128*256*25+256) + (4096*1+1) "
+        "= 1,664 + 204,928 + 819,456 + 4,097 = 1,030,145"
+    ),
+)
+
+
+@register_arch(
+    "dcd-mnist-sn",
+    **_CRITIC,
     notes=(
         "Spectral norm via torch.nn.utils.parametrizations.spectral_norm (one power iteration per call, "
         "eps 1e-12) instead of the source's own SpectralNorm hook. Same parameter count (the unnormalised "
@@ -119,7 +123,6 @@ _CRITIC_ARITHMETIC = (
         "Other input shapes: each conv maps n -> ceil(n/2); the linear layer takes 256*ceil(H/8)*ceil(W/8) "
         "inputs (4096 at 28x28 and at 32x32; C input channels at the first conv).",
     ),
-    params_arithmetic=_CRITIC_ARITHMETIC,
 )
 def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
     c, h, w = tuple(input_shape)
@@ -128,14 +131,7 @@ def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
 
 @register_arch(
     "dcd-mnist",
-    family="dcd",
-    role="discriminator",
-    source=_SOURCE,
-    expected_params=1_030_145,
-    input_shape=(1, 28, 28),
-    output="score",
-    default_mode="dcd",
-    default_generator="dcd-mnist-generator",
+    **_CRITIC,
     notes=(
         "dcd-mnist-sn without spectral norm, with torch's default initialisation: the WGAN-GP MNIST critic "
         "(Gulrajani et al. 2017) as the PyTorch port the source's script copies has it, ReLU after each "
@@ -145,7 +141,6 @@ def build_dcd_mnist_sn(input_shape=(1, 28, 28)) -> nn.Module:
         "z from a few hundred steps (docs: claims page, DCD). Preset dcd-no-sn runs the DCD study on it.",
         "Input: gonprof feeds [-1, 1] (the source [0, 1]); the first layer is affine, as for dcd-mnist-sn.",
     ),
-    params_arithmetic=_CRITIC_ARITHMETIC,
 )
 def build_dcd_mnist(input_shape=(1, 28, 28)) -> nn.Module:
     c, h, w = tuple(input_shape)
